@@ -1,0 +1,599 @@
+package protocol
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Fields of the top level of a frame, as bits, to reject duplicates.
+const (
+	fieldType = 1 << iota
+	fieldID
+	fieldRoute
+	fieldTimestamp
+	fieldPayload
+)
+
+// Decode validates frame and fills m from it. It checks, in one pass and
+// without recursion, that the frame is one JSON object of valid UTF-8 that
+// nests no deeper than limits.MaxDepth, that its known fields have the right
+// types and appear once, and that its type is known. Unknown fields are
+// ignored. m.Payload aliases frame.
+//
+// The error is an *Error: CodeInvalidJSON for bad syntax or UTF-8,
+// CodeInvalidMessage for a well-formed frame that is not a message, and
+// CodeUnknownType. Even on error m.ID is set when the frame's id could be
+// read, so that the error frame can name the message it answers.
+func Decode(frame []byte, m *Message, limits Limits) error {
+	*m = Message{}
+	s := scanner{data: frame, maxDepth: limits.maxDepth()}
+	s.skipSpace()
+	if s.pos < len(s.data) && s.data[s.pos] != '{' {
+		if err := s.skipValue(0); err != nil {
+			return err
+		}
+		if err := s.end(); err != nil {
+			return err
+		}
+		return Errorf(CodeInvalidMessage, "a message must be a JSON object")
+	}
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	var (
+		seen     int
+		semantic *Error // the first problem with a field, reported if the syntax is sound
+		typ      []byte
+		hasType  bool
+	)
+	s.skipSpace()
+	if s.peek() == '}' {
+		s.pos++
+	} else {
+		for {
+			if err := s.expect('"'); err != nil {
+				return err
+			}
+			ks, ke, kesc, err := s.scanString()
+			if err != nil {
+				return err
+			}
+			s.skipSpace()
+			if err := s.expect(':'); err != nil {
+				return err
+			}
+			s.skipSpace()
+			key := s.data[ks:ke]
+			if kesc {
+				key = appendUnescaped(nil, key)
+			}
+			var bit int
+			switch string(key) {
+			case "type":
+				bit = fieldType
+				str, kind, err := s.stringValue()
+				if err != nil {
+					return err
+				}
+				if kind == stringValue {
+					typ, hasType = str, true
+				} else if semantic == nil {
+					semantic = Errorf(CodeInvalidMessage, "type must be a string")
+				}
+			case "id", "route":
+				bit = fieldID
+				if key[0] == 'r' {
+					bit = fieldRoute
+				}
+				str, kind, err := s.stringValue()
+				if err != nil {
+					return err
+				}
+				switch {
+				case kind == stringValue && bit == fieldID:
+					m.ID = string(str)
+				case kind == stringValue:
+					m.Route = string(str)
+				case kind == nullValue: // absent
+				case semantic == nil:
+					semantic = Errorf(CodeInvalidMessage, "%s must be a string", key)
+				}
+			case "timestamp":
+				bit = fieldTimestamp
+				ts, err := s.timestampValue()
+				if err != nil {
+					if pe, ok := err.(*Error); ok && pe.Code == CodeInvalidJSON {
+						return err
+					}
+					if semantic == nil {
+						semantic = err.(*Error)
+					}
+				}
+				m.Timestamp = ts
+			case "payload":
+				bit = fieldPayload
+				start := s.pos
+				if err := s.skipValue(1); err != nil {
+					return err
+				}
+				m.Payload = s.data[start:s.pos]
+			default:
+				if err := s.skipValue(1); err != nil {
+					return err
+				}
+			}
+			if seen&bit != 0 && semantic == nil {
+				semantic = Errorf(CodeInvalidMessage, "duplicate field %q", key)
+			}
+			seen |= bit
+			s.skipSpace()
+			if s.peek() == ',' {
+				s.pos++
+				s.skipSpace()
+				continue
+			}
+			if err := s.expect('}'); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	if err := s.end(); err != nil {
+		return err
+	}
+	if semantic != nil {
+		return semantic
+	}
+	if !hasType {
+		return Errorf(CodeInvalidMessage, "type is required")
+	}
+	t, ok := knownType(typ)
+	if !ok {
+		return Errorf(CodeUnknownType, "unknown message type %q", truncate(typ, 64))
+	}
+	m.Type = t
+	return nil
+}
+
+// knownType maps a type name to its constant without allocating.
+func knownType(b []byte) (Type, bool) {
+	switch string(b) {
+	case "data":
+		return TypeData, true
+	case "ping":
+		return TypePing, true
+	case "pong":
+		return TypePong, true
+	case "keepalive":
+		return TypeKeepAlive, true
+	case "close":
+		return TypeClose, true
+	case "error":
+		return TypeError, true
+	}
+	return "", false
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n]) + "…"
+}
+
+// scanner walks a JSON text. Positions are byte offsets into data.
+type scanner struct {
+	data     []byte
+	pos      int
+	maxDepth int
+}
+
+func (s *scanner) peek() byte {
+	if s.pos < len(s.data) {
+		return s.data[s.pos]
+	}
+	return 0
+}
+
+func (s *scanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\r', '\n':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) syntaxError(what string) *Error {
+	if s.pos >= len(s.data) {
+		return Errorf(CodeInvalidJSON, "invalid JSON: unexpected end of input, %s", what)
+	}
+	return Errorf(CodeInvalidJSON, "invalid JSON at byte %d: %s", s.pos, what)
+}
+
+func (s *scanner) expect(c byte) error {
+	if s.peek() != c {
+		return s.syntaxError("expected " + strconv.QuoteRune(rune(c)))
+	}
+	s.pos++
+	return nil
+}
+
+// end checks that only white space follows the value.
+func (s *scanner) end() error {
+	s.skipSpace()
+	if s.pos != len(s.data) {
+		return s.syntaxError("unexpected data after the message")
+	}
+	return nil
+}
+
+// The kinds of value stringValue tells apart.
+const (
+	otherValue = iota
+	stringValue
+	nullValue
+)
+
+// stringValue reads a value that should be a string or null. When it is
+// neither, the value is skipped and kind is otherValue.
+func (s *scanner) stringValue() (str []byte, kind int, err error) {
+	switch s.peek() {
+	case '"':
+	case 'n':
+		return nil, nullValue, s.scanLiteral("null")
+	default:
+		return nil, otherValue, s.skipValue(1)
+	}
+	s.pos++
+	start, end, escaped, err := s.scanString()
+	if err != nil {
+		return nil, otherValue, err
+	}
+	if escaped {
+		return appendUnescaped(make([]byte, 0, end-start), s.data[start:end]), stringValue, nil
+	}
+	return s.data[start:end], stringValue, nil
+}
+
+// timestampValue reads a number (or null) in Unix milliseconds. A fraction
+// is truncated.
+func (s *scanner) timestampValue() (int64, error) {
+	c := s.peek()
+	if c != '-' && (c < '0' || c > '9') {
+		start := s.pos
+		if err := s.skipValue(1); err != nil {
+			return 0, err
+		}
+		if string(s.data[start:s.pos]) == "null" {
+			return 0, nil
+		}
+		return 0, Errorf(CodeInvalidMessage, "timestamp must be a number")
+	}
+	start := s.pos
+	integer, err := s.scanNumber()
+	if err != nil {
+		return 0, err
+	}
+	num := s.data[start:s.pos]
+	if integer {
+		if v, ok := parseInt(num); ok {
+			return v, nil
+		}
+	}
+	f, ferr := strconv.ParseFloat(string(num), 64)
+	if ferr != nil || f >= 1<<63 || f < -(1<<63) {
+		return 0, Errorf(CodeInvalidMessage, "timestamp out of range")
+	}
+	return int64(f), nil
+}
+
+// parseInt parses an optionally negative run of digits; ok is false when it
+// does not fit an int64.
+func parseInt(b []byte) (int64, bool) {
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) > 19 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		v = v*10 + uint64(c-'0') // 19 digits cannot overflow a uint64
+	}
+	switch {
+	case neg && v <= 1<<63:
+		return -int64(v-1) - 1, true
+	case !neg && v < 1<<63:
+		return int64(v), true
+	}
+	return 0, false
+}
+
+// scanString reads a string whose opening quote has been consumed. It
+// returns the bounds of its contents and whether they hold escapes, and
+// leaves pos after the closing quote.
+func (s *scanner) scanString() (start, end int, escaped bool, err error) {
+	start = s.pos
+	data := s.data
+	for i := s.pos; i < len(data); {
+		c := data[i]
+		switch {
+		case c == '"':
+			s.pos = i + 1
+			return start, i, escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(data) {
+				s.pos = len(data)
+				return 0, 0, false, s.syntaxError("unterminated escape")
+			}
+			switch data[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(data) || !isHex(data[i+2]) || !isHex(data[i+3]) || !isHex(data[i+4]) || !isHex(data[i+5]) {
+					s.pos = i
+					return 0, 0, false, s.syntaxError("invalid \\u escape")
+				}
+				i += 6
+			default:
+				s.pos = i
+				return 0, 0, false, s.syntaxError("invalid escape")
+			}
+		case c < 0x20:
+			s.pos = i
+			return 0, 0, false, s.syntaxError("control character in string")
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size == 1 {
+				s.pos = i
+				return 0, 0, false, Errorf(CodeInvalidJSON, "invalid UTF-8 at byte %d", i)
+			}
+			i += size
+		}
+	}
+	s.pos = len(data)
+	return 0, 0, false, s.syntaxError("unterminated string")
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// scanNumber reads a JSON number; integer reports whether it has neither a
+// fraction nor an exponent.
+func (s *scanner) scanNumber() (integer bool, err error) {
+	data, i := s.data, s.pos
+	if i < len(data) && data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(data) && data[i] == '0':
+		i++
+	case i < len(data) && data[i] >= '1' && data[i] <= '9':
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+	default:
+		s.pos = i
+		return false, s.syntaxError("invalid number")
+	}
+	integer = true
+	if i < len(data) && data[i] == '.' {
+		integer = false
+		i++
+		if i >= len(data) || data[i] < '0' || data[i] > '9' {
+			s.pos = i
+			return false, s.syntaxError("invalid number")
+		}
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		integer = false
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if i >= len(data) || data[i] < '0' || data[i] > '9' {
+			s.pos = i
+			return false, s.syntaxError("invalid number")
+		}
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+	}
+	s.pos = i
+	return integer, nil
+}
+
+func (s *scanner) scanLiteral(lit string) error {
+	if len(s.data)-s.pos < len(lit) || string(s.data[s.pos:s.pos+len(lit)]) != lit {
+		return s.syntaxError("invalid literal")
+	}
+	s.pos += len(lit)
+	return nil
+}
+
+// skipValue validates one JSON value at pos and moves past it. depth is the
+// nesting of the container the value sits in. Nesting is tracked with a bit
+// stack, not recursion, so a hostile frame cannot exhaust the Go stack.
+func (s *scanner) skipValue(depth int) error {
+	var stack [MaxDepthLimit / 64]uint64 // bit set: object; clear: array
+	level := 0
+	push := func(object bool) error {
+		if depth+level+1 > s.maxDepth {
+			return Errorf(CodeInvalidMessage, "nesting deeper than %d levels", s.maxDepth)
+		}
+		if object {
+			stack[level/64] |= 1 << (level % 64)
+		} else {
+			stack[level/64] &^= 1 << (level % 64)
+		}
+		level++
+		return nil
+	}
+	inObject := func() bool { return stack[(level-1)/64]&(1<<((level-1)%64)) != 0 }
+	// key reads `"key":` inside an object.
+	key := func() error {
+		s.skipSpace()
+		if err := s.expect('"'); err != nil {
+			return err
+		}
+		if _, _, _, err := s.scanString(); err != nil {
+			return err
+		}
+		s.skipSpace()
+		return s.expect(':')
+	}
+
+	for {
+		// A value is expected at pos.
+		s.skipSpace()
+		switch c := s.peek(); {
+		case c == '{':
+			if err := push(true); err != nil {
+				return err
+			}
+			s.pos++
+			s.skipSpace()
+			if s.peek() == '}' {
+				s.pos++
+				level--
+			} else if err := key(); err != nil {
+				return err
+			} else {
+				continue
+			}
+		case c == '[':
+			if err := push(false); err != nil {
+				return err
+			}
+			s.pos++
+			s.skipSpace()
+			if s.peek() == ']' {
+				s.pos++
+				level--
+			} else {
+				continue
+			}
+		case c == '"':
+			s.pos++
+			if _, _, _, err := s.scanString(); err != nil {
+				return err
+			}
+		case c == 't':
+			if err := s.scanLiteral("true"); err != nil {
+				return err
+			}
+		case c == 'f':
+			if err := s.scanLiteral("false"); err != nil {
+				return err
+			}
+		case c == 'n':
+			if err := s.scanLiteral("null"); err != nil {
+				return err
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if _, err := s.scanNumber(); err != nil {
+				return err
+			}
+		default:
+			return s.syntaxError("expected a value")
+		}
+		// A value ended: close containers until one continues.
+		for {
+			if level == 0 {
+				return nil
+			}
+			s.skipSpace()
+			c := s.peek()
+			if c == ',' {
+				s.pos++
+				if inObject() {
+					if err := key(); err != nil {
+						return err
+					}
+				}
+				break
+			}
+			if inObject() && c == '}' || !inObject() && c == ']' {
+				s.pos++
+				level--
+				continue
+			}
+			return s.syntaxError("expected ',' or the end of a container")
+		}
+	}
+}
+
+// appendUnescaped appends the decoded contents of a valid JSON string.
+func appendUnescaped(dst, b []byte) []byte {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		switch b[i+1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := rune(hex4(b[i+2:]))
+			i += 6
+			if utf16IsHighSurrogate(r) && i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+				if lo := rune(hex4(b[i+2:])); utf16IsLowSurrogate(lo) {
+					r = (r-0xD800)<<10 | (lo - 0xDC00) + 0x10000
+					i += 6
+				}
+			}
+			if r >= 0xD800 && r <= 0xDFFF {
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, b[i+1])
+		}
+		i += 2
+	}
+	return dst
+}
+
+func hex4(b []byte) int {
+	v := 0
+	for _, c := range b[:4] {
+		v <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			v |= int(c - '0')
+		case c >= 'a' && c <= 'f':
+			v |= int(c - 'a' + 10)
+		default:
+			v |= int(c - 'A' + 10)
+		}
+	}
+	return v
+}
+
+func utf16IsHighSurrogate(r rune) bool { return r >= 0xD800 && r < 0xDC00 }
+func utf16IsLowSurrogate(r rune) bool  { return r >= 0xDC00 && r < 0xE000 }

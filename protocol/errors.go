@@ -1,0 +1,74 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is the machine-readable reason of an `error` frame, its payload's
+// "code" field. The values are the wire strings and must never change.
+type Code string
+
+// The error codes.
+const (
+	// CodeInvalidJSON: the frame is not valid JSON or not valid UTF-8.
+	CodeInvalidJSON Code = "invalid_json"
+	// CodeInvalidMessage: valid JSON, but not a message: not an object, a
+	// field of the wrong type, a duplicated field, or nesting too deep.
+	CodeInvalidMessage Code = "invalid_message"
+	// CodeUnknownType: the "type" is not one this server knows.
+	CodeUnknownType Code = "unknown_type"
+	// CodeFrameTooLarge: the frame exceeds the maximum size; the server
+	// closes the connection after sending it.
+	CodeFrameTooLarge Code = "frame_too_large"
+	// CodeHandlerError: the handler of a data message failed.
+	CodeHandlerError Code = "handler_error"
+	// CodeHandlerTimeout: the handler did not finish within its deadline.
+	CodeHandlerTimeout Code = "handler_timeout"
+	// CodeNoRoute: no handler serves the message's route.
+	CodeNoRoute Code = "no_route"
+)
+
+// Error is a protocol-level failure that is reported to the peer as an
+// `error` frame. Its Message is meant for the peer: it never carries
+// internals.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return "protocol: " + string(e.Code) + ": " + e.Message }
+
+// Is makes errors.Is match any *Error with the same Code, so the sentinel
+// errors below can be compared against errors carrying a detailed message.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sentinel errors, one per code, for errors.Is.
+var (
+	// ErrInvalidJSON matches every *Error with CodeInvalidJSON.
+	ErrInvalidJSON = &Error{Code: CodeInvalidJSON, Message: "invalid JSON"}
+	// ErrInvalidMessage matches every *Error with CodeInvalidMessage.
+	ErrInvalidMessage = &Error{Code: CodeInvalidMessage, Message: "invalid message"}
+	// ErrUnknownType matches every *Error with CodeUnknownType.
+	ErrUnknownType = &Error{Code: CodeUnknownType, Message: "unknown message type"}
+	// ErrFrameTooLarge matches every *Error with CodeFrameTooLarge.
+	ErrFrameTooLarge = &Error{Code: CodeFrameTooLarge, Message: "frame too large"}
+)
+
+// CodeOf returns the code of err if it is or wraps an *Error, and
+// CodeHandlerError otherwise.
+func CodeOf(err error) Code {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return CodeHandlerError
+}

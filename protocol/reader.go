@@ -1,0 +1,126 @@
+package protocol
+
+import (
+	"bytes"
+	"io"
+)
+
+// Reader sizes: a connection starts with a small buffer (most frames are
+// small and idle connections should cost little) and grows it up to the frame
+// limit only while a large frame is being read.
+const (
+	initialReadBuffer = 4 << 10
+	retainReadBuffer  = 64 << 10
+)
+
+// Reader splits a stream into frames. A frame ends with "\n" or "\r\n";
+// empty lines are skipped. It never buffers more than the frame limit plus
+// the line ending, whatever the peer sends.
+//
+// A Reader is not safe for concurrent use.
+type Reader struct {
+	r          io.Reader
+	buf        []byte
+	start, end int // unread bytes are buf[start:end]
+	scanned    int // bytes of buf[start:end] known to hold no '\n'
+	max        int
+	err        error // sticky read error, returned once buffered frames are consumed
+}
+
+// NewReader returns a Reader of r that accepts frames of at most
+// limits.MaxFrameSize bytes.
+func NewReader(r io.Reader, limits Limits) *Reader {
+	max := limits.maxFrameSize()
+	size := min(initialReadBuffer, max+2)
+	return &Reader{r: r, buf: make([]byte, size), max: max}
+}
+
+// Buffered returns how many bytes have been read from the underlying reader
+// but not yet returned as frames.
+func (r *Reader) Buffered() int { return r.end - r.start }
+
+// ReadFrame returns the next non-empty frame without its line ending. The
+// slice aliases the Reader's buffer and is valid until the next call.
+//
+// A frame longer than the limit yields an error matching ErrFrameTooLarge;
+// the stream is then out of step and the Reader must not be used again. At
+// the end of the stream, a final frame without a line ending is returned
+// before io.EOF.
+func (r *Reader) ReadFrame() ([]byte, error) {
+	for {
+		if i := bytes.IndexByte(r.buf[r.start+r.scanned:r.end], '\n'); i >= 0 {
+			lineEnd := r.start + r.scanned + i
+			line := r.buf[r.start:lineEnd]
+			r.start = lineEnd + 1
+			r.scanned = 0
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			if len(line) == 0 {
+				continue
+			}
+			if len(line) > r.max {
+				return nil, r.tooLarge()
+			}
+			return line, nil
+		}
+		r.scanned = r.end - r.start
+		// Without a newline, more than max+1 bytes ("\r" may follow the
+		// frame) can only be an oversized frame.
+		if r.scanned > r.max+1 {
+			return nil, r.tooLarge()
+		}
+		if r.err != nil {
+			return r.finalFrame()
+		}
+		r.makeRoom()
+		n, err := r.r.Read(r.buf[r.end:])
+		r.end += n
+		if err != nil {
+			r.err = err
+		}
+	}
+}
+
+// finalFrame returns what is left after the stream ended, if anything.
+func (r *Reader) finalFrame() ([]byte, error) {
+	line := bytes.TrimSuffix(r.buf[r.start:r.end], []byte{'\r'})
+	r.start, r.end, r.scanned = 0, 0, 0
+	if len(line) == 0 {
+		return nil, r.err
+	}
+	if len(line) > r.max {
+		return nil, r.tooLarge()
+	}
+	return line, nil
+}
+
+// makeRoom ensures buf has free space after end: it moves unread bytes to
+// the front, grows the buffer (up to the limit) when it is full, and drops a
+// grown buffer once the large frame that needed it is gone.
+func (r *Reader) makeRoom() {
+	unread := r.end - r.start
+	if r.start > 0 {
+		if unread == 0 && len(r.buf) > retainReadBuffer {
+			r.buf = make([]byte, initialReadBuffer)
+		} else {
+			copy(r.buf, r.buf[r.start:r.end])
+		}
+		r.start, r.end = 0, unread
+	}
+	if r.end < len(r.buf) {
+		return
+	}
+	size := 2 * len(r.buf)
+	if limit := r.max + 2; size > limit {
+		size = limit
+	}
+	grown := make([]byte, size)
+	copy(grown, r.buf[:r.end])
+	r.buf = grown
+}
+
+func (r *Reader) tooLarge() error {
+	r.err = Errorf(CodeFrameTooLarge, "frame exceeds the limit of %d bytes", r.max)
+	return r.err
+}
