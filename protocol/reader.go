@@ -44,8 +44,9 @@ func (r *Reader) Buffered() int { return r.end - r.start }
 //
 // A frame longer than the limit yields an error matching ErrFrameTooLarge;
 // the stream is then out of step and the Reader must not be used again. At
-// the end of the stream, a final frame without a line ending is returned
-// before io.EOF.
+// a clean end of the stream (io.EOF), a final frame without a line ending is
+// returned before io.EOF; after any other read error, a partial frame is
+// dropped and the error returned.
 func (r *Reader) ReadFrame() ([]byte, error) {
 	for {
 		if i := bytes.IndexByte(r.buf[r.start+r.scanned:r.end], '\n'); i >= 0 {
@@ -71,7 +72,10 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 			return nil, r.tooLarge()
 		}
 		if r.err != nil {
-			return r.finalFrame()
+			if r.err == io.EOF {
+				return r.finalFrame()
+			}
+			return nil, r.err // a partial frame before a failure is not a frame
 		}
 		r.makeRoom()
 		n, err := r.r.Read(r.buf[r.end:])

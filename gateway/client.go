@@ -1,0 +1,554 @@
+package gateway
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// Client defaults, for zero ClientConfig fields.
+const (
+	DefaultQueueSize   = 1024
+	DefaultDialTimeout = 5 * time.Second
+	DefaultBackoffMin  = 100 * time.Millisecond
+	DefaultBackoffMax  = 30 * time.Second
+)
+
+// ClientConfig configures a Client. The zero value of every field means its
+// default.
+type ClientConfig struct {
+	// Addr is the server's address; default DefaultAddr.
+	Addr string
+	// KeepAliveInterval is how often the client sends a keepalive frame.
+	KeepAliveInterval time.Duration
+	// KeepAliveTimeout declares the connection dead when nothing arrived
+	// for this long; the client then reconnects.
+	KeepAliveTimeout time.Duration
+	// MaxFrameSize bounds inbound frames.
+	MaxFrameSize int
+	// QueueSize bounds the frames kept while disconnected; beyond it sends
+	// fail with ErrQueueFull.
+	QueueSize int
+	// DialTimeout bounds each connection attempt.
+	DialTimeout time.Duration
+	// WriteTimeout bounds each batched write.
+	WriteTimeout time.Duration
+	// LingerTimeout bounds how long Disconnect waits for the server to
+	// acknowledge the close.
+	LingerTimeout time.Duration
+	// BackoffMin and BackoffMax bound the delay between reconnection
+	// attempts; it doubles from min to max, with jitter.
+	BackoffMin, BackoffMax time.Duration
+	// NoReconnect makes a lost connection final: the client closes instead
+	// of reconnecting.
+	NoReconnect bool
+	// Dial opens connections; nil means a net.Dialer. TLS plugs in here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// OnMessage, if set, is called on the reader goroutine for every frame
+	// received, replies included. The message is valid only during the call.
+	OnMessage func(*protocol.Message)
+	// OnConnect and OnDisconnect, if set, are called when a connection is
+	// made (the first and every reconnection) and when one is lost.
+	OnConnect    func()
+	OnDisconnect func(reason string)
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c ClientConfig) withDefaults() ClientConfig {
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.KeepAliveInterval = cmp.Or(c.KeepAliveInterval, DefaultKeepAliveInterval)
+	c.KeepAliveTimeout = cmp.Or(c.KeepAliveTimeout, DefaultKeepAliveTimeout)
+	c.MaxFrameSize = cmp.Or(c.MaxFrameSize, protocol.DefaultMaxFrameSize)
+	c.QueueSize = cmp.Or(c.QueueSize, DefaultQueueSize)
+	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
+	c.BackoffMin = cmp.Or(c.BackoffMin, DefaultBackoffMin)
+	c.BackoffMax = max(cmp.Or(c.BackoffMax, DefaultBackoffMax), c.BackoffMin)
+	if c.Dial == nil {
+		d := &net.Dialer{}
+		c.Dial = d.DialContext
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Client is a connection to a samgw server that survives the server: it
+// reconnects with backoff after any loss Disconnect did not ask for, and
+// keeps what was sent meanwhile in a bounded queue, delivered in order once
+// connected again.
+//
+// Delivery is at most once: a frame already written to a connection that
+// then breaks is not sent again, and a Request waiting for its reply fails
+// with ErrConnectionLost. Frames still queued when a connection breaks are
+// sent on the next one.
+//
+// All methods are safe for concurrent use.
+type Client struct {
+	cfg      ClientConfig
+	wcfg     wireConfig
+	log      *slog.Logger
+	idPrefix string
+	seq      atomic.Uint64
+
+	mu      sync.Mutex
+	cur     *wire    // the live connection; nil while disconnected
+	queue   [][]byte // frames waiting for a connection, oldest first
+	waiters map[string]chan *protocol.Message
+	started bool
+	closed  bool
+
+	lastActivity atomic.Int64  // Unix nanoseconds
+	stop         chan struct{} // closed by Disconnect
+	done         chan struct{} // closed when the connection loop ends
+}
+
+// NewClient returns an unconnected Client for cfg.
+func NewClient(cfg ClientConfig) *Client {
+	cfg = cfg.withDefaults()
+	var b [4]byte
+	crand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
+	return &Client{
+		cfg: cfg,
+		wcfg: wireConfig{
+			limits:            protocol.Limits{MaxFrameSize: cfg.MaxFrameSize},
+			keepAliveInterval: cfg.KeepAliveInterval,
+			keepAliveTimeout:  cfg.KeepAliveTimeout,
+			writeTimeout:      cfg.WriteTimeout,
+			lingerTimeout:     cfg.LingerTimeout,
+			maxQueueBytes:     max(DefaultMaxQueueBytes, 2*cfg.MaxFrameSize+4096),
+		},
+		log:      cfg.Logger.With("server", cfg.Addr),
+		idPrefix: hex.EncodeToString(b[:]) + "-",
+		waiters:  make(map[string]chan *protocol.Message),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// Connect dials the server and starts the connection loop. It fails when
+// the first connection cannot be made; later losses are repaired in the
+// background.
+func (c *Client) Connect(ctx context.Context) error {
+	c.mu.Lock()
+	if c.started || c.closed {
+		c.mu.Unlock()
+		return fmt.Errorf("connect: %w", ErrClientClosed)
+	}
+	c.started = true
+	c.mu.Unlock()
+	nc, err := c.dial(ctx)
+	if err != nil {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.done)
+		return err
+	}
+	w := c.startSession(nc)
+	go c.run(w)
+	return nil
+}
+
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	nc, err := c.cfg.Dial(ctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", c.cfg.Addr, err)
+	}
+	return nc, nil
+}
+
+// run is the connection loop: it serves a connection until it ends, then
+// reconnects with backoff unless the client is closing.
+func (c *Client) run(w *wire) {
+	defer close(c.done)
+	backoff := c.cfg.BackoffMin
+	for {
+		reason := c.serveSession(w)
+		if c.isClosed() {
+			return
+		}
+		c.log.Warn("Connection lost", "reason", reason)
+		if c.cfg.OnDisconnect != nil {
+			c.cfg.OnDisconnect(reason)
+		}
+		if c.cfg.NoReconnect {
+			c.close()
+			return
+		}
+		for {
+			// Equal jitter: wait between half and all of the backoff, so
+			// clients dropped together do not return together.
+			delay := backoff/2 + rand.N(backoff/2+1)
+			timer := time.NewTimer(delay)
+			select {
+			case <-c.stop:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			backoff = min(2*backoff, c.cfg.BackoffMax)
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				select {
+				case <-c.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			nc, err := c.dial(ctx)
+			cancel()
+			if err == nil {
+				w = c.startSession(nc)
+				backoff = c.cfg.BackoffMin
+				c.log.Info("Reconnected")
+				break
+			}
+			if c.isClosed() {
+				return
+			}
+			c.log.Debug("Reconnect failed", "error", err, "next_backoff", backoff)
+		}
+	}
+}
+
+// startSession makes nc the live connection and hands it the queued frames.
+func (c *Client) startSession(nc net.Conn) *wire {
+	w := newWire(nc, c.wcfg)
+	c.mu.Lock()
+	for _, frame := range c.queue {
+		w.enqueue(func(dst []byte) []byte { return append(dst, frame...) }) //nolint:errcheck // a new wire accepts
+	}
+	c.queue = nil
+	c.cur = w
+	c.mu.Unlock()
+	c.lastActivity.Store(time.Now().UnixNano())
+	go w.writeLoop(func(dst []byte) []byte {
+		return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
+	})
+	if c.cfg.OnConnect != nil {
+		c.cfg.OnConnect()
+	}
+	return w
+}
+
+// serveSession reads from w until the connection ends and returns why.
+func (c *Client) serveSession(w *wire) string {
+	var msg protocol.Message
+	reason := ""
+	for reason == "" {
+		frame, err := w.readFrame()
+		switch {
+		case err == nil:
+			c.lastActivity.Store(time.Now().UnixNano())
+			reason = c.dispatch(w, frame, &msg)
+		case isTimeout(err):
+			reason = ReasonKeepAliveTimeout
+		case errors.Is(err, errCloseRequested):
+			reason = w.requestedReason()
+		case isEOF(err):
+			reason = ReasonPeerClosed
+		default:
+			reason = "read failed: " + err.Error()
+		}
+	}
+	// Frames not yet written go back to the front of the queue for the next
+	// connection; requests whose frames were written may never be answered.
+	c.mu.Lock()
+	c.cur = nil
+	if !c.closed {
+		c.queue = append(splitFrames(w.takePending()), c.queue...)
+	}
+	queued := make(map[string]bool)
+	for _, f := range c.queue {
+		var m protocol.Message
+		if protocol.Decode(f[:len(f)-1], &m, protocol.Limits{}) == nil && m.ID != "" {
+			queued[m.ID] = true
+		}
+	}
+	for id, ch := range c.waiters {
+		if !queued[id] {
+			delete(c.waiters, id)
+			close(ch)
+		}
+	}
+	c.mu.Unlock()
+	w.finish(reason, "", "")
+	return reason
+}
+
+// dispatch handles one received frame; it returns a reason when the server
+// closed the connection.
+func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
+	if err := protocol.Decode(frame, m, c.wcfg.limits); err != nil {
+		c.log.Debug("Invalid frame from server", "error", err)
+		return ""
+	}
+	if c.cfg.OnMessage != nil {
+		c.cfg.OnMessage(m)
+	}
+	switch m.Type {
+	case protocol.TypePing:
+		w.enqueueMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
+	case protocol.TypeClose:
+		var p struct {
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		}
+		json.Unmarshal(m.Payload, &p) //nolint:errcheck // any close ends the connection
+		return "closed by server: " + cmp.Or(p.Reason, p.Message, "no reason given")
+	case protocol.TypeData, protocol.TypePong, protocol.TypeError:
+		if m.ID == "" {
+			break
+		}
+		c.mu.Lock()
+		ch, ok := c.waiters[m.ID]
+		delete(c.waiters, m.ID)
+		c.mu.Unlock()
+		if ok {
+			ch <- m.Clone()
+		}
+	}
+	return ""
+}
+
+// splitFrames splits a buffer of whole frames into one slice per frame,
+// each ending in "\n".
+func splitFrames(buf []byte) [][]byte {
+	var frames [][]byte
+	for len(buf) > 0 {
+		i := bytes.IndexByte(buf, '\n')
+		frames = append(frames, buf[:i+1])
+		buf = buf[i+1:]
+	}
+	return frames
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// close marks the client closed, drops the queue and fails every waiting
+// request.
+func (c *Client) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.queue = nil
+	for id, ch := range c.waiters {
+		delete(c.waiters, id)
+		close(ch)
+	}
+	c.mu.Unlock()
+}
+
+// nextID returns an id unique to this client and, with high probability,
+// among all clients.
+func (c *Client) nextID() string {
+	return c.idPrefix + strconv.FormatUint(c.seq.Add(1), 10)
+}
+
+// SendMessage sends m, giving it a fresh id when it has none, and returns
+// the id. While disconnected the frame is queued.
+func (c *Client) SendMessage(m protocol.Message) (string, error) {
+	if m.ID == "" {
+		m.ID = c.nextID()
+	}
+	return m.ID, c.send(&m, nil)
+}
+
+// send writes m to the live connection or queues it. When reply is not nil
+// it is registered as the waiter for m's id first.
+func (c *Client) send(m *protocol.Message, reply chan *protocol.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClientClosed
+	}
+	if reply != nil {
+		c.waiters[m.ID] = reply
+	}
+	if c.cur != nil && c.cur.enqueueMessage(m) == nil {
+		return nil
+	}
+	if len(c.queue) >= c.cfg.QueueSize {
+		delete(c.waiters, m.ID)
+		return ErrQueueFull
+	}
+	c.queue = append(c.queue, protocol.AppendFrame(nil, m))
+	return nil
+}
+
+// Send sends a data message with payload and returns its id. payload is
+// encoded with encoding/json; a json.RawMessage is sent as it is.
+func (c *Client) Send(payload any) (string, error) {
+	raw, err := encodePayload(payload)
+	if err != nil {
+		return "", err
+	}
+	return c.SendMessage(protocol.Message{Type: protocol.TypeData, Payload: raw})
+}
+
+// Ping sends a ping and returns its id; the server's pong carries it.
+func (c *Client) Ping() (string, error) {
+	return c.SendMessage(protocol.Message{Type: protocol.TypePing, Payload: []byte(`{"message":"ping"}`)})
+}
+
+// PingWait sends a ping and waits for its pong, returning the round trip.
+func (c *Client) PingWait(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	_, err := c.RequestMessage(ctx, protocol.Message{Type: protocol.TypePing, Payload: []byte(`{"message":"ping"}`)})
+	if err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// Request sends a data message with payload and waits for the reply with
+// the same id. An `error` frame in reply is returned as a *protocol.Error
+// along with the frame.
+func (c *Client) Request(ctx context.Context, payload any) (*protocol.Message, error) {
+	raw, err := encodePayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	return c.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Payload: raw})
+}
+
+// RequestMessage sends m (with a fresh id when it has none) and waits for
+// the reply with the same id.
+func (c *Client) RequestMessage(ctx context.Context, m protocol.Message) (*protocol.Message, error) {
+	if m.ID == "" {
+		m.ID = c.nextID()
+	}
+	reply := make(chan *protocol.Message, 1)
+	if err := c.send(&m, reply); err != nil {
+		return nil, fmt.Errorf("request %s: %w", m.ID, err)
+	}
+	select {
+	case r, ok := <-reply:
+		if !ok {
+			if c.isClosed() {
+				return nil, fmt.Errorf("request %s: %w", m.ID, ErrClientClosed)
+			}
+			return nil, fmt.Errorf("request %s: %w", m.ID, ErrConnectionLost)
+		}
+		if r.Type == protocol.TypeError {
+			return r, errorFromFrame(r)
+		}
+		return r, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.waiters, m.ID)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("request %s: %w", m.ID, ctx.Err())
+	}
+}
+
+// errorFromFrame turns an `error` frame into a *protocol.Error.
+func errorFromFrame(m *protocol.Message) error {
+	var p struct {
+		Code    protocol.Code `json:"code"`
+		Message string        `json:"message"`
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil || p.Code == "" {
+		return protocol.Errorf(protocol.CodeInvalidMessage, "malformed error frame")
+	}
+	return &protocol.Error{Code: p.Code, Message: p.Message}
+}
+
+func encodePayload(payload any) ([]byte, error) {
+	switch p := payload.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if !json.Valid(p) {
+			return nil, fmt.Errorf("payload: %w", protocol.ErrInvalidJSON)
+		}
+		return p, nil
+	}
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	return raw, nil
+}
+
+// IsConnected reports whether a connection is up now.
+func (c *Client) IsConnected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur != nil
+}
+
+// LastActivity returns when the last frame arrived from the server (or the
+// connection was made).
+func (c *Client) LastActivity() time.Time { return time.Unix(0, c.lastActivity.Load()) }
+
+// Disconnect sends close {"reason": reason}, waits (up to the linger
+// timeout) for the server to acknowledge, and stops the client for good.
+// Queued frames are dropped and waiting requests fail with ErrClientClosed.
+func (c *Client) Disconnect(reason string) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.doneIfStarted()
+		return nil
+	}
+	c.closed = true
+	started := c.started
+	w := c.cur
+	c.mu.Unlock()
+	close(c.stop)
+	if w != nil {
+		var buf [128]byte
+		payload := protocol.AppendReasonPayload(buf[:0], "reason", reason)
+		if w.enqueueMessage(&protocol.Message{Type: protocol.TypeClose, Payload: payload}) == nil {
+			timer := time.NewTimer(c.cfg.LingerTimeout)
+			select {
+			case <-c.done:
+			case <-timer.C:
+				w.abort("disconnect timed out")
+			}
+			timer.Stop()
+		} else {
+			w.requestClose(reason)
+		}
+	}
+	if started {
+		<-c.done
+	}
+	c.close()
+	return nil
+}
+
+func (c *Client) doneIfStarted() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return c.done
+}

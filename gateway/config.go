@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"cmp"
+	"log/slog"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// Defaults for zero Config and ClientConfig fields.
+const (
+	DefaultAddr              = "127.0.0.1:4000"
+	DefaultKeepAliveTimeout  = 30 * time.Second
+	DefaultKeepAliveInterval = 10 * time.Second
+	DefaultMaxConns          = 10000
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultLingerTimeout     = 2 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+	// DefaultMaxQueueBytes bounds a connection's outbound buffer; it is
+	// raised to twice the frame limit when that is larger, so one maximal
+	// reply always fits.
+	DefaultMaxQueueBytes = 4 << 20
+)
+
+// Config configures a Server. The zero value of every field means its
+// default, so Config{} serves the echo on DefaultAddr.
+type Config struct {
+	// Addr is the TCP address ListenAndServe listens on.
+	Addr string
+	// KeepAliveTimeout closes a connection that sent no frame for this long.
+	KeepAliveTimeout time.Duration
+	// KeepAliveInterval is how often the server sends a keepalive frame.
+	KeepAliveInterval time.Duration
+	// MaxFrameSize and MaxDepth bound inbound frames.
+	MaxFrameSize int
+	MaxDepth     int
+	// MaxConns is how many connections may be open at once; beyond it a new
+	// connection is sent close {"reason":"server full"}.
+	MaxConns int
+	// MaxQueueBytes bounds the replies and pushes waiting to be written to
+	// one connection; a peer that lets it overflow is a slow consumer.
+	MaxQueueBytes int
+	// WriteTimeout is how long one batched write may take before the peer is
+	// closed as a slow consumer.
+	WriteTimeout time.Duration
+	// LingerTimeout is how long a closing connection waits for the peer to
+	// read the last frames and hang up before it is closed outright.
+	LingerTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown ListenAndServe performs
+	// when its context ends.
+	ShutdownTimeout time.Duration
+	// Handler serves data messages; nil means Echo.
+	Handler Handler
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	c.Addr = cmp.Or(c.Addr, DefaultAddr)
+	c.KeepAliveTimeout = cmp.Or(c.KeepAliveTimeout, DefaultKeepAliveTimeout)
+	c.KeepAliveInterval = cmp.Or(c.KeepAliveInterval, DefaultKeepAliveInterval)
+	c.MaxFrameSize = cmp.Or(c.MaxFrameSize, protocol.DefaultMaxFrameSize)
+	c.MaxDepth = cmp.Or(c.MaxDepth, protocol.DefaultMaxDepth)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MaxQueueBytes = max(cmp.Or(c.MaxQueueBytes, DefaultMaxQueueBytes), 2*c.MaxFrameSize+4096)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.Handler == nil {
+		c.Handler = Echo
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

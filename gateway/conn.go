@@ -1,0 +1,224 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// Payloads of the frames the server answers by itself.
+var (
+	pongPayload      = []byte(`{"message":"pong"}`)
+	alivePayload     = []byte(`{"status":"alive"}`)
+	keepAlivePayload = []byte(`{"message":"keepalive"}`)
+)
+
+// Conn is one client connection of a Server. Its methods are safe for
+// concurrent use: a handler serving one connection may push to another.
+type Conn struct {
+	srv         *Server
+	id          string
+	remote      string
+	connectedAt time.Time
+	w           *wire
+	ctx         context.Context
+	cancel      context.CancelFunc
+	log         *slog.Logger
+	msg         protocol.Message // the message being handled; reader goroutine only
+}
+
+// ConnInfo describes a connection, for listings and statistics.
+type ConnInfo struct {
+	ID           string
+	RemoteAddr   string
+	ConnectedAt  time.Time
+	LastActivity time.Time // when the last frame arrived (or the connect)
+	FramesIn     uint64
+	FramesOut    uint64
+	BytesIn      uint64
+	BytesOut     uint64
+}
+
+// ID returns the connection's id, unique within the server.
+func (c *Conn) ID() string { return c.id }
+
+// RemoteAddr returns the peer's address as host:port.
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Context returns a context that is cancelled when the connection closes.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Info returns a snapshot of the connection's statistics.
+func (c *Conn) Info() ConnInfo {
+	return ConnInfo{
+		ID:           c.id,
+		RemoteAddr:   c.remote,
+		ConnectedAt:  c.connectedAt,
+		LastActivity: time.Unix(0, c.w.lastFrame.Load()),
+		FramesIn:     c.w.framesIn.Load(),
+		FramesOut:    c.w.framesOut.Load(),
+		BytesIn:      c.w.bytesIn.Load(),
+		BytesOut:     c.w.bytesOut.Load(),
+	}
+}
+
+// Reply queues a data frame answering msg: it carries msg's id and route and
+// the given payload (raw JSON; nil for none). The payload is copied before
+// Reply returns.
+func (c *Conn) Reply(msg *protocol.Message, payload []byte) error {
+	return c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeData, ID: msg.ID, Route: msg.Route, Payload: payload})
+}
+
+// Send pushes a data frame with payload (raw JSON) and route to the
+// connection, under a fresh server-made id that no client id can equal, and
+// returns that id.
+func (c *Conn) Send(payload []byte, route string) (string, error) {
+	id := "s-" + strconv.FormatUint(c.srv.pushSeq.Add(1), 10)
+	if err := c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeData, ID: id, Route: route, Payload: payload}); err != nil {
+		return "", fmt.Errorf("send to %s: %w", c.id, err)
+	}
+	return id, nil
+}
+
+// Close asks the connection to close with reason: frames already received
+// are handled and answered, then a close frame {"reason": reason} is sent.
+// It does not wait.
+func (c *Conn) Close(reason string) { c.w.requestClose(reason) }
+
+// serve runs the connection on its reader goroutine until it closes.
+func (c *Conn) serve() {
+	go c.w.writeLoop(func(dst []byte) []byte {
+		return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
+	})
+	c.log.Info("Client connected")
+	reason, key, text := c.readLoop()
+	c.w.finish(reason, key, text)
+	c.cancel()
+	c.srv.remove(c)
+	reason = c.w.closeReason()
+	if h, ok := c.srv.cfg.Handler.(CloseHandler); ok {
+		c.safely("OnClose", func() { h.OnClose(c, reason) })
+	}
+	info := c.Info()
+	c.log.Info("Client disconnected", "reason", reason, "frames_in", info.FramesIn, "frames_out", info.FramesOut,
+		"duration", time.Since(c.connectedAt).Round(time.Millisecond))
+}
+
+// readLoop reads and dispatches frames until the connection must close, and
+// returns why, with the close frame's payload key and text ("" for none).
+func (c *Conn) readLoop() (reason, key, text string) {
+	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
+		var err error = errInternal // stays so if OnConnect panics
+		c.safely("OnConnect", func() { err = h.OnConnect(c.ctx, c) })
+		if err != nil {
+			text := "rejected"
+			var pe *protocol.Error
+			if errors.As(err, &pe) {
+				text = pe.Message
+			}
+			return "rejected: " + text, "reason", text
+		}
+	}
+	for {
+		frame, err := c.w.readFrame()
+		if err != nil {
+			return c.readFailed(err)
+		}
+		if c.dispatch(frame) {
+			return ReasonClosedByClient, "message", "Connection closed by client"
+		}
+	}
+}
+
+// readFailed maps the error that ended reading to a close reason.
+func (c *Conn) readFailed(err error) (reason, key, text string) {
+	switch {
+	case errors.Is(err, errCloseRequested):
+		r := c.w.requestedReason()
+		return r, "reason", r
+	case errors.Is(err, protocol.ErrFrameTooLarge):
+		c.w.enqueueError("", err) //nolint:errcheck // closing anyway
+		return ReasonFrameTooLarge, "reason", ReasonFrameTooLarge
+	case isTimeout(err):
+		return ReasonKeepAliveTimeout, "reason", ReasonKeepAliveTimeout
+	case isEOF(err):
+		return ReasonPeerClosed, "", ""
+	}
+	return "read failed: " + err.Error(), "", ""
+}
+
+// dispatch handles one frame and reports whether the peer asked to close.
+func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
+	m := &c.msg
+	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil {
+		c.log.Debug("Invalid frame", "error", err, "id", m.ID)
+		c.w.enqueueError(m.ID, err) //nolint:errcheck // a closing connection needs no answer
+		return false
+	}
+	if c.log.Enabled(c.ctx, slog.LevelDebug) {
+		c.log.Debug("Received "+string(m.Type), "id", m.ID, "route", m.Route, "payload", truncatePayload(m.Payload))
+	}
+	switch m.Type {
+	case protocol.TypeData:
+		c.handleData(m)
+	case protocol.TypePing:
+		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
+	case protocol.TypeKeepAlive:
+		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeKeepAlive, ID: m.ID, Payload: alivePayload}) //nolint:errcheck // closing
+	case protocol.TypeClose:
+		return true
+	}
+	return false
+}
+
+// handleData calls the handler, turning its errors and panics into error
+// frames.
+func (c *Conn) handleData(m *protocol.Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("Handler panicked", "panic", r, "id", m.ID, "stack", string(debug.Stack()))
+			c.w.enqueueError(m.ID, errInternal) //nolint:errcheck // closing
+		}
+	}()
+	err := c.srv.cfg.Handler.HandleData(c.ctx, c, m)
+	if err == nil {
+		return
+	}
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		c.w.enqueueError(m.ID, pe) //nolint:errcheck // closing
+		return
+	}
+	if errors.Is(err, ErrConnClosed) || errors.Is(err, ErrSlowConsumer) {
+		return // the connection is going away; nobody to tell
+	}
+	c.log.Warn("Handler failed", "error", err, "id", m.ID)
+	c.w.enqueueError(m.ID, errInternal) //nolint:errcheck // closing
+}
+
+// safely runs a hook, containing a panic.
+func (c *Conn) safely(what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error(what+" panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+}
+
+var errInternal = protocol.Errorf(protocol.CodeHandlerError, "internal error")
+
+// truncatePayload keeps debug logs of large payloads short.
+func truncatePayload(p []byte) string {
+	const n = 512
+	if len(p) > n {
+		return string(p[:n]) + "…"
+	}
+	return string(p)
+}

@@ -1,0 +1,51 @@
+// Package gateway owns sockets: it serves the samgw protocol over TCP and
+// dials it as a client.
+//
+//   - Server accepts connections, answers ping, keepalive and close itself,
+//     hands every data message to a Handler, keeps a registry of connections
+//     and shuts down gracefully.
+//   - Conn is one server-side connection, the handle a Handler replies and
+//     pushes through.
+//   - Client dials a server, keeps the connection alive, reconnects with
+//     backoff and queues sends while disconnected.
+//
+// Both sides run the same machinery per connection: one reader goroutine
+// (decodes, tracks activity, dispatches in order) and one writer goroutine
+// (drains a bounded outbound buffer in batches, sends keep-alives, sets write
+// deadlines). Only the writer writes to a socket; only the reader reads.
+// The package knows nothing of Lua: scripting implements Handler.
+package gateway
+
+import "errors"
+
+// Sentinel errors.
+var (
+	// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
+	ErrServerClosed = errors.New("gateway: server closed")
+	// ErrConnClosed is returned when sending on a connection that is closing
+	// or closed.
+	ErrConnClosed = errors.New("gateway: connection closed")
+	// ErrSlowConsumer is the reason a peer that does not read fast enough is
+	// disconnected: its outbound queue overflowed or a write timed out.
+	ErrSlowConsumer = errors.New("gateway: slow consumer")
+	// ErrQueueFull is returned by Client sends when the queue of frames
+	// waiting for a connection is full.
+	ErrQueueFull = errors.New("gateway: queue full")
+	// ErrClientClosed is returned by Client methods after Disconnect.
+	ErrClientClosed = errors.New("gateway: client closed")
+	// ErrConnectionLost fails a Request whose frame was sent on a connection
+	// that broke before the reply came: the request may or may not have been
+	// handled.
+	ErrConnectionLost = errors.New("gateway: connection lost")
+)
+
+// Close reasons the server sends in the payload of `close` frames and logs.
+const (
+	ReasonKeepAliveTimeout = "keepalive timeout"
+	ReasonServerShutdown   = "server shutdown"
+	ReasonServerFull       = "server full"
+	ReasonClosedByClient   = "closed by client"
+	ReasonFrameTooLarge    = "frame too large"
+	ReasonSlowConsumer     = "slow consumer"
+	ReasonPeerClosed       = "peer closed the connection"
+)

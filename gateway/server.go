@@ -1,0 +1,285 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// Server serves the samgw protocol. Create it with NewServer; it serves
+// until Shutdown.
+type Server struct {
+	cfg  Config
+	wcfg wireConfig
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[string]*Conn
+	closed    bool
+
+	connSeq  atomic.Uint64
+	pushSeq  atomic.Uint64
+	connWG   sync.WaitGroup // one per connection goroutine
+	done     chan struct{}  // closed by Shutdown
+	baseCtx  context.Context
+	stopBase context.CancelFunc
+}
+
+// NewServer returns a Server for cfg; zero fields take their defaults.
+func NewServer(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg: cfg,
+		wcfg: wireConfig{
+			limits:            protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth},
+			keepAliveInterval: cfg.KeepAliveInterval,
+			keepAliveTimeout:  cfg.KeepAliveTimeout,
+			writeTimeout:      cfg.WriteTimeout,
+			lingerTimeout:     cfg.LingerTimeout,
+			maxQueueBytes:     cfg.MaxQueueBytes,
+		},
+		log:       cfg.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[string]*Conn),
+		done:      make(chan struct{}),
+		baseCtx:   ctx,
+		stopBase:  cancel,
+	}
+}
+
+// ListenAndServe listens on cfg.Addr and serves until ctx ends, then shuts
+// down gracefully within cfg.ShutdownTimeout. It returns nil after a clean
+// shutdown.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ln) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc: // Serve failed, or Shutdown was called directly
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := s.Shutdown(sctx)
+	if serveErr == nil {
+		serveErr = <-errc
+	}
+	if errors.Is(serveErr, ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, shutdownErr)
+}
+
+// Serve accepts connections on ln until Shutdown, then returns
+// ErrServerClosed. Temporary accept errors (such as running out of file
+// descriptors) are retried with a backoff from 5 ms to 1 s.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.track(ln) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.untrack(ln)
+	s.log.Info("TCP server listening", "addr", ln.Addr().String(),
+		"keepalive_timeout", s.cfg.KeepAliveTimeout, "keepalive_interval", s.cfg.KeepAliveInterval,
+		"max_frame", s.cfg.MaxFrameSize, "max_conns", s.cfg.MaxConns)
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("Accept failed; retrying", "error", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.accept(nc)
+	}
+}
+
+// accept registers a new connection and starts it, or turns it away when
+// the server is full or shutting down.
+func (s *Server) accept(nc net.Conn) {
+	id := "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	remote := nc.RemoteAddr().String()
+	c := &Conn{
+		srv:         s,
+		id:          id,
+		remote:      remote,
+		connectedAt: time.Now(),
+		w:           newWire(nc, s.wcfg),
+		ctx:         ctx,
+		cancel:      cancel,
+		log:         s.log.With("conn", id, "remote", remote),
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		cancel()
+		nc.Close()
+		return
+	case len(s.conns) >= s.cfg.MaxConns:
+		s.mu.Unlock()
+		cancel()
+		s.log.Warn("Connection refused: server full", "remote", remote, "max_conns", s.cfg.MaxConns)
+		s.turnAway(nc, ReasonServerFull)
+		return
+	}
+	s.conns[id] = c
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.connWG.Done()
+		c.serve()
+	}()
+}
+
+// turnAway sends close {"reason": reason} to a connection that will not be
+// served, and closes it. The socket is new, so the write fits its buffer and
+// does not block; the deadline is a guard.
+func (s *Server) turnAway(nc net.Conn, reason string) {
+	nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)) //nolint:errcheck // best effort
+	nc.Write(appendCloseFrame(nil, "reason", reason))           //nolint:errcheck // best effort
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite() //nolint:errcheck // best effort
+	}
+	nc.Close()
+}
+
+func (s *Server) remove(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c.id)
+	s.mu.Unlock()
+}
+
+func (s *Server) track(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, asks every connection to close with reason
+// "server shutdown" (frames already received are answered first), and waits
+// for them to finish. When ctx ends first, the remaining connections are
+// closed outright and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+		for ln := range s.listeners {
+			ln.Close()
+		}
+	}
+	conns := s.snapshot()
+	s.mu.Unlock()
+	s.log.Info("Shutting down", "connections", len(conns))
+	for _, c := range conns {
+		c.Close(ReasonServerShutdown)
+	}
+	finished := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		s.stopBase()
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	conns = s.snapshot()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.w.abort("shutdown timed out")
+	}
+	<-finished
+	s.stopBase()
+	return fmt.Errorf("shutdown: %w", ctx.Err())
+}
+
+// snapshot returns the open connections; s.mu must be held.
+func (s *Server) snapshot() []*Conn {
+	conns := make([]*Conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// ConnectionCount returns how many connections are open.
+func (s *Server) ConnectionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Connections returns a snapshot of the open connections.
+func (s *Server) Connections() []ConnInfo {
+	s.mu.Lock()
+	conns := s.snapshot()
+	s.mu.Unlock()
+	infos := make([]ConnInfo, len(conns))
+	for i, c := range conns {
+		infos[i] = c.Info()
+	}
+	return infos
+}
+
+// Conn returns the open connection with id, or nil.
+func (s *Server) Conn(id string) *Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[id]
+}
+
+// Range calls f for each open connection until f returns false. The set is
+// a snapshot taken before the first call, so f may close connections.
+func (s *Server) Range(f func(*Conn) bool) {
+	s.mu.Lock()
+	conns := s.snapshot()
+	s.mu.Unlock()
+	for _, c := range conns {
+		if !f(c) {
+			return
+		}
+	}
+}
