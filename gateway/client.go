@@ -114,6 +114,8 @@ type Client struct {
 	waiters map[string]chan *protocol.Message
 	started bool
 	closed  bool
+	lost    string // why the last connection ended, for the requests it fails
+	quit    bool   // Disconnect was called (closed may also come from a loss)
 
 	lastActivity atomic.Int64  // Unix nanoseconds
 	stop         chan struct{} // closed by Disconnect
@@ -275,6 +277,7 @@ func (c *Client) serveSession(w *wire) string {
 	// connection; requests whose frames were written may never be answered.
 	c.mu.Lock()
 	c.cur = nil
+	c.lost = reason
 	if !c.closed {
 		c.queue = append(splitFrames(w.takePending()), c.queue...)
 	}
@@ -318,6 +321,9 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
 		return "closed by server: " + cmp.Or(p.Reason, p.Message, "no reason given")
 	case protocol.TypeData, protocol.TypePong, protocol.TypeError:
 		if m.ID == "" {
+			if m.Type == protocol.TypeError {
+				c.log.Warn("Error from server", "error", errorFromFrame(m))
+			}
 			break
 		}
 		c.mu.Lock()
@@ -448,10 +454,13 @@ func (c *Client) RequestMessage(ctx context.Context, m protocol.Message) (*proto
 	select {
 	case r, ok := <-reply:
 		if !ok {
-			if c.isClosed() {
+			c.mu.Lock()
+			quit, reason := c.quit, c.lost
+			c.mu.Unlock()
+			if quit {
 				return nil, fmt.Errorf("request %s: %w", m.ID, ErrClientClosed)
 			}
-			return nil, fmt.Errorf("request %s: %w", m.ID, ErrConnectionLost)
+			return nil, fmt.Errorf("request %s: %w (%s)", m.ID, ErrConnectionLost, reason)
 		}
 		if r.Type == protocol.TypeError {
 			return r, errorFromFrame(r)
@@ -516,6 +525,7 @@ func (c *Client) Disconnect(reason string) error {
 		return nil
 	}
 	c.closed = true
+	c.quit = true
 	started := c.started
 	w := c.cur
 	c.mu.Unlock()

@@ -107,7 +107,7 @@ func (c *Conn) serve() {
 	}
 	info := c.Info()
 	c.log.Info("Client disconnected", "reason", reason, "frames_in", info.FramesIn, "frames_out", info.FramesOut,
-		"duration", time.Since(c.connectedAt).Round(time.Millisecond))
+		"duration", time.Since(c.connectedAt).Round(time.Millisecond).String())
 }
 
 // readLoop reads and dispatches frames until the connection must close, and

@@ -94,7 +94,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	defer s.untrack(ln)
 	s.log.Info("TCP server listening", "addr", ln.Addr().String(),
-		"keepalive_timeout", s.cfg.KeepAliveTimeout, "keepalive_interval", s.cfg.KeepAliveInterval,
+		"keepalive_timeout", s.cfg.KeepAliveTimeout.String(), "keepalive_interval", s.cfg.KeepAliveInterval.String(),
 		"max_frame", s.cfg.MaxFrameSize, "max_conns", s.cfg.MaxConns)
 	var backoff time.Duration
 	for {
@@ -198,7 +198,8 @@ func (s *Server) untrack(ln net.Listener) {
 // Shutdown stops accepting, asks every connection to close with reason
 // "server shutdown" (frames already received are answered first), and waits
 // for them to finish. When ctx ends first, the remaining connections are
-// closed outright and ctx's error is returned.
+// closed outright, the contexts of their handlers cancelled, and ctx's error
+// returned without waiting further for handlers that ignore their context.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closed {
@@ -225,13 +226,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	// Out of time: cut every connection off and cancel the handlers'
+	// contexts. Like net/http, do not wait for handlers that ignore them.
 	s.mu.Lock()
 	conns = s.snapshot()
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.w.abort("shutdown timed out")
 	}
-	<-finished
 	s.stopBase()
 	return fmt.Errorf("shutdown: %w", ctx.Err())
 }

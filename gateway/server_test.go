@@ -354,6 +354,7 @@ func TestShutdownTimeoutForcesClose(t *testing.T) {
 		t.Fatalf("Shutdown: %v, want deadline exceeded", err)
 	}
 	<-served
+	eventually(t, "the aborted connection to leave", func() bool { return srv.ConnectionCount() == 0 })
 	if n := srv.ConnectionCount(); n != 0 {
 		t.Fatalf("%d connections left after a forced shutdown", n)
 	}

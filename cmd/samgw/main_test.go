@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const waitTimeout = 10 * time.Second
+
+// syncBuffer is a bytes.Buffer safe to write from the command while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// runSamgw runs the command line and returns its exit code and output.
+func runSamgw(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var out, errOut syncBuffer
+	code = run(ctx, append([]string{"samgw"}, args...), strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// startGateway serves handler (nil: echo) on a loopback port for the test.
+func startGateway(t *testing.T, handler gateway.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gateway.NewServer(gateway.Config{Handler: handler, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// startServe runs `samgw serve` with args on a free loopback port and
+// returns its address, its log and a function that stops it (as SIGINT
+// would) and returns its exit code.
+func startServe(t *testing.T, args ...string) (addr string, log *syncBuffer, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log = &syncBuffer{}
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, append([]string{"samgw", "serve", "--listen", "127.0.0.1:0"}, args...), strings.NewReader(""), io.Discard, log)
+	}()
+	listening := regexp.MustCompile(`msg="TCP server listening" addr=(\S+)|"msg":"TCP server listening","addr":"([^"]+)"`)
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if m := listening.FindStringSubmatch(log.String()); m != nil {
+			addr = m[1] + m[2]
+			break
+		}
+		select {
+		case code := <-exit:
+			cancel()
+			t.Fatalf("serve exited with %d: %s", code, log.String())
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not start: %s", log.String())
+		}
+	}
+	stopped := false
+	var code int
+	stop = func() int {
+		if !stopped {
+			stopped = true
+			cancel()
+			code = <-exit
+		}
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return addr, log, stop
+}
+
+func TestServeAnswersAndShutsDownCleanly(t *testing.T) {
+	addr, log, stop := startServe(t, "--keepalive-interval", "1s", "--keepalive-timeout", "3s")
+	code, out, errOut := runSamgw(t, "", "send", "--addr", addr, `{"name":"John","age":30}`)
+	if code != 0 || out != `{"name":"John","age":30}`+"\n" {
+		t.Fatalf("send: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited with %d after its context ended: %s", code, log.String())
+	}
+	for _, want := range []string{"keepalive_timeout=3s keepalive_interval=1s", `msg="Client connected"`,
+		`msg="Client disconnected"`, `reason="closed by client"`, `msg="Server stopped"`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+}
+
+func TestServeSettingsFromEnvAndFlags(t *testing.T) {
+	t.Setenv("SAMGW_MAX_FRAME", "64")
+	t.Setenv("SAMGW_LOG_FORMAT", "json")
+	addr, log, _ := startServe(t)
+	if !strings.Contains(log.String(), `"max_frame":64`) {
+		t.Fatalf("SAMGW_MAX_FRAME and SAMGW_LOG_FORMAT not applied: %s", log.String())
+	}
+	code, _, errOut := runSamgw(t, "", "send", "--addr", addr, `"`+strings.Repeat("x", 100)+`"`)
+	if code == 0 || !strings.Contains(errOut, "frame too large") {
+		t.Fatalf("oversized send: exit %d, stderr %q", code, errOut)
+	}
+	// A flag beats the environment.
+	_, log2, _ := startServe(t, "--max-frame", "2KiB", "--log-format", "text")
+	if !strings.Contains(log2.String(), "max_frame=2048") {
+		t.Fatalf("--max-frame did not override SAMGW_MAX_FRAME: %s", log2.String())
+	}
+}
+
+func TestServeRejectsBadSettings(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-frame", "lots"}, "--max-frame"},
+		{[]string{"--max-frame", "-5"}, "--max-frame"},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--keepalive-timeout", "0s"}, "--keepalive-timeout"},
+		{[]string{"--max-conns", "0"}, "--max-conns"},
+		{[]string{"--listen", "256.0.0.1:1"}, "listen"},
+	}
+	for _, tt := range tests {
+		code, _, errOut := runSamgw(t, "", append([]string{"serve"}, tt.args...)...)
+		if code == 0 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("serve %v: exit %d, stderr %q, want an error naming %s", tt.args, code, errOut, tt.want)
+		}
+	}
+}
+
+func TestClientDemo(t *testing.T) {
+	addr := startGateway(t, nil)
+	code, out, errOut := runSamgw(t, "", "client", "--addr", addr, "--time-scale", "0.01")
+	if code != 0 {
+		t.Fatalf("client: exit %d, stderr %s", code, errOut)
+	}
+	var lines []string
+	keepalives := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "Keep-alive received" {
+			keepalives++
+			continue
+		}
+		lines = append(lines, l)
+	}
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`^Connected to server$`),
+		regexp.MustCompile(`^Data received: \{"name":"John","age":30,"email":"john@example.com"\}$`),
+		regexp.MustCompile(`^Pong received$`),
+		regexp.MustCompile(`^Data received: \{"message":"Hello again!","timestamp":\d{13}\}$`),
+		regexp.MustCompile(`^Disconnecting after 30 seconds\.\.\.$`),
+		regexp.MustCompile(`^Disconnected from server$`),
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("demo printed:\n%s", out)
+	}
+	for i, re := range want {
+		if !re.MatchString(lines[i]) {
+			t.Fatalf("line %d is %q, want %s; output:\n%s", i, lines[i], re, out)
+		}
+	}
+	if keepalives == 0 {
+		t.Fatalf("no keep-alive in 30 scaled seconds:\n%s", out)
+	}
+}
+
+func TestClientDemoWithoutServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	code, _, errOut := runSamgw(t, "", "client", "--addr", addr, "--time-scale", "0.01")
+	if code == 0 || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestSend(t *testing.T) {
+	echo := startGateway(t, nil)
+	refusing := startGateway(t, gateway.HandlerFunc(func(_ context.Context, _ *gateway.Conn, m *protocol.Message) error {
+		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", m.Route)
+	}))
+	release := make(chan struct{})
+	silent := startGateway(t, gateway.HandlerFunc(func(ctx context.Context, _ *gateway.Conn, _ *protocol.Message) error {
+		<-release
+		return nil
+	}))
+	t.Cleanup(func() { close(release) }) // before the server's shutdown: cleanups run last first
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+
+	tests := []struct {
+		name    string
+		stdin   string
+		args    []string
+		code    int
+		stdout  string
+		stderrs string
+	}{
+		{"object", "", []string{"--addr", echo, `{"a":[1,2,{"b":null}]}`}, 0, `{"a":[1,2,{"b":null}]}` + "\n", ""},
+		{"string", "", []string{"--addr", echo, `"hi"`}, 0, `"hi"` + "\n", ""},
+		{"stdin", "  [1, 2]\n", []string{"--addr", echo, "-"}, 0, "[1, 2]\n", ""},
+		{"not JSON", "", []string{"--addr", echo, "hello"}, 1, "", "not valid JSON"},
+		{"no payload", "", []string{"--addr", echo}, 1, "", "PAYLOAD"},
+		{"error reply", "", []string{"--addr", refusing, "--route", "nowhere", "1"}, 1, "", `error no_route: no handler for route "nowhere"`},
+		{"timeout", "", []string{"--addr", silent, "--timeout", "200ms", "1"}, 1, "", "no reply within 200ms"},
+		{"unreachable", "", []string{"--addr", closed, "1"}, 1, "", "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runSamgw(t, tt.stdin, append([]string{"send"}, tt.args...)...)
+			if code != tt.code || out != tt.stdout || !strings.Contains(errOut, tt.stderrs) {
+				t.Fatalf("exit %d stdout %q stderr %q; want exit %d stdout %q stderr containing %q",
+					code, out, errOut, tt.code, tt.stdout, tt.stderrs)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runSamgw(t, "", "version")
+	if code != 0 || !regexp.MustCompile(`^samgw \S+ \w+/\w+ go\S+\n$`).MatchString(out) {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		err  bool
+	}{
+		{"1MiB", 1 << 20, false}, {"1 MiB", 1 << 20, false}, {"512KiB", 512 << 10, false}, {"64k", 64 << 10, false},
+		{"2MB", 2 << 20, false}, {"1G", 1 << 30, false}, {"100", 100, false}, {"100B", 100, false},
+		{"", 0, true}, {"x", 0, true}, {"-1", 0, true}, {"0", 0, true}, {"1.5MiB", 0, true}, {"99999999GiB", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	code, _, errOut := runSamgw(t, "", "teleport")
+	if code == 0 || !strings.Contains(errOut, "teleport") {
+		t.Fatalf("unknown command: exit %d, stderr %q", code, errOut)
+	}
+}
