@@ -31,6 +31,7 @@ type Conn struct {
 	cancel      context.CancelFunc
 	log         *slog.Logger
 	msg         protocol.Message // the message being handled; reader goroutine only
+	value       any              // the handler's per-connection data; reader goroutine only
 }
 
 // ConnInfo describes a connection, for listings and statistics.
@@ -50,6 +51,18 @@ func (c *Conn) ID() string { return c.id }
 
 // RemoteAddr returns the peer's address as host:port.
 func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Server returns the server the connection belongs to, so a handler can
+// reach the other connections.
+func (c *Conn) Server() *Server { return c.srv }
+
+// Value returns what the handler stored with SetValue. Like SetValue, it may
+// only be called from the handler's calls for this connection (HandleData,
+// OnConnect, OnClose), which never run concurrently.
+func (c *Conn) Value() any { return c.value }
+
+// SetValue keeps v with the connection for the handler.
+func (c *Conn) SetValue(v any) { c.value = v }
 
 // Context returns a context that is cancelled when the connection closes.
 func (c *Conn) Context() context.Context { return c.ctx }

@@ -1,12 +1,21 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/scripting"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func serveCommand() *cli.Command {
@@ -23,6 +32,12 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-conns", Value: gateway.DefaultMaxConns, Usage: "most connections open at once", EnvVars: envVar("max-conns")},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: gateway.DefaultShutdownTimeout,
 				Usage: "how long a graceful shutdown may take", EnvVars: envVar("shutdown-timeout")},
+			&cli.StringFlag{Name: "scripts", Usage: "directory of Lua handlers, reloaded on change (default: the embedded echo)", EnvVars: envVar("scripts")},
+			&cli.BoolFlag{Name: "no-scripts", Usage: "serve the built-in Go echo instead of Lua handlers", EnvVars: envVar("no-scripts")},
+			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
+				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
+			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
+				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
 		}, logFlags()...),
 		Action: serve,
 	}
@@ -48,6 +63,14 @@ func serve(cctx *cli.Context) error {
 	if cctx.Duration("keepalive-interval") >= cctx.Duration("keepalive-timeout") {
 		log.Warn("The keep-alive interval is not shorter than the timeout: idle clients that only answer keepalives may be dropped")
 	}
+	engine, err := newEngine(cctx, log)
+	if err != nil {
+		return err
+	}
+	var handler gateway.Handler = gateway.Echo
+	if engine != nil {
+		handler = engine
+	}
 	srv := gateway.NewServer(gateway.Config{
 		Addr:              cctx.String("listen"),
 		KeepAliveTimeout:  cctx.Duration("keepalive-timeout"),
@@ -55,12 +78,82 @@ func serve(cctx *cli.Context) error {
 		MaxFrameSize:      maxFrame,
 		MaxConns:          cctx.Int("max-conns"),
 		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
+		Handler:           handler,
 		Logger:            log,
 	})
+
+	// Reloads run beside the server: on file changes and on SIGHUP.
+	ctx, stopReloads := context.WithCancel(cctx.Context)
+	var reloaders sync.WaitGroup
+	if engine != nil {
+		reloaders.Add(1)
+		go func() {
+			defer reloaders.Done()
+			reloadOnHangup(ctx, engine)
+		}()
+		if cctx.String("scripts") != "" {
+			reloaders.Add(1)
+			go func() {
+				defer reloaders.Done()
+				if err := engine.Watch(ctx, 0); err != nil {
+					log.Error("Not watching the scripts; reload with SIGHUP", "error", err)
+				}
+			}()
+		}
+	}
 	start := time.Now()
-	if err := srv.ListenAndServe(cctx.Context); err != nil {
+	err = srv.ListenAndServe(cctx.Context)
+	stopReloads()
+	reloaders.Wait()
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("Server stopped", "uptime", time.Since(start).Round(time.Millisecond))
+	log.Info("Server stopped", "uptime", time.Since(start).Round(time.Millisecond).String())
 	return nil
+}
+
+// newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.
+func newEngine(cctx *cli.Context, log *slog.Logger) (*scripting.Engine, error) {
+	if cctx.Bool("no-scripts") {
+		if cctx.String("scripts") != "" {
+			return nil, errors.New("--scripts and --no-scripts exclude each other")
+		}
+		log.Info("Serving the built-in Go echo (--no-scripts)")
+		return nil, nil
+	}
+	if d := cctx.Duration("script-timeout"); d <= 0 {
+		return nil, fmt.Errorf("--script-timeout must be positive, got %v", d)
+	}
+	if n := cctx.Int("lua-states"); n <= 0 {
+		return nil, fmt.Errorf("--lua-states must be positive, got %d", n)
+	}
+	cfg := scripting.Config{
+		Dir:       cctx.String("scripts"),
+		Timeout:   cctx.Duration("script-timeout"),
+		MaxStates: cctx.Int("lua-states"),
+		Logger:    log,
+	}
+	if cfg.Dir == "" {
+		cfg.FS = scripts.Handlers()
+	}
+	engine, err := scripting.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--scripts: %w", err)
+	}
+	return engine, nil
+}
+
+// reloadOnHangup reloads the scripts on every SIGHUP until ctx ends.
+func reloadOnHangup(ctx context.Context, engine *scripting.Engine) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			engine.Reload() //nolint:errcheck // logged; the old scripts keep serving
+		}
+	}
 }

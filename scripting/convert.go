@@ -1,0 +1,533 @@
+package scripting
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// Bounds of the JSON ↔ Lua conversion. Decoding follows the protocol's depth
+// limit; encoding stops at maxEncodeDepth, which also catches cycles.
+const (
+	maxDecodeDepth = protocol.MaxDepthLimit
+	maxEncodeDepth = 128
+)
+
+// arrayMarker is the field of the metatable that marks a table as a JSON
+// array, so that an empty array round-trips as [] and not {}.
+const arrayMarker = "__jsonarray"
+
+// nullMarker is the Go value behind every json.null userdata.
+type nullMarker struct{}
+
+// ErrNotEncodable is wrapped by errors of values JSON cannot represent.
+var ErrNotEncodable = errors.New("scripting: value cannot be encoded as JSON")
+
+// converter turns JSON into Lua values and back, for one LState: arrays get
+// that state's array metatable and null its json.null.
+type converter struct {
+	L         *lua.LState
+	arrayMeta *lua.LTable
+	null      *lua.LUserData
+}
+
+func newConverter(L *lua.LState) *converter {
+	meta := L.NewTable()
+	meta.RawSetString(arrayMarker, lua.LTrue)
+	meta.RawSetString("__metatable", lua.LString("json.array")) // scripts cannot alter it
+	null := L.NewUserData()
+	null.Value = nullMarker{}
+	nullMeta := L.NewTable()
+	nullMeta.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString("null"))
+		return 1
+	}))
+	nullMeta.RawSetString("__metatable", lua.LString("json.null"))
+	null.Metatable = nullMeta
+	return &converter{L: L, arrayMeta: meta, null: null}
+}
+
+// newArray returns an empty table that encodes as a JSON array.
+func (c *converter) newArray(capacity int) *lua.LTable {
+	t := c.L.CreateTable(capacity, 0)
+	t.Metatable = c.arrayMeta
+	return t
+}
+
+// isArray reports whether t was marked as a JSON array.
+func (c *converter) isArray(t *lua.LTable) bool {
+	if t.Metatable == c.arrayMeta {
+		return true
+	}
+	meta, ok := t.Metatable.(*lua.LTable)
+	return ok && meta.RawGetString(arrayMarker) == lua.LTrue
+}
+
+func isNull(v lua.LValue) bool {
+	ud, ok := v.(*lua.LUserData)
+	if !ok {
+		return false
+	}
+	_, ok = ud.Value.(nullMarker)
+	return ok
+}
+
+// decode builds the Lua value of one JSON text. It validates as it goes, so
+// it also serves json.decode on strings from scripts.
+func (c *converter) decode(data []byte) (lua.LValue, error) {
+	d := jsonDecoder{c: c, data: data}
+	d.skipSpace()
+	v, err := d.value(0)
+	if err != nil {
+		return lua.LNil, err
+	}
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return lua.LNil, d.errorf("unexpected data after the value")
+	}
+	return v, nil
+}
+
+type jsonDecoder struct {
+	c    *converter
+	data []byte
+	pos  int
+}
+
+func (d *jsonDecoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("invalid JSON at byte %d: %s", d.pos, fmt.Sprintf(format, args...))
+}
+
+func (d *jsonDecoder) skipSpace() {
+	for d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ' ', '\t', '\r', '\n':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value decodes the value at pos. Recursion is bounded by maxDecodeDepth.
+func (d *jsonDecoder) value(depth int) (lua.LValue, error) {
+	if d.pos >= len(d.data) {
+		return lua.LNil, d.errorf("unexpected end of input")
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{':
+		return d.object(depth + 1)
+	case c == '[':
+		return d.array(depth + 1)
+	case c == '"':
+		s, err := d.str()
+		return lua.LString(s), err
+	case c == 't':
+		return lua.LTrue, d.literal("true")
+	case c == 'f':
+		return lua.LFalse, d.literal("false")
+	case c == 'n':
+		return d.c.null, d.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	}
+	return lua.LNil, d.errorf("expected a value")
+}
+
+func (d *jsonDecoder) literal(lit string) error {
+	if len(d.data)-d.pos < len(lit) || string(d.data[d.pos:d.pos+len(lit)]) != lit {
+		return d.errorf("invalid literal")
+	}
+	d.pos += len(lit)
+	return nil
+}
+
+func (d *jsonDecoder) object(depth int) (lua.LValue, error) {
+	if depth > maxDecodeDepth {
+		return lua.LNil, d.errorf("nesting deeper than %d levels", maxDecodeDepth)
+	}
+	d.pos++ // {
+	t := d.c.L.CreateTable(0, 4)
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+		d.pos++
+		return t, nil
+	}
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return lua.LNil, d.errorf("expected a string key")
+		}
+		key, err := d.str()
+		if err != nil {
+			return lua.LNil, err
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return lua.LNil, d.errorf("expected ':'")
+		}
+		d.pos++
+		d.skipSpace()
+		v, err := d.value(depth)
+		if err != nil {
+			return lua.LNil, err
+		}
+		t.RawSetString(key, v)
+		d.skipSpace()
+		if d.pos < len(d.data) {
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+				continue
+			case '}':
+				d.pos++
+				return t, nil
+			}
+		}
+		return lua.LNil, d.errorf("expected ',' or '}'")
+	}
+}
+
+func (d *jsonDecoder) array(depth int) (lua.LValue, error) {
+	if depth > maxDecodeDepth {
+		return lua.LNil, d.errorf("nesting deeper than %d levels", maxDecodeDepth)
+	}
+	d.pos++ // [
+	t := d.c.newArray(4)
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return t, nil
+	}
+	for i := 1; ; i++ {
+		d.skipSpace()
+		v, err := d.value(depth)
+		if err != nil {
+			return lua.LNil, err
+		}
+		t.RawSetInt(i, v)
+		d.skipSpace()
+		if d.pos < len(d.data) {
+			switch d.data[d.pos] {
+			case ',':
+				d.pos++
+				continue
+			case ']':
+				d.pos++
+				return t, nil
+			}
+		}
+		return lua.LNil, d.errorf("expected ',' or ']'")
+	}
+}
+
+// str decodes a string at pos (at its opening quote).
+func (d *jsonDecoder) str() (string, error) {
+	d.pos++
+	start := d.pos
+	escaped := false
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			raw := d.data[start:d.pos]
+			d.pos++
+			if !escaped {
+				return string(raw), nil
+			}
+			return unescape(raw)
+		case c == '\\':
+			escaped = true
+			d.pos += 2
+		case c < 0x20:
+			return "", d.errorf("control character in string")
+		default:
+			d.pos++
+		}
+	}
+	return "", d.errorf("unterminated string")
+}
+
+// unescape decodes the contents of a JSON string with escapes, using the
+// protocol's validating decoder on a synthetic frame would cost more than
+// this small loop.
+func unescape(raw []byte) (string, error) {
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(raw) {
+			return "", errors.New("invalid JSON: unterminated escape")
+		}
+		i++
+		switch raw[i] {
+		case '"', '\\', '/':
+			out = append(out, raw[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, n, ok := readEscapedRune(raw[i+1:])
+			if !ok {
+				return "", errors.New("invalid JSON: invalid \\u escape")
+			}
+			out = utf8.AppendRune(out, r)
+			i += n
+		default:
+			return "", errors.New("invalid JSON: invalid escape")
+		}
+	}
+	return string(out), nil
+}
+
+// readEscapedRune reads XXXX (after "\u"), and a following "\uXXXX" low
+// surrogate when the first is a high one. n is the bytes consumed.
+func readEscapedRune(b []byte) (r rune, n int, ok bool) {
+	hi, ok := hex4(b)
+	if !ok {
+		return 0, 0, false
+	}
+	if hi >= 0xD800 && hi < 0xDC00 && len(b) >= 10 && b[4] == '\\' && b[5] == 'u' {
+		if lo, ok := hex4(b[6:]); ok && lo >= 0xDC00 && lo < 0xE000 {
+			return (hi-0xD800)<<10 | (lo - 0xDC00) + 0x10000, 10, true
+		}
+	}
+	if hi >= 0xD800 && hi < 0xE000 {
+		return 0xFFFD, 4, true
+	}
+	return hi, 4, true
+}
+
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+func (d *jsonDecoder) number() (lua.LValue, error) {
+	start := d.pos
+	integer := true
+	if d.data[d.pos] == '-' {
+		d.pos++
+	}
+	digits := d.pos
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		if c >= '0' && c <= '9' {
+			d.pos++
+			continue
+		}
+		if c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
+			integer = false
+			d.pos++
+			continue
+		}
+		break
+	}
+	num := d.data[start:d.pos]
+	if d.pos == digits || d.data[digits] == '0' && d.pos > digits+1 && integer {
+		return lua.LNil, d.errorf("invalid number")
+	}
+	if integer && len(num) <= 15 {
+		var v int64
+		for _, c := range num[digits-start:] {
+			v = v*10 + int64(c-'0')
+		}
+		if digits > start {
+			v = -v
+		}
+		return lua.LNumber(v), nil
+	}
+	// ParseFloat copies the string into any error it returns, so handing
+	// it a view of the buffer is safe and saves an allocation.
+	f, err := strconv.ParseFloat(unsafe.String(&num[0], len(num)), 64)
+	if err != nil || !isJSONNumber(num) {
+		return lua.LNil, d.errorf("invalid number")
+	}
+	return lua.LNumber(f), nil
+}
+
+// isJSONNumber checks the JSON number grammar, which ParseFloat is laxer
+// than (it takes "1.", ".5", "Inf", hex and underscores).
+func isJSONNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if i < len(b) && b[i] >= '1' && b[i] <= '9' {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	} else {
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	return i == len(b)
+}
+
+// encode appends the JSON of v to dst.
+func (c *converter) encode(dst []byte, v lua.LValue) ([]byte, error) {
+	return c.appendValue(dst, v, 0)
+}
+
+func (c *converter) appendValue(dst []byte, v lua.LValue, depth int) ([]byte, error) {
+	switch v := v.(type) {
+	case *lua.LNilType:
+		return append(dst, "null"...), nil
+	case lua.LBool:
+		if v {
+			return append(dst, "true"...), nil
+		}
+		return append(dst, "false"...), nil
+	case lua.LNumber:
+		return appendNumber(dst, float64(v))
+	case lua.LString:
+		return protocol.AppendString(dst, string(v)), nil
+	case *lua.LTable:
+		return c.appendTable(dst, v, depth+1)
+	case *lua.LUserData:
+		if _, ok := v.Value.(nullMarker); ok {
+			return append(dst, "null"...), nil
+		}
+	}
+	return dst, fmt.Errorf("%w: a %s", ErrNotEncodable, v.Type())
+}
+
+// appendNumber writes integers exactly (up to 2^53) without an exponent.
+func appendNumber(dst []byte, f float64) ([]byte, error) {
+	switch {
+	case math.IsNaN(f) || math.IsInf(f, 0):
+		return dst, fmt.Errorf("%w: %v", ErrNotEncodable, f)
+	case f == math.Trunc(f) && math.Abs(f) <= 1<<53:
+		return strconv.AppendInt(dst, int64(f), 10), nil
+	}
+	return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
+}
+
+func (c *converter) appendTable(dst []byte, t *lua.LTable, depth int) ([]byte, error) {
+	if depth > maxEncodeDepth {
+		return dst, fmt.Errorf("%w: tables nested deeper than %d levels (a cycle?)", ErrNotEncodable, maxEncodeDepth)
+	}
+	n := sequenceLength(t)
+	if n == 0 && c.isArray(t) {
+		n = t.Len()
+	}
+	if n > 0 || c.isArray(t) {
+		dst = append(dst, '[')
+		for i := 1; i <= n; i++ {
+			if i > 1 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = c.appendValue(dst, t.RawGetInt(i), depth); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	dst = append(dst, '{')
+	first := true
+	var err error
+	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		switch k := k.(type) {
+		case lua.LString:
+			dst = protocol.AppendString(dst, string(k))
+		case lua.LNumber:
+			dst = append(dst, '"')
+			if dst, err = appendNumber(dst, float64(k)); err != nil {
+				return dst, err
+			}
+			dst = append(dst, '"')
+		default:
+			return dst, fmt.Errorf("%w: a table key of type %s", ErrNotEncodable, k.Type())
+		}
+		dst = append(dst, ':')
+		if dst, err = c.appendValue(dst, v, depth); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+// sequenceLength returns n when t has exactly the keys 1..n, and 0
+// otherwise.
+func sequenceLength(t *lua.LTable) int {
+	if n := t.Len(); n > 0 {
+		// The common case: 1..n in the array part and nothing else.
+		if k, _ := t.Next(lua.LNumber(n)); k == lua.LNil {
+			return n
+		}
+	}
+	// Integer keys set out of order live in the hash part: count them.
+	count, maxKey := 0, 0
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		n, ok := k.(lua.LNumber)
+		if !ok || n < 1 || n != lua.LNumber(int(n)) {
+			return 0
+		}
+		count++
+		maxKey = max(maxKey, int(n))
+	}
+	if count == maxKey {
+		return count
+	}
+	return 0
+}

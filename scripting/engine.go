@@ -1,0 +1,389 @@
+package scripting
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// defaultRoute is the route of data messages without one, and the file
+// (default.lua) whose on_connect and on_close hooks are used.
+const defaultRoute = "default"
+
+// Defaults for zero Config fields.
+const (
+	DefaultTimeout = time.Second
+)
+
+// DefaultMaxStates bounds the Lua states of a generation: how many calls can
+// run at once. A call that finds none free waits, within its deadline.
+var DefaultMaxStates = max(64, 8*runtime.GOMAXPROCS(0))
+
+// Config configures an Engine. Zero fields take their defaults.
+type Config struct {
+	// Dir is a scripts directory on disk, watched by Watch. When empty, FS
+	// is used.
+	Dir string
+	// FS holds the scripts when Dir is empty (the embedded defaults).
+	FS fs.FS
+	// Timeout bounds each call into a script (and the loading of a file).
+	Timeout time.Duration
+	// MaxStates bounds the Lua states of a generation.
+	MaxStates int
+	// Store is the shared key-value store; nil means a new one.
+	Store *Store
+	// Logger receives script logs and reload reports; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine runs the Lua handlers: it implements gateway.Handler (and its
+// connect and close hooks) by routing each data message to the on_data of
+// the route's file, and reloads the files when they change.
+type Engine struct {
+	fsys      fs.FS
+	dir       string
+	timeout   time.Duration
+	maxStates int
+	store     *Store
+	log       *slog.Logger
+
+	current  atomic.Pointer[generation]
+	reloadMu sync.Mutex // one reload at a time
+	nextGen  uint64     // guarded by reloadMu
+}
+
+// New loads the scripts and returns the Engine serving them. It fails when
+// they do not load.
+func New(cfg Config) (*Engine, error) {
+	e := &Engine{
+		dir:       cfg.Dir,
+		fsys:      cfg.FS,
+		timeout:   cmp.Or(cfg.Timeout, DefaultTimeout),
+		maxStates: cmp.Or(cfg.MaxStates, DefaultMaxStates),
+		store:     cfg.Store,
+		log:       cfg.Logger,
+	}
+	if e.dir != "" {
+		info, err := os.Stat(e.dir)
+		if err != nil {
+			return nil, fmt.Errorf("scripts directory: %w", err)
+		}
+		if !info.IsDir() {
+			return nil, fmt.Errorf("scripts directory %s: not a directory", e.dir)
+		}
+		e.fsys = os.DirFS(e.dir)
+	}
+	if e.fsys == nil {
+		return nil, errors.New("scripting: no scripts: set Dir or FS")
+	}
+	if e.store == nil {
+		e.store = NewStore()
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if err := e.Reload(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Reload compiles the scripts into a new generation and swaps it in. If any
+// file fails to compile or load, the current generation keeps serving and
+// the error (naming the file and line) is returned and logged.
+func (e *Engine) Reload() error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	e.nextGen++
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	gen, err := compileGeneration(ctx, e, e.fsys, e.nextGen, e.maxStates)
+	if err != nil {
+		e.nextGen--
+		if errors.Is(err, errTimeout) || ctx.Err() != nil {
+			err = fmt.Errorf("loading the scripts took longer than %v: %w", e.timeout, err)
+		}
+		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
+		return fmt.Errorf("reload scripts: %w", err)
+	}
+	if old := e.current.Swap(gen); old != nil {
+		old.retire()
+	}
+	msg := "Scripts reloaded"
+	if gen.number == 1 {
+		msg = "Scripts loaded"
+	}
+	e.log.Info(msg, "generation", gen.number, "handlers", len(gen.routes), "routes", gen.routeNames(), "modules", len(gen.libs))
+	return nil
+}
+
+// Generation returns the number of the generation serving now (1 after
+// New, one more after each successful reload).
+func (e *Engine) Generation() uint64 { return e.current.Load().number }
+
+// Routes returns the routes served now, sorted.
+func (e *Engine) Routes() []string { return e.current.Load().routeNames() }
+
+// Store returns the engine's shared store.
+func (e *Engine) Store() *Store { return e.store }
+
+// connData is what the engine keeps per connection, Go-side so it survives
+// pooling and reloads: conn.state, as JSON.
+type connData struct {
+	state []byte
+}
+
+func dataOf(c *gateway.Conn) *connData {
+	if d, ok := c.Value().(*connData); ok {
+		return d
+	}
+	d := &connData{}
+	c.SetValue(d)
+	return d
+}
+
+// HandleData routes msg to the on_data of its route's file.
+func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.Message) error {
+	route := cmp.Or(msg.Route, defaultRoute)
+	if !validName.MatchString(route) {
+		return protocol.Errorf(protocol.CodeInvalidMessage, "invalid route name %q: want [A-Za-z0-9_.-]+", truncate(route, 64))
+	}
+	gen := e.current.Load()
+	if _, ok := gen.routes[route]; !ok {
+		if route == defaultRoute {
+			return c.Reply(msg, msg.Payload) // no default.lua: the built-in echo
+		}
+		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", route)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	st, err := gen.get(ctx)
+	if err != nil {
+		return e.callFailed(gen, route, err)
+	}
+	err = st.callData(ctx, route, c, msg)
+	gen.put(st, errors.Is(err, errTimeout))
+	if err != nil {
+		return e.callFailed(gen, route, err)
+	}
+	return nil
+}
+
+// callFailed turns a failed call into the error frame the peer gets, and
+// logs it.
+func (e *Engine) callFailed(gen *generation, route string, err error) error {
+	script := route + ".lua"
+	var se *scriptError
+	switch {
+	case errors.Is(err, errTimeout):
+		e.log.Warn("Handler timed out", "script", script, "generation", gen.number, "timeout", e.timeout.String())
+		return protocol.Errorf(protocol.CodeHandlerTimeout, "handler did not finish within %v", e.timeout)
+	case errors.As(err, &se):
+		e.log.Warn("Handler failed", "script", script, "generation", gen.number, "error", se.text)
+		return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
+	}
+	e.log.Error("Handler failed", "script", script, "generation", gen.number, "error", err)
+	return protocol.Errorf(protocol.CodeHandlerError, "handler failed")
+}
+
+// OnConnect runs default.lua's on_connect, if any. An error raised in it,
+// or a false result, rejects the connection; a second result is the reason.
+func (e *Engine) OnConnect(ctx context.Context, c *gateway.Conn) error {
+	gen := e.current.Load()
+	if !gen.hasOnConnect {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	st, err := gen.get(ctx)
+	if err != nil {
+		return e.callFailed(gen, defaultRoute, err)
+	}
+	reason, err := st.callConnect(ctx, c)
+	gen.put(st, errors.Is(err, errTimeout))
+	if err != nil {
+		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged; the peer gets the reason
+		var se *scriptError
+		if errors.As(err, &se) {
+			return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
+		}
+		return protocol.Errorf(protocol.CodeHandlerError, "connection rejected")
+	}
+	if reason != "" {
+		return protocol.Errorf(protocol.CodeHandlerError, "%s", reason)
+	}
+	return nil
+}
+
+// OnClose runs default.lua's on_close, if any.
+func (e *Engine) OnClose(c *gateway.Conn, reason string) {
+	gen := e.current.Load()
+	if !gen.hasOnClose {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	st, err := gen.get(ctx)
+	if err != nil {
+		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged
+		return
+	}
+	err = st.callClose(ctx, c, reason)
+	gen.put(st, errors.Is(err, errTimeout))
+	if err != nil {
+		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged
+	}
+}
+
+// callData runs the route's on_data(msg, conn) and sends its result.
+func (st *luaState) callData(ctx context.Context, route string, c *gateway.Conn, msg *protocol.Message) error {
+	funcs := st.routes[route]
+	L := st.L
+	payload := lua.LValue(lua.LNil)
+	if msg.Payload != nil {
+		var err error
+		if payload, err = st.conv.decode(msg.Payload); err != nil {
+			return protocol.Errorf(protocol.CodeInvalidMessage, "payload: %s", err)
+		}
+	}
+	m := L.CreateTable(0, 5)
+	m.RawSetString("type", lua.LString("data"))
+	m.RawSetString("payload", payload)
+	if msg.ID != "" {
+		m.RawSetString("id", lua.LString(msg.ID))
+	}
+	if msg.Route != "" {
+		m.RawSetString("route", lua.LString(msg.Route))
+	}
+	if msg.Timestamp != 0 {
+		m.RawSetString("timestamp", lua.LNumber(msg.Timestamp))
+	}
+	conn := st.begin(c, funcs.script)
+	defer st.end()
+	if err := st.run(ctx, funcs.onData, 1, m, conn); err != nil {
+		return err
+	}
+	ret := L.Get(-1)
+	L.Pop(1)
+	if err := st.saveState(); err != nil {
+		return err
+	}
+	if ret == lua.LNil {
+		return nil
+	}
+	out, err := st.conv.encode(st.buf[:0], ret)
+	st.buf = out[:0]
+	if err != nil {
+		return &scriptError{text: "on_data returned a value that is not JSON: " + err.Error()}
+	}
+	return c.Reply(msg, out)
+}
+
+// callConnect runs on_connect(conn); a non-empty reason rejects.
+func (st *luaState) callConnect(ctx context.Context, c *gateway.Conn) (reason string, err error) {
+	funcs := st.routes[defaultRoute]
+	conn := st.begin(c, funcs.script)
+	defer st.end()
+	if err := st.run(ctx, funcs.onConnect, 2, conn); err != nil {
+		return "", err
+	}
+	ok, why := st.L.Get(-2), st.L.Get(-1)
+	st.L.Pop(2)
+	if err := st.saveState(); err != nil {
+		return "", err
+	}
+	if ok == lua.LFalse {
+		if s, isString := why.(lua.LString); isString && s != "" {
+			return string(s), nil
+		}
+		return "rejected by on_connect", nil
+	}
+	return "", nil
+}
+
+// callClose runs on_close(conn, reason).
+func (st *luaState) callClose(ctx context.Context, c *gateway.Conn, reason string) error {
+	funcs := st.routes[defaultRoute]
+	conn := st.begin(c, funcs.script)
+	defer st.end()
+	if err := st.run(ctx, funcs.onClose, 0, conn, lua.LString(reason)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// begin sets up a call for connection c and returns its conn table.
+func (st *luaState) begin(c *gateway.Conn, script string) *lua.LTable {
+	t := st.L.CreateTable(0, 4)
+	t.RawSetString("id", lua.LString(c.ID()))
+	t.RawSetString("remote", lua.LString(c.RemoteAddr()))
+	t.Metatable = st.connMeta
+	st.call = callInfo{conn: c, script: script, data: dataOf(c), connT: t}
+	return t
+}
+
+func (st *luaState) end() { st.call = callInfo{} }
+
+// newConnMeta makes the metatable of conn tables: reading conn.state
+// materialises the connection's state from its Go-side copy.
+func (st *luaState) newConnMeta() *lua.LTable {
+	meta := st.L.NewTable()
+	meta.RawSetString("__index", st.L.NewFunction(func(L *lua.LState) int {
+		self := L.CheckTable(1)
+		if L.CheckString(2) != "state" || st.call.data == nil {
+			return 0
+		}
+		state := lua.LValue(L.NewTable())
+		if raw := st.call.data.state; raw != nil {
+			v, err := st.conv.decode(raw)
+			if err != nil {
+				L.RaiseError("conn.state: %s", err)
+			}
+			state = v
+		}
+		st.call.touched = true
+		self.RawSetString("state", state)
+		L.Push(state)
+		return 1
+	}))
+	meta.RawSetString("__metatable", lua.LString("conn"))
+	return meta
+}
+
+// saveState stores conn.state back Go-side if the call read or assigned it.
+func (st *luaState) saveState() error {
+	v := st.call.connT.RawGetString("state")
+	if v == lua.LNil {
+		if st.call.touched {
+			st.call.data.state = nil // the script set conn.state = nil
+		}
+		return nil
+	}
+	out, err := st.conv.encode(nil, v)
+	if err != nil {
+		return &scriptError{text: "conn.state can hold only JSON data: " + err.Error()}
+	}
+	st.call.data.state = out
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,169 @@
+package scripting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// ErrNoOnData is the load error of a handler file that defines no on_data.
+var ErrNoOnData = errors.New("scripting: the file defines no on_data function")
+
+// generation is one compiled version of the scripts directory: every file
+// compiled once, and a pool of states that have them loaded. A reload
+// builds a new generation and swaps it in whole; calls in flight finish on
+// the one they started on.
+type generation struct {
+	engine *Engine
+	number uint64
+	routes map[string]*lua.FunctionProto // route name → its file, compiled
+	libs   map[string]*lua.FunctionProto // module name → lib/<name>.lua, compiled
+
+	// hooks from default.lua, known once the first state loaded
+	hasOnConnect, hasOnClose bool
+
+	idle    chan *luaState // ready states
+	slots   chan struct{}  // one token per state alive: bounds their number
+	retired atomic.Bool    // replaced by a newer generation
+}
+
+// compileGeneration compiles the handler files (*.lua) and modules
+// (lib/*.lua) of fsys, then loads them into a first state, so a generation
+// that does not load is never served. maxStates bounds its pool.
+func compileGeneration(ctx context.Context, e *Engine, fsys fs.FS, number uint64, maxStates int) (*generation, error) {
+	g := &generation{
+		engine: e,
+		number: number,
+		routes: make(map[string]*lua.FunctionProto),
+		libs:   make(map[string]*lua.FunctionProto),
+		idle:   make(chan *luaState, maxStates),
+		slots:  make(chan struct{}, maxStates),
+	}
+	for _, dir := range []struct {
+		name   string
+		protos map[string]*lua.FunctionProto
+	}{{".", g.routes}, {"lib", g.libs}} {
+		entries, err := fs.ReadDir(fsys, dir.name)
+		if err != nil {
+			if dir.name == "lib" && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("read scripts: %w", err)
+		}
+		for _, entry := range entries {
+			name, ok := strings.CutSuffix(entry.Name(), ".lua")
+			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") {
+				continue
+			}
+			if !validName.MatchString(name) {
+				return nil, fmt.Errorf("%s: the name is not a valid route or module name ([A-Za-z0-9_.-]+)", entry.Name())
+			}
+			file := path.Join(dir.name, entry.Name())
+			proto, err := compileFile(fsys, file)
+			if err != nil {
+				return nil, err
+			}
+			dir.protos[name] = proto
+		}
+	}
+	if len(g.routes) == 0 {
+		return g, nil
+	}
+	g.slots <- struct{}{}
+	st, err := newState(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	if d := st.routes[defaultRoute]; d != nil {
+		g.hasOnConnect, g.hasOnClose = d.onConnect != nil, d.onClose != nil
+	}
+	g.idle <- st
+	return g, nil
+}
+
+// compileFile parses and compiles one file; errors name the file and line.
+func compileFile(fsys fs.FS, file string) (*lua.FunctionProto, error) {
+	src, err := fs.ReadFile(fsys, file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", file, err)
+	}
+	chunk, err := parse.Parse(strings.NewReader(string(src)), file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	proto, err := lua.Compile(chunk, file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return proto, nil
+}
+
+// routeNames lists the routes, sorted, for logs.
+func (g *generation) routeNames() []string {
+	names := make([]string, 0, len(g.routes))
+	for name := range g.routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// get returns a ready state: an idle one, a new one while the pool is below
+// its bound, or the first one returned before ctx ends.
+func (g *generation) get(ctx context.Context) (*luaState, error) {
+	select {
+	case st := <-g.idle:
+		return st, nil
+	default:
+	}
+	select {
+	case st := <-g.idle:
+		return st, nil
+	case g.slots <- struct{}{}:
+		st, err := newState(ctx, g)
+		if err != nil {
+			<-g.slots
+			return nil, err
+		}
+		return st, nil
+	case <-ctx.Done():
+		return nil, errTimeout
+	}
+}
+
+// put returns a state after a call. A broken state (its call timed out) or
+// one of a retired generation is closed instead.
+func (g *generation) put(st *luaState, broken bool) {
+	if broken || g.retired.Load() {
+		g.discard(st)
+		return
+	}
+	g.idle <- st // never blocks: there are no more states than slots
+}
+
+func (g *generation) discard(st *luaState) {
+	st.L.Close()
+	<-g.slots
+}
+
+// retire closes the idle states of a generation that was replaced; states
+// still in calls are closed when they come back.
+func (g *generation) retire() {
+	g.retired.Store(true)
+	for {
+		select {
+		case st := <-g.idle:
+			g.discard(st)
+		default:
+			return
+		}
+	}
+}

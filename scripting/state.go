@@ -1,0 +1,188 @@
+package scripting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+)
+
+// Sizes of a Lua state. Small to start (a state per concurrent call is
+// kept), bounded so runaway recursion or stack growth fails with an error.
+const (
+	callStackSize   = 200
+	registrySize    = 1024
+	registryMaxSize = 256 * 1024
+	// maxStringRep bounds string.rep, the one library call that can
+	// allocate without limit in a single step the deadline cannot stop.
+	maxStringRep = 16 << 20
+)
+
+// handlerFuncs are the functions one route's file defines.
+type handlerFuncs struct {
+	script    string // file name, for logs
+	onData    *lua.LFunction
+	onConnect *lua.LFunction
+	onClose   *lua.LFunction
+}
+
+// callInfo is what API functions need to know about the call in progress.
+type callInfo struct {
+	conn    *gateway.Conn
+	script  string
+	data    *connData
+	connT   *lua.LTable // the conn table handed to the script
+	touched bool        // the script read conn.state
+}
+
+// luaState is one sandboxed Lua VM with every route of a generation loaded.
+// It is used by one goroutine at a time and goes back to the pool of the
+// generation it came from, unless a call broke it.
+type luaState struct {
+	L        *lua.LState
+	conv     *converter
+	gen      *generation
+	routes   map[string]*handlerFuncs
+	connMeta *lua.LTable
+	modules  map[string]lua.LValue // results of require, by name
+	buf      []byte                // reply encoding buffer
+	call     callInfo
+}
+
+// newState builds a state for gen: sandboxed libraries, the script API,
+// and every route's file run in an environment of its own.
+func newState(ctx context.Context, gen *generation) (*luaState, error) {
+	L := lua.NewState(lua.Options{
+		SkipOpenLibs:        true,
+		CallStackSize:       callStackSize,
+		RegistrySize:        registrySize,
+		RegistryMaxSize:     registryMaxSize,
+		MinimizeStackMemory: true,
+	})
+	st := &luaState{L: L, gen: gen, conv: newConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
+		modules: make(map[string]lua.LValue)}
+	openSandbox(L)
+	st.registerAPI()
+	st.connMeta = st.newConnMeta()
+	for name, proto := range gen.routes {
+		funcs, err := st.loadRoute(ctx, name, proto)
+		if err != nil {
+			L.Close()
+			return nil, err
+		}
+		st.routes[name] = funcs
+	}
+	return st, nil
+}
+
+// openSandbox opens the safe subset of the standard libraries: base without
+// file access, code loading from files, GC control or environment games;
+// string, table and math; and os.time, os.clock and os.date only.
+func openSandbox(L *lua.LState) {
+	for _, lib := range []struct {
+		name string
+		open lua.LGFunction
+	}{
+		{lua.BaseLibName, lua.OpenBase},
+		{lua.TabLibName, lua.OpenTable},
+		{lua.StringLibName, lua.OpenString},
+		{lua.MathLibName, lua.OpenMath},
+		{lua.OsLibName, lua.OpenOs},
+	} {
+		L.Push(L.NewFunction(lib.open))
+		L.Push(lua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	for _, name := range []string{"dofile", "loadfile", "collectgarbage", "getfenv", "setfenv", "module", "require", "newproxy", "_GOPHER_LUA_VERSION"} {
+		L.SetGlobal(name, lua.LNil)
+	}
+	osFull := L.GetGlobal("os").(*lua.LTable)
+	os := L.NewTable()
+	for _, name := range []string{"time", "clock", "date", "difftime"} {
+		os.RawSetString(name, osFull.RawGetString(name))
+	}
+	L.SetGlobal("os", os)
+	str := L.GetGlobal("string").(*lua.LTable)
+	str.RawSetString("dump", lua.LNil)
+	rep := str.RawGetString("rep").(*lua.LFunction)
+	str.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
+		s, n := L.CheckString(1), L.CheckInt(2)
+		if n > 0 && len(s)*n > maxStringRep {
+			L.RaiseError("string.rep: result of %d bytes exceeds the limit of %d", len(s)*n, maxStringRep)
+		}
+		L.Push(rep)
+		L.Push(L.Get(1))
+		L.Push(L.Get(2))
+		L.Call(2, 1)
+		return 1
+	}))
+}
+
+// loadRoute runs a route's file in a fresh environment (whose globals fall
+// back to the shared ones) and collects its handler functions.
+func (st *luaState) loadRoute(ctx context.Context, name string, proto *lua.FunctionProto) (*handlerFuncs, error) {
+	file := name + ".lua"
+	env := st.newEnv()
+	fn := st.L.NewFunctionFromProto(proto)
+	fn.Env = env
+	st.call = callInfo{script: file}
+	defer func() { st.call = callInfo{} }()
+	if err := st.run(ctx, fn, 0); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	funcs := &handlerFuncs{script: file}
+	var ok bool
+	if funcs.onData, ok = env.RawGetString("on_data").(*lua.LFunction); !ok {
+		return nil, fmt.Errorf("%s: %w", file, ErrNoOnData)
+	}
+	funcs.onConnect, _ = env.RawGetString("on_connect").(*lua.LFunction)
+	funcs.onClose, _ = env.RawGetString("on_close").(*lua.LFunction)
+	return funcs, nil
+}
+
+// newEnv returns a table for a file's globals that reads through to the
+// shared globals.
+func (st *luaState) newEnv() *lua.LTable {
+	env := st.L.NewTable()
+	meta := st.L.NewTable()
+	meta.RawSetString("__index", st.L.Get(lua.GlobalsIndex))
+	env.Metatable = meta
+	return env
+}
+
+// run calls fn with args under ctx, leaving nret results on the stack.
+// Script errors come back as *scriptError; a call cut off by ctx as
+// errTimeout.
+func (st *luaState) run(ctx context.Context, fn *lua.LFunction, nret int, args ...lua.LValue) error {
+	st.L.SetContext(ctx)
+	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
+	st.L.RemoveContext()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return errTimeout
+	}
+	return &scriptError{text: luaErrorText(err)}
+}
+
+// luaErrorText is the message of a Lua error without Go stack traces.
+func luaErrorText(err error) string {
+	var ae *lua.ApiError
+	if errors.As(err, &ae) && ae.Object != nil {
+		return strings.TrimSpace(ae.Object.String())
+	}
+	return err.Error()
+}
+
+// scriptError is an error a script raised (or a runtime error in it).
+type scriptError struct{ text string }
+
+func (e *scriptError) Error() string { return e.text }
+
+// errTimeout marks a call stopped by its deadline.
+var errTimeout = errors.New("scripting: handler timed out")
