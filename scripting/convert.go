@@ -440,8 +440,11 @@ func (c *converter) appendValue(dst []byte, v lua.LValue, depth int) ([]byte, er
 	case *lua.LTable:
 		return c.appendTable(dst, v, depth+1)
 	case *lua.LUserData:
-		if _, ok := v.Value.(nullMarker); ok {
+		switch u := v.Value.(type) {
+		case nullMarker:
 			return append(dst, "null"...), nil
+		case *msgObject:
+			return c.appendMsg(dst, u, depth+1)
 		}
 	}
 	return dst, fmt.Errorf("%w: a %s", ErrNotEncodable, v.Type())

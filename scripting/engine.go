@@ -109,12 +109,10 @@ func (e *Engine) Reload() error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	e.nextGen++
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-	defer cancel()
-	gen, err := compileGeneration(ctx, e, e.fsys, e.nextGen, e.maxStates)
+	gen, err := compileGeneration(e, e.fsys, e.nextGen, e.maxStates)
 	if err != nil {
 		e.nextGen--
-		if errors.Is(err, errTimeout) || ctx.Err() != nil {
+		if errors.Is(err, errTimeout) {
 			err = fmt.Errorf("loading the scripts took longer than %v: %w", e.timeout, err)
 		}
 		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
@@ -169,14 +167,12 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 		}
 		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", route)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	st, err := gen.get(ctx)
+	st, err := gen.get(e.timeout)
 	if err != nil {
 		return e.callFailed(gen, route, err)
 	}
-	err = st.callData(ctx, route, c, msg)
-	gen.put(st, errors.Is(err, errTimeout))
+	err = st.callData(route, c, msg)
+	gen.put(st)
 	if err != nil {
 		return e.callFailed(gen, route, err)
 	}
@@ -202,26 +198,19 @@ func (e *Engine) callFailed(gen *generation, route string, err error) error {
 
 // OnConnect runs default.lua's on_connect, if any. An error raised in it,
 // or a false result, rejects the connection; a second result is the reason.
-func (e *Engine) OnConnect(ctx context.Context, c *gateway.Conn) error {
+func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 	gen := e.current.Load()
 	if !gen.hasOnConnect {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	st, err := gen.get(ctx)
+	st, err := gen.get(e.timeout)
 	if err != nil {
 		return e.callFailed(gen, defaultRoute, err)
 	}
-	reason, err := st.callConnect(ctx, c)
-	gen.put(st, errors.Is(err, errTimeout))
+	reason, err := st.callConnect(c)
+	gen.put(st)
 	if err != nil {
-		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged; the peer gets the reason
-		var se *scriptError
-		if errors.As(err, &se) {
-			return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
-		}
-		return protocol.Errorf(protocol.CodeHandlerError, "connection rejected")
+		return e.callFailed(gen, defaultRoute, err)
 	}
 	if reason != "" {
 		return protocol.Errorf(protocol.CodeHandlerError, "%s", reason)
@@ -235,22 +224,20 @@ func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 	if !gen.hasOnClose {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-	defer cancel()
-	st, err := gen.get(ctx)
+	st, err := gen.get(e.timeout)
 	if err != nil {
 		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged
 		return
 	}
-	err = st.callClose(ctx, c, reason)
-	gen.put(st, errors.Is(err, errTimeout))
+	err = st.callClose(c, reason)
+	gen.put(st)
 	if err != nil {
 		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged
 	}
 }
 
 // callData runs the route's on_data(msg, conn) and sends its result.
-func (st *luaState) callData(ctx context.Context, route string, c *gateway.Conn, msg *protocol.Message) error {
+func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Message) error {
 	funcs := st.routes[route]
 	L := st.L
 	payload := lua.LValue(lua.LNil)
@@ -260,21 +247,10 @@ func (st *luaState) callData(ctx context.Context, route string, c *gateway.Conn,
 			return protocol.Errorf(protocol.CodeInvalidMessage, "payload: %s", err)
 		}
 	}
-	m := L.CreateTable(0, 5)
-	m.RawSetString("type", lua.LString("data"))
-	m.RawSetString("payload", payload)
-	if msg.ID != "" {
-		m.RawSetString("id", lua.LString(msg.ID))
-	}
-	if msg.Route != "" {
-		m.RawSetString("route", lua.LString(msg.Route))
-	}
-	if msg.Timestamp != 0 {
-		m.RawSetString("timestamp", lua.LNumber(msg.Timestamp))
-	}
+	m := st.newMsg(msg, payload)
 	conn := st.begin(c, funcs.script)
 	defer st.end()
-	if err := st.run(ctx, funcs.onData, 1, m, conn); err != nil {
+	if err := st.run(funcs.onData, 1, m, conn); err != nil {
 		return err
 	}
 	ret := L.Get(-1)
@@ -294,11 +270,11 @@ func (st *luaState) callData(ctx context.Context, route string, c *gateway.Conn,
 }
 
 // callConnect runs on_connect(conn); a non-empty reason rejects.
-func (st *luaState) callConnect(ctx context.Context, c *gateway.Conn) (reason string, err error) {
+func (st *luaState) callConnect(c *gateway.Conn) (reason string, err error) {
 	funcs := st.routes[defaultRoute]
 	conn := st.begin(c, funcs.script)
 	defer st.end()
-	if err := st.run(ctx, funcs.onConnect, 2, conn); err != nil {
+	if err := st.run(funcs.onConnect, 2, conn); err != nil {
 		return "", err
 	}
 	ok, why := st.L.Get(-2), st.L.Get(-1)
@@ -316,64 +292,99 @@ func (st *luaState) callConnect(ctx context.Context, c *gateway.Conn) (reason st
 }
 
 // callClose runs on_close(conn, reason).
-func (st *luaState) callClose(ctx context.Context, c *gateway.Conn, reason string) error {
+func (st *luaState) callClose(c *gateway.Conn, reason string) error {
 	funcs := st.routes[defaultRoute]
 	conn := st.begin(c, funcs.script)
 	defer st.end()
-	if err := st.run(ctx, funcs.onClose, 0, conn, lua.LString(reason)); err != nil {
-		return err
-	}
-	return nil
+	return st.run(funcs.onClose, 0, conn, lua.LString(reason))
 }
 
-// begin sets up a call for connection c and returns its conn table.
-func (st *luaState) begin(c *gateway.Conn, script string) *lua.LTable {
-	t := st.L.CreateTable(0, 4)
-	t.RawSetString("id", lua.LString(c.ID()))
-	t.RawSetString("remote", lua.LString(c.RemoteAddr()))
-	t.Metatable = st.connMeta
-	st.call = callInfo{conn: c, script: script, data: dataOf(c), connT: t}
-	return t
+// begin sets up a call for connection c and returns its conn object: a
+// userdata whose fields (id, remote, identity, state) are read through the
+// state's conn metatable, cheaper to make per call than a table.
+func (st *luaState) begin(c *gateway.Conn, script string) *lua.LUserData {
+	st.call = callInfo{conn: c, script: script, data: dataOf(c)}
+	ud := st.L.NewUserData()
+	ud.Value = c
+	ud.Metatable = st.connMeta
+	return ud
 }
 
 func (st *luaState) end() { st.call = callInfo{} }
 
-// newConnMeta makes the metatable of conn tables: reading conn.state
-// materialises the connection's state from its Go-side copy.
+// newConnMeta makes the metatable of conn objects. conn.state is
+// materialised from its Go-side copy on first use in a call and saved back
+// after it, so it survives pooling and reloads; only JSON data fits in it.
 func (st *luaState) newConnMeta() *lua.LTable {
 	meta := st.L.NewTable()
 	meta.RawSetString("__index", st.L.NewFunction(func(L *lua.LState) int {
-		self := L.CheckTable(1)
-		if L.CheckString(2) != "state" || st.call.data == nil {
-			return 0
+		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		switch L.CheckString(2) {
+		case "id":
+			L.Push(lua.LString(c.ID()))
+		case "remote":
+			L.Push(lua.LString(c.RemoteAddr()))
+		case "state":
+			L.Push(st.connState(c))
+		default:
+			L.Push(lua.LNil)
 		}
-		state := lua.LValue(L.NewTable())
-		if raw := st.call.data.state; raw != nil {
-			v, err := st.conv.decode(raw)
-			if err != nil {
-				L.RaiseError("conn.state: %s", err)
-			}
-			state = v
+		return 1
+	}))
+	meta.RawSetString("__newindex", st.L.NewFunction(func(L *lua.LState) int {
+		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		if key := L.CheckString(2); key != "state" {
+			L.RaiseError("conn.%s is read-only", key)
 		}
-		st.call.touched = true
-		self.RawSetString("state", state)
-		L.Push(state)
+		st.checkCall(c)
+		st.call.state, st.call.touched = L.Get(3), true
+		return 0
+	}))
+	meta.RawSetString("__tostring", st.L.NewFunction(func(L *lua.LState) int {
+		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		L.Push(lua.LString("conn " + c.ID()))
 		return 1
 	}))
 	meta.RawSetString("__metatable", lua.LString("conn"))
 	return meta
 }
 
-// saveState stores conn.state back Go-side if the call read or assigned it.
-func (st *luaState) saveState() error {
-	v := st.call.connT.RawGetString("state")
-	if v == lua.LNil {
-		if st.call.touched {
-			st.call.data.state = nil // the script set conn.state = nil
+// checkCall raises an error when a conn object is used for its state
+// outside a call for its connection.
+func (st *luaState) checkCall(c *gateway.Conn) {
+	if st.call.conn != c {
+		st.L.RaiseError("conn.state is only available in a call for that connection")
+	}
+}
+
+// connState returns conn.state for the call in progress.
+func (st *luaState) connState(c *gateway.Conn) lua.LValue {
+	st.checkCall(c)
+	if st.call.touched {
+		return st.call.state
+	}
+	state := lua.LValue(st.L.NewTable())
+	if raw := st.call.data.state; raw != nil {
+		v, err := st.conv.decode(raw)
+		if err != nil {
+			st.L.RaiseError("conn.state: %s", err)
 		}
+		state = v
+	}
+	st.call.state, st.call.touched = state, true
+	return state
+}
+
+// saveState stores conn.state back Go-side if the call touched it.
+func (st *luaState) saveState() error {
+	if !st.call.touched {
 		return nil
 	}
-	out, err := st.conv.encode(nil, v)
+	if st.call.state == lua.LNil {
+		st.call.data.state = nil
+		return nil
+	}
+	out, err := st.conv.encode(nil, st.call.state)
 	if err != nil {
 		return &scriptError{text: "conn.state can hold only JSON data: " + err.Error()}
 	}

@@ -1,7 +1,6 @@
 package scripting
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
@@ -38,7 +38,7 @@ type generation struct {
 // compileGeneration compiles the handler files (*.lua) and modules
 // (lib/*.lua) of fsys, then loads them into a first state, so a generation
 // that does not load is never served. maxStates bounds its pool.
-func compileGeneration(ctx context.Context, e *Engine, fsys fs.FS, number uint64, maxStates int) (*generation, error) {
+func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*generation, error) {
 	g := &generation{
 		engine: e,
 		number: number,
@@ -78,7 +78,7 @@ func compileGeneration(ctx context.Context, e *Engine, fsys fs.FS, number uint64
 		return g, nil
 	}
 	g.slots <- struct{}{}
-	st, err := newState(ctx, g)
+	st, err := newState(g)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +117,8 @@ func (g *generation) routeNames() []string {
 }
 
 // get returns a ready state: an idle one, a new one while the pool is below
-// its bound, or the first one returned before ctx ends.
-func (g *generation) get(ctx context.Context) (*luaState, error) {
+// its bound, or the first one returned within timeout.
+func (g *generation) get(timeout time.Duration) (*luaState, error) {
 	select {
 	case st := <-g.idle:
 		return st, nil
@@ -128,21 +128,35 @@ func (g *generation) get(ctx context.Context) (*luaState, error) {
 	case st := <-g.idle:
 		return st, nil
 	case g.slots <- struct{}{}:
-		st, err := newState(ctx, g)
-		if err != nil {
-			<-g.slots
-			return nil, err
-		}
+		return g.newState()
+	default:
+	}
+	wait := time.NewTimer(timeout)
+	defer wait.Stop()
+	select {
+	case st := <-g.idle:
 		return st, nil
-	case <-ctx.Done():
+	case g.slots <- struct{}{}:
+		return g.newState()
+	case <-wait.C:
 		return nil, errTimeout
 	}
 }
 
-// put returns a state after a call. A broken state (its call timed out) or
-// one of a retired generation is closed instead.
-func (g *generation) put(st *luaState, broken bool) {
-	if broken || g.retired.Load() {
+// newState builds a state in a slot already taken.
+func (g *generation) newState() (*luaState, error) {
+	st, err := newState(g)
+	if err != nil {
+		<-g.slots
+		return nil, err
+	}
+	return st, nil
+}
+
+// put returns a state after a call. A broken state (a call overran its
+// deadline) or one of a retired generation is closed instead.
+func (g *generation) put(st *luaState) {
+	if st.broken || g.retired.Load() {
 		g.discard(st)
 		return
 	}
@@ -150,7 +164,7 @@ func (g *generation) put(st *luaState, broken bool) {
 }
 
 func (g *generation) discard(st *luaState) {
-	st.L.Close()
+	st.close()
 	<-g.slots
 }
 

@@ -1,7 +1,6 @@
 package scripting
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,8 +34,8 @@ type callInfo struct {
 	conn    *gateway.Conn
 	script  string
 	data    *connData
-	connT   *lua.LTable // the conn table handed to the script
-	touched bool        // the script read conn.state
+	state   lua.LValue // conn.state as the script sees it, once touched
+	touched bool       // the script read or assigned conn.state
 }
 
 // luaState is one sandboxed Lua VM with every route of a generation loaded.
@@ -48,14 +47,17 @@ type luaState struct {
 	gen      *generation
 	routes   map[string]*handlerFuncs
 	connMeta *lua.LTable
+	msgMeta  *lua.LTable
 	modules  map[string]lua.LValue // results of require, by name
 	buf      []byte                // reply encoding buffer
+	deadline *callDeadline         // the context of every call on this state
+	broken   bool                  // a call overran its deadline: do not reuse
 	call     callInfo
 }
 
 // newState builds a state for gen: sandboxed libraries, the script API,
 // and every route's file run in an environment of its own.
-func newState(ctx context.Context, gen *generation) (*luaState, error) {
+func newState(gen *generation) (*luaState, error) {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:        true,
 		CallStackSize:       callStackSize,
@@ -64,14 +66,16 @@ func newState(ctx context.Context, gen *generation) (*luaState, error) {
 		MinimizeStackMemory: true,
 	})
 	st := &luaState{L: L, gen: gen, conv: newConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
-		modules: make(map[string]lua.LValue)}
+		modules: make(map[string]lua.LValue), deadline: newCallDeadline()}
+	L.SetContext(st.deadline)
 	openSandbox(L)
 	st.registerAPI()
 	st.connMeta = st.newConnMeta()
+	st.msgMeta = st.newMsgMeta()
 	for name, proto := range gen.routes {
-		funcs, err := st.loadRoute(ctx, name, proto)
+		funcs, err := st.loadRoute(name, proto)
 		if err != nil {
-			L.Close()
+			st.close()
 			return nil, err
 		}
 		st.routes[name] = funcs
@@ -124,14 +128,14 @@ func openSandbox(L *lua.LState) {
 
 // loadRoute runs a route's file in a fresh environment (whose globals fall
 // back to the shared ones) and collects its handler functions.
-func (st *luaState) loadRoute(ctx context.Context, name string, proto *lua.FunctionProto) (*handlerFuncs, error) {
+func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFuncs, error) {
 	file := name + ".lua"
 	env := st.newEnv()
 	fn := st.L.NewFunctionFromProto(proto)
 	fn.Env = env
 	st.call = callInfo{script: file}
 	defer func() { st.call = callInfo{} }()
-	if err := st.run(ctx, fn, 0); err != nil {
+	if err := st.run(fn, 0); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	funcs := &handlerFuncs{script: file}
@@ -154,20 +158,28 @@ func (st *luaState) newEnv() *lua.LTable {
 	return env
 }
 
-// run calls fn with args under ctx, leaving nret results on the stack.
-// Script errors come back as *scriptError; a call cut off by ctx as
-// errTimeout.
-func (st *luaState) run(ctx context.Context, fn *lua.LFunction, nret int, args ...lua.LValue) error {
-	st.L.SetContext(ctx)
+// run calls fn with args under the engine's timeout, leaving nret results
+// on the stack. Script errors come back as *scriptError; a call cut off by
+// the deadline as errTimeout. A state whose deadline fired is marked broken.
+func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
+	st.deadline.arm(st.gen.engine.timeout)
 	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
-	st.L.RemoveContext()
-	if err == nil {
-		return nil
+	if !st.deadline.disarm() {
+		st.broken = true
+		if err != nil {
+			return errTimeout
+		}
 	}
-	if ctx.Err() != nil {
-		return errTimeout
+	if err != nil {
+		return &scriptError{text: luaErrorText(err)}
 	}
-	return &scriptError{text: luaErrorText(err)}
+	return nil
+}
+
+// close releases the state's VM and timer.
+func (st *luaState) close() {
+	st.deadline.release()
+	st.L.Close()
 }
 
 // luaErrorText is the message of a Lua error without Go stack traces.

@@ -25,6 +25,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			serveCommand(),
 			clientCommand(),
 			sendCommand(),
+			benchCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, below, with the command's name.

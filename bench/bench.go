@@ -1,0 +1,352 @@
+// Package bench generates load against a samgw-protocol server and measures
+// it, like nats bench or redis-benchmark: many connections, each keeping a
+// number of data frames in flight, every reply checked (same id, same
+// payload) and its latency recorded in a histogram.
+//
+// It speaks the protocol with raw sockets and pre-encoded frames rather than
+// through gateway.Client, so the load generator costs as little as possible
+// and measures the server, not itself.
+package bench
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// Config describes one run. Zero fields take their defaults.
+type Config struct {
+	// Addr is the server; default 127.0.0.1:4000.
+	Addr string
+	// Conns is the number of connections; default 16.
+	Conns int
+	// Pipeline is the frames in flight per connection; default 1.
+	Pipeline int
+	// Duration bounds the run; default 10 s unless Messages is set.
+	Duration time.Duration
+	// Messages, if set, ends the run after that many replies in all.
+	Messages int
+	// Size is the payload size in bytes; default 128.
+	Size int
+	// Route, if set, is put in every frame.
+	Route string
+	// Dial opens connections; nil means a net.Dialer. TLS plugs in here.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Progress, if set, is called about once a second with the totals so
+	// far.
+	Progress func(Progress)
+}
+
+// Progress is a running total.
+type Progress struct {
+	Elapsed  time.Duration
+	Received uint64
+	Errors   uint64
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Conns        int           `json:"conns"`
+	Pipeline     int           `json:"pipeline"`
+	Size         int           `json:"size"`
+	Elapsed      time.Duration `json:"-"`
+	Sent         uint64        `json:"sent"`
+	Received     uint64        `json:"received"`
+	Errors       uint64        `json:"errors"`
+	FramesPerSec float64       `json:"frames_per_sec"`
+	MBPerSec     float64       `json:"mb_per_sec"`
+	P50          float64       `json:"p50_ms"`
+	P90          float64       `json:"p90_ms"`
+	P99          float64       `json:"p99_ms"`
+	P999         float64       `json:"p999_ms"`
+	Max          float64       `json:"max_ms"`
+	ElapsedSec   float64       `json:"elapsed_sec"`
+	FirstError   string        `json:"first_error,omitempty"`
+}
+
+// ErrNoReplies is returned when a run received nothing at all.
+var ErrNoReplies = errors.New("bench: no replies")
+
+// Run runs the load until the duration passes, the message count is
+// reached, or ctx ends.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:4000")
+	cfg.Conns = max(cmp.Or(cfg.Conns, 16), 1)
+	cfg.Pipeline = max(cmp.Or(cfg.Pipeline, 1), 1)
+	cfg.Size = max(cmp.Or(cfg.Size, 128), 2)
+	if cfg.Duration <= 0 && cfg.Messages <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		cfg.Dial = d.DialContext
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Duration > 0 {
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithTimeout(ctx, cfg.Duration)
+		defer c2()
+	}
+	payload := makePayload(cfg.Size)
+	r := &runState{cfg: cfg, payload: payload, cancel: cancel}
+	if cfg.Messages > 0 {
+		r.budget.Store(int64(cfg.Messages))
+	} else {
+		r.budget.Store(1 << 62)
+	}
+	conns := make([]net.Conn, cfg.Conns)
+	for i := range conns {
+		nc, err := cfg.Dial(ctx, "tcp", cfg.Addr)
+		if err != nil {
+			for _, c := range conns[:i] {
+				c.Close()
+			}
+			return Result{}, fmt.Errorf("bench: connect to %s: %w", cfg.Addr, err)
+		}
+		conns[i] = nc
+	}
+	start := time.Now()
+	workers := make([]*worker, cfg.Conns)
+	var wg sync.WaitGroup
+	for i, nc := range conns {
+		w := newWorker(r, i, nc)
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx)
+		}()
+	}
+	progressDone := make(chan struct{})
+	if cfg.Progress != nil {
+		go func() {
+			defer close(progressDone)
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					cfg.Progress(Progress{Elapsed: time.Since(start), Received: r.received.Load(), Errors: r.errors.Load()})
+				}
+			}
+		}()
+	} else {
+		close(progressDone)
+	}
+	wg.Wait()
+	cancel()
+	<-progressDone
+	elapsed := time.Since(start)
+
+	var hist histogram
+	res := Result{Conns: cfg.Conns, Pipeline: cfg.Pipeline, Size: cfg.Size, Elapsed: elapsed, ElapsedSec: elapsed.Seconds()}
+	for _, w := range workers {
+		hist.merge(&w.hist)
+		res.Sent += w.sent
+	}
+	res.Received = r.received.Load()
+	res.Errors = r.errors.Load()
+	if e := r.firstErr.Load(); e != nil {
+		res.FirstError = *e
+	}
+	secs := elapsed.Seconds()
+	res.FramesPerSec = float64(res.Received) / secs
+	res.MBPerSec = float64(res.Received) * float64(len(payload)) / secs / 1e6
+	res.P50 = ms(hist.quantile(0.50))
+	res.P90 = ms(hist.quantile(0.90))
+	res.P99 = ms(hist.quantile(0.99))
+	res.P999 = ms(hist.quantile(0.999))
+	res.Max = ms(hist.max)
+	if res.Received == 0 {
+		return res, ErrNoReplies
+	}
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// makePayload returns a JSON object of exactly size bytes (at least
+// {"d":""}, 8 bytes).
+func makePayload(size int) []byte {
+	const frame = `{"d":""}`
+	n := max(size-len(frame), 0)
+	return []byte(`{"d":"` + string(bytes.Repeat([]byte("x"), n)) + `"}`)
+}
+
+// runState is shared by the workers of a run.
+type runState struct {
+	cfg      Config
+	payload  []byte
+	cancel   context.CancelFunc
+	budget   atomic.Int64 // frames left to send
+	received atomic.Uint64
+	errors   atomic.Uint64
+	firstErr atomic.Pointer[string]
+}
+
+func (r *runState) fail(format string, args ...any) {
+	r.errors.Add(1)
+	msg := fmt.Sprintf(format, args...)
+	r.firstErr.CompareAndSwap(nil, &msg)
+}
+
+// worker drives one connection: a writer keeping Pipeline frames in flight
+// and a reader checking replies in order.
+type worker struct {
+	r      *runState
+	index  int
+	nc     net.Conn
+	prefix []byte // {"type":"data",..."id":"<index>-
+	suffix []byte // "}\n
+	idBase []byte // <index>-
+	writerDone atomic.Bool
+	tokens chan struct{}
+	sentAt chan time.Time // send times of frames in flight, oldest first
+	sent   uint64
+	hist   histogram
+}
+
+func newWorker(r *runState, index int, nc net.Conn) *worker {
+	prefix := []byte(`{"type":"data","payload":`)
+	prefix = append(prefix, r.payload...)
+	if r.cfg.Route != "" {
+		prefix = append(prefix, `,"route":`...)
+		prefix = protocol.AppendString(prefix, r.cfg.Route)
+	}
+	prefix = append(prefix, `,"id":"`...)
+	prefix = strconv.AppendInt(prefix, int64(index), 10)
+	prefix = append(prefix, '-')
+	w := &worker{r: r, index: index, nc: nc, prefix: prefix, suffix: []byte("\"}\n"),
+		idBase: strconv.AppendInt(nil, int64(index), 10),
+		tokens: make(chan struct{}, r.cfg.Pipeline), sentAt: make(chan time.Time, r.cfg.Pipeline)}
+	for range r.cfg.Pipeline {
+		w.tokens <- struct{}{}
+	}
+	return w
+}
+
+func (w *worker) run(ctx context.Context) {
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		w.read()
+	}()
+	w.write(ctx)
+	// Let the frames in flight come back (bounded), then hang up.
+	w.writerDone.Store(true)
+	if len(w.sentAt) == 0 {
+		w.nc.SetReadDeadline(time.Now())
+	} else {
+		w.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	}
+	<-readerDone
+	w.nc.Close()
+}
+
+// write sends a frame for every free token, batching what is free at once
+// into one write.
+func (w *worker) write(ctx context.Context) {
+	buf := make([]byte, 0, 64<<10)
+	var seq int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.tokens:
+		}
+		n := 1
+	more:
+		for n < w.r.cfg.Pipeline {
+			select {
+			case <-w.tokens:
+				n++
+			default:
+				break more
+			}
+		}
+		buf = buf[:0]
+		now := time.Now()
+		for range n {
+			if w.r.budget.Add(-1) < 0 {
+				if len(buf) == 0 {
+					return
+				}
+				break
+			}
+			buf = append(buf, w.prefix...)
+			buf = strconv.AppendInt(buf, seq, 10)
+			buf = append(buf, w.suffix...)
+			seq++
+			w.sent++
+			w.sentAt <- now
+		}
+		w.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := w.nc.Write(buf); err != nil {
+			if ctx.Err() == nil {
+				w.r.fail("conn %d: write: %v", w.index, err)
+			}
+			return
+		}
+	}
+}
+
+// read checks each reply against the frame it answers and records its
+// latency.
+func (w *worker) read() {
+	fr := protocol.NewReader(w.nc, protocol.Limits{MaxFrameSize: 16 << 20})
+	var m protocol.Message
+	var want []byte
+	var seq int64
+	for {
+		if w.writerDone.Load() && len(w.sentAt) == 0 {
+			return
+		}
+		frame, err := fr.ReadFrame()
+		if err != nil {
+			if len(w.sentAt) > 0 {
+				w.r.fail("conn %d: %d replies missing: %v", w.index, len(w.sentAt), err)
+			}
+			return
+		}
+		if err := protocol.Decode(frame, &m, protocol.Limits{MaxFrameSize: 16 << 20, MaxDepth: protocol.MaxDepthLimit}); err != nil {
+			w.r.fail("conn %d: invalid reply: %v", w.index, err)
+			continue
+		}
+		if m.Type == protocol.TypeKeepAlive || m.Type == protocol.TypePong {
+			continue
+		}
+		var sentAt time.Time
+		select {
+		case sentAt = <-w.sentAt:
+		default:
+			w.r.fail("conn %d: unexpected %s frame", w.index, m.Type)
+			continue
+		}
+		w.hist.record(time.Since(sentAt))
+		want = strconv.AppendInt(append(append(want[:0], w.idBase...), '-'), seq, 10)
+		seq++
+		switch {
+		case m.Type != protocol.TypeData:
+			w.r.fail("conn %d: %s reply: %s", w.index, m.Type, m.Payload)
+		case m.ID != string(want):
+			w.r.fail("conn %d: reply id %q, want %q", w.index, m.ID, want)
+		case !bytes.Equal(m.Payload, w.r.payload):
+			w.r.fail("conn %d: reply payload differs", w.index)
+		default:
+			w.r.received.Add(1)
+		}
+		w.tokens <- struct{}{}
+	}
+}

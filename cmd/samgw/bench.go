@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/secureagentmessaging/samgw/bench"
+	"github.com/secureagentmessaging/samgw/gateway"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure a gateway: throughput and latency of echoed data frames",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address", EnvVars: envVar("addr")},
+			&cli.IntFlag{Name: "conns", Value: 16, Usage: "connections"},
+			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to run (unless --messages ends it first)"},
+			&cli.IntFlag{Name: "messages", Usage: "stop after this many replies (0: run for --duration)"},
+			&cli.IntFlag{Name: "size", Value: 128, Usage: "payload size in bytes"},
+			&cli.IntFlag{Name: "pipeline", Value: 1, Usage: "frames in flight per connection"},
+			&cli.StringFlag{Name: "route", Usage: "route of the frames"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
+		},
+		Action: runBench,
+	}
+}
+
+func runBench(cctx *cli.Context) error {
+	for _, name := range []string{"conns", "size", "pipeline"} {
+		if cctx.Int(name) <= 0 {
+			return fmt.Errorf("--%s must be positive, got %d", name, cctx.Int(name))
+		}
+	}
+	cfg := bench.Config{
+		Addr:     cctx.String("addr"),
+		Conns:    cctx.Int("conns"),
+		Pipeline: cctx.Int("pipeline"),
+		Duration: cctx.Duration("duration"),
+		Messages: cctx.Int("messages"),
+		Size:     cctx.Int("size"),
+		Route:    cctx.String("route"),
+	}
+	if cfg.Messages > 0 {
+		cfg.Duration = 0
+	}
+	if isTerminal(cctx.App.ErrWriter) {
+		cfg.Progress = func(p bench.Progress) {
+			fmt.Fprintf(cctx.App.ErrWriter, "\r%6.1fs  %10d replies  %10.0f/s  %d errors ",
+				p.Elapsed.Seconds(), p.Received, float64(p.Received)/p.Elapsed.Seconds(), p.Errors)
+		}
+	}
+	res, err := bench.Run(cctx.Context, cfg)
+	if cfg.Progress != nil {
+		fmt.Fprintln(cctx.App.ErrWriter)
+	}
+	if err != nil && !errors.Is(err, bench.ErrNoReplies) {
+		return err
+	}
+	if cctx.Bool("json") {
+		if err := json.NewEncoder(cctx.App.Writer).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printResult(cctx.App.Writer, res)
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %w (first error: %s)", err, res.FirstError)
+	}
+	return nil
+}
+
+func printResult(w io.Writer, r bench.Result) {
+	fmt.Fprintf(w, "%d conns × %d in flight, %d-byte payloads, %.1fs\n", r.Conns, r.Pipeline, r.Size, r.ElapsedSec)
+	fmt.Fprintf(w, "frames:   %d sent, %d received, %d errors\n", r.Sent, r.Received, r.Errors)
+	fmt.Fprintf(w, "rate:     %.0f frames/s, %.2f MB/s\n", r.FramesPerSec, r.MBPerSec)
+	fmt.Fprintf(w, "latency:  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n", r.P50, r.P90, r.P99, r.P999, r.Max)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
+	}
+}
+
+// isTerminal reports whether w is a character device, to show progress.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}

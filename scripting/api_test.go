@@ -1,0 +1,270 @@
+package scripting
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
+)
+
+func TestGatewayModule(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  local p = msg.payload
+  if p.op == "send" then return gateway.send(p.to, p.body, p.route) end
+  if p.op == "broadcast" then return gateway.broadcast(p.body, p.route, p.except) end
+  if p.op == "connections" then return gateway.connections() end
+  if p.op == "close" then return gateway.close(p.to, p.reason) end
+  if p.op == "bad route" then return gateway.send(conn.id, 1, "../x") end
+  if p.op == "bad payload" then return gateway.send(conn.id, function() end) end
+end`}, Config{})
+	a, aPush := f.client()
+	b, bPush := f.client()
+	eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
+	ids := map[string]string{}
+	for _, in := range f.srv.Connections() {
+		ids[in.RemoteAddr] = in.ID
+	}
+	var aID, bID string
+	got, _ := request(t, a, "", `{"op":"connections"}`)
+	var list []string
+	if err := json.Unmarshal([]byte(got), &list); err != nil || len(list) != 2 {
+		t.Fatalf("gateway.connections() = %s", got)
+	}
+	for _, id := range list {
+		if f.srv.Conn(id) == nil {
+			t.Fatalf("connections() lists unknown id %q", id)
+		}
+	}
+	// Tell a and b apart by a push to each.
+	for _, id := range list {
+		mustReply(t, a, "", fmt.Sprintf(`{"op":"send","to":%q,"body":{"hello":%q},"route":"greet"}`, id, id), `true`)
+	}
+	for _, ch := range []struct {
+		push chan *protocol.Message
+		id   *string
+	}{{aPush, &aID}, {bPush, &bID}} {
+		m := <-ch.push
+		var body map[string]string
+		json.Unmarshal(m.Payload, &body)
+		*ch.id = body["hello"]
+		if m.Route != "greet" || !strings.HasPrefix(m.ID, "s-") {
+			t.Fatalf("push %+v", m)
+		}
+	}
+	if aID == bID || aID == "" {
+		t.Fatalf("ids %q %q", aID, bID)
+	}
+	mustReply(t, a, "", `{"op":"send","to":"c999","body":1}`, `false`)
+
+	mustReply(t, b, "", `{"op":"broadcast","body":"all"}`, `2`)
+	for _, ch := range []chan *protocol.Message{aPush, bPush} {
+		if m := <-ch; string(m.Payload) != `"all"` || m.Route != "" {
+			t.Fatalf("broadcast push %s route %q", m.Payload, m.Route)
+		}
+	}
+	mustReply(t, b, "", fmt.Sprintf(`{"op":"broadcast","body":"others","route":"chat","except":%q}`, bID), `1`)
+	if m := <-aPush; string(m.Payload) != `"others"` || m.Route != "chat" {
+		t.Fatalf("broadcast push %s", m.Payload)
+	}
+	select {
+	case m := <-bPush:
+		t.Fatalf("the excepted sender got %s", m.Payload)
+	default:
+	}
+	mustFail(t, a, "", `{"op":"bad route"}`, protocol.CodeHandlerError, "invalid route name")
+	mustFail(t, a, "", `{"op":"bad payload"}`, protocol.CodeHandlerError, "function")
+
+	mustReply(t, a, "", fmt.Sprintf(`{"op":"close","to":%q,"reason":"kicked by a"}`, bID), `true`)
+	eventually(t, "b to be closed", func() bool { return f.srv.ConnectionCount() == 1 })
+	mustReply(t, a, "", fmt.Sprintf(`{"op":"send","to":%q,"body":1}`, bID), `false`) // closed connection
+	mustReply(t, a, "", `{"op":"close","to":"nobody"}`, `false`)
+}
+
+func TestJSONModule(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  local p = msg.payload
+  if p == "roundtrip" then
+    local v = json.decode('{"a":[1,2,{"b":null}],"c":"d","e":[]}')
+    assert(v.a[3].b == json.null, "null")
+    assert(#v.a == 3)
+    return json.encode(v)
+  end
+  if p == "array" then local t = json.array(); return {t, json.array({1})} end
+  if p == "bad" then return json.decode("{nope") end
+  if p == "tostring" then return tostring(json.null) end
+end`}, Config{})
+	c, _ := f.client()
+	mustReply(t, c, "", `"roundtrip"`, `"{\"a\":[1,2,{\"b\":null}],\"c\":\"d\",\"e\":[]}"`)
+	mustReply(t, c, "", `"array"`, `[[],[1]]`)
+	mustFail(t, c, "", `"bad"`, protocol.CodeHandlerError, "json.decode: invalid JSON")
+	mustReply(t, c, "", `"tostring"`, `"null"`)
+}
+
+func TestStoreModule(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"default.lua": `
+function on_data(msg)
+  local p = msg.payload
+  if p.op == "set" then store.set(p.key, p.value) return true end
+  if p.op == "get" then local v = store.get(p.key); if v == nil then return "missing" end; return v end
+  if p.op == "delete" then store.delete(p.key) return true end
+  if p.op == "incr" then return store.incr(p.key, p.n) end
+end`,
+		"other.lua": `function on_data(msg) return store.get("shared") end`,
+	}, Config{})
+	c, _ := f.client()
+	d, _ := f.client()
+	mustReply(t, c, "", `{"op":"set","key":"shared","value":{"list":[1,2],"empty":[]}}`, `true`)
+	mustReply(t, d, "", `{"op":"get","key":"shared"}`, `{"list":[1,2],"empty":[]}`)
+	mustReply(t, d, "other", `1`, `{"list":[1,2],"empty":[]}`)
+	mustReply(t, c, "", `{"op":"delete","key":"shared"}`, `true`)
+	mustReply(t, c, "", `{"op":"get","key":"shared"}`, `"missing"`)
+	mustReply(t, c, "", `{"op":"set","key":"gone","value":1}`, `true`)
+	mustReply(t, c, "", `{"op":"set","key":"gone"}`, `true`) // nil value deletes
+	mustReply(t, c, "", `{"op":"get","key":"gone"}`, `"missing"`)
+	mustReply(t, c, "", `{"op":"incr","key":"n"}`, `1`)
+	mustReply(t, c, "", `{"op":"incr","key":"n","n":41}`, `42`)
+	mustReply(t, c, "", `{"op":"set","key":"s","value":"text"}`, `true`)
+	mustFail(t, c, "", `{"op":"incr","key":"s"}`, protocol.CodeHandlerError, "not a number")
+
+	// Concurrent increments from many connections are atomic.
+	const clients, each = 10, 50
+	var wg sync.WaitGroup
+	for range clients {
+		cl, _ := f.client()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, err := request(t, cl, "", `{"op":"incr","key":"count"}`); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mustReply(t, c, "", `{"op":"get","key":"count"}`, fmt.Sprint(clients*each))
+	if f.engine.Store().Len() != 3 {
+		t.Fatalf("store has %d keys", f.engine.Store().Len())
+	}
+}
+
+func TestLogModule(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  log.debug("debug line")
+  log.info("hello", {user = "john", n = 3, ok = true, t = {1, 2}})
+  log.warn("careful")
+  log.error("broken")
+  print("printed", 1, nil)
+  return true
+end`}, Config{})
+	c, _ := f.client()
+	mustReply(t, c, "", `1`, `true`)
+	logs := f.logs.String()
+	for _, want := range []string{
+		`level=DEBUG msg="debug line" script=default.lua generation=1 conn=c1`,
+		`level=INFO msg=hello script=default.lua generation=1 conn=c1`,
+		`user=john`, `n=3`, `ok=true`, `t=[1,2]`,
+		`level=WARN msg=careful`, `level=ERROR msg=broken`, `level=INFO msg="printed\t1\tnil"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+func TestConnStatePersists(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  local p = msg.payload
+  if p == "count" then
+    conn.state.n = (conn.state.n or 0) + 1
+    return conn.state.n
+  end
+  if p == "replace" then conn.state = {n = 100, list = json.array()} return true end
+  if p == "clear" then conn.state = nil return true end
+  if p == "peek" then return conn.state end
+  if p == "function" then conn.state.f = function() end return true end
+  if p == "write id" then conn.id = "x" end
+end`}, Config{MaxStates: 4})
+	a, _ := f.client()
+	b, _ := f.client()
+	for i := 1; i <= 5; i++ {
+		mustReply(t, a, "", `"count"`, fmt.Sprint(i))
+	}
+	mustReply(t, b, "", `"count"`, `1`) // per connection
+	// It survives a reload.
+	writeScripts(t, f.dir, map[string]string{"default.lua": strings.Replace(fileOf(t, f, "default.lua"), "+ 1", "+ 10", 1)})
+	if err := f.engine.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	mustReply(t, a, "", `"count"`, `15`)
+	mustReply(t, a, "", `"replace"`, `true`)
+	mustReply(t, a, "", `"peek"`, `{"n":100,"list":[]}`)
+	mustReply(t, a, "", `"clear"`, `true`)
+	mustReply(t, a, "", `"peek"`, `{}`)
+	mustFail(t, a, "", `"function"`, protocol.CodeHandlerError, "conn.state can hold only JSON data")
+	mustFail(t, a, "", `"write id"`, protocol.CodeHandlerError, "conn.id is read-only")
+}
+
+func fileOf(t *testing.T, f *fixture, name string) string {
+	t.Helper()
+	src, err := readFile(f.dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func TestConnectAndCloseHooks(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_connect(conn)
+  local n = store.incr("connects")
+  conn.state.number = n
+  if n == 2 then return false, "second visitor turned away" end
+  if n == 3 then error("third visitor refused") end
+end
+function on_close(conn, reason)
+  store.set("closed:" .. conn.id, reason)
+end
+function on_data(msg, conn) return conn.state.number end`}, Config{})
+	a, _ := f.client()
+	mustReply(t, a, "", `1`, `1`)
+	for _, want := range []string{"second visitor turned away", "third visitor refused"} {
+		lost := make(chan string, 1)
+		p := newRawConn(t, f.addr, lost)
+		if reason := <-lost; !strings.Contains(reason, want) {
+			t.Fatalf("rejected with %q, want %q", reason, want)
+		}
+		p.Close()
+	}
+	eventually(t, "on_close of the rejected connections", func() bool {
+		return f.engine.Store().Len() == 3 // connects, closed:c2, closed:c3
+	})
+	if got := string(f.engine.Store().Get("closed:c2")); !strings.Contains(got, "rejected") {
+		t.Fatalf("on_close reason %s", got)
+	}
+	a.Disconnect("bye")
+	eventually(t, "on_close of a", func() bool { return f.engine.Store().Get("closed:c1") != nil })
+	if got := string(f.engine.Store().Get("closed:c1")); got != `"closed by client"` {
+		t.Fatalf("on_close reason %s", got)
+	}
+}
+
+func TestShippedExamples(t *testing.T) {
+	e, err := New(Config{FS: scripts.Examples(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.Routes(), ","); got != "chat,counter,relay,upper" {
+		t.Fatalf("example routes %s", got)
+	}
+}

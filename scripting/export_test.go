@@ -1,0 +1,25 @@
+package scripting
+
+import (
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// echoOnly runs default.lua's on_data on msg the way callData does, without
+// a connection: for benchmarks of the Lua call itself.
+func (st *luaState) echoOnly(msg *protocol.Message) error {
+	funcs := st.routes[defaultRoute]
+	payload, err := st.conv.decode(msg.Payload)
+	if err != nil {
+		return err
+	}
+	m := st.newMsg(msg, payload)
+	conn := st.L.NewUserData()
+	conn.Metatable = st.connMeta
+	if err := st.run(funcs.onData, 1, m, conn); err != nil {
+		return err
+	}
+	ret := st.L.Get(-1)
+	st.L.Pop(1)
+	st.buf, err = st.conv.encode(st.buf[:0], ret)
+	return err
+}

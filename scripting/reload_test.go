@@ -1,0 +1,201 @@
+package scripting
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// watch runs the engine's watcher for the test.
+func (f *fixture) watch(debounce time.Duration) {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.engine.Watch(ctx, debounce) }()
+	eventually(f.t, "the watcher to start", func() bool { return strings.Contains(f.logs.String(), "Watching scripts") })
+	f.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("Watch: %v", err)
+		}
+	})
+}
+
+// waitGeneration waits until the engine serves generation n.
+func (f *fixture) waitGeneration(n uint64) {
+	f.t.Helper()
+	eventually(f.t, fmt.Sprintf("generation %d", n), func() bool { return f.engine.Generation() >= n })
+	if g := f.engine.Generation(); g != n {
+		f.t.Fatalf("generation %d, want %d", g, n)
+	}
+}
+
+func reply(text string) string {
+	return fmt.Sprintf("function on_data(msg) return %q end", text)
+}
+
+func TestHotReload(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": reply("v1"), "extra.lua": reply("extra")}, Config{})
+	f.watch(20 * time.Millisecond)
+	c, _ := f.client()
+	mustReply(t, c, "", `0`, `"v1"`)
+
+	// An edit in place.
+	writeScripts(t, f.dir, map[string]string{"default.lua": reply("v2")})
+	f.waitGeneration(2)
+	mustReply(t, c, "", `0`, `"v2"`)
+
+	// Write-and-rename, as editors save.
+	tmp := filepath.Join(f.dir, ".default.lua.swp")
+	if err := os.WriteFile(tmp, []byte(reply("v3")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(f.dir, "default.lua")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGeneration(3)
+	mustReply(t, c, "", `0`, `"v3"`)
+
+	// A new route, then its deletion.
+	writeScripts(t, f.dir, map[string]string{"fresh.lua": reply("fresh")})
+	f.waitGeneration(4)
+	mustReply(t, c, "fresh", `0`, `"fresh"`)
+	if err := os.Remove(filepath.Join(f.dir, "extra.lua")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGeneration(5)
+	mustFail(t, c, "extra", `0`, protocol.CodeNoRoute, "extra")
+
+	// A broken edit keeps the previous version serving, and says where.
+	writeScripts(t, f.dir, map[string]string{"default.lua": "function on_data(msg)\n  return ((\nend\n"})
+	eventually(t, "the failed reload to be logged", func() bool { return strings.Contains(f.logs.String(), "Scripts not reloaded") })
+	if !strings.Contains(f.logs.String(), "default.lua line:") && !strings.Contains(f.logs.String(), "default.lua:") {
+		t.Fatalf("the error does not name the file:\n%s", f.logs.String())
+	}
+	if f.engine.Generation() != 5 {
+		t.Fatalf("a broken file replaced generation 5: %d", f.engine.Generation())
+	}
+	mustReply(t, c, "", `0`, `"v3"`)
+	mustReply(t, c, "fresh", `0`, `"fresh"`)
+
+	// Fixed again.
+	writeScripts(t, f.dir, map[string]string{"default.lua": reply("v6")})
+	f.waitGeneration(6)
+	mustReply(t, c, "", `0`, `"v6"`)
+	if !strings.Contains(f.logs.String(), `msg="Scripts reloaded" generation=6 handlers=2`) {
+		t.Fatalf("reload not logged with generation and handler count:\n%s", f.logs.String())
+	}
+}
+
+func TestReloadOfModules(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"default.lua":  `local util = require("util"); function on_data(msg) return util.value end`,
+		"lib/util.lua": `return {value = "one"}`,
+	}, Config{})
+	f.watch(20 * time.Millisecond)
+	c, _ := f.client()
+	mustReply(t, c, "", `0`, `"one"`)
+	writeScripts(t, f.dir, map[string]string{"lib/util.lua": `return {value = "two"}`})
+	f.waitGeneration(2)
+	mustReply(t, c, "", `0`, `"two"`)
+}
+
+func TestLibDirectoryCreatedLater(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": reply("plain")}, Config{})
+	f.watch(20 * time.Millisecond)
+	if err := os.Mkdir(filepath.Join(f.dir, "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGeneration(2)
+	writeScripts(t, f.dir, map[string]string{"lib/m.lua": `return "from lib"`})
+	f.waitGeneration(3)
+	writeScripts(t, f.dir, map[string]string{"default.lua": `function on_data() return require("m") end`})
+	f.waitGeneration(4)
+	c, _ := f.client()
+	mustReply(t, c, "", `0`, `"from lib"`)
+}
+
+func TestBurstOfWritesReloadsOnce(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": reply("start")}, Config{})
+	f.watch(300 * time.Millisecond)
+	for i := range 10 {
+		writeScripts(t, f.dir, map[string]string{"default.lua": reply(fmt.Sprint("burst", i))})
+	}
+	f.waitGeneration(2)
+	c, _ := f.client()
+	mustReply(t, c, "", `0`, `"burst9"`)
+	// Nothing else is pending: a later change is generation 3.
+	writeScripts(t, f.dir, map[string]string{"default.lua": reply("after")})
+	f.waitGeneration(3)
+}
+
+// TestRewritesUnderLoad keeps 100 connections sending while the handler is
+// rewritten 20 times: every message is answered, by the old handler or the
+// new one, and none is lost or answered with an error.
+func TestRewritesUnderLoad(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `function on_data(msg) return {v = 0, echo = msg.payload} end`}, Config{})
+	f.watch(10 * time.Millisecond)
+	const clients = 100
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var answered, failures atomic.Int64
+	var firstFailure atomic.Pointer[string]
+	fail := func(format string, args ...any) {
+		failures.Add(1)
+		msg := fmt.Sprintf(format, args...)
+		firstFailure.CompareAndSwap(nil, &msg)
+	}
+	for i := range clients {
+		c := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, Logger: quietLogger()})
+		if err := c.Connect(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Disconnect("done")
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				payload := fmt.Sprintf(`"%d-%d"`, i, n)
+				r, err := c.Request(ctx, json.RawMessage(payload))
+				cancel()
+				if err != nil {
+					fail("client %d message %d: %v", i, n, err)
+					return
+				}
+				if !strings.Contains(string(r.Payload), `"echo":`+payload) {
+					fail("client %d message %d: reply %s", i, n, r.Payload)
+					return
+				}
+				answered.Add(1)
+			}
+		}()
+	}
+	for v := 1; v <= 20; v++ {
+		before := answered.Load()
+		writeScripts(t, f.dir, map[string]string{"default.lua": fmt.Sprintf(`function on_data(msg) return {v = %d, echo = msg.payload} end`, v)})
+		f.waitGeneration(uint64(v + 1))
+		eventually(t, "traffic on the new generation", func() bool { return answered.Load() > before+clients || failures.Load() > 0 })
+	}
+	close(stop)
+	wg.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d failures; first: %s", n, *firstFailure.Load())
+	}
+	t.Logf("%d messages answered across 20 rewrites", answered.Load())
+}
