@@ -205,17 +205,17 @@ func (r *runState) fail(format string, args ...any) {
 // worker drives one connection: a writer keeping Pipeline frames in flight
 // and a reader checking replies in order.
 type worker struct {
-	r      *runState
-	index  int
-	nc     net.Conn
-	prefix []byte // {"type":"data",..."id":"<index>-
-	suffix []byte // "}\n
-	idBase []byte // <index>-
+	r          *runState
+	index      int
+	nc         net.Conn
+	prefix     []byte // {"type":"data",..."id":"<index>-
+	suffix     []byte // "}\n
+	idBase     []byte // <index>-
 	writerDone atomic.Bool
-	tokens chan struct{}
-	sentAt chan time.Time // send times of frames in flight, oldest first
-	sent   uint64
-	hist   histogram
+	tokens     chan struct{}
+	sentAt     chan time.Time // send times of frames in flight, oldest first
+	sent       uint64
+	hist       histogram
 }
 
 func newWorker(r *runState, index int, nc net.Conn) *worker {
