@@ -3,6 +3,7 @@ package scripting
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"strings"
 	"sync"
 	"testing"
@@ -267,4 +268,54 @@ func TestShippedExamples(t *testing.T) {
 	if got := strings.Join(e.Routes(), ","); got != "chat,counter,relay,upper" {
 		t.Fatalf("example routes %s", got)
 	}
+}
+
+// TestExamplesWork runs the shipped examples as a scripts directory.
+func TestExamplesWork(t *testing.T) {
+	files := map[string]string{}
+	for _, name := range []string{"upper.lua", "relay.lua", "counter.lua", "chat.lua"} {
+		src, err := fs.ReadFile(scripts.Examples(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = string(src)
+	}
+	f := newFixture(t, files, Config{})
+	a, aPush := f.client()
+	b, bPush := f.client()
+	eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
+
+	mustReply(t, a, "upper", `{"greeting":"hello","list":["a",{"b":"c"}],"n":1}`, `{"greeting":"HELLO","list":["A",{"b":"C"}],"n":1}`)
+	mustReply(t, a, "", `"no default.lua: built-in echo"`, `"no default.lua: built-in echo"`)
+
+	mustReply(t, a, "counter", `1`, `{"connection":1,"total":1}`)
+	mustReply(t, a, "counter", `1`, `{"connection":2,"total":2}`)
+	mustReply(t, b, "counter", `1`, `{"connection":1,"total":3}`)
+
+	got, _ := request(t, b, "relay", `{"list":true}`)
+	var listing struct {
+		Connections []string `json:"connections"`
+		You         string   `json:"you"`
+	}
+	if err := json.Unmarshal([]byte(got), &listing); err != nil || len(listing.Connections) != 2 || listing.You == "" {
+		t.Fatalf("relay list: %s", got)
+	}
+	aID := listing.Connections[0]
+	if aID == listing.You {
+		aID = listing.Connections[1]
+	}
+	mustReply(t, b, "relay", fmt.Sprintf(`{"to":%q,"body":{"task":"index"}}`, aID), `{"delivered":true}`)
+	if m := <-aPush; m.Route != "relay" || !jsonEqual(string(m.Payload), fmt.Sprintf(`{"from":%q,"body":{"task":"index"}}`, listing.You)) {
+		t.Fatalf("relayed %s on %q", m.Payload, m.Route)
+	}
+	mustReply(t, b, "relay", `{"to":"c404","body":1}`, `{"delivered":false}`)
+	mustFail(t, b, "relay", `"not an object"`, protocol.CodeHandlerError, "payload must be an object")
+
+	mustReply(t, a, "chat", `"hi all"`, `{"sent_to":1}`)
+	if m := <-bPush; m.Route != "chat" || !jsonEqual(string(m.Payload), fmt.Sprintf(`{"from":%q,"text":"hi all"}`, aID)) {
+		t.Fatalf("chat push %s", m.Payload)
+	}
+	mustReply(t, b, "chat", `{"text":"hello"}`, `{"sent_to":1}`)
+	<-aPush
+	mustFail(t, b, "chat", `42`, protocol.CodeHandlerError, "payload must be a string")
 }

@@ -86,10 +86,13 @@ func serve(cctx *cli.Context) error {
 	ctx, stopReloads := context.WithCancel(cctx.Context)
 	var reloaders sync.WaitGroup
 	if engine != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
 		reloaders.Add(1)
 		go func() {
 			defer reloaders.Done()
-			reloadOnHangup(ctx, engine)
+			reloadOnSignal(ctx, hup, engine)
 		}()
 		if cctx.String("scripts") != "" {
 			reloaders.Add(1)
@@ -143,16 +146,14 @@ func newEngine(cctx *cli.Context, log *slog.Logger) (*scripting.Engine, error) {
 	return engine, nil
 }
 
-// reloadOnHangup reloads the scripts on every SIGHUP until ctx ends.
-func reloadOnHangup(ctx context.Context, engine *scripting.Engine) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// reloadOnSignal reloads the scripts on every signal (SIGHUP) until ctx
+// ends.
+func reloadOnSignal(ctx context.Context, signals <-chan os.Signal, engine *scripting.Engine) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-signals:
 			engine.Reload() //nolint:errcheck // logged; the old scripts keep serving
 		}
 	}

@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.9, 900 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, time.Millisecond}}
+	for _, tt := range tests {
+		got := h.quantile(tt.q)
+		if got < tt.want || float64(got) > float64(tt.want)*1.07 {
+			t.Errorf("quantile(%v) = %v, want %v within 7%%", tt.q, got, tt.want)
+		}
+	}
+	if h.max != time.Millisecond || h.total != 1000 {
+		t.Fatalf("max %v total %d", h.max, h.total)
+	}
+	for _, d := range []time.Duration{0, 1, 15, 16, 17, 1000, time.Hour} {
+		if up := bucketUpper(bucketOf(d)); up < d {
+			t.Errorf("value %v lands in a bucket ending at %v", d, up)
+		}
+	}
+	var empty histogram
+	if empty.quantile(0.5) != 0 {
+		t.Fatal("empty histogram")
+	}
+}
+
+func serve(t *testing.T, h gateway.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gateway.NewServer(gateway.Config{Handler: h, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+func TestRunCountsEveryReply(t *testing.T) {
+	addr := serve(t, nil)
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 3, Pipeline: 4, Messages: 999, Size: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received < 999 || res.Sent != res.Received || res.Errors != 0 || res.FramesPerSec <= 0 || res.Size != 100 {
+		t.Fatalf("result %+v", res)
+	}
+	if len(makePayload(100)) != 100 {
+		t.Fatalf("payload of %d bytes", len(makePayload(100)))
+	}
+}
+
+func TestRunDetectsWrongReplies(t *testing.T) {
+	addr := serve(t, gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		return c.Reply(m, []byte(`"tampered"`))
+	}))
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 1, Messages: 10})
+	if !errors.Is(err, ErrNoReplies) || res.Errors != 10 || res.FirstError == "" {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
+
+func TestRunByDuration(t *testing.T) {
+	addr := serve(t, nil)
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 2, Duration: 200 * time.Millisecond})
+	if err != nil || res.Errors != 0 || res.ElapsedSec < 0.2 {
+		t.Fatalf("%v %+v", err, res)
+	}
+}
+
+func TestRunConnectError(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := Run(context.Background(), Config{Addr: addr, Messages: 1}); err == nil {
+		t.Fatal("no error for a closed port")
+	}
+}

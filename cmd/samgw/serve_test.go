@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, path, src string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendOK runs `samgw send` and returns its stdout, failing on error.
+func sendOK(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runSamgw(t, "", append([]string{"send", "--addr", addr}, args...)...)
+	if code != 0 {
+		t.Fatalf("send %v: exit %d: %s", args, code, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+// waitFor polls cond every 10 ms until it holds, up to waitTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func TestServeEmbeddedLuaEcho(t *testing.T) {
+	addr, log, _ := startServe(t)
+	if got := sendOK(t, addr, `{"a":[],"b":{}}`); got != `{"a":[],"b":{}}` {
+		t.Fatalf("embedded echo: %s", got)
+	}
+	if !strings.Contains(log.String(), `msg="Scripts loaded" generation=1 handlers=1 routes=[default]`) {
+		t.Fatalf("log: %s", log.String())
+	}
+	code, _, errOut := runSamgw(t, "", "send", "--addr", addr, "--route", "nothing", "1")
+	if code == 0 || !strings.Contains(errOut, "no_route") {
+		t.Fatalf("unknown route: exit %d %s", code, errOut)
+	}
+}
+
+func TestServeNoScripts(t *testing.T) {
+	addr, log, _ := startServe(t, "--no-scripts")
+	if got := sendOK(t, addr, "--route", "anything", `[1]`); got != `[1]` {
+		t.Fatalf("Go echo: %s", got)
+	}
+	if !strings.Contains(log.String(), "built-in Go echo") {
+		t.Fatalf("log: %s", log.String())
+	}
+}
+
+func TestServeScriptsDirReloadsOnChangeAndSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "default.lua"), `function on_data(msg) return "v1" end`)
+	addr, log, _ := startServe(t, "--scripts", dir)
+	if got := sendOK(t, addr, `0`); got != `"v1"` {
+		t.Fatalf("got %s", got)
+	}
+	writeFile(t, filepath.Join(dir, "default.lua"), `function on_data(msg) return "v2" end`)
+	waitFor(t, "the edit to be served", func() bool { return sendOK(t, addr, `0`) == `"v2"` })
+
+	// SIGHUP reloads too (generation 3 with no change on disk).
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the SIGHUP reload", func() bool { return strings.Contains(log.String(), `msg="Scripts reloaded" generation=3`) })
+}
+
+func TestServeRejectsBrokenScripts(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "default.lua"), "function on_data(msg)\n  return (\nend\n")
+	code, _, errOut := runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--scripts", dir)
+	if code == 0 || !strings.Contains(errOut, "default.lua") {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+	code, _, errOut = runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--scripts", filepath.Join(dir, "missing"))
+	if code == 0 || !strings.Contains(errOut, "scripts directory") {
+		t.Fatalf("missing dir: exit %d, stderr %s", code, errOut)
+	}
+	code, _, errOut = runSamgw(t, "", "serve", "--scripts", dir, "--no-scripts")
+	if code == 0 || !strings.Contains(errOut, "exclude each other") {
+		t.Fatalf("both flags: exit %d, stderr %s", code, errOut)
+	}
+}
+
+func TestBenchCommand(t *testing.T) {
+	addr := startGateway(t, nil)
+	code, out, errOut := runSamgw(t, "", "bench", "--addr", addr, "--conns", "4", "--pipeline", "8", "--messages", "2000", "--size", "64", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, errOut)
+	}
+	var r map[string]float64
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --json printed %q: %v", out, err)
+	}
+	for _, key := range []string{"frames_per_sec", "mb_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "sent", "received", "errors"} {
+		if _, ok := r[key]; !ok {
+			t.Errorf("no %s in %s", key, out)
+		}
+	}
+	if r["received"] < 2000 || r["errors"] != 0 || r["received"] != r["sent"] || r["frames_per_sec"] <= 0 ||
+		!(r["p50_ms"] <= r["p99_ms"] && r["p99_ms"] <= r["max_ms"]) {
+		t.Fatalf("implausible result %s", out)
+	}
+	code, out, _ = runSamgw(t, "", "bench", "--addr", addr, "--conns", "2", "--messages", "100")
+	if code != 0 || !strings.Contains(out, "frames/s") || !strings.Contains(out, "p99.9") {
+		t.Fatalf("text output: %s", out)
+	}
+}
