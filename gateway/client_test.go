@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func newTestClient(t *testing.T, cfg ClientConfig) *Client {
@@ -178,7 +180,7 @@ func TestClientReconnectsAfterRestartAndDeliversQueuedInOrder(t *testing.T) {
 	if reason := <-lost; reason != "closed by server: server shutdown" {
 		t.Fatalf("disconnect reason %q", reason)
 	}
-	eventually(t, "the client to notice", func() bool { return !c.IsConnected() })
+	testutil.Eventually(t, "the client to notice", func() bool { return !c.IsConnected() })
 	for i := range 20 {
 		if _, err := c.Send(i); err != nil {
 			t.Fatalf("send %d while disconnected: %v", i, err)
@@ -199,7 +201,7 @@ func TestClientReconnectsAfterRestartAndDeliversQueuedInOrder(t *testing.T) {
 		<-served2
 	})
 	<-connects
-	eventually(t, "the queued frames to arrive", func() bool { return len(rec.snapshot()) >= 20 })
+	testutil.Eventually(t, "the queued frames to arrive", func() bool { return len(rec.snapshot()) >= 20 })
 	got := rec.snapshot()
 	for i := range 20 {
 		if got[i] != fmt.Sprint(i) {
@@ -326,7 +328,7 @@ func TestClientRequestInFlightFailsOnLoss(t *testing.T) {
 		_, err := c.Request(testCtx(t), "stuck")
 		done <- err
 	}()
-	eventually(t, "the request to reach the handler", func() bool {
+	testutil.Eventually(t, "the request to reach the handler", func() bool {
 		infos := srv.Connections()
 		return len(infos) == 1 && infos[0].FramesIn == 1
 	})

@@ -15,13 +15,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/protocol"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // waitTimeout bounds every wait in these tests; it is generous so a loaded
 // machine does not fail them, and never reached when things work.
-const waitTimeout = 10 * time.Second
+const waitTimeout = testutil.WaitTimeout
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -165,19 +167,5 @@ func expectError(t *testing.T, f frame, code protocol.Code, id string) {
 	json.Unmarshal(f.Payload, &p)
 	if f.Type != "error" || p.Code != string(code) || f.ID != id || p.Message == "" {
 		t.Fatalf("got %s, want error %s for id %q", f.raw, code, id)
-	}
-}
-
-// eventually waits until cond holds, failing after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func TestMessageTypes(t *testing.T) {
@@ -232,7 +234,7 @@ func TestSlowConsumerClosedOthersServed(t *testing.T) {
 	srv, addr := startServer(t, Config{MaxFrameSize: 16 << 10, MaxQueueBytes: 1, WriteTimeout: time.Second})
 	slow := dialPeer(t, addr)
 	fast := dialPeer(t, addr)
-	eventually(t, "both connections registered", func() bool { return srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "both connections registered", func() bool { return srv.ConnectionCount() == 2 })
 
 	// The slow peer never reads: its replies fill the socket buffers, then
 	// the server's queue.
@@ -265,7 +267,7 @@ func TestSlowConsumerClosedOthersServed(t *testing.T) {
 func TestMaxConns(t *testing.T) {
 	srv, addr := startServer(t, Config{MaxConns: 2})
 	a, b := dialPeer(t, addr), dialPeer(t, addr)
-	eventually(t, "two connections", func() bool { return srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections", func() bool { return srv.ConnectionCount() == 2 })
 	c := dialPeer(t, addr)
 	expectFrame(t, c.next(), "close", "", `{"reason":"server full"}`)
 	c.expectEOF()
@@ -275,7 +277,7 @@ func TestMaxConns(t *testing.T) {
 	}
 	// A freed slot is usable again.
 	a.nc.Close()
-	eventually(t, "the closed connection to leave", func() bool { return srv.ConnectionCount() == 1 })
+	testutil.Eventually(t, "the closed connection to leave", func() bool { return srv.ConnectionCount() == 1 })
 	d := dialPeer(t, addr)
 	d.send(`{"type":"ping","id":"d"}` + "\n")
 	expectFrame(t, d.nextSkipping(), "pong", "d", "")
@@ -300,7 +302,7 @@ func TestGracefulShutdownAnswersThenCloses(t *testing.T) {
 		}
 		peers[i].send(batch.String())
 	}
-	eventually(t, "every frame received", func() bool {
+	testutil.Eventually(t, "every frame received", func() bool {
 		infos := srv.Connections()
 		if len(infos) != clients {
 			return false
@@ -354,7 +356,7 @@ func TestShutdownTimeoutForcesClose(t *testing.T) {
 		t.Fatalf("Shutdown: %v, want deadline exceeded", err)
 	}
 	<-served
-	eventually(t, "the aborted connection to leave", func() bool { return srv.ConnectionCount() == 0 })
+	testutil.Eventually(t, "the aborted connection to leave", func() bool { return srv.ConnectionCount() == 0 })
 	if n := srv.ConnectionCount(); n != 0 {
 		t.Fatalf("%d connections left after a forced shutdown", n)
 	}
@@ -421,7 +423,7 @@ func TestConnectionsRegistry(t *testing.T) {
 	p := dialPeer(t, addr)
 	p.send(`{"type":"data","payload":"abc","id":"1"}` + "\n")
 	expectFrame(t, p.nextSkipping(), "data", "1", `"abc"`)
-	eventually(t, "one connection", func() bool { return srv.ConnectionCount() == 1 })
+	testutil.Eventually(t, "one connection", func() bool { return srv.ConnectionCount() == 1 })
 	infos := srv.Connections()
 	in := infos[0]
 	if in.ID == "" || in.RemoteAddr != p.nc.LocalAddr().String() || in.ConnectedAt.Before(before) ||
@@ -432,7 +434,7 @@ func TestConnectionsRegistry(t *testing.T) {
 		t.Fatalf("Conn(%q) = %v", in.ID, c)
 	}
 	p.nc.Close()
-	eventually(t, "the connection to leave the registry", func() bool { return srv.ConnectionCount() == 0 })
+	testutil.Eventually(t, "the connection to leave the registry", func() bool { return srv.ConnectionCount() == 0 })
 	if srv.Conn(in.ID) != nil {
 		t.Fatal("a closed connection is still registered")
 	}
@@ -554,7 +556,7 @@ func TestPushesBetweenConnections(t *testing.T) {
 	})})
 	a := dialPeer(t, addr)
 	b := dialPeer(t, addr)
-	eventually(t, "two connections", func() bool { return srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections", func() bool { return srv.ConnectionCount() == 2 })
 	var bID string
 	for _, in := range srv.Connections() {
 		if in.RemoteAddr == b.nc.LocalAddr().String() {

@@ -155,6 +155,24 @@ func Decode(frame []byte, m *Message, limits Limits) error {
 	return nil
 }
 
+// Valid checks that data is one JSON value of valid UTF-8 nesting no deeper
+// than maxDepth (clamped to MaxDepthLimit), with the same single-pass scanner
+// Decode uses. The error is an *Error: CodeInvalidJSON or, for depth,
+// CodeInvalidMessage.
+func Valid(data []byte, maxDepth int) error {
+	s := scanner{data: data, maxDepth: Limits{MaxDepth: maxDepth}.maxDepth()}
+	s.skipSpace()
+	if err := s.skipValue(0); err != nil {
+		return err
+	}
+	return s.end()
+}
+
+// AppendUnescaped appends the decoded contents of a JSON string (without its
+// quotes) that Valid or Decode accepted: escapes resolved, surrogate pairs
+// joined, lone surrogates replaced by U+FFFD.
+func AppendUnescaped(dst, str []byte) []byte { return appendUnescaped(dst, str) }
+
 // knownType maps a type name to its constant without allocating.
 func knownType(b []byte) (Type, bool) {
 	switch string(b) {

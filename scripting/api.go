@@ -205,7 +205,7 @@ func (st *luaState) apiJSONEncode(L *lua.LState) int {
 
 // json.decode(string) → value
 func (st *luaState) apiJSONDecode(L *lua.LState) int {
-	v, err := st.conv.decode([]byte(L.CheckString(1)))
+	v, err := st.conv.decodeUntrusted([]byte(L.CheckString(1)))
 	if err != nil {
 		L.RaiseError("json.decode: %s", err)
 	}

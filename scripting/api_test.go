@@ -10,6 +10,8 @@ import (
 
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripts"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func TestGatewayModule(t *testing.T) {
@@ -25,7 +27,7 @@ function on_data(msg, conn)
 end`}, Config{})
 	a, aPush := f.client()
 	b, bPush := f.client()
-	eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
 	ids := map[string]string{}
 	for _, in := range f.srv.Connections() {
 		ids[in.RemoteAddr] = in.ID
@@ -81,7 +83,7 @@ end`}, Config{})
 	mustFail(t, a, "", `{"op":"bad payload"}`, protocol.CodeHandlerError, "function")
 
 	mustReply(t, a, "", fmt.Sprintf(`{"op":"close","to":%q,"reason":"kicked by a"}`, bID), `true`)
-	eventually(t, "b to be closed", func() bool { return f.srv.ConnectionCount() == 1 })
+	testutil.Eventually(t, "b to be closed", func() bool { return f.srv.ConnectionCount() == 1 })
 	mustReply(t, a, "", fmt.Sprintf(`{"op":"send","to":%q,"body":1}`, bID), `false`) // closed connection
 	mustReply(t, a, "", `{"op":"close","to":"nobody"}`, `false`)
 }
@@ -247,14 +249,14 @@ function on_data(msg, conn) return conn.state.number end`}, Config{})
 		}
 		p.Close()
 	}
-	eventually(t, "on_close of the rejected connections", func() bool {
+	testutil.Eventually(t, "on_close of the rejected connections", func() bool {
 		return f.engine.Store().Len() == 3 // connects, closed:c2, closed:c3
 	})
 	if got := string(f.engine.Store().Get("closed:c2")); !strings.Contains(got, "rejected") {
 		t.Fatalf("on_close reason %s", got)
 	}
 	a.Disconnect("bye")
-	eventually(t, "on_close of a", func() bool { return f.engine.Store().Get("closed:c1") != nil })
+	testutil.Eventually(t, "on_close of a", func() bool { return f.engine.Store().Get("closed:c1") != nil })
 	if got := string(f.engine.Store().Get("closed:c1")); got != `"closed by client"` {
 		t.Fatalf("on_close reason %s", got)
 	}
@@ -283,7 +285,7 @@ func TestExamplesWork(t *testing.T) {
 	f := newFixture(t, files, Config{})
 	a, aPush := f.client()
 	b, bPush := f.client()
-	eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
 
 	mustReply(t, a, "upper", `{"greeting":"hello","list":["a",{"b":"c"}],"n":1}`, `{"greeting":"HELLO","list":["A",{"b":"C"}],"n":1}`)
 	mustReply(t, a, "", `"no default.lua: built-in echo"`, `"no default.lua: built-in echo"`)

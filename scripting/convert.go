@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"unicode/utf8"
 	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
@@ -70,29 +69,24 @@ func (c *converter) isArray(t *lua.LTable) bool {
 	return ok && meta.RawGetString(arrayMarker) == lua.LTrue
 }
 
-func isNull(v lua.LValue) bool {
-	ud, ok := v.(*lua.LUserData)
-	if !ok {
-		return false
-	}
-	_, ok = ud.Value.(nullMarker)
-	return ok
-}
-
-// decode builds the Lua value of one JSON text. It validates as it goes, so
-// it also serves json.decode on strings from scripts.
+// decode builds the Lua value of JSON text that is known to be valid: a
+// payload that protocol.Decode accepted, or a value this package encoded.
 func (c *converter) decode(data []byte) (lua.LValue, error) {
 	d := jsonDecoder{c: c, data: data}
 	d.skipSpace()
-	v, err := d.value(0)
-	if err != nil {
+	return d.value(0)
+}
+
+// decodeUntrusted validates data (JSON from a script) before decoding it.
+func (c *converter) decodeUntrusted(data []byte) (lua.LValue, error) {
+	if err := protocol.Valid(data, maxDecodeDepth); err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			return lua.LNil, errors.New(pe.Message)
+		}
 		return lua.LNil, err
 	}
-	d.skipSpace()
-	if d.pos != len(d.data) {
-		return lua.LNil, d.errorf("unexpected data after the value")
-	}
-	return v, nil
+	return c.decode(data)
 }
 
 type jsonDecoder struct {
@@ -234,20 +228,17 @@ func (d *jsonDecoder) str() (string, error) {
 	start := d.pos
 	escaped := false
 	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
+		switch d.data[d.pos] {
+		case '"':
 			raw := d.data[start:d.pos]
 			d.pos++
 			if !escaped {
 				return string(raw), nil
 			}
-			return unescape(raw)
-		case c == '\\':
+			return string(protocol.AppendUnescaped(make([]byte, 0, len(raw)), raw)), nil
+		case '\\':
 			escaped = true
 			d.pos += 2
-		case c < 0x20:
-			return "", d.errorf("control character in string")
 		default:
 			d.pos++
 		}
@@ -255,101 +246,16 @@ func (d *jsonDecoder) str() (string, error) {
 	return "", d.errorf("unterminated string")
 }
 
-// unescape decodes the contents of a JSON string with escapes, using the
-// protocol's validating decoder on a synthetic frame would cost more than
-// this small loop.
-func unescape(raw []byte) (string, error) {
-	out := make([]byte, 0, len(raw))
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		if i+1 >= len(raw) {
-			return "", errors.New("invalid JSON: unterminated escape")
-		}
-		i++
-		switch raw[i] {
-		case '"', '\\', '/':
-			out = append(out, raw[i])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, n, ok := readEscapedRune(raw[i+1:])
-			if !ok {
-				return "", errors.New("invalid JSON: invalid \\u escape")
-			}
-			out = utf8.AppendRune(out, r)
-			i += n
-		default:
-			return "", errors.New("invalid JSON: invalid escape")
-		}
-	}
-	return string(out), nil
-}
-
-// readEscapedRune reads XXXX (after "\u"), and a following "\uXXXX" low
-// surrogate when the first is a high one. n is the bytes consumed.
-func readEscapedRune(b []byte) (r rune, n int, ok bool) {
-	hi, ok := hex4(b)
-	if !ok {
-		return 0, 0, false
-	}
-	if hi >= 0xD800 && hi < 0xDC00 && len(b) >= 10 && b[4] == '\\' && b[5] == 'u' {
-		if lo, ok := hex4(b[6:]); ok && lo >= 0xDC00 && lo < 0xE000 {
-			return (hi-0xD800)<<10 | (lo - 0xDC00) + 0x10000, 10, true
-		}
-	}
-	if hi >= 0xD800 && hi < 0xE000 {
-		return 0xFFFD, 4, true
-	}
-	return hi, 4, true
-}
-
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
-}
-
 func (d *jsonDecoder) number() (lua.LValue, error) {
 	start := d.pos
 	integer := true
-	if d.data[d.pos] == '-' {
-		d.pos++
-	}
-	digits := d.pos
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
-		if c >= '0' && c <= '9' {
+		if c >= '0' && c <= '9' || c == '-' {
 			d.pos++
 			continue
 		}
-		if c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
+		if c == '.' || c == 'e' || c == 'E' || c == '+' {
 			integer = false
 			d.pos++
 			continue
@@ -357,15 +263,16 @@ func (d *jsonDecoder) number() (lua.LValue, error) {
 		break
 	}
 	num := d.data[start:d.pos]
-	if d.pos == digits || d.data[digits] == '0' && d.pos > digits+1 && integer {
-		return lua.LNil, d.errorf("invalid number")
-	}
-	if integer && len(num) <= 15 {
+	if integer && len(num) <= 15 && num[0] != '-' || integer && len(num) <= 16 && num[0] == '-' {
+		neg := num[0] == '-'
+		if neg {
+			num = num[1:]
+		}
 		var v int64
-		for _, c := range num[digits-start:] {
+		for _, c := range num {
 			v = v*10 + int64(c-'0')
 		}
-		if digits > start {
+		if neg {
 			v = -v
 		}
 		return lua.LNumber(v), nil
@@ -373,50 +280,10 @@ func (d *jsonDecoder) number() (lua.LValue, error) {
 	// ParseFloat copies the string into any error it returns, so handing
 	// it a view of the buffer is safe and saves an allocation.
 	f, err := strconv.ParseFloat(unsafe.String(&num[0], len(num)), 64)
-	if err != nil || !isJSONNumber(num) {
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return lua.LNil, d.errorf("invalid number")
 	}
 	return lua.LNumber(f), nil
-}
-
-// isJSONNumber checks the JSON number grammar, which ParseFloat is laxer
-// than (it takes "1.", ".5", "Inf", hex and underscores).
-func isJSONNumber(b []byte) bool {
-	i := 0
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	if i < len(b) && b[i] == '0' {
-		i++
-	} else if i < len(b) && b[i] >= '1' && b[i] <= '9' {
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	} else {
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return false
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			return false
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	}
-	return i == len(b)
 }
 
 // encode appends the JSON of v to dst.

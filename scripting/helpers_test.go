@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,29 +16,13 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const waitTimeout = 10 * time.Second
-
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+const waitTimeout = testutil.WaitTimeout
 
 // writeScripts writes files (name → source) into dir.
 func writeScripts(t *testing.T, dir string, files map[string]string) {
@@ -62,14 +45,14 @@ type fixture struct {
 	engine *Engine
 	srv    *gateway.Server
 	addr   string
-	logs   *logBuffer
+	logs   *testutil.SyncBuffer
 }
 
 func newFixture(t *testing.T, files map[string]string, cfg Config) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	writeScripts(t, dir, files)
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg.Dir = dir
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e, err := New(cfg)
@@ -167,20 +150,6 @@ func jsonEqual(a, b string) bool {
 	xa, _ := json.Marshal(x)
 	ya, _ := json.Marshal(y)
 	return bytes.Equal(xa, ya)
-}
-
-// eventually waits until cond holds, failing after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 // watch runs the engine's watcher for the test.
@@ -22,7 +24,7 @@ func (f *fixture) watch(debounce time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.engine.Watch(ctx, debounce) }()
-	eventually(f.t, "the watcher to start", func() bool { return strings.Contains(f.logs.String(), "Watching scripts") })
+	testutil.Eventually(f.t, "the watcher to start", func() bool { return strings.Contains(f.logs.String(), "Watching scripts") })
 	f.t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -34,7 +36,7 @@ func (f *fixture) watch(debounce time.Duration) {
 // waitGeneration waits until the engine serves generation n.
 func (f *fixture) waitGeneration(n uint64) {
 	f.t.Helper()
-	eventually(f.t, fmt.Sprintf("generation %d", n), func() bool { return f.engine.Generation() >= n })
+	testutil.Eventually(f.t, fmt.Sprintf("generation %d", n), func() bool { return f.engine.Generation() >= n })
 	if g := f.engine.Generation(); g != n {
 		f.t.Fatalf("generation %d, want %d", g, n)
 	}
@@ -78,7 +80,7 @@ func TestHotReload(t *testing.T) {
 
 	// A broken edit keeps the previous version serving, and says where.
 	writeScripts(t, f.dir, map[string]string{"default.lua": "function on_data(msg)\n  return ((\nend\n"})
-	eventually(t, "the failed reload to be logged", func() bool { return strings.Contains(f.logs.String(), "Scripts not reloaded") })
+	testutil.Eventually(t, "the failed reload to be logged", func() bool { return strings.Contains(f.logs.String(), "Scripts not reloaded") })
 	if !strings.Contains(f.logs.String(), "default.lua line:") && !strings.Contains(f.logs.String(), "default.lua:") {
 		t.Fatalf("the error does not name the file:\n%s", f.logs.String())
 	}
@@ -190,7 +192,7 @@ func TestRewritesUnderLoad(t *testing.T) {
 		before := answered.Load()
 		writeScripts(t, f.dir, map[string]string{"default.lua": fmt.Sprintf(`function on_data(msg) return {v = %d, echo = msg.payload} end`, v)})
 		f.waitGeneration(uint64(v + 1))
-		eventually(t, "traffic on the new generation", func() bool { return answered.Load() > before+clients || failures.Load() > 0 })
+		testutil.Eventually(t, "traffic on the new generation", func() bool { return answered.Load() > before+clients || failures.Load() > 0 })
 	}
 	close(stop)
 	wg.Wait()

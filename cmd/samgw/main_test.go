@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,37 +14,20 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const waitTimeout = 10 * time.Second
-
-// syncBuffer is a bytes.Buffer safe to write from the command while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+const waitTimeout = testutil.WaitTimeout
 
 // runSamgw runs the command line and returns its exit code and output.
 func runSamgw(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	code = run(ctx, append([]string{"samgw"}, args...), strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -71,10 +52,10 @@ func startGateway(t *testing.T, handler gateway.Handler) string {
 // startServe runs `samgw serve` with args on a free loopback port and
 // returns its address, its log and a function that stops it (as SIGINT
 // would) and returns its exit code.
-func startServe(t *testing.T, args ...string) (addr string, log *syncBuffer, stop func() int) {
+func startServe(t *testing.T, args ...string) (addr string, log *testutil.SyncBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log = &syncBuffer{}
+	log = &testutil.SyncBuffer{}
 	exit := make(chan int, 1)
 	go func() {
 		exit <- run(ctx, append([]string{"samgw", "serve", "--listen", "127.0.0.1:0"}, args...), strings.NewReader(""), io.Discard, log)

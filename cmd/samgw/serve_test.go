@@ -7,7 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
 func writeFile(t *testing.T, path, src string) {
@@ -25,20 +26,6 @@ func sendOK(t *testing.T, addr string, args ...string) string {
 		t.Fatalf("send %v: exit %d: %s", args, code, errOut)
 	}
 	return strings.TrimSpace(out)
-}
-
-// waitFor polls cond every 10 ms until it holds, up to waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 func TestServeEmbeddedLuaEcho(t *testing.T) {
@@ -73,13 +60,13 @@ func TestServeScriptsDirReloadsOnChangeAndSIGHUP(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 	writeFile(t, filepath.Join(dir, "default.lua"), `function on_data(msg) return "v2" end`)
-	waitFor(t, "the edit to be served", func() bool { return sendOK(t, addr, `0`) == `"v2"` })
+	testutil.Eventually(t, "the edit to be served", func() bool { return sendOK(t, addr, `0`) == `"v2"` })
 
 	// SIGHUP reloads too (generation 3 with no change on disk).
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the SIGHUP reload", func() bool { return strings.Contains(log.String(), `msg="Scripts reloaded" generation=3`) })
+	testutil.Eventually(t, "the SIGHUP reload", func() bool { return strings.Contains(log.String(), `msg="Scripts reloaded" generation=3`) })
 }
 
 func TestServeRejectsBrokenScripts(t *testing.T) {
