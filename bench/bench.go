@@ -150,10 +150,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	<-progressDone
 	elapsed := time.Since(start)
 
-	var hist histogram
+	var hist Histogram
 	res := Result{Conns: cfg.Conns, Pipeline: cfg.Pipeline, Size: cfg.Size, Elapsed: elapsed, ElapsedSec: elapsed.Seconds()}
 	for _, w := range workers {
-		hist.merge(&w.hist)
+		hist.Merge(&w.hist)
 		res.Sent += w.sent
 	}
 	res.Received = r.received.Load()
@@ -164,10 +164,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	secs := elapsed.Seconds()
 	res.FramesPerSec = float64(res.Received) / secs
 	res.MBPerSec = float64(res.Received) * float64(len(payload)) / secs / 1e6
-	res.P50 = ms(hist.quantile(0.50))
-	res.P90 = ms(hist.quantile(0.90))
-	res.P99 = ms(hist.quantile(0.99))
-	res.P999 = ms(hist.quantile(0.999))
+	res.P50 = ms(hist.Quantile(0.50))
+	res.P90 = ms(hist.Quantile(0.90))
+	res.P99 = ms(hist.Quantile(0.99))
+	res.P999 = ms(hist.Quantile(0.999))
 	res.Max = ms(hist.max)
 	if res.Received == 0 {
 		return res, ErrNoReplies
@@ -215,7 +215,7 @@ type worker struct {
 	tokens     chan struct{}
 	sentAt     chan time.Time // send times of frames in flight, oldest first
 	sent       uint64
-	hist       histogram
+	hist       Histogram
 }
 
 func newWorker(r *runState, index int, nc net.Conn) *worker {
@@ -334,7 +334,7 @@ func (w *worker) read() {
 			w.r.fail("conn %d: unexpected %s frame", w.index, m.Type)
 			continue
 		}
-		w.hist.record(time.Since(sentAt))
+		w.hist.Record(time.Since(sentAt))
 		want = strconv.AppendInt(append(append(want[:0], w.idBase...), '-'), seq, 10)
 		seq++
 		switch {

@@ -17,16 +17,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestHistogramQuantiles(t *testing.T) {
-	var h histogram
+	var h Histogram
 	for i := 1; i <= 1000; i++ {
-		h.record(time.Duration(i) * time.Microsecond)
+		h.Record(time.Duration(i) * time.Microsecond)
 	}
 	tests := []struct {
 		q    float64
 		want time.Duration
 	}{{0.5, 500 * time.Microsecond}, {0.9, 900 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, time.Millisecond}}
 	for _, tt := range tests {
-		got := h.quantile(tt.q)
+		got := h.Quantile(tt.q)
 		if got < tt.want || float64(got) > float64(tt.want)*1.07 {
 			t.Errorf("quantile(%v) = %v, want %v within 7%%", tt.q, got, tt.want)
 		}
@@ -39,9 +39,9 @@ func TestHistogramQuantiles(t *testing.T) {
 			t.Errorf("value %v lands in a bucket ending at %v", d, up)
 		}
 	}
-	var empty histogram
-	if empty.quantile(0.5) != 0 {
-		t.Fatal("empty histogram")
+	var empty Histogram
+	if empty.Quantile(0.5) != 0 {
+		t.Fatal("empty Histogram")
 	}
 }
 

@@ -11,9 +11,10 @@ const (
 	subBuckets = 1 << subBits
 )
 
-// histogram counts latencies in log-linear buckets, as HdrHistogram does:
-// constant memory, constant-time record, relative precision.
-type histogram struct {
+// Histogram counts latencies in log-linear buckets, as HdrHistogram does:
+// constant memory, constant-time record, relative precision (about 6%).
+// The zero value is empty and ready; it is not safe for concurrent use.
+type Histogram struct {
 	counts [64 * subBuckets]uint64
 	total  uint64
 	max    time.Duration
@@ -37,13 +38,15 @@ func bucketUpper(i int) time.Duration {
 	return time.Duration((uint64(subBuckets+sub+1) << (exp - 1)) - 1)
 }
 
-func (h *histogram) record(d time.Duration) {
+// Record adds one latency.
+func (h *Histogram) Record(d time.Duration) {
 	h.counts[bucketOf(d)]++
 	h.total++
 	h.max = max(h.max, d)
 }
 
-func (h *histogram) merge(o *histogram) {
+// Merge adds the counts of o.
+func (h *Histogram) Merge(o *Histogram) {
 	for i, c := range o.counts {
 		h.counts[i] += c
 	}
@@ -51,8 +54,9 @@ func (h *histogram) merge(o *histogram) {
 	h.max = max(h.max, o.max)
 }
 
-// quantile returns the upper bound of the bucket holding quantile q.
-func (h *histogram) quantile(q float64) time.Duration {
+// Quantile returns (the upper bound of the bucket holding) quantile q, from
+// 0 to 1; 0 for an empty histogram.
+func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.total == 0 {
 		return 0
 	}
@@ -67,3 +71,9 @@ func (h *histogram) quantile(q float64) time.Duration {
 	}
 	return h.max
 }
+
+// Count returns how many latencies were recorded.
+func (h *Histogram) Count() uint64 { return h.total }
+
+// Max returns the largest latency recorded.
+func (h *Histogram) Max() time.Duration { return h.max }

@@ -30,22 +30,12 @@ func (st *luaState) registerAPI() {
 		logMod.RawSetString(name, L.NewFunction(func(L *lua.LState) int { return st.apiLog(level) }))
 	}
 	L.SetGlobal("log", logMod)
-	jsonMod := st.module(map[string]lua.LGFunction{
-		"encode": st.apiJSONEncode,
-		"decode": st.apiJSONDecode,
-		"array":  st.apiJSONArray,
-	})
-	jsonMod.RawSetString("null", st.conv.null)
-	L.SetGlobal("json", jsonMod)
+	registerCommon(L, st.conv)
 	L.SetGlobal("store", st.module(map[string]lua.LGFunction{
 		"get":    st.apiStoreGet,
 		"set":    st.apiStoreSet,
 		"delete": st.apiStoreDelete,
 		"incr":   st.apiStoreIncr,
-	}))
-	L.SetGlobal("now", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LNumber(protocol.Now()))
-		return 1
 	}))
 	L.SetGlobal("print", L.NewFunction(st.apiPrint))
 	L.SetGlobal("require", L.NewFunction(st.apiRequire))
@@ -193,36 +183,43 @@ func (st *luaState) apiPrint(L *lua.LState) int {
 	return st.apiLog(slog.LevelInfo)
 }
 
-// json.encode(value) → string
-func (st *luaState) apiJSONEncode(L *lua.LState) int {
-	out, err := st.conv.encode(nil, L.CheckAny(1))
-	if err != nil {
-		L.RaiseError("json.encode: %s", err)
-	}
-	L.Push(lua.LString(out))
-	return 1
-}
-
-// json.decode(string) → value
-func (st *luaState) apiJSONDecode(L *lua.LState) int {
-	v, err := st.conv.decodeUntrusted([]byte(L.CheckString(1)))
-	if err != nil {
-		L.RaiseError("json.decode: %s", err)
-	}
-	L.Push(v)
-	return 1
-}
-
-// json.array([table]) → the table (a new one if none), marked to encode as
-// a JSON array even when empty.
-func (st *luaState) apiJSONArray(L *lua.LState) int {
-	t, ok := L.Get(1).(*lua.LTable)
-	if !ok {
-		t = L.NewTable()
-	}
-	t.Metatable = st.conv.arrayMeta
-	L.Push(t)
-	return 1
+// registerCommon installs what handlers and scenarios share: the json
+// module and now().
+func registerCommon(L *lua.LState, conv *converter) {
+	mod := L.NewTable()
+	mod.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
+		out, err := conv.encode(nil, L.CheckAny(1))
+		if err != nil {
+			L.RaiseError("json.encode: %s", err)
+		}
+		L.Push(lua.LString(out))
+		return 1
+	}))
+	mod.RawSetString("decode", L.NewFunction(func(L *lua.LState) int {
+		v, err := conv.decodeUntrusted([]byte(L.CheckString(1)))
+		if err != nil {
+			L.RaiseError("json.decode: %s", err)
+		}
+		L.Push(v)
+		return 1
+	}))
+	// json.array([table]) → the table (a new one if none), marked to encode
+	// as a JSON array even when empty.
+	mod.RawSetString("array", L.NewFunction(func(L *lua.LState) int {
+		t, ok := L.Get(1).(*lua.LTable)
+		if !ok {
+			t = L.NewTable()
+		}
+		t.Metatable = conv.arrayMeta
+		L.Push(t)
+		return 1
+	}))
+	mod.RawSetString("null", conv.null)
+	L.SetGlobal("json", mod)
+	L.SetGlobal("now", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(protocol.Now()))
+		return 1
+	}))
 }
 
 // store.get(key) → value or nil

@@ -3,6 +3,7 @@
 //
 //   - default.lua: the echo handler, served when no --scripts is given;
 //   - examples/: a scripts directory of example handlers;
+//   - scenarios/: client scenarios, among them demo.lua.
 package scripts
 
 import (
@@ -10,7 +11,7 @@ import (
 	"io/fs"
 )
 
-//go:embed *.lua examples
+//go:embed *.lua examples scenarios
 var files embed.FS
 
 // FS returns every shipped file, rooted at this directory.
@@ -26,4 +27,13 @@ func Examples() fs.FS {
 		panic(err) // the directory is embedded at build time
 	}
 	return sub
+}
+
+// Demo returns the demo scenario, run by `samgw client` without --scenario.
+func Demo() []byte {
+	src, err := files.ReadFile("scenarios/demo.lua")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return src
 }

@@ -1,46 +1,36 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"sync"
-	"sync/atomic"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripting"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func clientCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "client",
-		Usage: "run the demo client: send data, ping at 5 s, data at 10 s, disconnect at 30 s",
+		Usage: "run a Lua client scenario (default: the demo) against a gateway",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address", EnvVars: envVar("addr")},
-			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply every delay and timeout (0.01 runs the 30 s demo in 0.3 s)", EnvVars: envVar("time-scale")},
+			&cli.StringFlag{Name: "scenario", Usage: "Lua scenario file (default: the embedded demo)"},
+			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
+			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},
+			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply every sleep and timeout (0.01 runs the 30 s demo in 0.3 s)", EnvVars: envVar("time-scale")},
 		}, logFlags()...),
-		Action: runDemo,
+		Action: runClient,
 	}
 }
 
-// printer writes whole lines from several goroutines.
-type printer struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (p *printer) line(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format+"\n", args...)
-}
-
-// runDemo reproduces the prototype's demo client.
-func runDemo(cctx *cli.Context) error {
+func runClient(cctx *cli.Context) error {
 	log, err := newLogger(cctx, cctx.App.ErrWriter)
 	if err != nil {
 		return err
@@ -49,77 +39,54 @@ func runDemo(cctx *cli.Context) error {
 	if scale <= 0 {
 		return fmt.Errorf("--time-scale must be positive, got %v", scale)
 	}
-	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
-	out := &printer{w: cctx.App.Writer}
-	var leaving atomic.Bool // our own close is acknowledged: not news
-	client := gateway.NewClient(gateway.ClientConfig{
-		Addr:              cctx.String("addr"),
-		KeepAliveInterval: scaled(gateway.DefaultKeepAliveInterval),
-		KeepAliveTimeout:  scaled(gateway.DefaultKeepAliveTimeout),
-		Logger:            log,
-		OnMessage: func(m *protocol.Message) {
-			switch m.Type {
-			case protocol.TypeData:
-				out.line("Data received: %s", m.Payload)
-			case protocol.TypePong:
-				out.line("Pong received")
-			case protocol.TypeKeepAlive:
-				out.line("Keep-alive received")
-			case protocol.TypeError:
-				out.line("Error received: %s", m.Payload)
-			case protocol.TypeClose:
-				if !leaving.Load() {
-					out.line("Server closed the connection: %s", m.Payload)
-				}
-			}
-		},
-	})
-	ctx := cctx.Context
-	if err := client.Connect(ctx); err != nil {
-		return err
+	n := cctx.Int("clients")
+	if n <= 0 {
+		return fmt.Errorf("--clients must be positive, got %d", n)
 	}
-	out.line("Connected to server")
-	steps := []struct {
-		at   time.Duration
-		step func() error
-	}{
-		{0, func() error {
-			_, err := client.Send(json.RawMessage(`{"name":"John","age":30,"email":"john@example.com"}`))
-			return err
-		}},
-		{5 * time.Second, func() error { _, err := client.Ping(); return err }},
-		{10 * time.Second, func() error {
-			_, err := client.Send(map[string]any{"message": "Hello again!", "timestamp": protocol.Now()})
-			return err
-		}},
-		{30 * time.Second, func() error { out.line("Disconnecting after 30 seconds..."); return nil }},
-	}
-	start := time.Now()
-	for _, s := range steps {
-		if err := sleepUntil(ctx, start.Add(scaled(s.at))); err != nil {
-			out.line("Interrupted")
-			break
+	args := make(map[string]string)
+	for _, kv := range cctx.StringSlice("arg") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--arg %q: want k=v", kv)
 		}
-		if err := s.step(); err != nil {
-			leaving.Store(true)
-			client.Disconnect("client error")
-			return fmt.Errorf("demo: %w", err)
-		}
+		args[k] = v
 	}
-	leaving.Store(true)
-	client.Disconnect("client finished")
-	out.line("Disconnected from server")
-	return nil
-}
-
-// sleepUntil waits until t or until ctx ends.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
+	cfg := scripting.ScenarioConfig{
+		Name:      "demo.lua",
+		Source:    scripts.Demo(),
+		Client:    gateway.ClientConfig{Addr: cctx.String("addr")},
+		Args:      args,
+		TimeScale: scale,
+		Out:       cctx.App.Writer,
+		Logger:    log,
+	}
+	if path := cctx.String("scenario"); path != "" {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("--scenario: %w", err)
+		}
+		cfg.Name, cfg.Source = filepath.Base(path), src
+	}
+	if n == 1 {
+		if res := scripting.RunScenario(cctx.Context, cfg); res.Err != nil {
+			return res.Err
+		}
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	sum := scripting.RunScenarios(cctx.Context, cfg, n)
+	w := cctx.App.Writer
+	fmt.Fprintf(w, "%d clients: %d passed, %d failed\n", n, sum.Passed, sum.Failed)
+	if c := sum.Requests.Count(); c > 0 {
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		q := sum.Requests.Quantile
+		fmt.Fprintf(w, "requests: %d, latency p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms\n",
+			c, ms(q(0.5)), ms(q(0.9)), ms(q(0.99)), ms(sum.Requests.Max()))
+	}
+	for _, e := range sum.Errors {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	if sum.Failed > 0 {
+		return errors.New(sum.Errors[0])
+	}
+	return nil
 }

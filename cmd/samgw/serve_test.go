@@ -110,3 +110,38 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("text output: %s", out)
 	}
 }
+
+func TestClientScenarios(t *testing.T) {
+	addr := startGateway(t, nil)
+	dir := t.TempDir()
+	check := filepath.Join(dir, "check.lua")
+	writeFile(t, check, `
+local r = request({hello = args.name})
+assert(r.hello == args.name, "echo mismatch")
+log("checked", args.name)
+`)
+	code, out, errOut := runSamgw(t, "", "client", "--addr", addr, "--scenario", check, "--arg", "name=ada")
+	if code != 0 || out != "checked ada\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	failing := filepath.Join(dir, "failing.lua")
+	writeFile(t, failing, "send(1)\nexpect(\"pong\", 100)\n")
+	code, _, errOut = runSamgw(t, "", "client", "--addr", addr, "--scenario", failing)
+	if code == 0 || !strings.Contains(errOut, "failing.lua:2: expect pong: timed out after 100ms") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+
+	code, out, errOut = runSamgw(t, "", "client", "--addr", addr, "--scenario", check, "--arg", "name=bob", "--clients", "20")
+	if code != 0 || !strings.Contains(out, "20 clients: 20 passed, 0 failed") || !strings.Contains(out, "requests: 20, latency p50") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, _, errOut = runSamgw(t, "", "client", "--addr", addr, "--arg", "novalue")
+	if code == 0 || !strings.Contains(errOut, "want k=v") {
+		t.Fatalf("bad --arg: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runSamgw(t, "", "client", "--addr", addr, "--scenario", filepath.Join(dir, "none.lua"))
+	if code == 0 || !strings.Contains(errOut, "--scenario") {
+		t.Fatalf("missing file: exit %d, %q", code, errOut)
+	}
+}
