@@ -167,25 +167,33 @@ func TestScenarioInterrupted(t *testing.T) {
 
 func TestManyScenarioClients(t *testing.T) {
 	addr := scenarioServer(t, nil)
-	out := &testutil.SyncBuffer{}
 	src := `
 for i = 1, 10 do
   local r = request({client = client.id, i = i})
   assert(r.client == client.id and r.i == i, "wrong reply")
 end
-if client.id == 7 then error("client seven fails on purpose") end
+if client.id == tonumber(args.fail or "0") then error("client " .. client.id .. " fails on purpose") end
 log("ok")`
-	sum := RunScenarios(t.Context(), ScenarioConfig{Name: "load.lua", Source: []byte(src),
-		Client: gateway.ClientConfig{Addr: addr}, Out: out}, 50)
-	if sum.Passed != 49 || sum.Failed != 1 || len(sum.Errors) != 1 ||
-		!strings.Contains(sum.Errors[0], "client 7: load.lua:6: client seven fails on purpose") {
-		t.Fatalf("summary %+v", sum)
+	run := func(n int, args map[string]string) (ScenarioSummary, string) {
+		out := &testutil.SyncBuffer{}
+		sum := RunScenarios(t.Context(), ScenarioConfig{Name: "load.lua", Source: []byte(src), Args: args,
+			Client: gateway.ClientConfig{Addr: addr}, Out: out}, n)
+		return sum, out.String()
+	}
+	sum, out := run(50, nil)
+	if sum.Passed != 50 || sum.Failed != 0 || len(sum.Errors) != 0 {
+		t.Fatalf("50 clients: %+v", sum)
 	}
 	if sum.Requests.Count() != 500 || sum.Requests.Quantile(0.99) <= 0 {
 		t.Fatalf("%d requests recorded", sum.Requests.Count())
 	}
-	if n := strings.Count(out.String(), "] ok\n"); n != 49 {
+	if n := strings.Count(out, "] ok\n"); n != 50 {
 		t.Fatalf("%d prefixed lines:\n%s", n, out)
+	}
+	sum, _ = run(10, map[string]string{"fail": "7"})
+	if sum.Passed != 9 || sum.Failed != 1 || len(sum.Errors) != 1 ||
+		!strings.Contains(sum.Errors[0], "client 7: load.lua:6: client 7 fails on purpose") {
+		t.Fatalf("summary %+v", sum)
 	}
 }
 
