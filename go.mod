@@ -1,6 +1,6 @@
 module github.com/secureagentmessaging/samgw
 
-go 1.25
+go 1.26.0
 
 require (
 	github.com/fsnotify/fsnotify v1.9.0
@@ -14,4 +14,6 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/sys v0.13.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -41,6 +43,10 @@ type Config struct {
 	Route string
 	// Dial opens connections; nil means a net.Dialer. TLS plugs in here.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Token, when set, authenticates every connection before the load.
+	Token string
+	// SignKey, when set, signs every frame (the cost is part of the load).
+	SignKey ed25519.PrivateKey
 	// Progress, if set, is called about once a second with the totals so
 	// far.
 	Progress func(Progress)
@@ -115,12 +121,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		conns[i] = nc
 	}
-	start := time.Now()
 	workers := make([]*worker, cfg.Conns)
-	var wg sync.WaitGroup
 	for i, nc := range conns {
-		w := newWorker(r, i, nc)
-		workers[i] = w
+		workers[i] = newWorker(r, i, nc)
+		if cfg.Token != "" {
+			if err := workers[i].authenticate(cfg.Token); err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				return Result{}, err
+			}
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -212,6 +227,7 @@ type worker struct {
 	suffix     []byte // "}\n
 	idBase     []byte // <index>-
 	writerDone atomic.Bool
+	fr         *protocol.Reader
 	tokens     chan struct{}
 	sentAt     chan time.Time // send times of frames in flight, oldest first
 	sent       uint64
@@ -230,11 +246,39 @@ func newWorker(r *runState, index int, nc net.Conn) *worker {
 	prefix = append(prefix, '-')
 	w := &worker{r: r, index: index, nc: nc, prefix: prefix, suffix: []byte("\"}\n"),
 		idBase: strconv.AppendInt(nil, int64(index), 10),
+		fr:     protocol.NewReader(nc, protocol.Limits{MaxFrameSize: 16 << 20}),
 		tokens: make(chan struct{}, r.cfg.Pipeline), sentAt: make(chan time.Time, r.cfg.Pipeline)}
 	for range r.cfg.Pipeline {
 		w.tokens <- struct{}{}
 	}
 	return w
+}
+
+// authenticate sends an auth frame and waits for its answer.
+func (w *worker) authenticate(token string) error {
+	payload := protocol.AppendString([]byte(`{"token":`), token)
+	payload = append(payload, '}')
+	w.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	defer w.nc.SetDeadline(time.Time{})
+	if _, err := w.nc.Write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAuth, ID: "auth", Payload: payload})); err != nil {
+		return fmt.Errorf("bench: authenticate: %w", err)
+	}
+	for {
+		frame, err := w.fr.ReadFrame()
+		if err != nil {
+			return fmt.Errorf("bench: authenticate: %w", err)
+		}
+		var m protocol.Message
+		if protocol.Decode(frame, &m, protocol.Limits{}) != nil {
+			continue
+		}
+		switch m.Type {
+		case protocol.TypeAuth:
+			return nil
+		case protocol.TypeError:
+			return fmt.Errorf("bench: authenticate: %s", m.Payload)
+		}
+	}
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -285,9 +329,13 @@ func (w *worker) write(ctx context.Context) {
 				}
 				break
 			}
-			buf = append(buf, w.prefix...)
-			buf = strconv.AppendInt(buf, seq, 10)
-			buf = append(buf, w.suffix...)
+			if w.r.cfg.SignKey != nil {
+				buf = w.appendSigned(buf, seq)
+			} else {
+				buf = append(buf, w.prefix...)
+				buf = strconv.AppendInt(buf, seq, 10)
+				buf = append(buf, w.suffix...)
+			}
 			seq++
 			w.sent++
 			w.sentAt <- now
@@ -302,10 +350,18 @@ func (w *worker) write(ctx context.Context) {
 	}
 }
 
+// appendSigned appends frame seq, signed.
+func (w *worker) appendSigned(buf []byte, seq int64) []byte {
+	m := protocol.Message{Type: protocol.TypeData, ID: string(strconv.AppendInt(append(append([]byte(nil), w.idBase...), '-'), seq, 10)),
+		Route: w.r.cfg.Route, Timestamp: protocol.Now(), Payload: w.r.payload}
+	m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(w.r.cfg.SignKey, protocol.AppendSigned(nil, &m)))
+	return protocol.AppendFrame(buf, &m)
+}
+
 // read checks each reply against the frame it answers and records its
 // latency.
 func (w *worker) read() {
-	fr := protocol.NewReader(w.nc, protocol.Limits{MaxFrameSize: 16 << 20})
+	fr := w.fr
 	var m protocol.Message
 	var want []byte
 	var seq int64

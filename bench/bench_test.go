@@ -51,7 +51,10 @@ func serve(t *testing.T, h gateway.Handler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := gateway.NewServer(gateway.Config{Handler: h, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := gateway.NewServer(gateway.Config{Handler: h, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

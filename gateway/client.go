@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	crand "crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -56,8 +59,15 @@ type ClientConfig struct {
 	// NoReconnect makes a lost connection final: the client closes instead
 	// of reconnecting.
 	NoReconnect bool
-	// Dial opens connections; nil means a net.Dialer. TLS plugs in here.
+	// Dial opens connections; nil means a net.Dialer (with TLS when TLS is
+	// set).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS, when set, makes the client speak TLS (see NewClientTLSConfig).
+	TLS *tls.Config
+	// Token, when set, is sent in an auth frame first on every connection.
+	Token string
+	// SignKey, when set, signs every data frame (see protocol.AppendSigned).
+	SignKey ed25519.PrivateKey
 	// OnMessage, if set, is called on the reader goroutine for every frame
 	// received, replies included. The message is valid only during the call.
 	OnMessage func(*protocol.Message)
@@ -81,8 +91,13 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	c.BackoffMin = cmp.Or(c.BackoffMin, DefaultBackoffMin)
 	c.BackoffMax = max(cmp.Or(c.BackoffMax, DefaultBackoffMax), c.BackoffMin)
 	if c.Dial == nil {
-		d := &net.Dialer{}
-		c.Dial = d.DialContext
+		if c.TLS != nil {
+			d := &tls.Dialer{Config: c.TLS}
+			c.Dial = d.DialContext
+		} else {
+			d := &net.Dialer{}
+			c.Dial = d.DialContext
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -117,6 +132,7 @@ type Client struct {
 	lost    string // why the last connection ended, for the requests it fails
 	quit    bool   // Disconnect was called (closed may also come from a loss)
 
+	authResult   chan error    // the answer to the auth frame of the first connection
 	lastActivity atomic.Int64  // Unix nanoseconds
 	stop         chan struct{} // closed by Disconnect
 	done         chan struct{} // closed when the connection loop ends
@@ -137,11 +153,12 @@ func NewClient(cfg ClientConfig) *Client {
 			lingerTimeout:     cfg.LingerTimeout,
 			maxQueueBytes:     max(DefaultMaxQueueBytes, 2*cfg.MaxFrameSize+4096),
 		},
-		log:      cfg.Logger.With("server", cfg.Addr),
-		idPrefix: hex.EncodeToString(b[:]) + "-",
-		waiters:  make(map[string]chan *protocol.Message),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		log:        cfg.Logger.With("server", cfg.Addr),
+		idPrefix:   hex.EncodeToString(b[:]) + "-",
+		waiters:    make(map[string]chan *protocol.Message),
+		authResult: make(chan error, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 }
 
@@ -166,6 +183,23 @@ func (c *Client) Connect(ctx context.Context) error {
 	}
 	w := c.startSession(nc)
 	go c.run(w)
+	if c.cfg.Token == "" {
+		return nil
+	}
+	// Wait for the server to accept the token, so a wrong one fails here.
+	timer := time.NewTimer(c.cfg.DialTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-c.authResult:
+	case <-timer.C:
+		err = errors.New("no answer to the auth frame")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		c.Disconnect("authentication failed")
+		return fmt.Errorf("authenticate to %s: %w", c.cfg.Addr, err)
+	}
 	return nil
 }
 
@@ -236,6 +270,12 @@ func (c *Client) run(w *wire) {
 // startSession makes nc the live connection and hands it the queued frames.
 func (c *Client) startSession(nc net.Conn) *wire {
 	w := newWire(nc, c.wcfg)
+	if c.cfg.Token != "" {
+		var buf [512]byte
+		payload := protocol.AppendString(append(buf[:0], `{"token":`...), c.cfg.Token)
+		payload = append(payload, '}')
+		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: c.nextID(), Payload: payload}) //nolint:errcheck // a new wire accepts
+	}
 	c.mu.Lock()
 	for _, frame := range c.queue {
 		w.enqueue(func(dst []byte) []byte { return append(dst, frame...) }) //nolint:errcheck // a new wire accepts
@@ -319,7 +359,12 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
 		}
 		json.Unmarshal(m.Payload, &p) //nolint:errcheck // any close ends the connection
 		return "closed by server: " + cmp.Or(p.Reason, p.Message, "no reason given")
+	case protocol.TypeAuth:
+		c.reportAuth(nil)
 	case protocol.TypeData, protocol.TypePong, protocol.TypeError:
+		if m.Type == protocol.TypeError && errors.Is(errorFromFrame(m), &protocol.Error{Code: protocol.CodeUnauthorized}) {
+			c.reportAuth(errorFromFrame(m))
+		}
 		if m.ID == "" {
 			if m.Type == protocol.TypeError {
 				c.log.Warn("Error from server", "error", errorFromFrame(m))
@@ -335,6 +380,14 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
 		}
 	}
 	return ""
+}
+
+// reportAuth passes the answer to an auth frame to a waiting Connect.
+func (c *Client) reportAuth(err error) {
+	select {
+	case c.authResult <- err:
+	default:
+	}
 }
 
 // splitFrames splits a buffer of whole frames into one slice per frame,
@@ -394,6 +447,9 @@ func (c *Client) send(m *protocol.Message, reply chan *protocol.Message) error {
 	if reply != nil {
 		c.waiters[m.ID] = reply
 	}
+	if c.cfg.SignKey != nil && m.Type == protocol.TypeData {
+		c.sign(m)
+	}
 	if c.cur != nil && c.cur.enqueueMessage(m) == nil {
 		return nil
 	}
@@ -403,6 +459,15 @@ func (c *Client) send(m *protocol.Message, reply chan *protocol.Message) error {
 	}
 	c.queue = append(c.queue, protocol.AppendFrame(nil, m))
 	return nil
+}
+
+// sign stamps m with the current time and its Ed25519 signature.
+func (c *Client) sign(m *protocol.Message) {
+	if m.Timestamp == 0 {
+		m.Timestamp = protocol.Now()
+	}
+	msg := protocol.AppendSigned(nil, m)
+	m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(c.cfg.SignKey, msg))
 }
 
 // Send sends a data message with payload and returns its id. payload is

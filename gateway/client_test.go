@@ -152,7 +152,10 @@ func TestClientReconnectsAfterRestartAndDeliversQueuedInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	first := NewServer(Config{Logger: quietLogger()})
+	first, err := NewServer(Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- first.Serve(ln) }()
 
@@ -193,7 +196,10 @@ func TestClientReconnectsAfterRestartAndDeliversQueuedInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := NewServer(Config{Logger: quietLogger(), Handler: rec})
+	second, err := NewServer(Config{Logger: quietLogger(), Handler: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
 	served2 := make(chan error, 1)
 	go func() { served2 <- second.Serve(ln2) }()
 	t.Cleanup(func() {
@@ -221,7 +227,10 @@ func TestClientQueueIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(Config{Logger: quietLogger()})
+	srv, err := NewServer(Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	lost := make(chan string, 1)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"cmp"
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -17,6 +18,7 @@ const (
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultLingerTimeout     = 2 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultAuthTimeout       = 5 * time.Second
 	// DefaultMaxQueueBytes bounds a connection's outbound buffer; it is
 	// raised to twice the frame limit when that is larger, so one maximal
 	// reply always fits.
@@ -50,6 +52,23 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown ListenAndServe performs
 	// when its context ends.
 	ShutdownTimeout time.Duration
+	// TLSConfig, when set, makes the server speak TLS (see
+	// NewServerTLSConfig).
+	TLSConfig *tls.Config
+	// HandshakeTimeout bounds the TLS handshake.
+	HandshakeTimeout time.Duration
+	// Auth, when set, requires every connection to authenticate.
+	Auth *AuthConfig
+	// AuthTimeout is how long a connection may take to authenticate.
+	AuthTimeout time.Duration
+	// Rate, when positive, limits each connection's data frames per second;
+	// RateBurst frames may come at once (zero: the rate, at least 1).
+	Rate      float64
+	RateBurst int
+	// MaxConnsPerIP, when positive, bounds the connections from one address.
+	MaxConnsPerIP int
+	// Audit receives security events; nil means none.
+	Audit Auditor
 	// Handler serves data messages; nil means Echo.
 	Handler Handler
 	// Logger receives connection events; nil means slog.Default().
@@ -67,6 +86,11 @@ func (c Config) withDefaults() Config {
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, DefaultHandshakeTimeout)
+	c.AuthTimeout = cmp.Or(c.AuthTimeout, DefaultAuthTimeout)
+	if c.Rate > 0 && c.RateBurst <= 0 {
+		c.RateBurst = max(int(c.Rate), 1)
+	}
 	if c.Handler == nil {
 		c.Handler = Echo
 	}

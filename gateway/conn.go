@@ -1,13 +1,18 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -30,8 +35,16 @@ type Conn struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	log         *slog.Logger
+	ip          string
 	msg         protocol.Message // the message being handled; reader goroutine only
 	value       any              // the handler's per-connection data; reader goroutine only
+
+	// Security state, set before the first data frame is handled and read
+	// only on the reader goroutine afterwards (identity also by Identity).
+	identity  atomic.Pointer[string] // the authenticated identity's name
+	principal *principal             // its checks; nil for certificate-only identities
+	limiter   *rate.Limiter          // nil: no rate limit
+	scratch   []byte                 // signature verification buffer
 }
 
 // ConnInfo describes a connection, for listings and statistics.
@@ -51,6 +64,16 @@ func (c *Conn) ID() string { return c.id }
 
 // RemoteAddr returns the peer's address as host:port.
 func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Identity returns the authenticated identity of the connection: the
+// identity named by its token, or its client certificate's; "" when
+// authentication is off or has not happened yet.
+func (c *Conn) Identity() string {
+	if p := c.identity.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Server returns the server the connection belongs to, so a handler can
 // reach the other connections.
@@ -106,26 +129,72 @@ func (c *Conn) Close(reason string) { c.w.requestClose(reason) }
 
 // serve runs the connection on its reader goroutine until it closes.
 func (c *Conn) serve() {
+	if c.srv.cfg.TLSConfig != nil && !c.handshake() {
+		c.w.nc.Close()
+		c.cancel()
+		c.srv.remove(c)
+		return
+	}
+	if c.srv.cfg.Rate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(c.srv.cfg.Rate), c.srv.cfg.RateBurst)
+	}
 	go c.w.writeLoop(func(dst []byte) []byte {
 		return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
 	})
-	c.log.Info("Client connected")
+	c.log.Info("Client connected", "identity", c.Identity())
+	c.audit(AuditConnect, "", "")
 	reason, key, text := c.readLoop()
 	c.w.finish(reason, key, text)
 	c.cancel()
 	c.srv.remove(c)
 	reason = c.w.closeReason()
+	if reason == ReasonSlowConsumer {
+		c.audit(AuditSlowConsumer, "", reason)
+	}
+	c.audit(AuditDisconnect, "", reason)
 	if h, ok := c.srv.cfg.Handler.(CloseHandler); ok {
 		c.safely("OnClose", func() { h.OnClose(c, reason) })
 	}
 	info := c.Info()
-	c.log.Info("Client disconnected", "reason", reason, "frames_in", info.FramesIn, "frames_out", info.FramesOut,
+	c.log.Info("Client disconnected", "reason", reason, "identity", c.Identity(), "frames_in", info.FramesIn, "frames_out", info.FramesOut,
 		"duration", time.Since(c.connectedAt).Round(time.Millisecond).String())
+}
+
+// handshake runs the TLS handshake within the handshake timeout and takes
+// the identity of a verified client certificate.
+func (c *Conn) handshake() bool {
+	tc := tls.Server(c.w.nc, c.srv.cfg.TLSConfig)
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.log.Info("TLS handshake failed", "error", err)
+		return false
+	}
+	c.w.nc = tc // before the writer starts: nothing else uses it yet
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		name := CertIdentity(certs[0])
+		c.identity.Store(&name)
+		if c.srv.auth != nil {
+			c.principal = c.srv.auth.byName[name]
+		}
+		c.audit(AuditAuthOK, "", "client certificate")
+	}
+	return true
+}
+
+// audit reports an event about this connection.
+func (c *Conn) audit(event, route, reason string) {
+	c.srv.audit(AuditEvent{Event: event, Conn: c.id, Remote: c.remote, Identity: c.Identity(), Route: route, Reason: reason})
 }
 
 // readLoop reads and dispatches frames until the connection must close, and
 // returns why, with the close frame's payload key and text ("" for none).
 func (c *Conn) readLoop() (reason, key, text string) {
+	if c.srv.auth != nil && c.Identity() == "" {
+		if reason, key, text, ok := c.authenticate(); !ok {
+			return reason, key, text
+		}
+	}
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
 		c.safely("OnConnect", func() { err = h.OnConnect(c.ctx, c) })
@@ -147,6 +216,96 @@ func (c *Conn) readLoop() (reason, key, text string) {
 			return ReasonClosedByClient, "message", "Connection closed by client"
 		}
 	}
+}
+
+// authenticate requires an auth frame with a valid token first, within the
+// auth timeout. On failure the peer gets error unauthorized, then close.
+func (c *Conn) authenticate() (reason, key, text string, ok bool) {
+	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(ReasonAuthTimeout) })
+	defer timer.Stop()
+	fail := func(why string, id string) (string, string, string, bool) {
+		c.w.enqueueError(id, protocol.Errorf(protocol.CodeUnauthorized, "%s", why)) //nolint:errcheck // closing
+		c.audit(AuditAuthFailed, "", why)
+		c.log.Info("Authentication failed", "reason", why)
+		return ReasonUnauthorized + ": " + why, "reason", ReasonUnauthorized, false
+	}
+	frame, err := c.w.readFrame()
+	if err != nil {
+		if errors.Is(err, errCloseRequested) && c.w.requestedReason() == ReasonAuthTimeout {
+			return fail(ReasonAuthTimeout, "")
+		}
+		reason, key, text = c.readFailed(err)
+		return reason, key, text, false
+	}
+	m := &c.msg
+	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
+		return fail("the first frame must be auth", m.ID)
+	}
+	p := c.srv.auth.byToken(tokenOf(m.Payload))
+	if p == nil {
+		return fail("invalid token", m.ID)
+	}
+	if !timer.Stop() {
+		return fail(ReasonAuthTimeout, m.ID)
+	}
+	c.principal = p
+	c.identity.Store(&p.name)
+	c.replyAuth(m.ID, p.name)
+	c.audit(AuditAuthOK, "", "token")
+	return "", "", "", true
+}
+
+// replyAuth answers an auth frame: {"ok":true,"identity":name}.
+func (c *Conn) replyAuth(id, name string) {
+	payload := protocol.AppendString([]byte(`{"ok":true,"identity":`), name)
+	payload = append(payload, '}')
+	c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: id, Payload: payload}) //nolint:errcheck // closing
+}
+
+// reauthenticate answers an auth frame on an authenticated connection (one
+// with a client certificate may still send one): the token must name the
+// same identity.
+func (c *Conn) reauthenticate(m *protocol.Message) {
+	if c.srv.auth == nil {
+		c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeInvalidMessage, "authentication is not enabled on this server")) //nolint:errcheck // closing
+		return
+	}
+	p := c.srv.auth.byToken(tokenOf(m.Payload))
+	if p == nil || p.name != c.Identity() {
+		c.audit(AuditAuthFailed, "", "token does not match the connection's identity")
+		c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeUnauthorized, "the token does not match this connection's identity")) //nolint:errcheck // closing
+		return
+	}
+	c.replyAuth(m.ID, p.name)
+}
+
+// admit applies the connection's limits to a data frame: rate, route access
+// and signature. The error is the frame the peer gets instead of an answer.
+func (c *Conn) admit(m *protocol.Message) error {
+	if c.limiter != nil && !c.limiter.Allow() {
+		c.audit(AuditRateLimited, m.Route, "")
+		return protocol.Errorf(protocol.CodeRateLimited, "more than %g data frames per second", c.srv.cfg.Rate)
+	}
+	p := c.principal
+	if p == nil {
+		return nil
+	}
+	if !p.allows(m.Route) {
+		c.audit(AuditForbidden, m.Route, "")
+		return protocol.Errorf(protocol.CodeForbidden, "identity %q may not use route %q", p.name, cmp.Or(m.Route, "default"))
+	}
+	if p.key != nil {
+		var err error
+		if c.scratch, err = c.srv.auth.verify(p, m, c.scratch); err != nil {
+			event := AuditBadSignature
+			if errors.Is(err, &protocol.Error{Code: protocol.CodeReplay}) {
+				event = AuditReplay
+			}
+			c.audit(event, m.Route, err.(*protocol.Error).Message)
+			return err
+		}
+	}
+	return nil
 }
 
 // readFailed maps the error that ended reading to a close reason.
@@ -179,7 +338,13 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 	}
 	switch m.Type {
 	case protocol.TypeData:
+		if err := c.admit(m); err != nil {
+			c.w.enqueueError(m.ID, err) //nolint:errcheck // closing
+			return false
+		}
 		c.handleData(m)
+	case protocol.TypeAuth:
+		c.reauthenticate(m)
 	case protocol.TypePing:
 		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
 	case protocol.TypeKeepAlive:

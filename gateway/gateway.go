@@ -48,4 +48,11 @@ const (
 	ReasonFrameTooLarge    = "frame too large"
 	ReasonSlowConsumer     = "slow consumer"
 	ReasonPeerClosed       = "peer closed the connection"
+	// ReasonTooManyFromAddress refuses a connection beyond MaxConnsPerIP.
+	ReasonTooManyFromAddress = "too many connections from this address"
+	// ReasonUnauthorized closes a connection that failed to authenticate.
+	ReasonUnauthorized = "unauthorized"
+	// ReasonAuthTimeout closes a connection that did not authenticate in
+	// time.
+	ReasonAuthTimeout = "authentication timed out"
 )

@@ -21,9 +21,12 @@ type Server struct {
 	wcfg wireConfig
 	log  *slog.Logger
 
+	auth *authority // nil: no authentication
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[string]*Conn
+	perIP     map[string]int // open connections by remote address
 	closed    bool
 
 	connSeq  atomic.Uint64
@@ -34,12 +37,21 @@ type Server struct {
 	stopBase context.CancelFunc
 }
 
-// NewServer returns a Server for cfg; zero fields take their defaults.
-func NewServer(cfg Config) *Server {
+// NewServer returns a Server for cfg; zero fields take their defaults. It
+// fails only on an invalid AuthConfig.
+func NewServer(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
+	var auth *authority
+	if cfg.Auth != nil {
+		var err error
+		if auth, err = newAuthority(cfg.Auth); err != nil {
+			return nil, fmt.Errorf("identities: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg: cfg,
+		auth: auth,
+		cfg:  cfg,
 		wcfg: wireConfig{
 			limits:            protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth},
 			keepAliveInterval: cfg.KeepAliveInterval,
@@ -51,10 +63,11 @@ func NewServer(cfg Config) *Server {
 		log:       cfg.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[string]*Conn),
+		perIP:     make(map[string]int),
 		done:      make(chan struct{}),
 		baseCtx:   ctx,
 		stopBase:  cancel,
-	}
+	}, nil
 }
 
 // ListenAndServe listens on cfg.Addr and serves until ctx ends, then shuts
@@ -93,7 +106,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.untrack(ln)
-	s.log.Info("TCP server listening", "addr", ln.Addr().String(),
+	s.log.Info("TCP server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSConfig != nil, "auth", s.auth != nil,
 		"keepalive_timeout", s.cfg.KeepAliveTimeout.String(), "keepalive_interval", s.cfg.KeepAliveInterval.String(),
 		"max_frame", s.cfg.MaxFrameSize, "max_conns", s.cfg.MaxConns)
 	var backoff time.Duration
@@ -138,6 +151,7 @@ func (s *Server) accept(nc net.Conn) {
 		cancel:      cancel,
 		log:         s.log.With("conn", id, "remote", remote),
 	}
+	ip := remoteIP(nc)
 	s.mu.Lock()
 	switch {
 	case s.closed:
@@ -151,14 +165,34 @@ func (s *Server) accept(nc net.Conn) {
 		s.log.Warn("Connection refused: server full", "remote", remote, "max_conns", s.cfg.MaxConns)
 		s.turnAway(nc, ReasonServerFull)
 		return
+	case s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+		s.mu.Unlock()
+		cancel()
+		s.log.Warn("Connection refused: too many from one address", "remote", remote, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+		s.turnAway(nc, ReasonTooManyFromAddress)
+		return
 	}
 	s.conns[id] = c
+	s.perIP[ip]++
+	c.ip = ip
 	s.connWG.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.connWG.Done()
 		c.serve()
 	}()
+}
+
+// remoteIP is the address part of a connection's remote address.
+func remoteIP(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+	if err != nil {
+		return nc.RemoteAddr().String()
+	}
+	return host
 }
 
 // turnAway sends close {"reason": reason} to a connection that will not be
@@ -176,7 +210,17 @@ func (s *Server) turnAway(nc net.Conn, reason string) {
 func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c.id)
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
+	}
 	s.mu.Unlock()
+}
+
+// audit reports an event if an Auditor is configured.
+func (s *Server) audit(e AuditEvent) {
+	if s.cfg.Audit != nil {
+		s.cfg.Audit.Audit(e)
+	}
 }
 
 func (s *Server) track(ln net.Listener) bool {

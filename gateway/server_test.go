@@ -288,7 +288,10 @@ func TestGracefulShutdownAnswersThenCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(Config{Logger: quietLogger()})
+	srv, err := NewServer(Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -340,7 +343,10 @@ func TestGracefulShutdownAnswersThenCloses(t *testing.T) {
 func TestShutdownTimeoutForcesClose(t *testing.T) {
 	// A peer that never reads and never hangs up cannot hold shutdown past
 	// its context.
-	srv := NewServer(Config{Logger: quietLogger(), MaxFrameSize: 16 << 10, WriteTimeout: time.Hour, LingerTimeout: time.Hour})
+	srv, err := NewServer(Config{Logger: quietLogger(), MaxFrameSize: 16 << 10, WriteTimeout: time.Hour, LingerTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ const (
 	fieldRoute
 	fieldTimestamp
 	fieldPayload
+	fieldSig
 )
 
 // Decode validates frame and fills m from it. It checks, in one pass and
@@ -80,10 +81,13 @@ func Decode(frame []byte, m *Message, limits Limits) error {
 				} else if semantic == nil {
 					semantic = Errorf(CodeInvalidMessage, "type must be a string")
 				}
-			case "id", "route":
+			case "id", "route", "sig":
 				bit = fieldID
-				if key[0] == 'r' {
+				switch key[0] {
+				case 'r':
 					bit = fieldRoute
+				case 's':
+					bit = fieldSig
 				}
 				str, kind, err := s.stringValue()
 				if err != nil {
@@ -92,6 +96,8 @@ func Decode(frame []byte, m *Message, limits Limits) error {
 				switch {
 				case kind == stringValue && bit == fieldID:
 					m.ID = string(str)
+				case kind == stringValue && bit == fieldSig:
+					m.Sig = string(str)
 				case kind == stringValue:
 					m.Route = string(str)
 				case kind == nullValue: // absent
@@ -188,6 +194,8 @@ func knownType(b []byte) (Type, bool) {
 		return TypeClose, true
 	case "error":
 		return TypeError, true
+	case "auth":
+		return TypeAuth, true
 	}
 	return "", false
 }

@@ -23,6 +23,8 @@ func TestDecode(t *testing.T) {
 		{"close", `{"type":"close","payload":{"reason":"bye"}}`, Message{Type: TypeClose, Payload: []byte(`{"reason":"bye"}`)}, ""},
 		{"error", `{"type":"error","payload":{"code":"x"}}`, Message{Type: TypeError, Payload: []byte(`{"code":"x"}`)}, ""},
 		{"route", `{"type":"data","route":"chat.v2","payload":1}`, Message{Type: TypeData, Route: "chat.v2", Payload: []byte(`1`)}, ""},
+		{"auth with sig", `{"type":"auth","payload":{"token":"t"},"sig":"c2ln"}`, Message{Type: TypeAuth, Payload: []byte(`{"token":"t"}`), Sig: "c2ln"}, ""},
+		{"sig not a string", `{"type":"data","sig":1}`, Message{}, CodeInvalidMessage},
 		{"white space everywhere", " \t{ \"type\" : \"data\" , \"payload\" : [ 1 , \"x\" ] , \"id\" : \"a\" } \r",
 			Message{Type: TypeData, ID: "a", Payload: []byte(`[ 1 , "x" ]`)}, ""},
 		{"unknown fields ignored", `{"x":{"y":[true,false]},"type":"data","z":"w"}`, Message{Type: TypeData}, ""},
@@ -77,7 +79,7 @@ func TestDecode(t *testing.T) {
 					t.Fatalf("Decode(%s) = %v, want success", tt.frame, err)
 				}
 				if m.Type != tt.want.Type || m.ID != tt.want.ID || m.Route != tt.want.Route ||
-					m.Timestamp != tt.want.Timestamp || string(m.Payload) != string(tt.want.Payload) ||
+					m.Timestamp != tt.want.Timestamp || string(m.Payload) != string(tt.want.Payload) || m.Sig != tt.want.Sig ||
 					(m.Payload == nil) != (tt.want.Payload == nil) {
 					t.Fatalf("Decode(%s) = %+v (payload %q), want %+v (payload %q)", tt.frame, m, m.Payload, tt.want, tt.want.Payload)
 				}
@@ -160,7 +162,9 @@ func TestWireConstants(t *testing.T) {
 		string(CodeInvalidJSON): "invalid_json", string(CodeInvalidMessage): "invalid_message",
 		string(CodeUnknownType): "unknown_type", string(CodeFrameTooLarge): "frame_too_large",
 		string(CodeHandlerError): "handler_error", string(CodeHandlerTimeout): "handler_timeout",
-		string(CodeNoRoute): "no_route",
+		string(CodeNoRoute): "no_route", string(TypeAuth): "auth",
+		string(CodeUnauthorized): "unauthorized", string(CodeForbidden): "forbidden",
+		string(CodeBadSignature): "bad_signature", string(CodeReplay): "replay", string(CodeRateLimited): "rate_limited",
 	}
 	for got, want := range pins {
 		if got != want {

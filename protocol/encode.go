@@ -42,6 +42,10 @@ func AppendFrame(dst []byte, m *Message) []byte {
 		dst = append(dst, `,"route":`...)
 		dst = AppendString(dst, m.Route)
 	}
+	if m.Sig != "" {
+		dst = append(dst, `,"sig":`...)
+		dst = AppendString(dst, m.Sig)
+	}
 	return append(dst, '}', '\n')
 }
 

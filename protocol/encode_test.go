@@ -130,3 +130,19 @@ func BenchmarkDecodeEncode128(b *testing.B) {
 		buf = AppendFrame(buf[:0], &m)
 	}
 }
+
+func TestAppendSigned(t *testing.T) {
+	m := Message{Type: TypeData, ID: "a-1", Timestamp: 1700000000123, Route: "chat", Payload: []byte(`{"x": 1}`)}
+	want := "samgw-sig-v1\na-1\n1700000000123\nchat\n{\"x\": 1}"
+	if got := string(AppendSigned(nil, &m)); got != want {
+		t.Fatalf("signed bytes %q, want %q", got, want)
+	}
+	m.Route, m.Payload = "", nil
+	if got := string(AppendSigned(nil, &m)); got != "samgw-sig-v1\na-1\n1700000000123\n\n" {
+		t.Fatalf("signed bytes without route and payload %q", got)
+	}
+	frame := AppendFrame(nil, &Message{Type: TypeData, ID: "x", Timestamp: 1, Sig: "c2ln"})
+	if !strings.HasSuffix(string(frame), `,"sig":"c2ln"}`+"\n") {
+		t.Fatalf("frame %s", frame)
+	}
+}

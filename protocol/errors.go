@@ -27,6 +27,20 @@ const (
 	CodeHandlerTimeout Code = "handler_timeout"
 	// CodeNoRoute: no handler serves the message's route.
 	CodeNoRoute Code = "no_route"
+	// CodeUnauthorized: authentication is required and failed, or did not
+	// come first or in time; the connection is closed.
+	CodeUnauthorized Code = "unauthorized"
+	// CodeForbidden: the identity may not use the message's route.
+	CodeForbidden Code = "forbidden"
+	// CodeBadSignature: the identity signs its messages and this one's
+	// signature is missing or wrong.
+	CodeBadSignature Code = "bad_signature"
+	// CodeReplay: a signed message's id was already seen, or its timestamp
+	// is outside the allowed clock skew.
+	CodeReplay Code = "replay"
+	// CodeRateLimited: the connection sends data faster than allowed; the
+	// message is dropped.
+	CodeRateLimited Code = "rate_limited"
 )
 
 // Error is a protocol-level failure that is reported to the peer as an

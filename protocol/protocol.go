@@ -30,6 +30,9 @@ const (
 	TypeClose Type = "close"
 	// TypeError is the server's answer to input it could not accept.
 	TypeError Type = "error"
+	// TypeAuth carries a bearer token from the client, and the server's
+	// answer.
+	TypeAuth Type = "auth"
 )
 
 // Default limits, used when a Limits field is zero.

@@ -53,7 +53,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv := gateway.NewServer(gateway.Config{Handler: tc.handler, Logger: slog.New(slog.DiscardHandler)})
+			srv, err := gateway.NewServer(gateway.Config{Handler: tc.handler, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ln) }()
 			defer func() {

@@ -48,6 +48,8 @@ type Config struct {
 	// Logger receives script logs and reload reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Audit, if set, receives scripts_reloaded and script_error events.
+	Audit gateway.Auditor
 }
 
 // Engine runs the Lua handlers: it implements gateway.Handler (and its
@@ -60,6 +62,7 @@ type Engine struct {
 	maxStates int
 	store     *Store
 	log       *slog.Logger
+	audit     gateway.Auditor
 
 	current  atomic.Pointer[generation]
 	reloadMu sync.Mutex // one reload at a time
@@ -76,6 +79,7 @@ func New(cfg Config) (*Engine, error) {
 		maxStates: cmp.Or(cfg.MaxStates, DefaultMaxStates),
 		store:     cfg.Store,
 		log:       cfg.Logger,
+		audit:     cfg.Audit,
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)
@@ -116,6 +120,7 @@ func (e *Engine) Reload() error {
 			err = fmt.Errorf("loading the scripts took longer than %v: %w", e.timeout, err)
 		}
 		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Reason: "reload failed: " + err.Error()})
 		return fmt.Errorf("reload scripts: %w", err)
 	}
 	if old := e.current.Swap(gen); old != nil {
@@ -125,8 +130,19 @@ func (e *Engine) Reload() error {
 	if gen.number == 1 {
 		msg = "Scripts loaded"
 	}
+	e.report(gateway.AuditEvent{Event: gateway.AuditScriptsReloaded, Reason: fmt.Sprintf("generation %d, %d handlers", gen.number, len(gen.routes))})
 	e.log.Info(msg, "generation", gen.number, "handlers", len(gen.routes), "routes", gen.routeNames(), "modules", len(gen.libs))
 	return nil
+}
+
+// SetAudit makes the engine report to a; call it before serving.
+func (e *Engine) SetAudit(a gateway.Auditor) { e.audit = a }
+
+// report sends an audit event if auditing is on.
+func (e *Engine) report(ev gateway.AuditEvent) {
+	if e.audit != nil {
+		e.audit.Audit(ev)
+	}
 }
 
 // Generation returns the number of the generation serving now (1 after
@@ -186,9 +202,11 @@ func (e *Engine) callFailed(gen *generation, route string, err error) error {
 	var se *scriptError
 	switch {
 	case errors.Is(err, errTimeout):
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Route: route, Reason: script + ": timed out"})
 		e.log.Warn("Handler timed out", "script", script, "generation", gen.number, "timeout", e.timeout.String())
 		return protocol.Errorf(protocol.CodeHandlerTimeout, "handler did not finish within %v", e.timeout)
 	case errors.As(err, &se):
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Route: route, Reason: script + ": raised an error"}) // not the text: it may quote a payload
 		e.log.Warn("Handler failed", "script", script, "generation", gen.number, "error", se.text)
 		return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
 	}
@@ -324,6 +342,12 @@ func (st *luaState) newConnMeta() *lua.LTable {
 			L.Push(lua.LString(c.ID()))
 		case "remote":
 			L.Push(lua.LString(c.RemoteAddr()))
+		case "identity":
+			if id := c.Identity(); id != "" {
+				L.Push(lua.LString(id))
+			} else {
+				L.Push(lua.LNil)
+			}
 		case "state":
 			L.Push(st.connState(c))
 		default:

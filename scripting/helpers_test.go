@@ -63,7 +63,10 @@ func newFixture(t *testing.T, files map[string]string, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := gateway.NewServer(gateway.Config{Handler: e, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := gateway.NewServer(gateway.Config{Handler: e, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {

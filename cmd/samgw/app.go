@@ -26,6 +26,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			clientCommand(),
 			sendCommand(),
 			benchCommand(),
+			certsCommand(),
+			tokenCommand(),
+			keygenCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, below, with the command's name.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +19,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure a gateway: throughput and latency of echoed data frames",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address", EnvVars: envVar("addr")},
 			&cli.IntFlag{Name: "conns", Value: 16, Usage: "connections"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to run (unless --messages ends it first)"},
@@ -27,7 +28,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "pipeline", Value: 1, Usage: "frames in flight per connection"},
 			&cli.StringFlag{Name: "route", Usage: "route of the frames"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
-		},
+		}, clientSecurityFlags()...),
 		Action: runBench,
 	}
 }
@@ -49,6 +50,15 @@ func runBench(cctx *cli.Context) error {
 	}
 	if cfg.Messages > 0 {
 		cfg.Duration = 0
+	}
+	var sec gateway.ClientConfig
+	if err := clientSecurity(cctx, &sec); err != nil {
+		return err
+	}
+	cfg.Token, cfg.SignKey = sec.Token, sec.SignKey
+	if sec.TLS != nil {
+		d := &tls.Dialer{Config: sec.TLS}
+		cfg.Dial = d.DialContext
 	}
 	if isTerminal(cctx.App.ErrWriter) {
 		cfg.Progress = func(p bench.Progress) {

@@ -25,7 +25,7 @@ func clientCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},
 			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply every sleep and timeout (0.01 runs the 30 s demo in 0.3 s)", EnvVars: envVar("time-scale")},
-		}, logFlags()...),
+		}, append(clientSecurityFlags(), logFlags()...)...),
 		Action: runClient,
 	}
 }
@@ -59,6 +59,9 @@ func runClient(cctx *cli.Context) error {
 		TimeScale: scale,
 		Out:       cctx.App.Writer,
 		Logger:    log,
+	}
+	if err := clientSecurity(cctx, &cfg.Client); err != nil {
+		return err
 	}
 	if path := cctx.String("scenario"); path != "" {
 		src, err := os.ReadFile(path)

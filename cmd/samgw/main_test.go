@@ -39,7 +39,10 @@ func startGateway(t *testing.T, handler gateway.Handler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := gateway.NewServer(gateway.Config{Handler: handler, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := gateway.NewServer(gateway.Config{Handler: handler, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -21,11 +21,11 @@ func sendCommand() *cli.Command {
 		Name:      "send",
 		Usage:     "send one data message and print the reply's payload",
 		ArgsUsage: "PAYLOAD (JSON, or - to read it from standard input)",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address", EnvVars: envVar("addr")},
 			&cli.StringFlag{Name: "route", Usage: "route of the message (default: the default handler)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the connection and the reply"},
-		},
+		}, clientSecurityFlags()...),
 		Action: send,
 	}
 }
@@ -47,11 +47,16 @@ func send(cctx *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(cctx.Context, cctx.Duration("timeout"))
 	defer cancel()
-	client := gateway.NewClient(gateway.ClientConfig{
+	ccfg := gateway.ClientConfig{
 		Addr:        cctx.String("addr"),
 		NoReconnect: true,
+		DialTimeout: cctx.Duration("timeout"),
 		Logger:      slog.New(slog.DiscardHandler),
-	})
+	}
+	if err := clientSecurity(cctx, &ccfg); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	client := gateway.NewClient(ccfg)
 	if err := client.Connect(ctx); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}

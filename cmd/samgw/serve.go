@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -38,7 +39,7 @@ func serveCommand() *cli.Command {
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
-		}, logFlags()...),
+		}, append(serveSecurityFlags(), logFlags()...)...),
 		Action: serve,
 	}
 }
@@ -71,7 +72,7 @@ func serve(cctx *cli.Context) error {
 	if engine != nil {
 		handler = engine
 	}
-	srv := gateway.NewServer(gateway.Config{
+	cfg := gateway.Config{
 		Addr:              cctx.String("listen"),
 		KeepAliveTimeout:  cctx.Duration("keepalive-timeout"),
 		KeepAliveInterval: cctx.Duration("keepalive-interval"),
@@ -80,7 +81,21 @@ func serve(cctx *cli.Context) error {
 		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
 		Handler:           handler,
 		Logger:            log,
-	})
+	}
+	audit, err := serveSecurity(cctx, &cfg)
+	if err != nil {
+		return err
+	}
+	if audit != nil {
+		defer audit.Close()
+		if engine != nil {
+			engine.SetAudit(audit)
+		}
+	}
+	srv, err := gateway.NewServer(cfg)
+	if err != nil {
+		return err
+	}
 
 	// Reloads run beside the server: on file changes and on SIGHUP.
 	ctx, stopReloads := context.WithCancel(cctx.Context)
@@ -113,6 +128,67 @@ func serve(cctx *cli.Context) error {
 	}
 	log.Info("Server stopped", "uptime", time.Since(start).Round(time.Millisecond).String())
 	return nil
+}
+
+// serveSecurity applies the TLS, authentication, audit and limit flags to
+// cfg. It returns the audit log to close at exit, if any.
+func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (*gateway.AuditLog, error) {
+	log := cfg.Logger
+	certFile, keyFile, clientCA := cctx.String("tls-cert"), cctx.String("tls-key"), cctx.String("tls-client-ca")
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if clientCA != "" && certFile == "" {
+		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if certFile != "" {
+		tlsCfg, err := gateway.NewServerTLSConfig(gateway.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: clientCA})
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLSConfig = tlsCfg
+		cfg.HandshakeTimeout = cctx.Duration("handshake-timeout")
+	}
+	if file := cctx.String("identities"); file != "" {
+		ids, err := loadIdentities(file)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Auth = &gateway.AuthConfig{Identities: ids, MaxSkew: cctx.Duration("max-skew")}
+		cfg.AuthTimeout = cctx.Duration("auth-timeout")
+	}
+	if cctx.Float64("rate") < 0 || cctx.Int("rate-burst") < 0 || cctx.Int("max-conns-per-ip") < 0 {
+		return nil, errors.New("--rate, --rate-burst and --max-conns-per-ip must not be negative")
+	}
+	cfg.Rate, cfg.RateBurst, cfg.MaxConnsPerIP = cctx.Float64("rate"), cctx.Int("rate-burst"), cctx.Int("max-conns-per-ip")
+	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && !isLoopback(host) {
+		if cfg.TLSConfig == nil {
+			log.Warn("Listening on a non-loopback address without TLS: traffic can be read and altered on the network", "addr", cfg.Addr)
+		}
+		if cfg.Auth == nil && clientCA == "" {
+			log.Warn("Listening on a non-loopback address without --identities or --tls-client-ca: anyone who can connect is served", "addr", cfg.Addr)
+		}
+	}
+	file := cctx.String("audit-log")
+	if file == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	audit := gateway.NewAuditLog(f, 0)
+	cfg.Audit = audit
+	return audit, nil
+}
+
+// isLoopback reports whether a listen host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.

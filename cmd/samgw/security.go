@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/devcert"
+)
+
+// serveSecurityFlags are the TLS, authentication and limit flags of serve.
+func serveSecurityFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "tls-cert", Usage: "server certificate (PEM); with --tls-key, serve TLS", EnvVars: envVar("tls-cert")},
+		&cli.StringFlag{Name: "tls-key", Usage: "server private key (PEM)", EnvVars: envVar("tls-key")},
+		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (mTLS)", EnvVars: envVar("tls-client-ca")},
+		&cli.DurationFlag{Name: "handshake-timeout", Value: gateway.DefaultHandshakeTimeout, Usage: "drop a TLS handshake that takes longer", EnvVars: envVar("handshake-timeout")},
+		&cli.StringFlag{Name: "identities", Usage: "YAML file of identities: turns authentication on", EnvVars: envVar("identities")},
+		&cli.DurationFlag{Name: "auth-timeout", Value: gateway.DefaultAuthTimeout, Usage: "how long a connection may take to authenticate", EnvVars: envVar("auth-timeout")},
+		&cli.DurationFlag{Name: "max-skew", Value: gateway.DefaultMaxSkew, Usage: "clock skew allowed on signed messages (and their replay window)", EnvVars: envVar("max-skew")},
+		&cli.StringFlag{Name: "audit-log", Usage: "append security events to this file as JSON lines", EnvVars: envVar("audit-log")},
+		&cli.Float64Flag{Name: "rate", Usage: "data frames per second allowed per connection (0: unlimited)", EnvVars: envVar("rate")},
+		&cli.IntFlag{Name: "rate-burst", Usage: "data frames allowed at once above the rate (default: the rate)", EnvVars: envVar("rate-burst")},
+		&cli.IntFlag{Name: "max-conns-per-ip", Usage: "connections allowed from one address (0: unlimited)", EnvVars: envVar("max-conns-per-ip")},
+	}
+}
+
+// clientSecurityFlags are the TLS, token and signing flags of client, send
+// and bench.
+func clientSecurityFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "tls", Usage: "connect with TLS", EnvVars: envVar("tls")},
+		&cli.StringFlag{Name: "tls-ca", Usage: "CA that signed the server's certificate (default: system roots)", EnvVars: envVar("tls-ca")},
+		&cli.StringFlag{Name: "tls-cert", Usage: "client certificate, for mTLS", EnvVars: envVar("tls-cert")},
+		&cli.StringFlag{Name: "tls-key", Usage: "client certificate's key", EnvVars: envVar("tls-key")},
+		&cli.StringFlag{Name: "tls-server-name", Usage: "name to verify in the server's certificate", EnvVars: envVar("tls-server-name")},
+		&cli.StringFlag{Name: "token", Usage: "bearer token to authenticate with", EnvVars: envVar("token")},
+		&cli.StringFlag{Name: "sign-key", Usage: "Ed25519 private key file (from samgw keygen) to sign data frames with", EnvVars: envVar("sign-key")},
+	}
+}
+
+// clientSecurity applies the client security flags to cfg.
+func clientSecurity(cctx *cli.Context, cfg *gateway.ClientConfig) error {
+	useTLS := cctx.Bool("tls") || cctx.String("tls-ca") != "" || cctx.String("tls-cert") != ""
+	if useTLS {
+		tlsCfg, err := gateway.NewClientTLSConfig(gateway.ClientTLS{
+			CAFile: cctx.String("tls-ca"), CertFile: cctx.String("tls-cert"), KeyFile: cctx.String("tls-key"),
+			ServerName: cctx.String("tls-server-name"),
+		})
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tlsCfg
+	}
+	cfg.Token = cctx.String("token")
+	if file := cctx.String("sign-key"); file != "" {
+		key, err := loadSignKey(file)
+		if err != nil {
+			return err
+		}
+		cfg.SignKey = key
+	}
+	return nil
+}
+
+// loadIdentities reads an identities file: a YAML list of identities, or a
+// mapping with an `identities` list. Unknown keys are errors, so a typo in
+// `routes` cannot silently allow everything.
+func loadIdentities(file string) ([]gateway.Identity, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--identities: %w", err)
+	}
+	var ids []gateway.Identity
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if bytes.Contains(src, []byte("identities:")) {
+		var doc struct {
+			Identities []gateway.Identity `yaml:"identities"`
+		}
+		err = dec.Decode(&doc)
+		ids = doc.Identities
+	} else {
+		err = dec.Decode(&ids)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--identities %s: %w", file, err)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("--identities %s: no identities", file)
+	}
+	return ids, nil
+}
+
+// loadSignKey reads a PKCS#8 PEM Ed25519 private key.
+func loadSignKey(file string) (ed25519.PrivateKey, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key: %w", err)
+	}
+	block, _ := pem.Decode(src)
+	if block == nil {
+		return nil, fmt.Errorf("--sign-key %s: not a PEM file", file)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key %s: %w", file, err)
+	}
+	ed, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("--sign-key %s: not an Ed25519 key", file)
+	}
+	return ed, nil
+}
+
+func certsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "certs",
+		Usage: "make a development CA, a server certificate and client certificates",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dir", Value: "certs", Usage: "output directory"},
+			&cli.StringFlag{Name: "hosts", Value: "localhost,127.0.0.1", Usage: "server names and addresses, comma-separated"},
+			&cli.StringFlag{Name: "clients", Usage: "client certificate names, comma-separated"},
+			&cli.DurationFlag{Name: "valid-for", Value: 365 * 24 * time.Hour, Usage: "validity"},
+		},
+		Action: func(cctx *cli.Context) error {
+			opts := devcert.Options{Hosts: splitList(cctx.String("hosts")), Clients: splitList(cctx.String("clients"))}
+			opts.NotBefore = time.Now().Add(-time.Hour)
+			opts.NotAfter = time.Now().Add(cctx.Duration("valid-for"))
+			if len(opts.Hosts) == 0 {
+				return errors.New("--hosts: at least one name or address")
+			}
+			if err := devcert.Write(cctx.String("dir"), opts); err != nil {
+				return err
+			}
+			fmt.Fprintf(cctx.App.Writer, "wrote ca.pem, server.pem and %d client certificates (with their keys) to %s\n", len(opts.Clients), cctx.String("dir"))
+			return nil
+		},
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func tokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "token",
+		Usage:     "make a 256-bit bearer token and the identities entry for it",
+		ArgsUsage: "NAME",
+		Action: func(cctx *cli.Context) error {
+			name := cctx.Args().First()
+			if cctx.NArg() != 1 || name == "" {
+				return errors.New("token: want exactly one NAME")
+			}
+			var b [32]byte
+			rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
+			token := base64.RawURLEncoding.EncodeToString(b[:])
+			sum := sha256.Sum256([]byte(token))
+			entry, err := yaml.Marshal([]gateway.Identity{{Name: name, TokenSHA256: hex.EncodeToString(sum[:])}})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cctx.App.Writer, "%s\n# add to the identities file (the token itself is not stored):\n%s", token, entry)
+			return nil
+		},
+	}
+}
+
+func keygenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "keygen",
+		Usage: "make an Ed25519 key pair for signing messages",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Required: true, Usage: "PREFIX: writes PREFIX.key (private, 0600) and PREFIX.pub (base64 public key)"},
+		},
+		Action: func(cctx *cli.Context) error {
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			der, err := x509.MarshalPKCS8PrivateKey(priv)
+			if err != nil {
+				return err
+			}
+			prefix := cctx.String("out")
+			if err := os.WriteFile(prefix+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			pubText := base64.StdEncoding.EncodeToString(pub)
+			if err := os.WriteFile(prefix+".pub", []byte(pubText+"\n"), 0o644); err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			fmt.Fprintf(cctx.App.Writer, "wrote %s.key and %s.pub\npublic_key: %s\n", prefix, prefix, pubText)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// DefaultMaxSkew is how far a signed message's timestamp may be from the
+// server's clock, and how long its id is remembered against replays.
+const DefaultMaxSkew = 2 * time.Minute
+
+// Identity is an agent allowed to connect when authentication is on.
+type Identity struct {
+	// Name identifies the agent in logs, audit events and conn.identity.
+	Name string `yaml:"name"`
+	// TokenSHA256 is the hex SHA-256 of its bearer token; the token itself
+	// is never stored. Empty for identities that only connect with a client
+	// certificate.
+	TokenSHA256 string `yaml:"token_sha256,omitempty"`
+	// Routes are glob patterns (path.Match) of the routes it may send data
+	// to; the route of a frame without one is "default". Nil allows all.
+	Routes []string `yaml:"routes,omitempty"`
+	// PublicKey, when set, is the base64 Ed25519 key that must sign every
+	// data frame of this identity.
+	PublicKey string `yaml:"public_key,omitempty"`
+}
+
+// AuthConfig turns authentication on: every connection must prove one of
+// the identities, by an auth frame with a token or by a client certificate.
+type AuthConfig struct {
+	Identities []Identity
+	// MaxSkew bounds the clock difference of signed messages; zero means
+	// DefaultMaxSkew.
+	MaxSkew time.Duration
+}
+
+// authority checks tokens, routes and signatures for a server.
+type authority struct {
+	byName  map[string]*principal
+	all     []*principal
+	maxSkew time.Duration
+}
+
+// principal is an identity ready for checks, with its replay window.
+type principal struct {
+	name      string
+	tokenHash []byte
+	routes    []string
+	key       ed25519.PublicKey
+
+	mu      sync.Mutex
+	seen    map[string]time.Time // signed message ids → when they may be forgotten
+	inserts int
+}
+
+func newAuthority(cfg *AuthConfig) (*authority, error) {
+	a := &authority{byName: make(map[string]*principal), maxSkew: cfg.MaxSkew}
+	if a.maxSkew <= 0 {
+		a.maxSkew = DefaultMaxSkew
+	}
+	for _, id := range cfg.Identities {
+		if id.Name == "" {
+			return nil, fmt.Errorf("identity without a name")
+		}
+		if _, dup := a.byName[id.Name]; dup {
+			return nil, fmt.Errorf("identity %q: listed twice", id.Name)
+		}
+		p := &principal{name: id.Name, routes: id.Routes, seen: make(map[string]time.Time)}
+		if id.TokenSHA256 != "" {
+			h, err := hex.DecodeString(id.TokenSHA256)
+			if err != nil || len(h) != sha256.Size {
+				return nil, fmt.Errorf("identity %q: token_sha256 must be 64 hex digits", id.Name)
+			}
+			p.tokenHash = h
+		}
+		for _, pattern := range id.Routes {
+			if _, err := path.Match(pattern, ""); err != nil {
+				return nil, fmt.Errorf("identity %q: route pattern %q: %w", id.Name, pattern, err)
+			}
+		}
+		if id.PublicKey != "" {
+			k, err := base64.StdEncoding.DecodeString(id.PublicKey)
+			if err != nil || len(k) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("identity %q: public_key must be a base64 Ed25519 public key", id.Name)
+			}
+			p.key = k
+		}
+		a.byName[id.Name] = p
+		a.all = append(a.all, p)
+	}
+	return a, nil
+}
+
+// byToken returns the identity whose token this is. Every identity's hash
+// is compared in constant time, so timing tells nothing about the tokens.
+func (a *authority) byToken(token string) *principal {
+	if token == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(token))
+	var found *principal
+	for _, p := range a.all {
+		if p.tokenHash != nil && subtle.ConstantTimeCompare(sum[:], p.tokenHash) == 1 {
+			found = p
+		}
+	}
+	return found
+}
+
+// tokenOf reads the token of an auth frame's payload {"token": "..."}.
+func tokenOf(payload []byte) string {
+	var p struct {
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return ""
+	}
+	return p.Token
+}
+
+// allows reports whether the identity may send data to route.
+func (p *principal) allows(route string) bool {
+	if p.routes == nil {
+		return true
+	}
+	if route == "" {
+		route = "default"
+	}
+	for _, pattern := range p.routes {
+		if ok, _ := path.Match(pattern, route); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// verify checks a data frame of a signing identity: the signature over the
+// exact bytes, the timestamp within the skew, and the id not seen before in
+// the window. scratch is a buffer to build the signed bytes in.
+func (a *authority) verify(p *principal, m *protocol.Message, scratch []byte) ([]byte, error) {
+	if m.Sig == "" {
+		return scratch, protocol.Errorf(protocol.CodeBadSignature, "this identity must sign its messages (sig missing)")
+	}
+	if m.ID == "" {
+		return scratch, protocol.Errorf(protocol.CodeBadSignature, "a signed message needs an id")
+	}
+	var sig [ed25519.SignatureSize]byte
+	if n, err := base64.StdEncoding.Decode(sig[:], []byte(m.Sig)); err != nil || n != len(sig) {
+		return scratch, protocol.Errorf(protocol.CodeBadSignature, "sig is not a base64 Ed25519 signature")
+	}
+	scratch = protocol.AppendSigned(scratch[:0], m)
+	if !ed25519.Verify(p.key, scratch, sig[:]) {
+		return scratch, protocol.Errorf(protocol.CodeBadSignature, "signature does not verify")
+	}
+	now := time.Now()
+	ts := time.UnixMilli(m.Timestamp)
+	if ts.Before(now.Add(-a.maxSkew)) || ts.After(now.Add(a.maxSkew)) {
+		return scratch, protocol.Errorf(protocol.CodeReplay, "timestamp outside the allowed skew of %v", a.maxSkew)
+	}
+	if !p.remember(m.ID, now.Add(2*a.maxSkew)) {
+		return scratch, protocol.Errorf(protocol.CodeReplay, "message id %q was already received", m.ID)
+	}
+	return scratch, nil
+}
+
+// remember records a signed message id until forget; it reports false when
+// the id is already known. Expired ids are pruned every 1024 inserts, so
+// the window's memory follows the identity's message rate.
+func (p *principal) remember(id string, forget time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if until, ok := p.seen[id]; ok && until.After(now) {
+		return false
+	}
+	p.seen[id] = forget
+	if p.inserts++; p.inserts%1024 == 0 {
+		for k, until := range p.seen {
+			if !until.After(now) {
+				delete(p.seen, k)
+			}
+		}
+	}
+	return true
+}
