@@ -335,6 +335,7 @@ func (c *Client) serveSession(w *wire) string {
 		}
 	}
 	c.mu.Unlock()
+	c.reportAuth(errors.New("the connection ended before authentication: " + reason)) // unless answered already
 	w.finish(reason, "", "")
 	return reason
 }

@@ -1,13 +1,18 @@
 package scripting
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"net"
 	"fmt"
 	"io/fs"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripts"
 
@@ -320,4 +325,54 @@ func TestExamplesWork(t *testing.T) {
 	mustReply(t, b, "chat", `{"text":"hello"}`, `{"sent_to":1}`)
 	<-aPush
 	mustFail(t, b, "chat", `42`, protocol.CodeHandlerError, "payload must be a string")
+}
+
+func TestConnIdentityAndRejectByIdentity(t *testing.T) {
+	dir := t.TempDir()
+	writeScripts(t, dir, map[string]string{"default.lua": `
+function on_connect(conn)
+  if conn.identity == "blocked" then return false, "identity " .. conn.identity .. " is blocked" end
+end
+function on_data(msg, conn) return conn.identity end`})
+	e, err := New(Config{Dir: dir, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := func(token string) string {
+		sum := sha256.Sum256([]byte(token))
+		return hex.EncodeToString(sum[:])
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.NewServer(gateway.Config{Handler: e, Logger: quietLogger(), Auth: &gateway.AuthConfig{Identities: []gateway.Identity{
+		{Name: "agent-a", TokenSHA256: hash("a")}, {Name: "blocked", TokenSHA256: hash("b")},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	a := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: "a", Logger: quietLogger()})
+	if err := a.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Disconnect("done")
+	mustReply(t, a, "", `1`, `"agent-a"`)
+
+	lost := make(chan string, 1)
+	b := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: "b", Logger: quietLogger(), NoReconnect: true,
+		OnDisconnect: func(r string) { lost <- r }})
+	if err := b.Connect(t.Context()); err != nil {
+		t.Fatal(err) // authentication succeeds; on_connect rejects after it
+	}
+	defer b.Disconnect("done")
+	if r := <-lost; !strings.Contains(r, "identity blocked is blocked") {
+		t.Fatalf("rejection reason %q", r)
+	}
 }

@@ -135,9 +135,6 @@ func (e *Engine) Reload() error {
 	return nil
 }
 
-// SetAudit makes the engine report to a; call it before serving.
-func (e *Engine) SetAudit(a gateway.Auditor) { e.audit = a }
-
 // report sends an audit event if auditing is on.
 func (e *Engine) report(ev gateway.AuditEvent) {
 	if e.audit != nil {

@@ -64,14 +64,6 @@ func serve(cctx *cli.Context) error {
 	if cctx.Duration("keepalive-interval") >= cctx.Duration("keepalive-timeout") {
 		log.Warn("The keep-alive interval is not shorter than the timeout: idle clients that only answer keepalives may be dropped")
 	}
-	engine, err := newEngine(cctx, log)
-	if err != nil {
-		return err
-	}
-	var handler gateway.Handler = gateway.Echo
-	if engine != nil {
-		handler = engine
-	}
 	cfg := gateway.Config{
 		Addr:              cctx.String("listen"),
 		KeepAliveTimeout:  cctx.Duration("keepalive-timeout"),
@@ -79,7 +71,7 @@ func serve(cctx *cli.Context) error {
 		MaxFrameSize:      maxFrame,
 		MaxConns:          cctx.Int("max-conns"),
 		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
-		Handler:           handler,
+		Handler:           gateway.Echo,
 		Logger:            log,
 	}
 	audit, err := serveSecurity(cctx, &cfg)
@@ -88,9 +80,13 @@ func serve(cctx *cli.Context) error {
 	}
 	if audit != nil {
 		defer audit.Close()
-		if engine != nil {
-			engine.SetAudit(audit)
-		}
+	}
+	engine, err := newEngine(cctx, log, cfg.Audit)
+	if err != nil {
+		return err
+	}
+	if engine != nil {
+		cfg.Handler = engine
 	}
 	srv, err := gateway.NewServer(cfg)
 	if err != nil {
@@ -192,7 +188,7 @@ func isLoopback(host string) bool {
 }
 
 // newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.
-func newEngine(cctx *cli.Context, log *slog.Logger) (*scripting.Engine, error) {
+func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor) (*scripting.Engine, error) {
 	if cctx.Bool("no-scripts") {
 		if cctx.String("scripts") != "" {
 			return nil, errors.New("--scripts and --no-scripts exclude each other")
@@ -211,6 +207,7 @@ func newEngine(cctx *cli.Context, log *slog.Logger) (*scripting.Engine, error) {
 		Timeout:   cctx.Duration("script-timeout"),
 		MaxStates: cctx.Int("lua-states"),
 		Logger:    log,
+		Audit:     audit,
 	}
 	if cfg.Dir == "" {
 		cfg.FS = scripts.Handlers()
