@@ -551,4 +551,3 @@ func TestInvalidAuthConfig(t *testing.T) {
 		}
 	}
 }
-
