@@ -39,7 +39,8 @@ func serveCommand() *cli.Command {
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
-		}, append(serveSecurityFlags(), logFlags()...)...),
+		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),
+		Before: loadConfigFile,
 		Action: serve,
 	}
 }

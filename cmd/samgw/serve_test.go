@@ -145,3 +145,40 @@ log("checked", args.name)
 		t.Fatalf("missing file: exit %d, %q", code, errOut)
 	}
 }
+
+func TestServeConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "samgw.yaml")
+	writeFile(t, cfg, "max-frame: 2KiB\nkeepalive-interval: 7s\nlog-format: json\nmax-conns: 5\n")
+	_, log, _ := startServe(t, "--config", cfg)
+	for _, want := range []string{`"max_frame":2048`, `"keepalive_interval":"7s"`, `"max_conns":5`} {
+		if !strings.Contains(log.String(), want) {
+			t.Fatalf("config not applied (%s): %s", want, log.String())
+		}
+	}
+	// Precedence: flag > environment > file.
+	t.Setenv("SAMGW_MAX_CONNS", "6")
+	_, log, _ = startServe(t, "--config", cfg, "--max-frame", "3KiB")
+	for _, want := range []string{`"max_frame":3072`, `"max_conns":6`, `"keepalive_interval":"7s"`} {
+		if !strings.Contains(log.String(), want) {
+			t.Fatalf("precedence (%s): %s", want, log.String())
+		}
+	}
+	// The shipped example is valid.
+	code, _, errOut := runSamgw(t, "", "serve", "--config", "../../samgw.example.yaml", "--listen", "256.1.1.1:0")
+	if code == 0 || !strings.Contains(errOut, "listen") || strings.Contains(errOut, "config") {
+		t.Fatalf("example config: exit %d, %s", code, errOut)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"max-conn: 5\n", `line 1: unknown key "max-conn"`},
+		{"listen: x\nkeepalive-timeout: soon\n", "line 2: keepalive-timeout: invalid value \"soon\""},
+		{"shutdown-timeout: [1, [2]]\n", "shutdown-timeout"},
+		{"not yaml: [\n", "--config"},
+	} {
+		writeFile(t, cfg, tt.yaml)
+		code, _, errOut := runSamgw(t, "", "serve", "--config", cfg, "--listen", "256.1.1.1:0")
+		if code == 0 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("config %q: exit %d, stderr %q, want %q", tt.yaml, code, errOut, tt.want)
+		}
+	}
+}
