@@ -278,7 +278,7 @@ func (c *Client) startSession(nc net.Conn) *wire {
 	}
 	c.mu.Lock()
 	for _, frame := range c.queue {
-		w.enqueue(func(dst []byte) []byte { return append(dst, frame...) }) //nolint:errcheck // a new wire accepts
+		w.enqueue(protocol.TypeData, func(dst []byte) []byte { return append(dst, frame...) }) //nolint:errcheck // a new wire accepts
 	}
 	c.queue = nil
 	c.cur = w

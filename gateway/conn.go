@@ -59,6 +59,14 @@ type ConnInfo struct {
 	BytesOut     uint64
 }
 
+func sum(c *frameCounts) uint64 {
+	var n uint64
+	for i := range c {
+		n += c[i].Load()
+	}
+	return n
+}
+
 // ID returns the connection's id, unique within the server.
 func (c *Conn) ID() string { return c.id }
 
@@ -97,8 +105,8 @@ func (c *Conn) Info() ConnInfo {
 		RemoteAddr:   c.remote,
 		ConnectedAt:  c.connectedAt,
 		LastActivity: time.Unix(0, c.w.lastFrame.Load()),
-		FramesIn:     c.w.framesIn.Load(),
-		FramesOut:    c.w.framesOut.Load(),
+		FramesIn:     sum(&c.w.in),
+		FramesOut:    sum(&c.w.out),
 		BytesIn:      c.w.bytesIn.Load(),
 		BytesOut:     c.w.bytesOut.Load(),
 	}
@@ -148,8 +156,12 @@ func (c *Conn) serve() {
 	c.cancel()
 	c.srv.remove(c)
 	reason = c.w.closeReason()
-	if reason == ReasonSlowConsumer {
+	switch reason {
+	case ReasonSlowConsumer:
+		c.srv.counters.slowConsumers.Add(1)
 		c.audit(AuditSlowConsumer, "", reason)
+	case ReasonKeepAliveTimeout:
+		c.srv.counters.keepAliveTimeouts.Add(1)
 	}
 	c.audit(AuditDisconnect, "", reason)
 	if h, ok := c.srv.cfg.Handler.(CloseHandler); ok {
@@ -225,6 +237,7 @@ func (c *Conn) authenticate() (reason, key, text string, ok bool) {
 	defer timer.Stop()
 	fail := func(why string, id string) (string, string, string, bool) {
 		c.w.enqueueError(id, protocol.Errorf(protocol.CodeUnauthorized, "%s", why)) //nolint:errcheck // closing
+		c.srv.counters.authFailures.Add(1)
 		c.audit(AuditAuthFailed, "", why)
 		c.log.Info("Authentication failed", "reason", why)
 		return ReasonUnauthorized + ": " + why, "reason", ReasonUnauthorized, false
@@ -272,6 +285,7 @@ func (c *Conn) reauthenticate(m *protocol.Message) {
 	}
 	p := c.srv.auth.byToken(tokenOf(m.Payload))
 	if p == nil || p.name != c.Identity() {
+		c.srv.counters.authFailures.Add(1)
 		c.audit(AuditAuthFailed, "", "token does not match the connection's identity")
 		c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeUnauthorized, "the token does not match this connection's identity")) //nolint:errcheck // closing
 		return
@@ -283,6 +297,7 @@ func (c *Conn) reauthenticate(m *protocol.Message) {
 // and signature. The error is the frame the peer gets instead of an answer.
 func (c *Conn) admit(m *protocol.Message) error {
 	if c.limiter != nil && !c.limiter.Allow() {
+		c.srv.counters.rateLimited.Add(1)
 		c.audit(AuditRateLimited, m.Route, "")
 		return protocol.Errorf(protocol.CodeRateLimited, "more than %g data frames per second", c.srv.cfg.Rate)
 	}
@@ -291,16 +306,18 @@ func (c *Conn) admit(m *protocol.Message) error {
 		return nil
 	}
 	if !p.allows(m.Route) {
+		c.srv.counters.forbidden.Add(1)
 		c.audit(AuditForbidden, m.Route, "")
 		return protocol.Errorf(protocol.CodeForbidden, "identity %q may not use route %q", p.name, cmp.Or(m.Route, "default"))
 	}
 	if p.key != nil {
 		var err error
 		if c.scratch, err = c.srv.auth.verify(p, m, c.scratch); err != nil {
-			event := AuditBadSignature
+			event, counter := AuditBadSignature, &c.srv.counters.badSigs
 			if errors.Is(err, &protocol.Error{Code: protocol.CodeReplay}) {
-				event = AuditReplay
+				event, counter = AuditReplay, &c.srv.counters.replays
 			}
+			counter.Add(1)
 			c.audit(event, m.Route, err.(*protocol.Error).Message)
 			return err
 		}
@@ -329,10 +346,12 @@ func (c *Conn) readFailed(err error) (reason, key, text string) {
 func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 	m := &c.msg
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil {
+		c.srv.counters.invalid.Add(1)
 		c.log.Debug("Invalid frame", "error", err, "id", m.ID)
 		c.w.enqueueError(m.ID, err) //nolint:errcheck // a closing connection needs no answer
 		return false
 	}
+	c.w.in[typeIndex(m.Type)].Add(1)
 	if c.log.Enabled(c.ctx, slog.LevelDebug) {
 		c.log.Debug("Received "+string(m.Type), "id", m.ID, "route", m.Route, "payload", truncatePayload(m.Payload))
 	}

@@ -21,7 +21,8 @@ type Server struct {
 	wcfg wireConfig
 	log  *slog.Logger
 
-	auth *authority // nil: no authentication
+	auth     *authority // nil: no authentication
+	counters serverCounters
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -163,16 +164,19 @@ func (s *Server) accept(nc net.Conn) {
 		s.mu.Unlock()
 		cancel()
 		s.log.Warn("Connection refused: server full", "remote", remote, "max_conns", s.cfg.MaxConns)
+		s.counters.refused.Add(1)
 		s.turnAway(nc, ReasonServerFull)
 		return
 	case s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
 		s.mu.Unlock()
 		cancel()
 		s.log.Warn("Connection refused: too many from one address", "remote", remote, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+		s.counters.refused.Add(1)
 		s.turnAway(nc, ReasonTooManyFromAddress)
 		return
 	}
 	s.conns[id] = c
+	s.counters.connsTotal.Add(1)
 	s.perIP[ip]++
 	c.ip = ip
 	s.connWG.Add(1)
@@ -209,6 +213,9 @@ func (s *Server) turnAway(nc net.Conn, reason string) {
 
 func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
+	if _, ok := s.conns[c.id]; ok {
+		s.counters.fold(c.w) // under mu, so Stats never counts it twice
+	}
 	delete(s.conns, c.id)
 	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
 		delete(s.perIP, c.ip)

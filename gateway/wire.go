@@ -57,7 +57,8 @@ type wire struct {
 	lastFrame      atomic.Int64 // Unix nanoseconds of the last inbound frame (or of the connect)
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
 
-	framesIn, framesOut, bytesIn, bytesOut atomic.Uint64
+	in, out           frameCounts // frames by type
+	bytesIn, bytesOut atomic.Uint64
 }
 
 func newWire(nc net.Conn, cfg wireConfig) *wire {
@@ -109,7 +110,6 @@ func (w *wire) readFrame() ([]byte, error) {
 		return nil, err
 	}
 	w.lastFrame.Store(time.Now().UnixNano())
-	w.framesIn.Add(1)
 	return frame, nil
 }
 
@@ -129,17 +129,17 @@ func (w *wire) requestedReason() string {
 	return ""
 }
 
-// enqueue appends one or more frames with encode and wakes the writer. It
+// enqueue appends a frame of type t with encode and wakes the writer. It
 // fails with ErrConnClosed once the connection is closing, and closes the
 // connection as a slow consumer when the outbound buffer overflows.
-func (w *wire) enqueue(encode func(dst []byte) []byte) error {
+func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
 		return ErrConnClosed
 	}
 	w.pending = encode(w.pending)
-	w.framesOut.Add(1)
+	w.out[typeIndex(t)].Add(1)
 	if len(w.pending) > w.cfg.maxQueueBytes {
 		w.mu.Unlock()
 		w.abort(ReasonSlowConsumer)
@@ -152,12 +152,12 @@ func (w *wire) enqueue(encode func(dst []byte) []byte) error {
 
 // enqueueMessage encodes m into the outbound buffer.
 func (w *wire) enqueueMessage(m *protocol.Message) error {
-	return w.enqueue(func(dst []byte) []byte { return protocol.AppendFrame(dst, m) })
+	return w.enqueue(m.Type, func(dst []byte) []byte { return protocol.AppendFrame(dst, m) })
 }
 
 // enqueueError queues an `error` frame answering the message with id.
 func (w *wire) enqueueError(id string, err error) error {
-	return w.enqueue(func(dst []byte) []byte { return protocol.AppendErrorFrame(dst, id, err) })
+	return w.enqueue(protocol.TypeError, func(dst []byte) []byte { return protocol.AppendErrorFrame(dst, id, err) })
 }
 
 func (w *wire) signal() {
@@ -180,7 +180,7 @@ func (w *wire) beginClose(reason, key, text string) {
 	w.reason = reason
 	if key != "" && !w.aborted {
 		w.pending = appendCloseFrame(w.pending, key, text)
-		w.framesOut.Add(1)
+		w.out[typeIndex(protocol.TypeClose)].Add(1)
 	}
 	w.mu.Unlock()
 	w.signal()
@@ -245,7 +245,7 @@ func (w *wire) writeLoop(keepalive func(dst []byte) []byte) {
 		select {
 		case <-w.wake:
 		case <-tick:
-			w.enqueue(keepalive) //nolint:errcheck // closing or slow: the loop below sees it
+			w.enqueue(protocol.TypeKeepAlive, keepalive) //nolint:errcheck // closing or slow: the loop below sees it
 		}
 		for {
 			w.mu.Lock()

@@ -50,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Audit, if set, receives scripts_reloaded and script_error events.
 	Audit gateway.Auditor
+	// ObserveCall, if set, is told the duration and outcome ("ok",
+	// "error" or "timeout") of every on_data call, for metrics.
+	ObserveCall func(route string, d time.Duration, outcome string)
 }
 
 // Engine runs the Lua handlers: it implements gateway.Handler (and its
@@ -63,6 +66,9 @@ type Engine struct {
 	store     *Store
 	log       *slog.Logger
 	audit     gateway.Auditor
+	observe   func(route string, d time.Duration, outcome string)
+
+	reloadsOK, reloadsFailed atomic.Uint64
 
 	current  atomic.Pointer[generation]
 	reloadMu sync.Mutex // one reload at a time
@@ -80,6 +86,7 @@ func New(cfg Config) (*Engine, error) {
 		store:     cfg.Store,
 		log:       cfg.Logger,
 		audit:     cfg.Audit,
+		observe:   cfg.ObserveCall,
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)
@@ -115,6 +122,7 @@ func (e *Engine) Reload() error {
 	e.nextGen++
 	gen, err := compileGeneration(e, e.fsys, e.nextGen, e.maxStates)
 	if err != nil {
+		e.reloadsFailed.Add(1)
 		e.nextGen--
 		if errors.Is(err, errTimeout) {
 			err = fmt.Errorf("loading the scripts took longer than %v: %w", e.timeout, err)
@@ -123,6 +131,7 @@ func (e *Engine) Reload() error {
 		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Reason: "reload failed: " + err.Error()})
 		return fmt.Errorf("reload scripts: %w", err)
 	}
+	e.reloadsOK.Add(1)
 	if old := e.current.Swap(gen); old != nil {
 		old.retire()
 	}
@@ -141,6 +150,10 @@ func (e *Engine) report(ev gateway.AuditEvent) {
 		e.audit.Audit(ev)
 	}
 }
+
+// Reloads returns how many loads of the scripts succeeded (the first one
+// included) and failed.
+func (e *Engine) Reloads() (ok, failed uint64) { return e.reloadsOK.Load(), e.reloadsFailed.Load() }
 
 // Generation returns the number of the generation serving now (1 after
 // New, one more after each successful reload).
@@ -180,12 +193,25 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 		}
 		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", route)
 	}
-	st, err := gen.get(e.timeout)
-	if err != nil {
-		return e.callFailed(gen, route, err)
+	var start time.Time
+	if e.observe != nil {
+		start = time.Now()
 	}
-	err = st.callData(route, c, msg)
-	gen.put(st)
+	st, err := gen.get(e.timeout)
+	if err == nil {
+		err = st.callData(route, c, msg)
+		gen.put(st)
+	}
+	if e.observe != nil {
+		outcome := "ok"
+		switch {
+		case errors.Is(err, errTimeout):
+			outcome = "timeout"
+		case err != nil:
+			outcome = "error"
+		}
+		e.observe(route, time.Since(start), outcome)
+	}
 	if err != nil {
 		return e.callFailed(gen, route, err)
 	}

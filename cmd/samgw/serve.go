@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
 	"github.com/secureagentmessaging/samgw/scripts"
 )
@@ -37,6 +38,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-scripts", Usage: "serve the built-in Go echo instead of Lua handlers", EnvVars: envVar("no-scripts")},
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
+			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
 		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),
@@ -82,7 +84,11 @@ func serve(cctx *cli.Context) error {
 	if audit != nil {
 		defer audit.Close()
 	}
-	engine, err := newEngine(cctx, log, cfg.Audit)
+	var reg *metrics.Metrics
+	if cctx.String("metrics-listen") != "" {
+		reg = metrics.New()
+	}
+	engine, err := newEngine(cctx, log, cfg.Audit, reg)
 	if err != nil {
 		return err
 	}
@@ -93,33 +99,53 @@ func serve(cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if reg != nil {
+		reg.Attach(srv, engine)
+	}
 
-	// Reloads run beside the server: on file changes and on SIGHUP.
-	ctx, stopReloads := context.WithCancel(cctx.Context)
-	var reloaders sync.WaitGroup
+	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
+	ctx, stopBackground := context.WithCancel(cctx.Context)
+	var background sync.WaitGroup
 	if engine != nil {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		reloaders.Add(1)
+		background.Add(1)
 		go func() {
-			defer reloaders.Done()
+			defer background.Done()
 			reloadOnSignal(ctx, hup, engine)
 		}()
 		if cctx.String("scripts") != "" {
-			reloaders.Add(1)
+			background.Add(1)
 			go func() {
-				defer reloaders.Done()
+				defer background.Done()
 				if err := engine.Watch(ctx, 0); err != nil {
 					log.Error("Not watching the scripts; reload with SIGHUP", "error", err)
 				}
 			}()
 		}
 	}
+	if reg != nil {
+		ready := make(chan string, 1)
+		errc := make(chan error, 1)
+		background.Add(1)
+		go func() {
+			defer background.Done()
+			errc <- reg.Serve(ctx, cctx.String("metrics-listen"), ready)
+		}()
+		select {
+		case addr := <-ready:
+			log.Info("Metrics listening", "addr", addr, "paths", "/metrics /healthz /readyz")
+		case err := <-errc:
+			stopBackground()
+			background.Wait()
+			return err
+		}
+	}
 	start := time.Now()
 	err = srv.ListenAndServe(cctx.Context)
-	stopReloads()
-	reloaders.Wait()
+	stopBackground()
+	background.Wait()
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -189,7 +215,7 @@ func isLoopback(host string) bool {
 }
 
 // newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.
-func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor) (*scripting.Engine, error) {
+func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics) (*scripting.Engine, error) {
 	if cctx.Bool("no-scripts") {
 		if cctx.String("scripts") != "" {
 			return nil, errors.New("--scripts and --no-scripts exclude each other")
@@ -209,6 +235,9 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor) (*scr
 		MaxStates: cctx.Int("lua-states"),
 		Logger:    log,
 		Audit:     audit,
+	}
+	if reg != nil {
+		cfg.ObserveCall = reg.ObserveCall
 	}
 	if cfg.Dir == "" {
 		cfg.FS = scripts.Handlers()

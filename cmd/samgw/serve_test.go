@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,4 +184,30 @@ func TestServeConfigFile(t *testing.T) {
 			t.Errorf("config %q: exit %d, stderr %q, want %q", tt.yaml, code, errOut, tt.want)
 		}
 	}
+}
+
+func TestServeMetricsListen(t *testing.T) {
+	addr, log, _ := startServe(t, "--metrics-listen", "127.0.0.1:0")
+	re := regexp.MustCompile(`msg="Metrics listening" addr=(\S+)`)
+	m := re.FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log: %s", log.String())
+	}
+	sendOK(t, addr, `1`)
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`samgw_frames_total{direction="in",type="data"} 1`, `samgw_handler_duration_seconds_count{outcome="ok",route="default"} 1`, "samgw_script_generation 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	resp, err = http.Get("http://" + m[1] + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -1,0 +1,172 @@
+// Package metrics exposes a gateway to Prometheus and to health checks:
+// /metrics, /healthz (the process is alive) and /readyz (listening, scripts
+// loaded).
+//
+// Counters are read from gateway.Server.Stats and scripting.Engine at scrape
+// time, so the message path pays nothing for them; only the Lua handler
+// duration histogram is observed per call.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/scripting"
+)
+
+// Metrics is the registry of one gateway. Create it before the engine (its
+// ObserveCall goes into scripting.Config), then Attach the server.
+type Metrics struct {
+	reg      *prometheus.Registry
+	duration *prometheus.HistogramVec
+	srv      *gateway.Server
+	engine   *scripting.Engine
+}
+
+// New returns a registry with the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "samgw_handler_duration_seconds",
+			Help:    "Duration of Lua on_data calls, by route and outcome (ok, error, timeout).",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5, 1, 5},
+		}, []string{"route", "outcome"}),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m.duration)
+	return m
+}
+
+// ObserveCall records one handler call; it is scripting.Config.ObserveCall.
+func (m *Metrics) ObserveCall(route string, d time.Duration, outcome string) {
+	if route == "" {
+		route = "default"
+	}
+	m.duration.WithLabelValues(route, outcome).Observe(d.Seconds())
+}
+
+// Attach registers the server's and the engine's counters (engine may be
+// nil: --no-scripts).
+func (m *Metrics) Attach(srv *gateway.Server, engine *scripting.Engine) {
+	m.srv, m.engine = srv, engine
+	m.reg.MustRegister(&collector{m: m})
+}
+
+// Handler serves /metrics, /healthz and /readyz.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := m.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+func (m *Metrics) ready() error {
+	if m.srv == nil || !m.srv.Listening() {
+		return errors.New("not listening")
+	}
+	if m.engine != nil && m.engine.Generation() == 0 {
+		return errors.New("scripts not loaded")
+	}
+	return nil
+}
+
+// Serve serves Handler on addr until ctx ends. ready, if not nil, receives
+// the bound address once listening.
+func (m *Metrics) Serve(ctx context.Context, addr string, ready chan<- string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx) //nolint:errcheck // best effort at exit
+	<-errc
+	return nil
+}
+
+// collector turns the gateway's counters into metrics at scrape time.
+type collector struct{ m *Metrics }
+
+var (
+	descConnsOpen  = prometheus.NewDesc("samgw_connections_open", "Connections open now.", nil, nil)
+	descConnsTotal = prometheus.NewDesc("samgw_connections_total", "Connections accepted since start.", nil, nil)
+	descRefused    = prometheus.NewDesc("samgw_connections_refused_total", "Connections turned away (server full, too many from one address).", nil, nil)
+	descFrames     = prometheus.NewDesc("samgw_frames_total", "Frames by direction (in, out) and type.", []string{"direction", "type"}, nil)
+	descInvalid    = prometheus.NewDesc("samgw_invalid_frames_total", "Frames that did not decode.", nil, nil)
+	descBytes      = prometheus.NewDesc("samgw_bytes_total", "Bytes by direction (in, out).", []string{"direction"}, nil)
+	descKeepAlive  = prometheus.NewDesc("samgw_keepalive_timeouts_total", "Connections closed for sending nothing within the keep-alive timeout.", nil, nil)
+	descSlow       = prometheus.NewDesc("samgw_slow_consumer_closes_total", "Connections closed as slow consumers.", nil, nil)
+	descAuthFail   = prometheus.NewDesc("samgw_auth_failures_total", "Failed authentications.", nil, nil)
+	descRejected   = prometheus.NewDesc("samgw_rejected_frames_total", "Data frames rejected, by reason (forbidden, bad_signature, replay, rate_limited).", []string{"reason"}, nil)
+	descReloads    = prometheus.NewDesc("samgw_script_reloads_total", "Loads of the scripts by result (ok, failed).", []string{"result"}, nil)
+	descGeneration = prometheus.NewDesc("samgw_script_generation", "The scripts generation serving now.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnsOpen, descConnsTotal, descRefused, descFrames, descInvalid, descBytes,
+		descKeepAlive, descSlow, descAuthFail, descRejected, descReloads, descGeneration} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.srv.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConnsOpen, float64(st.ConnectionsOpen))
+	counter(descConnsTotal, st.ConnectionsTotal)
+	counter(descRefused, st.ConnectionsRefused)
+	for i, t := range gateway.FrameTypes {
+		counter(descFrames, st.FramesIn[i], "in", string(t))
+		counter(descFrames, st.FramesOut[i], "out", string(t))
+	}
+	counter(descInvalid, st.InvalidFrames)
+	counter(descBytes, st.BytesIn, "in")
+	counter(descBytes, st.BytesOut, "out")
+	counter(descKeepAlive, st.KeepAliveTimeouts)
+	counter(descSlow, st.SlowConsumers)
+	counter(descAuthFail, st.AuthFailures)
+	counter(descRejected, st.Forbidden, "forbidden")
+	counter(descRejected, st.BadSignatures, "bad_signature")
+	counter(descRejected, st.Replays, "replay")
+	counter(descRejected, st.RateLimited, "rate_limited")
+	if e := c.m.engine; e != nil {
+		ok, failed := e.Reloads()
+		counter(descReloads, ok, "ok")
+		counter(descReloads, failed, "failed")
+		gauge(descGeneration, float64(e.Generation()))
+	}
+}

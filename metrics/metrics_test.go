@@ -1,0 +1,151 @@
+package metrics
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripting"
+	"github.com/secureagentmessaging/samgw/scripts"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// value reads one sample from a scrape.
+func value(t *testing.T, scrape, series string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` ([0-9.e+-]+)$`)
+	m := re.FindStringSubmatch(scrape)
+	if m == nil {
+		t.Fatalf("no %s in the scrape:\n%s", series, scrape)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+func TestScrape(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	m := New()
+	engine, err := scripting.New(scripting.Config{FS: scripts.Handlers(), Logger: quiet, ObserveCall: m.ObserveCall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.NewServer(gateway.Config{Handler: engine, Logger: quiet, KeepAliveTimeout: 200 * time.Millisecond, KeepAliveInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Attach(srv, engine)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(ctx, "127.0.0.1:0", ready) }()
+	base := "http://" + <-ready
+	defer func() {
+		cancel()
+		<-served
+	}()
+
+	if code, body := get(t, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("healthz %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz before listening: %d", code)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() {
+		srv.Shutdown(context.Background())
+		<-done
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for code, _ := get(t, base+"/readyz"); code != 200; code, _ = get(t, base+"/readyz") {
+		if time.Now().After(deadline) {
+			t.Fatal("never ready")
+		}
+	}
+
+	c := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, KeepAliveInterval: time.Hour})
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := c.Request(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Route: "missing", Payload: []byte("1")}); err == nil {
+		t.Fatal("no_route expected")
+	}
+	if _, err := c.PingWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Disconnect("done")
+
+	// A silent raw connection times out.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	io.Copy(io.Discard, raw) // until the server closes it
+
+	var scrape string
+	for {
+		_, scrape = get(t, base+"/metrics")
+		if value(t, scrape, "samgw_connections_open") == 0 && strings.Contains(scrape, "samgw_keepalive_timeouts_total 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections never closed:\n%s", scrape)
+		}
+	}
+	checks := map[string]float64{
+		`samgw_connections_total`:                                            2,
+		`samgw_frames_total{direction="in",type="data"}`:                     6,
+		`samgw_frames_total{direction="out",type="data"}`:                    5,
+		`samgw_frames_total{direction="out",type="error"}`:                   1,
+		`samgw_frames_total{direction="in",type="ping"}`:                     1,
+		`samgw_frames_total{direction="out",type="pong"}`:                    1,
+		`samgw_frames_total{direction="in",type="close"}`:                    1,
+		`samgw_keepalive_timeouts_total`:                                     1,
+		`samgw_script_generation`:                                            1,
+		`samgw_script_reloads_total{result="ok"}`:                            1,
+		`samgw_handler_duration_seconds_count{outcome="ok",route="default"}`: 5,
+	}
+	for series, want := range checks {
+		if got := value(t, scrape, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if value(t, scrape, `samgw_bytes_total{direction="in"}`) == 0 || !strings.Contains(scrape, "go_goroutines") {
+		t.Error("bytes or runtime metrics missing")
+	}
+}
