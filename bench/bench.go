@@ -41,6 +41,11 @@ type Config struct {
 	Size int
 	// Route, if set, is put in every frame.
 	Route string
+	// Rate, when positive, sends open-loop at this many frames per second in
+	// all (spread over the connections) whatever the replies do; latency is
+	// then measured from when each frame was due, so a server that falls
+	// behind shows it (no coordinated omission). Pipeline is then ignored.
+	Rate float64
 	// Dial opens connections; nil means a net.Dialer. TLS plugs in here.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Token, when set, authenticates every connection before the load.
@@ -64,6 +69,7 @@ type Result struct {
 	Conns        int           `json:"conns"`
 	Pipeline     int           `json:"pipeline"`
 	Size         int           `json:"size"`
+	Rate         float64       `json:"target_rate,omitempty"`
 	Elapsed      time.Duration `json:"-"`
 	Sent         uint64        `json:"sent"`
 	Received     uint64        `json:"received"`
@@ -166,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	elapsed := time.Since(start)
 
 	var hist Histogram
-	res := Result{Conns: cfg.Conns, Pipeline: cfg.Pipeline, Size: cfg.Size, Elapsed: elapsed, ElapsedSec: elapsed.Seconds()}
+	res := Result{Conns: cfg.Conns, Pipeline: cfg.Pipeline, Size: cfg.Size, Rate: cfg.Rate, Elapsed: elapsed, ElapsedSec: elapsed.Seconds()}
 	for _, w := range workers {
 		hist.Merge(&w.hist)
 		res.Sent += w.sent
@@ -244,10 +250,14 @@ func newWorker(r *runState, index int, nc net.Conn) *worker {
 	prefix = append(prefix, `,"id":"`...)
 	prefix = strconv.AppendInt(prefix, int64(index), 10)
 	prefix = append(prefix, '-')
+	inFlight := r.cfg.Pipeline
+	if r.cfg.Rate > 0 {
+		inFlight = maxOpenLoopInFlight
+	}
 	w := &worker{r: r, index: index, nc: nc, prefix: prefix, suffix: []byte("\"}\n"),
 		idBase: strconv.AppendInt(nil, int64(index), 10),
 		fr:     protocol.NewReader(nc, protocol.Limits{MaxFrameSize: 16 << 20}),
-		tokens: make(chan struct{}, r.cfg.Pipeline), sentAt: make(chan time.Time, r.cfg.Pipeline)}
+		tokens: make(chan struct{}, r.cfg.Pipeline), sentAt: make(chan time.Time, inFlight)}
 	for range r.cfg.Pipeline {
 		w.tokens <- struct{}{}
 	}
@@ -287,7 +297,11 @@ func (w *worker) run(ctx context.Context) {
 		defer close(readerDone)
 		w.read()
 	}()
-	w.write(ctx)
+	if w.r.cfg.Rate > 0 {
+		w.writeOpenLoop(ctx)
+	} else {
+		w.write(ctx)
+	}
 	// Let the frames in flight come back (bounded), then hang up.
 	w.writerDone.Store(true)
 	if len(w.sentAt) == 0 {
@@ -297,6 +311,68 @@ func (w *worker) run(ctx context.Context) {
 	}
 	<-readerDone
 	w.nc.Close()
+}
+
+// maxOpenLoopInFlight bounds the unanswered frames of one connection in
+// open-loop mode; beyond it frames are counted as errors instead of sent.
+const maxOpenLoopInFlight = 1 << 16
+
+// writeOpenLoop sends frames on a fixed schedule: the connection's share of
+// the rate, each frame recorded with the time it was due.
+func (w *worker) writeOpenLoop(ctx context.Context) {
+	interval := time.Duration(float64(time.Second) * float64(w.r.cfg.Conns) / w.r.cfg.Rate)
+	// Stagger the connections over one interval.
+	due := time.Now().Add(interval * time.Duration(w.index) / time.Duration(w.r.cfg.Conns))
+	timer := time.NewTimer(time.Until(due))
+	defer timer.Stop()
+	buf := make([]byte, 0, 64<<10)
+	var seq int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		buf = buf[:0]
+		now := time.Now()
+		for !due.After(now) {
+			if w.r.budget.Add(-1) < 0 {
+				break
+			}
+			if len(w.sentAt) == cap(w.sentAt) {
+				w.r.fail("conn %d: more than %d frames unanswered", w.index, cap(w.sentAt))
+			} else {
+				buf = w.appendFrame(buf, seq)
+				seq++
+				w.sent++
+				w.sentAt <- due
+			}
+			due = due.Add(interval)
+		}
+		if len(buf) > 0 {
+			w.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := w.nc.Write(buf); err != nil {
+				if ctx.Err() == nil {
+					w.r.fail("conn %d: write: %v", w.index, err)
+				}
+				return
+			}
+		}
+		if w.r.budget.Load() < 0 {
+			return
+		}
+		timer.Reset(time.Until(due))
+	}
+}
+
+// appendFrame appends frame seq, signed when a key is set.
+func (w *worker) appendFrame(buf []byte, seq int64) []byte {
+	if w.r.cfg.SignKey != nil {
+		return w.appendSigned(buf, seq)
+	}
+	buf = append(buf, w.prefix...)
+	buf = strconv.AppendInt(buf, seq, 10)
+	return append(buf, w.suffix...)
 }
 
 // write sends a frame for every free token, batching what is free at once
@@ -329,13 +405,7 @@ func (w *worker) write(ctx context.Context) {
 				}
 				break
 			}
-			if w.r.cfg.SignKey != nil {
-				buf = w.appendSigned(buf, seq)
-			} else {
-				buf = append(buf, w.prefix...)
-				buf = strconv.AppendInt(buf, seq, 10)
-				buf = append(buf, w.suffix...)
-			}
+			buf = w.appendFrame(buf, seq)
 			seq++
 			w.sent++
 			w.sentAt <- now
@@ -403,6 +473,8 @@ func (w *worker) read() {
 		default:
 			w.r.received.Add(1)
 		}
-		w.tokens <- struct{}{}
+		if w.r.cfg.Rate <= 0 {
+			w.tokens <- struct{}{}
+		}
 	}
 }

@@ -104,3 +104,16 @@ func TestRunConnectError(t *testing.T) {
 		t.Fatal("no error for a closed port")
 	}
 }
+
+func TestRunOpenLoop(t *testing.T) {
+	addr := serve(t, nil)
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 4, Rate: 2000, Duration: 500 * time.Millisecond})
+	if err != nil || res.Errors != 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	// About 1000 frames in half a second at 2000/s; generous bounds for a
+	// loaded machine, but far from closed-loop throughput.
+	if res.Received < 500 || res.Received > 1500 {
+		t.Fatalf("received %d frames at 2000/s for 0.5 s", res.Received)
+	}
+}

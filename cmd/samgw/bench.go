@@ -27,6 +27,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "size", Value: 128, Usage: "payload size in bytes"},
 			&cli.IntFlag{Name: "pipeline", Value: 1, Usage: "frames in flight per connection"},
 			&cli.StringFlag{Name: "route", Usage: "route of the frames"},
+			&cli.Float64Flag{Name: "rate", Usage: "open loop: frames per second in all, latency from when each was due (0: as fast as replies allow)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
 		}, clientSecurityFlags()...),
 		Action: runBench,
@@ -47,6 +48,10 @@ func runBench(cctx *cli.Context) error {
 		Messages: cctx.Int("messages"),
 		Size:     cctx.Int("size"),
 		Route:    cctx.String("route"),
+		Rate:     cctx.Float64("rate"),
+	}
+	if cfg.Rate < 0 {
+		return fmt.Errorf("--rate must not be negative, got %v", cfg.Rate)
 	}
 	if cfg.Messages > 0 {
 		cfg.Duration = 0
@@ -87,7 +92,11 @@ func runBench(cctx *cli.Context) error {
 }
 
 func printResult(w io.Writer, r bench.Result) {
-	fmt.Fprintf(w, "%d conns × %d in flight, %d-byte payloads, %.1fs\n", r.Conns, r.Pipeline, r.Size, r.ElapsedSec)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, "%d conns, open loop at %.0f frames/s, %d-byte payloads, %.1fs\n", r.Conns, r.Rate, r.Size, r.ElapsedSec)
+	} else {
+		fmt.Fprintf(w, "%d conns × %d in flight, %d-byte payloads, %.1fs\n", r.Conns, r.Pipeline, r.Size, r.ElapsedSec)
+	}
 	fmt.Fprintf(w, "frames:   %d sent, %d received, %d errors\n", r.Sent, r.Received, r.Errors)
 	fmt.Fprintf(w, "rate:     %.0f frames/s, %.2f MB/s\n", r.FramesPerSec, r.MBPerSec)
 	fmt.Fprintf(w, "latency:  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n", r.P50, r.P90, r.P99, r.P999, r.Max)

@@ -1,0 +1,301 @@
+// Command report produces the benchmark table of the README: it builds
+// samgw, starts it as (a) the Go echo, (b) the embedded Lua echo and (c) a Lua
+// handler that decodes, transforms and re-encodes, plus (d) the HAProxy + Lua
+// + cjson peer of ../shared/bench when present, and measures each with 1, 16
+// and 64 connections and pipelines of 1 and 16, alternating servers within
+// each configuration so they share the machine's conditions. Then it measures
+// memory per idle connection. Run it from the repository root:
+//
+//	go run ./bench/report [-seconds 5] [-peer ../shared/bench/haproxy-peer.sh]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/bench"
+)
+
+func main() {
+	seconds := flag.Int("seconds", 5, "length of each measurement")
+	peerScript := flag.String("peer", "../shared/bench/haproxy-peer.sh", "the HAProxy peer script (skipped if missing)")
+	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per idle connection")
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "samgw-report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }}
+	bin := filepath.Join(dir, "samgw")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/samgw").CombinedOutput(); err != nil {
+		log.Fatalf("build (run from the repository root): %v\n%s", err, out)
+	}
+	transform := filepath.Join(dir, "transform")
+	os.MkdirAll(transform, 0o755)
+	os.WriteFile(filepath.Join(transform, "default.lua"), []byte(`
+-- decode, transform, re-encode: the payload comes back equal, so replies check out
+function on_data(msg)
+  local p = msg.payload
+  p.d = string.lower(string.upper(p.d))
+  return json.decode(json.encode(p))
+end`), 0o644)
+
+	if *memoryOnly {
+		fmt.Printf("Memory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
+		return
+	}
+	type server struct {
+		name, addr string
+	}
+	servers := []server{
+		{"(a) samgw Go echo (--no-scripts)", r.startSamgw(bin, "--no-scripts")},
+		{"(b) samgw Lua echo (default)", r.startSamgw(bin)},
+		{"(c) samgw Lua decode/transform/encode", r.startSamgw(bin, "--scripts", transform)},
+	}
+	if peer := r.startPeer(*peerScript); peer != "" {
+		servers = append(servers, server{"(d) HAProxy 2.6 + Lua + lua-cjson", peer})
+	}
+
+	type config struct{ conns, pipeline int }
+	configs := []config{{1, 1}, {1, 16}, {16, 1}, {16, 16}, {64, 1}, {64, 16}}
+	results := make(map[string]map[config]bench.Result)
+	for _, s := range servers {
+		results[s.name] = make(map[config]bench.Result)
+	}
+	for _, c := range configs {
+		for _, s := range servers {
+			res, err := bench.Run(context.Background(), bench.Config{Addr: s.addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128,
+				Duration: time.Duration(*seconds) * time.Second})
+			if err != nil || res.Errors != 0 {
+				log.Fatalf("%s %+v: %v (%d errors: %s)", s.name, c, err, res.Errors, res.FirstError)
+			}
+			results[s.name][c] = res
+			log.Printf("%s conns=%d pipeline=%d: %.0f frames/s p99 %.3f ms", s.name, c.conns, c.pipeline, res.FramesPerSec, res.P99)
+		}
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, 128-byte payloads.\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), *seconds)
+	b.WriteString("| server |")
+	for _, c := range configs {
+		fmt.Fprintf(&b, " %d conn × %d |", c.conns, c.pipeline)
+	}
+	b.WriteString("\n|---|")
+	for range configs {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	base := results[servers[0].name]
+	for _, s := range servers {
+		fmt.Fprintf(&b, "| %s |", s.name)
+		for _, c := range configs {
+			r := results[s.name][c]
+			fmt.Fprintf(&b, " %.0fk/s (%.2f×), p99 %.2f ms |", r.FramesPerSec/1000, r.FramesPerSec/base[c].FramesPerSec, r.P99)
+		}
+		b.WriteString("\n")
+	}
+	if len(servers) == 4 {
+		peer := results[servers[3].name][config{64, 16}].FramesPerSec
+		fmt.Fprintf(&b, "\nAt 64 × 16 against the HAProxy peer: Go echo %.2f×, Lua echo %.2f×, Lua transform %.2f×.\n",
+			results[servers[0].name][config{64, 16}].FramesPerSec/peer,
+			results[servers[1].name][config{64, 16}].FramesPerSec/peer,
+			results[servers[2].name][config{64, 16}].FramesPerSec/peer)
+	}
+	fmt.Fprintf(&b, "\nMemory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
+	fmt.Print(b.String())
+}
+
+// reporter owns the processes the report starts.
+type reporter struct {
+	cleanup func(func())
+}
+
+// poll calls cond every interval until it holds or timeout passes.
+func poll(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+// startSamgw runs `samgw serve` on a free port and returns its address.
+func (r *reporter) startSamgw(bin string, args ...string) string {
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	r.cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	var addr string
+	if !poll(10*time.Second, 20*time.Millisecond, func() bool { addr = listeningAddr(cmd.Process.Pid); return addr != "" }) {
+		log.Fatalf("samgw %v did not start", args)
+	}
+	return addr
+}
+
+// listeningAddr finds the loopback TCP port process pid listens on.
+func listeningAddr(pid int) string {
+	inodes := map[string]bool{}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[3] == "0A" && inodes[f[9]] { // 0A: LISTEN
+			port, _ := strconv.ParseUint(f[1][strings.IndexByte(f[1], ':')+1:], 16, 16)
+			return fmt.Sprintf("127.0.0.1:%d", port)
+		}
+	}
+	return ""
+}
+
+// startPeer runs the HAProxy peer script if it exists, and returns its
+// address ("" if there is none).
+func (r *reporter) startPeer(script string) string {
+	if _, err := os.Stat(script); err != nil {
+		log.Printf("no HAProxy peer at %s: skipping (d)", script)
+		return ""
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("bash", script, port, "1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	r.cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) // the script's process group: bash and haproxy
+		cmd.Wait()
+	})
+	// The first run installs haproxy, which takes a while.
+	if !poll(5*time.Minute, 100*time.Millisecond, func() bool {
+		nc, err := net.Dial("tcp", addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	}) {
+		log.Fatal("the HAProxy peer did not start")
+	}
+	return addr
+}
+
+// idleMemory opens 10,000 idle connections to a fresh Lua echo server and
+// returns its RSS growth per connection.
+func (r *reporter) idleMemory(bin string) string {
+	const n = 10000
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if lim.Cur < 3*n {
+		lim.Cur = min(3*n, lim.Max)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < n+1000 {
+			return fmt.Sprintf("not measured (file descriptor limit %d)", lim.Cur)
+		}
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	addr := r.startSamgw(bin, "--metrics-listen", metricsAddr, "--max-conns", "20000")
+	pid := serverPid(addr)
+	before := rss(pid)
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return fmt.Sprintf("not measured (%v after %d connections)", err, len(conns))
+		}
+		conns = append(conns, c)
+	}
+	poll(30*time.Second, 50*time.Millisecond, func() bool { return openConns(metricsAddr) >= n })
+	after := rss(pid)
+	return fmt.Sprintf("%.1f KiB (RSS %d MiB → %d MiB)", float64(after-before)/n/1024, before>>20, after>>20)
+}
+
+// serverPid finds the process listening on addr among our children.
+func serverPid(addr string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			f := strings.Fields(string(stat))
+			if len(f) > 3 && f[3] == strconv.Itoa(os.Getpid()) && listeningAddr(pid) == addr {
+				return pid
+			}
+		}
+	}
+	log.Fatalf("no child listens on %s", addr)
+	return 0
+}
+
+// rss returns a process's resident set size in bytes.
+func rss(pid int) int64 {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(data)
+	if m == nil {
+		return 0
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+func openConns(metricsAddr string) int {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^samgw_connections_open (\d+)`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
