@@ -154,12 +154,20 @@ func (a *authority) verify(p *principal, m *protocol.Message, scratch []byte) ([
 	if m.ID == "" {
 		return scratch, protocol.Errorf(protocol.CodeBadSignature, "a signed message needs an id")
 	}
-	var sig [ed25519.SignatureSize]byte
-	if n, err := base64.StdEncoding.Decode(sig[:], []byte(m.Sig)); err != nil || n != len(sig) {
+	// The peer's sig is decoded into a buffer of DecodedLen of its length:
+	// base64 input of the right length but without padding decodes to more
+	// than a signature, and Decode must never write past its buffer.
+	var buf [68]byte
+	if len(m.Sig) != base64.StdEncoding.EncodedLen(ed25519.SignatureSize) {
 		return scratch, protocol.Errorf(protocol.CodeBadSignature, "sig is not a base64 Ed25519 signature")
 	}
+	n, err := base64.StdEncoding.Decode(buf[:base64.StdEncoding.DecodedLen(len(m.Sig))], []byte(m.Sig))
+	if err != nil || n != ed25519.SignatureSize {
+		return scratch, protocol.Errorf(protocol.CodeBadSignature, "sig is not a base64 Ed25519 signature")
+	}
+	sig := buf[:n]
 	scratch = protocol.AppendSigned(scratch[:0], m)
-	if !ed25519.Verify(p.key, scratch, sig[:]) {
+	if !ed25519.Verify(p.key, scratch, sig) {
 		return scratch, protocol.Errorf(protocol.CodeBadSignature, "signature does not verify")
 	}
 	now := time.Now()

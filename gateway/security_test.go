@@ -180,6 +180,10 @@ func TestMessageSignatures(t *testing.T) {
 
 	p.send(`{"type":"data","payload":1,"id":"s6","sig":"not base64!"}` + "\n")
 	expectError(t, p.nextSkipping(), protocol.CodeBadSignature, "s6")
+	// 88 characters without padding decode to 66 bytes: found by fuzzing,
+	// it once crashed the server.
+	p.send(`{"type":"data","payload":1,"id":"s7","sig":"` + strings.Repeat("A", 88) + `"}` + "\n")
+	expectError(t, p.nextSkipping(), protocol.CodeBadSignature, "s7")
 
 	// The same signed frame again is a replay, even on another connection.
 	p.send(signedFrame(t, priv, good))

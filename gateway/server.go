@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -183,8 +184,27 @@ func (s *Server) accept(nc net.Conn) {
 	s.mu.Unlock()
 	go func() {
 		defer s.connWG.Done()
+		defer s.contain(c)
 		c.serve()
 	}()
+}
+
+// contain stops a panic in a connection's goroutine from taking the server
+// down: the connection is cut off and the panic logged; the others go on.
+func (s *Server) contain(c *Conn) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.log.Error("Connection goroutine panicked; closing the connection", "conn", c.id, "panic", r, "stack", string(debug.Stack()))
+	c.w.abort("internal error")
+	c.cancel()
+	s.mu.Lock()
+	_, registered := s.conns[c.id]
+	s.mu.Unlock()
+	if registered {
+		s.remove(c)
+	}
 }
 
 // remoteIP is the address part of a connection's remote address.

@@ -50,6 +50,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, files map[string]string, cfg Config) *fixture {
 	t.Helper()
+	return newFixtureWith(t, files, cfg, gateway.Config{})
+}
+
+// newFixtureWith is newFixture with server settings.
+func newFixtureWith(t *testing.T, files map[string]string, cfg Config, gcfg gateway.Config) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	writeScripts(t, dir, files)
 	logs := &testutil.SyncBuffer{}
@@ -63,7 +69,8 @@ func newFixture(t *testing.T, files map[string]string, cfg Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := gateway.NewServer(gateway.Config{Handler: e, Logger: slog.New(slog.DiscardHandler)})
+	gcfg.Handler, gcfg.Logger = e, slog.New(slog.DiscardHandler)
+	srv, err := gateway.NewServer(gcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +118,7 @@ func request(t *testing.T, c *gateway.Client, route, payload string) (string, er
 	reply, err := c.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Route: route, Payload: []byte(payload)})
 	var pe *protocol.Error
 	if err != nil && !errors.As(err, &pe) {
-		t.Fatalf("request %s %s: %v", route, payload, err)
+		t.Fatalf("request %s %s: %v", route, truncate(payload, 200), err)
 	}
 	if err != nil {
 		return "", err

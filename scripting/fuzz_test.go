@@ -1,0 +1,87 @@
+package scripting
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// FuzzLuaConversion checks the JSON → Lua → JSON path every payload takes
+// through a Lua handler: whatever valid JSON comes in, the value that comes
+// out is valid JSON equal to it (numbers as doubles), or a clear error for
+// numbers a double cannot hold.
+func FuzzLuaConversion(f *testing.F) {
+	for _, seed := range []string{
+		`{"name":"John","age":30,"email":"john@example.com"}`, `[]`, `{}`, `[[],{},[{}]]`, `null`, `[1,null,3]`,
+		`{"a":{"b":{"c":[1,2,{"d":"e"}]}}}`, `"\u0000\ud83d\ude00"`, `1e400`, `-0`, `123456789012345678901234567890`,
+		`{"1":"x","2":"y"}`, `{"a":1,"a":2}`, `[true,false,"\\\"\n"]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	conv := newConverter(L)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if protocol.Valid(data, maxDecodeDepth) != nil {
+			if _, err := conv.decodeUntrusted(data); err == nil {
+				t.Fatalf("decodeUntrusted accepted invalid JSON %q", data)
+			}
+			return
+		}
+		v, err := conv.decode(data)
+		if err != nil {
+			t.Fatalf("decode of valid JSON %q: %v", data, err)
+		}
+		out, err := conv.encode(nil, v)
+		if err != nil {
+			if hasInfinity(v) {
+				return // 1e400 and the like: reported, not sent
+			}
+			t.Fatalf("encode of %q: %v", data, err)
+		}
+		if !json.Valid(out) {
+			t.Fatalf("%q became invalid JSON %q", data, out)
+		}
+		var in, back any
+		json.Unmarshal(data, &in)
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("%q → %q: %v", data, out, err)
+		}
+		if !reflect.DeepEqual(normalise(in), normalise(back)) {
+			t.Fatalf("%q came back as %q", data, out)
+		}
+	})
+}
+
+func hasInfinity(v lua.LValue) bool {
+	switch v := v.(type) {
+	case lua.LNumber:
+		return math.IsInf(float64(v), 0)
+	case *lua.LTable:
+		found := false
+		v.ForEach(func(_, item lua.LValue) { found = found || hasInfinity(item) })
+		return found
+	}
+	return false
+}
+
+// normalise makes decoded JSON comparable across the conversion: invalid
+// UTF-8 is replaced the same way on both sides by encoding/json.
+func normalise(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, item := range v {
+			v[k] = normalise(item)
+		}
+	case []any:
+		for i, item := range v {
+			v[i] = normalise(item)
+		}
+	}
+	return v
+}

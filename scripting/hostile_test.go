@@ -1,0 +1,64 @@
+package scripting
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// TestHostilePayloads feeds the Lua echo what a hostile or careless peer
+// might send: every frame gets a clear answer and the connection goes on.
+func TestHostilePayloads(t *testing.T) {
+	f := newFixtureWith(t, map[string]string{"default.lua": echo}, Config{}, gateway.Config{MaxFrameSize: 4 << 20})
+	c := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 4 << 20, Logger: quietLogger()})
+	if err := c.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect("done")
+
+	// A million-element array within the frame limit.
+	million := "[" + strings.Repeat("0,", 999999) + "0]"
+	got, err := request(t, c, "", million)
+	if err != nil || got != million {
+		t.Fatalf("million elements: %d bytes back, %v", len(got), err)
+	}
+	// Numbers JSON allows but a double cannot hold exactly.
+	mustReply(t, c, "", `123456789012345678901234567890`, `1.2345678901234568e+29`)
+	mustFail(t, c, "", `1e400`, protocol.CodeHandlerError, "not JSON")
+	mustReply(t, c, "", `-0`, `0`)
+	// Duplicate keys inside a payload: the last wins, like most JSON decoders.
+	mustReply(t, c, "", `{"a":1,"a":2}`, `{"a":2}`)
+	// Escapes, surrogates and NUL inside strings.
+	mustReply(t, c, "", `"\u0000\ud83d\ude00\ud800"`, `"\u0000😀\ufffd"`)
+	mustReply(t, c, "", `"after all that"`, `"after all that"`)
+}
+
+// TestRunawayTableIsStopped: a handler that grows a table without end is cut
+// off by its deadline with a clear error; the memory comes back and the
+// server goes on.
+func TestRunawayTableIsStopped(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  if msg.payload == "grow" then
+    local t, i = {}, 0
+    while true do i = i + 1; t[i] = {i} end
+  end
+  return msg.payload
+end`}, Config{Timeout: 300 * time.Millisecond})
+	c, _ := f.client()
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	mustFail(t, c, "", `"grow"`, protocol.CodeHandlerTimeout, "300ms")
+	mustReply(t, c, "", `"fine"`, `"fine"`)
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 64<<20 {
+		t.Fatalf("the heap kept %d MiB after the runaway call", grown>>20)
+	}
+}
