@@ -175,14 +175,13 @@ func (c *Conn) serve() {
 // handshake runs the TLS handshake within the handshake timeout and takes
 // the identity of a verified client certificate.
 func (c *Conn) handshake() bool {
-	tc := tls.Server(c.w.nc, c.srv.cfg.TLSConfig)
+	tc := c.w.nc.(*tls.Conn)
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.log.Info("TLS handshake failed", "error", err)
 		return false
 	}
-	c.w.nc = tc // before the writer starts: nothing else uses it yet
 	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
 		name := CertIdentity(certs[0])
 		c.identity.Store(&name)

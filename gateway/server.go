@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -140,6 +141,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // accept registers a new connection and starts it, or turns it away when
 // the server is full or shutting down.
 func (s *Server) accept(nc net.Conn) {
+	if s.cfg.TLSConfig != nil {
+		// Wrapped now, handshaken later on the connection's goroutine: the
+		// wire's socket never changes once other goroutines can see it.
+		nc = tls.Server(nc, s.cfg.TLSConfig)
+	}
 	id := "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	remote := nc.RemoteAddr().String()
