@@ -569,6 +569,10 @@ func encodePayload(payload any) ([]byte, error) {
 	return raw, nil
 }
 
+// Done returns a channel closed when the client has stopped for good: after
+// Disconnect, a failed Connect, or a lost connection with NoReconnect.
+func (c *Client) Done() <-chan struct{} { return c.doneIfStarted() }
+
 // IsConnected reports whether a connection is up now.
 func (c *Client) IsConnected() bool {
 	c.mu.Lock()

@@ -41,6 +41,11 @@ const (
 	// CodeRateLimited: the connection sends data faster than allowed; the
 	// message is dropped.
 	CodeRateLimited Code = "rate_limited"
+	// CodeUpstreamError: a handler's call to an upstream service failed and
+	// the handler let the error escape.
+	CodeUpstreamError Code = "upstream_error"
+	// CodeUpstreamTimeout: as CodeUpstreamError, for a call that timed out.
+	CodeUpstreamTimeout Code = "upstream_timeout"
 )
 
 // Error is a protocol-level failure that is reported to the peer as an

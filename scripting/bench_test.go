@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -72,6 +74,69 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 			b.ReportMetric(res.FramesPerSec, "frames/s")
 			b.ReportMetric(res.P99, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkUpstreamOverhead measures what upstream.request adds per message:
+// the Lua echo against a Lua handler that forwards every message to a Go
+// echo upstream over the pooled connection, both over loopback with 16
+// connections × 16 frames in flight.
+func BenchmarkUpstreamOverhead(b *testing.B) {
+	quiet := slog.New(slog.DiscardHandler)
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	up, err := gateway.NewServer(gateway.Config{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Serve(upLn) }()
+	defer func() {
+		up.Shutdown(context.Background())
+		<-upDone
+	}()
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "default.lua"), []byte(`function on_data(msg) return msg.payload end`), 0o644)
+	os.WriteFile(filepath.Join(dir, "forward.lua"), []byte(`function on_data(msg) return assert(upstream.request("echo", msg.payload)) end`), 0o644)
+	e, err := New(Config{Dir: dir, Logger: quiet, Upstream: &UpstreamConfig{Named: map[string]gateway.ClientConfig{
+		"echo": {Addr: upLn.Addr().String(), Logger: quiet},
+	}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for _, route := range []string{"", "forward"} {
+		name := "LuaEcho"
+		if route != "" {
+			name = "ViaUpstream"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv, err := gateway.NewServer(gateway.Config{Handler: e, Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ln) }()
+			defer func() {
+				srv.Shutdown(context.Background())
+				<-done
+			}()
+			b.ResetTimer()
+			res, err := bench.Run(context.Background(), bench.Config{
+				Addr: ln.Addr().String(), Conns: 16, Pipeline: 16, Size: 128, Route: route, Messages: max(b.N, 1000),
+			})
+			if err != nil || res.Errors != 0 {
+				b.Fatalf("%v, %d errors: %s", err, res.Errors, res.FirstError)
+			}
+			b.ReportMetric(res.FramesPerSec, "frames/s")
+			b.ReportMetric(1e6/res.FramesPerSec, "µs/frame")
 		})
 	}
 }

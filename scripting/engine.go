@@ -30,7 +30,9 @@ const (
 
 // DefaultMaxStates bounds the Lua states of a generation: how many calls can
 // run at once. A call that finds none free waits, within its deadline.
-var DefaultMaxStates = max(64, 8*runtime.GOMAXPROCS(0))
+// It is generous because a call waiting on an upstream holds its state:
+// 256 slow calls can wait while other routes keep being served.
+var DefaultMaxStates = max(256, 32*runtime.GOMAXPROCS(0))
 
 // Config configures an Engine. Zero fields take their defaults.
 type Config struct {
@@ -50,6 +52,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Audit, if set, receives scripts_reloaded and script_error events.
 	Audit gateway.Auditor
+	// Upstream configures the http and upstream modules; nil allows no
+	// outbound destination and names no upstream.
+	Upstream *UpstreamConfig
 	// ObserveCall, if set, is told the duration and outcome ("ok",
 	// "error" or "timeout") of every on_data call, for metrics.
 	ObserveCall func(route string, d time.Duration, outcome string)
@@ -67,6 +72,7 @@ type Engine struct {
 	log       *slog.Logger
 	audit     gateway.Auditor
 	observe   func(route string, d time.Duration, outcome string)
+	upstreams *upstreams
 
 	reloadsOK, reloadsFailed atomic.Uint64
 
@@ -101,6 +107,11 @@ func New(cfg Config) (*Engine, error) {
 	if e.fsys == nil {
 		return nil, errors.New("scripting: no scripts: set Dir or FS")
 	}
+	ups, err := newUpstreams(cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	e.upstreams = ups
 	if e.store == nil {
 		e.store = NewStore()
 	}
@@ -141,6 +152,13 @@ func (e *Engine) Reload() error {
 	}
 	e.report(gateway.AuditEvent{Event: gateway.AuditScriptsReloaded, Reason: fmt.Sprintf("generation %d, %d handlers", gen.number, len(gen.routes))})
 	e.log.Info(msg, "generation", gen.number, "handlers", len(gen.routes), "routes", gen.routeNames(), "modules", len(gen.libs))
+	return nil
+}
+
+// Close releases the engine's outbound connections (named upstreams, idle
+// HTTP connections). Handlers must not run after it.
+func (e *Engine) Close() error {
+	e.upstreams.close()
 	return nil
 }
 
@@ -233,6 +251,11 @@ func (e *Engine) callFailed(gen *generation, route string, err error) error {
 		e.log.Warn("Handler failed", "script", script, "generation", gen.number, "error", se.text)
 		return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
 	}
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		e.log.Warn("Handler failed", "script", script, "generation", gen.number, "error", pe)
+		return pe
+	}
 	e.log.Error("Handler failed", "script", script, "generation", gen.number, "error", err)
 	return protocol.Errorf(protocol.CodeHandlerError, "handler failed")
 }
@@ -292,6 +315,11 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	conn := st.begin(c, funcs.script)
 	defer st.end()
 	if err := st.run(funcs.onData, 1, m, conn); err != nil {
+		var se *scriptError
+		if code := st.call.upstream; code != "" && errors.As(err, &se) {
+			// The script let an upstream failure escape: say so, briefly.
+			return protocol.Errorf(code, "%s", truncate(se.text, 200))
+		}
 		return err
 	}
 	ret := L.Get(-1)

@@ -8,6 +8,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // Sizes of a Lua state. Small to start (a state per concurrent call is
@@ -31,11 +32,12 @@ type handlerFuncs struct {
 
 // callInfo is what API functions need to know about the call in progress.
 type callInfo struct {
-	conn    *gateway.Conn
-	script  string
-	data    *connData
-	state   lua.LValue // conn.state as the script sees it, once touched
-	touched bool       // the script read or assigned conn.state
+	conn     *gateway.Conn
+	script   string
+	data     *connData
+	state    lua.LValue    // conn.state as the script sees it, once touched
+	touched  bool          // the script read or assigned conn.state
+	upstream protocol.Code // set when an outbound call of this call failed
 }
 
 // luaState is one sandboxed Lua VM with every route of a generation loaded.
@@ -70,6 +72,7 @@ func newState(gen *generation) (*luaState, error) {
 	L.SetContext(st.deadline)
 	openSandbox(L)
 	st.registerAPI()
+	st.registerUpstreamAPI()
 	st.connMeta = st.newConnMeta()
 	st.msgMeta = st.newMsgMeta()
 	for name, proto := range gen.routes {

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,6 +40,12 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-scripts", Usage: "serve the built-in Go echo instead of Lua handlers", EnvVars: envVar("no-scripts")},
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
+			&cli.StringSliceFlag{Name: "upstream", Usage: "name=host:port: a samgw-protocol service for upstream.request (repeatable)", EnvVars: envVar("upstream")},
+			&cli.StringSliceFlag{Name: "upstream-allow", Usage: "host, host:port (globs) or CIDR that http.request may reach (repeatable; default: none)", EnvVars: envVar("upstream-allow")},
+			&cli.StringFlag{Name: "upstream-max-body", Value: "4MiB", Usage: "largest HTTP response body a handler may read", EnvVars: envVar("upstream-max-body")},
+			&cli.BoolFlag{Name: "upstream-tls", Usage: "connect to the --upstream services with TLS", EnvVars: envVar("upstream-tls")},
+			&cli.StringFlag{Name: "upstream-tls-ca", Usage: "CA of the --upstream services' certificates", EnvVars: envVar("upstream-tls-ca")},
+			&cli.StringFlag{Name: "upstream-token", Usage: "token to authenticate to the --upstream services", EnvVars: envVar("upstream-token")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
@@ -91,6 +99,9 @@ func serve(cctx *cli.Context) error {
 	engine, err := newEngine(cctx, log, cfg.Audit, reg)
 	if err != nil {
 		return err
+	}
+	if engine != nil {
+		defer engine.Close()
 	}
 	if engine != nil {
 		cfg.Handler = engine
@@ -239,6 +250,11 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if reg != nil {
 		cfg.ObserveCall = reg.ObserveCall
 	}
+	up, err := upstreamConfig(cctx, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Upstream = up
 	if cfg.Dir == "" {
 		cfg.FS = scripts.Handlers()
 	}
@@ -247,6 +263,32 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		return nil, fmt.Errorf("--scripts: %w", err)
 	}
 	return engine, nil
+}
+
+// upstreamConfig reads the --upstream* flags.
+func upstreamConfig(cctx *cli.Context, log *slog.Logger) (*scripting.UpstreamConfig, error) {
+	maxBody, err := parseSize(cctx.String("upstream-max-body"))
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-max-body: %w", err)
+	}
+	up := &scripting.UpstreamConfig{Allow: cctx.StringSlice("upstream-allow"), MaxBody: int64(maxBody), Named: map[string]gateway.ClientConfig{}}
+	var tlsCfg *tls.Config
+	if cctx.Bool("upstream-tls") || cctx.String("upstream-tls-ca") != "" {
+		if tlsCfg, err = gateway.NewClientTLSConfig(gateway.ClientTLS{CAFile: cctx.String("upstream-tls-ca")}); err != nil {
+			return nil, fmt.Errorf("--upstream-tls-ca: %w", err)
+		}
+	}
+	for _, spec := range cctx.StringSlice("upstream") {
+		name, addr, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--upstream %q: want name=host:port", spec)
+		}
+		if _, dup := up.Named[name]; dup {
+			return nil, fmt.Errorf("--upstream %q: the name is used twice", name)
+		}
+		up.Named[name] = gateway.ClientConfig{Addr: addr, TLS: tlsCfg, Token: cctx.String("upstream-token"), Logger: log.With("upstream", name)}
+	}
+	return up, nil
 }
 
 // reloadOnSignal reloads the scripts on every signal (SIGHUP) until ctx

@@ -211,3 +211,28 @@ func TestServeMetricsListen(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestServeUpstreamFlags(t *testing.T) {
+	upstream := startGateway(t, nil)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "forward.lua"), `function on_data(msg) return {via = "upstream", reply = assert(upstream.request("echo", msg.payload))} end`)
+	writeFile(t, filepath.Join(dir, "web.lua"), `function on_data(msg) local r, err = http.get(msg.payload) return err end`)
+	addr, _, _ := startServe(t, "--scripts", dir, "--upstream", "echo="+upstream, "--upstream-allow", "api.example.com")
+	if got := sendOK(t, addr, "--route", "forward", `{"n":1}`); got != `{"via":"upstream","reply":{"n":1}}` {
+		t.Fatalf("forward: %s", got)
+	}
+	if got := sendOK(t, addr, "--route", "web", `"http://`+upstream+`/"`); got != `"destination not allowed"` {
+		t.Fatalf("web: %s", got)
+	}
+	for _, tt := range []struct{ args []string }{
+		{[]string{"--upstream", "noequals"}},
+		{[]string{"--upstream", "a=x:1", "--upstream", "a=y:2"}},
+		{[]string{"--upstream-allow", "10.0.0.0/99"}},
+		{[]string{"--upstream-max-body", "huge"}},
+	} {
+		code, _, errOut := runSamgw(t, "", append([]string{"serve", "--listen", "127.0.0.1:0"}, tt.args...)...)
+		if code == 0 || !strings.Contains(errOut, "upstream") {
+			t.Errorf("serve %v: exit %d, %q", tt.args, code, errOut)
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package scripting
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// DefaultUpstreamMaxBody caps the response bodies http.request reads.
+const DefaultUpstreamMaxBody = 4 << 20
+
+// UpstreamConfig lets handlers call out: HTTP to allowed destinations, and
+// named samgw-protocol services over pooled connections.
+type UpstreamConfig struct {
+	// Allow lists the destinations http.request may reach (see Allow).
+	Allow []string
+	// MaxBody caps response bodies; zero means DefaultUpstreamMaxBody.
+	MaxBody int64
+	// Named are the upstreams of upstream.request, by name: each a
+	// gateway.Client (reconnect, backoff, id correlation, many requests in
+	// flight on one connection). Its Addr, TLS and Token are the operator's.
+	Named map[string]gateway.ClientConfig
+}
+
+// upstreams is the engine's outbound side.
+type upstreams struct {
+	http    *http.Client
+	maxBody int64
+	mu      sync.Mutex
+	named   map[string]*namedUpstream
+}
+
+type namedUpstream struct {
+	cfg    gateway.ClientConfig
+	client *gateway.Client // nil until first used, replaced if it stopped
+}
+
+func newUpstreams(cfg *UpstreamConfig) (*upstreams, error) {
+	if cfg == nil {
+		cfg = &UpstreamConfig{}
+	}
+	allow, err := ParseAllow(cfg.Allow)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstreams{http: newHTTPClient(allow), maxBody: cmp.Or(cfg.MaxBody, DefaultUpstreamMaxBody), named: make(map[string]*namedUpstream)}
+	for name, c := range cfg.Named {
+		if !validName.MatchString(name) {
+			return nil, fmt.Errorf("upstream name %q: want [A-Za-z0-9_.-]+", name)
+		}
+		u.named[name] = &namedUpstream{cfg: c}
+	}
+	return u, nil
+}
+
+// client returns the named upstream's connected client, connecting (again)
+// when needed.
+func (u *upstreams) client(ctx context.Context, name string) (*gateway.Client, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, ok := u.named[name]
+	if !ok {
+		return nil, fmt.Errorf("no upstream named %q", name)
+	}
+	if n.client != nil {
+		select {
+		case <-n.client.Done():
+		default:
+			return n.client, nil
+		}
+	}
+	c := gateway.NewClient(n.cfg)
+	if err := c.Connect(ctx); err != nil {
+		return nil, err
+	}
+	n.client = c
+	return c, nil
+}
+
+// close disconnects the named upstreams and drops idle HTTP connections.
+func (u *upstreams) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, n := range u.named {
+		if n.client != nil {
+			n.client.Disconnect("gateway stopping")
+			n.client = nil
+		}
+	}
+	u.http.CloseIdleConnections()
+}
+
+// callContext is the context of an outbound call: the handler's deadline,
+// shortened by the script's timeout_ms if it gave one.
+func (st *luaState) callContext(timeoutMs lua.LValue) (context.Context, context.CancelFunc) {
+	if ms, ok := timeoutMs.(lua.LNumber); ok && ms > 0 {
+		return context.WithTimeout(st.deadline, time.Duration(float64(ms)*float64(time.Millisecond)))
+	}
+	return context.WithCancel(st.deadline)
+}
+
+// outboundFailure returns nil, short reason to the script, and remembers
+// the failure so that an error the script then raises is reported as
+// upstream_error or upstream_timeout.
+func (st *luaState) outboundFailure(ctx context.Context, err error) int {
+	reason := "upstream error"
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
+		reason = "timeout"
+	case errors.Is(err, ErrDenied):
+		reason = "destination not allowed"
+	case errors.Is(err, errBodyTooLarge):
+		reason = fmt.Sprintf("response body larger than %d bytes", st.gen.engine.upstreams.maxBody)
+	case errors.Is(err, gateway.ErrConnectionLost), errors.Is(err, gateway.ErrClientClosed):
+		reason = "upstream connection lost"
+	default:
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			reason = "upstream answered " + string(pe.Code) + ": " + pe.Message
+		}
+	}
+	if reason == "timeout" {
+		st.call.upstream = protocol.CodeUpstreamTimeout
+	} else {
+		st.call.upstream = protocol.CodeUpstreamError
+	}
+	st.gen.engine.log.Debug("Upstream call failed", "script", st.call.script, "error", err)
+	st.L.Push(lua.LNil)
+	st.L.Push(lua.LString(reason))
+	return 2
+}
+
+var errBodyTooLarge = errors.New("response body too large")
+
+// registerUpstreamAPI installs http and upstream.
+func (st *luaState) registerUpstreamAPI() {
+	L := st.L
+	httpMod := st.module(map[string]lua.LGFunction{
+		"request": func(L *lua.LState) int { return st.httpRequest(L.CheckTable(1)) },
+		"get": func(L *lua.LState) int {
+			opts := L.OptTable(2, L.NewTable())
+			opts.RawSetString("url", L.Get(1))
+			opts.RawSetString("method", lua.LString("GET"))
+			return st.httpRequest(opts)
+		},
+		"post": func(L *lua.LState) int {
+			opts := L.OptTable(3, L.NewTable())
+			opts.RawSetString("url", L.Get(1))
+			opts.RawSetString("body", L.Get(2))
+			opts.RawSetString("method", lua.LString("POST"))
+			return st.httpRequest(opts)
+		},
+	})
+	L.SetGlobal("http", httpMod)
+	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": st.upstreamRequest}))
+}
+
+// http.request{method=, url=, headers=, body=, timeout_ms=} →
+// {status=, headers=, body=} or nil, err
+func (st *luaState) httpRequest(opts *lua.LTable) int {
+	L := st.L
+	url, ok := opts.RawGetString("url").(lua.LString)
+	if !ok || url == "" {
+		L.RaiseError("http.request: url is required")
+	}
+	method := strings.ToUpper(cmp.Or(lua.LVAsString(opts.RawGetString("method")), "GET"))
+	var body io.Reader
+	contentType := ""
+	switch b := opts.RawGetString("body").(type) {
+	case lua.LString:
+		body = strings.NewReader(string(b))
+	case *lua.LTable, *lua.LUserData, lua.LNumber, lua.LBool:
+		out, err := st.conv.encode(nil, b)
+		if err != nil {
+			L.RaiseError("http.request: body: %s", err)
+		}
+		body, contentType = strings.NewReader(string(out)), "application/json"
+	}
+	ctx, cancel := st.callContext(opts.RawGetString("timeout_ms"))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, string(url), body)
+	if err != nil {
+		L.RaiseError("http.request: %s", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if h, ok := opts.RawGetString("headers").(*lua.LTable); ok {
+		h.ForEach(func(k, v lua.LValue) { req.Header.Set(k.String(), v.String()) })
+	}
+	u := st.gen.engine.upstreams
+	resp, err := u.http.Do(req)
+	if err != nil {
+		return st.outboundFailure(ctx, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, u.maxBody+1))
+	if err == nil && int64(len(data)) > u.maxBody {
+		err = errBodyTooLarge
+	}
+	if err != nil {
+		return st.outboundFailure(ctx, err)
+	}
+	res := L.CreateTable(0, 3)
+	res.RawSetString("status", lua.LNumber(resp.StatusCode))
+	headers := L.CreateTable(0, len(resp.Header))
+	for k, v := range resp.Header {
+		headers.RawSetString(strings.ToLower(k), lua.LString(strings.Join(v, ", ")))
+	}
+	res.RawSetString("headers", headers)
+	res.RawSetString("body", lua.LString(data))
+	L.Push(res)
+	return 1
+}
+
+// upstream.request(name, payload[, route][, timeout_ms]) → payload or nil, err
+func (st *luaState) upstreamRequest(L *lua.LState) int {
+	name := L.CheckString(1)
+	payload := st.payloadArg(2)
+	route, timeoutArg := "", lua.LValue(lua.LNil)
+	switch v := L.Get(3).(type) {
+	case lua.LString:
+		route = string(v)
+		timeoutArg = L.Get(4)
+	case lua.LNumber:
+		timeoutArg = v
+	}
+	ctx, cancel := st.callContext(timeoutArg)
+	defer cancel()
+	client, err := st.gen.engine.upstreams.client(ctx, name)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "no upstream named") {
+			L.RaiseError("upstream.request: %s", err)
+		}
+		return st.outboundFailure(ctx, err)
+	}
+	reply, err := client.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Route: route, Payload: payload})
+	if err != nil {
+		return st.outboundFailure(ctx, err)
+	}
+	if reply.Payload == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	v, err := st.conv.decode(reply.Payload)
+	if err != nil {
+		return st.outboundFailure(ctx, err)
+	}
+	L.Push(v)
+	return 1
+}

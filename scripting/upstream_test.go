@@ -1,0 +1,281 @@
+package scripting
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
+)
+
+// httpBackend is a test HTTP API.
+func httpBackend(t *testing.T) (*httptest.Server, string) {
+	t.Helper()
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Echo-Method", r.Method)
+		fmt.Fprintf(w, `{"got":%q,"ctype":%q,"auth":%q}`, body, r.Header.Get("Content-Type"), r.Header.Get("Authorization"))
+	})
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "backend broke", http.StatusBadGateway)
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(strings.Repeat("x", 2<<20)))
+	})
+	srv := httptest.NewServer(mux)
+	mux.HandleFunc("/redirect-in", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ok", http.StatusFound)
+	})
+	mux.HandleFunc("/redirect-out", func(w http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+		http.Redirect(w, r, "http://127.0.0.2:"+port+"/ok", http.StatusFound)
+	})
+	t.Cleanup(func() {
+		close(release)
+		srv.Close()
+	})
+	return srv, srv.Listener.Addr().String()
+}
+
+func TestHTTPRequests(t *testing.T) {
+	_, backend := httpBackend(t)
+	_, port, _ := net.SplitHostPort(backend)
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  local p = msg.payload
+  local res, err
+  if p.op == "get" then res, err = http.get(p.url, {headers = {Authorization = "Bearer x"}}) end
+  if p.op == "post table" then res, err = http.post(p.url, {a = 1}) end
+  if p.op == "post string" then res, err = http.request{method = "PUT", url = p.url, body = "plain"} end
+  if p.op == "timeout" then res, err = http.get(p.url, {timeout_ms = 100}) end
+  if p.op == "escape" then return assert(http.get(p.url, {timeout_ms = p.ms})).status end
+  if not res then return {err = err} end
+  return {status = res.status, body = res.body, method = res.headers["x-echo-method"]}
+end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1:" + port, "localhost:*"}, MaxBody: 1 << 20}})
+	c, _ := f.client()
+	base := "http://" + backend
+	req := func(op, url string) string {
+		t.Helper()
+		got, err := request(t, c, "", fmt.Sprintf(`{"op":%q,"url":%q}`, op, url))
+		if err != nil {
+			t.Fatalf("%s %s: %v", op, url, err)
+		}
+		return got
+	}
+	for _, tt := range []struct{ op, url, want string }{
+		{"get", base + "/ok", `{"status":200,"body":"{\"got\":\"\",\"ctype\":\"\",\"auth\":\"Bearer x\"}","method":"GET"}`},
+		{"post table", base + "/ok", `{"status":200,"body":"{\"got\":\"{\\\"a\\\":1}\",\"ctype\":\"application/json\",\"auth\":\"\"}","method":"POST"}`},
+		{"post string", base + "/ok", `{"status":200,"body":"{\"got\":\"plain\",\"ctype\":\"\",\"auth\":\"\"}","method":"PUT"}`},
+		{"get", base + "/fail", `{"status":502,"body":"backend broke\n"}`},
+		{"get", base + "/redirect-in", `{"status":200,"body":"{\"got\":\"\",\"ctype\":\"\",\"auth\":\"Bearer x\"}","method":"GET"}`},
+		{"timeout", base + "/slow", `{"err":"timeout"}`},
+		{"get", base + "/big", `{"err":"response body larger than 1048576 bytes"}`},
+		{"get", "http://127.0.0.2:" + port + "/ok", `{"err":"destination not allowed"}`},     // not on the list
+		{"get", "http://localhost:" + port + "/ok", `{"err":"destination not allowed"}`},     // a name that resolves to loopback
+		{"get", base + "/redirect-out", `{"err":"destination not allowed"}`},                 // a redirect hop elsewhere
+		{"get", "http://192.168.255.1:" + port + "/ok", `{"err":"destination not allowed"}`}, // private, never dialled
+	} {
+		if got := req(tt.op, tt.url); !jsonEqual(got, tt.want) {
+			t.Errorf("%s %s: %s, want %s", tt.op, tt.url, got, tt.want)
+		}
+	}
+	mustFail(t, c, "", fmt.Sprintf(`{"op":"escape","url":%q,"ms":5000}`, "http://127.0.0.2:"+port+"/ok"), protocol.CodeUpstreamError, "destination not allowed")
+	mustFail(t, c, "", fmt.Sprintf(`{"op":"escape","url":%q,"ms":100}`, base+"/slow"), protocol.CodeUpstreamTimeout, "timeout")
+	f.engine.Close()
+}
+
+func TestAllowList(t *testing.T) {
+	a, err := ParseAllow([]string{"api.example.com", "*.svc.example.com:443", "10.1.0.0/16", "127.0.0.1:8080", "[::1]:9000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, private, loop := mustAddr("93.184.216.34"), mustAddr("10.1.2.3"), mustAddr("127.0.0.1")
+	tests := []struct {
+		host, port string
+		ip         string
+		ok         bool
+	}{
+		{"api.example.com", "80", public.String(), true},
+		{"API.example.com", "443", public.String(), true},
+		{"api.example.com", "80", loop.String(), false}, // DNS rebinding to loopback
+		{"api.example.com", "80", "192.168.1.1", false},
+		{"x.svc.example.com", "443", public.String(), true},
+		{"x.svc.example.com", "80", public.String(), false},
+		{"anything", "80", private.String(), true}, // the CIDR allows the address
+		{"other.example.com", "80", public.String(), false},
+		{"127.0.0.1", "8080", loop.String(), true}, // named outright
+		{"127.0.0.1", "8081", loop.String(), false},
+		{"::1", "9000", "::1", true},
+		{"localhost", "8080", loop.String(), false},
+	}
+	for _, tt := range tests {
+		if got := a.permits(tt.host, tt.port, mustAddr(tt.ip)); got != tt.ok {
+			t.Errorf("permits(%s, %s, %s) = %v, want %v", tt.host, tt.port, tt.ip, got, tt.ok)
+		}
+	}
+	if _, err := ParseAllow([]string{"10.0.0.0/99"}); err == nil {
+		t.Error("bad CIDR accepted")
+	}
+}
+
+// upstreamServer is a samgw-protocol service: echo, plus route "slow" that
+// waits for release.
+func upstreamServer(t *testing.T, addr string, release <-chan struct{}) (*gateway.Server, string, chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.NewServer(gateway.Config{Logger: slog.New(slog.DiscardHandler), Handler: gateway.HandlerFunc(
+		func(ctx context.Context, c *gateway.Conn, m *protocol.Message) error {
+			switch m.Route {
+			case "slow":
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			case "hang": // until the server is cut off
+				<-ctx.Done()
+				return nil
+			}
+			return c.Reply(m, m.Payload)
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	return srv, ln.Addr().String(), served
+}
+
+func TestUpstreamRequests(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(release) }) }
+	defer releaseAll()
+	up, addr, served := upstreamServer(t, "127.0.0.1:0", release)
+	f := newFixture(t, map[string]string{
+		"default.lua": `
+function on_data(msg)
+  local reply, err = upstream.request("backend", msg.payload, msg.payload.route, msg.payload.ms)
+  if err then return {err = err} end
+  return {reply = reply}
+end`,
+		"fast.lua": `function on_data(msg) return "fast" end`,
+	}, Config{Timeout: 5 * time.Second, Upstream: &UpstreamConfig{Named: map[string]gateway.ClientConfig{
+		"backend": {Addr: addr, Logger: slog.New(slog.DiscardHandler), BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+	}}})
+	defer f.engine.Close()
+	c, _ := f.client()
+	mustReply(t, c, "", `{"x":1}`, `{"reply":{"x":1}}`)
+	mustReply(t, c, "", `{"route":"slow","ms":100}`, `{"err":"timeout"}`)
+
+	// 100 connections wait on the slow upstream; other routes stay served.
+	const waiting = 100
+	results := make(chan string, waiting)
+	for i := range waiting {
+		cl, _ := f.client()
+		go func() {
+			got, err := request(t, cl, "", fmt.Sprintf(`{"route":"slow","n":%d}`, i))
+			if err != nil {
+				got = err.Error()
+			}
+			results <- got
+		}()
+	}
+	// All 100 are in their handlers, each holding a Lua state while its
+	// request waits on the upstream connection.
+	testutil.Eventually(t, "the slow calls to be in their handlers", func() bool {
+		return f.srv.Stats().FramesIn[0] >= waiting+2
+	})
+	mustReply(t, c, "fast", `1`, `"fast"`) // not stalled behind the 100
+	releaseAll()
+	for range waiting {
+		if got := <-results; !strings.HasPrefix(got, `{"reply":{"route":"slow"`) {
+			t.Fatalf("slow call: %s", got)
+		}
+	}
+
+	// The upstream restarts: a call in flight fails cleanly, later ones work.
+	inflight := make(chan string, 1)
+	go func() {
+		got, _ := request(t, c, "", `{"route":"hang"}`)
+		inflight <- got
+	}()
+	testutil.Eventually(t, "the call to be in flight", func() bool { return up.Stats().FramesIn[0] >= waiting+3 })
+	cut, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	up.Shutdown(cut) // the hanging handler never finishes: cut it off
+	<-served
+	if got := <-inflight; !strings.Contains(got, "err") {
+		t.Fatalf("in-flight call across the restart: %s", got)
+	}
+	up2, _, served2 := upstreamServer(t, addr, release)
+	defer func() {
+		up2.Shutdown(context.Background())
+		<-served2
+	}()
+	testutil.Eventually(t, "the upstream connection to recover", func() bool {
+		got, err := request(t, c, "", `{"again":true}`)
+		return err == nil && got == `{"reply":{"again":true}}`
+	})
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestGatewayExamples(t *testing.T) {
+	_, backend := httpBackend(t)
+	_, port, _ := net.SplitHostPort(backend)
+	bridge, err := fs.ReadFile(scripts.Examples(), "http_bridge.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fanout, err := fs.ReadFile(scripts.Examples(), "fanout.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	left, leftAddr, leftServed := upstreamServer(t, "127.0.0.1:0", release)
+	defer func() {
+		left.Shutdown(context.Background())
+		<-leftServed
+	}()
+	quiet := slog.New(slog.DiscardHandler)
+	f := newFixture(t, map[string]string{
+		"http_bridge.lua": strings.Replace(string(bridge), "http://127.0.0.1:8081/", "http://"+backend+"/ok", 1),
+		"fanout.lua":      string(fanout),
+	}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1:" + port}, Named: map[string]gateway.ClientConfig{
+		"left":  {Addr: leftAddr, Logger: quiet},
+		"right": {Addr: "127.0.0.1:1", Logger: quiet, DialTimeout: 200 * time.Millisecond}, // nobody there
+	}}})
+	defer f.engine.Close()
+	c, _ := f.client()
+	mustReply(t, c, "http_bridge", `{"q":"status"}`, `{"got":"{\"q\":\"status\"}","ctype":"application/json","auth":""}`)
+	got, err := request(t, c, "fanout", `{"q":42}`)
+	if err != nil || !strings.HasPrefix(got, `{"left":{"q":42},"right":{"error":`) {
+		t.Fatalf("fanout: %s %v", got, err)
+	}
+}
