@@ -104,11 +104,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if cfg.Duration > 0 {
-		var c2 context.CancelFunc
-		ctx, c2 = context.WithTimeout(ctx, cfg.Duration)
-		defer c2()
-	}
 	payload := makePayload(cfg.Size)
 	r := &runState{cfg: cfg, payload: payload, cancel: cancel}
 	if cfg.Messages > 0 {
@@ -140,6 +135,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	start := time.Now()
+	if cfg.Duration > 0 { // counted from here: connecting is not part of the run
+		var stop context.CancelFunc
+		ctx, stop = context.WithDeadline(ctx, start.Add(cfg.Duration))
+		defer stop()
+	}
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Add(1)

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -47,21 +47,8 @@ func TestHistogramQuantiles(t *testing.T) {
 
 func serve(t *testing.T, h gateway.Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.NewServer(gateway.Config{Handler: h, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		<-done
-	})
-	return ln.Addr().String()
+	_, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: h})
+	return addr
 }
 
 func TestRunCountsEveryReply(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/protocol"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
@@ -65,24 +66,9 @@ func newFixtureWith(t *testing.T, files map[string]string, cfg Config, gcfg gate
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gcfg.Handler, gcfg.Logger = e, slog.New(slog.DiscardHandler)
-	srv, err := gateway.NewServer(gcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		srv.Shutdown(ctx)
-		<-served
-	})
-	return &fixture{t: t, dir: dir, engine: e, srv: srv, addr: ln.Addr().String(), logs: logs}
+	gcfg.Handler = e
+	srv, addr := gatewaytest.Serve(t, "", gcfg)
+	return &fixture{t: t, dir: dir, engine: e, srv: srv, addr: addr, logs: logs}
 }
 
 // client connects a gateway client; pushes (frames that answer no request)

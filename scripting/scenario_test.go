@@ -3,7 +3,6 @@ package scripting
 import (
 	"context"
 	"io/fs"
-	"log/slog"
 	"net"
 	"regexp"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripts"
@@ -19,21 +19,8 @@ import (
 // scenarioServer serves handler (nil: echo) for scenario tests.
 func scenarioServer(t *testing.T, handler gateway.Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.NewServer(gateway.Config{Handler: handler, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		<-done
-	})
-	return ln.Addr().String()
+	_, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: handler})
+	return addr
 }
 
 func runSource(t *testing.T, addr, src string, scale float64) (string, error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"regexp"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/protocol"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
@@ -35,21 +35,8 @@ func runSamgw(t *testing.T, stdin string, args ...string) (code int, stdout, std
 // startGateway serves handler (nil: echo) on a loopback port for the test.
 func startGateway(t *testing.T, handler gateway.Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.NewServer(gateway.Config{Handler: handler, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		<-done
-	})
-	return ln.Addr().String()
+	_, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: handler})
+	return addr
 }
 
 // startServe runs `samgw serve` with args on a free loopback port and
