@@ -69,6 +69,9 @@ type Config struct {
 	MaxConnsPerIP int
 	// Audit receives security events; nil means none.
 	Audit Auditor
+	// IDPrefix is put before every connection id ("node-a." gives
+	// "node-a.c1"), so ids stay unique across the nodes of a cluster.
+	IDPrefix string
 	// Handler serves data messages; nil means Echo.
 	Handler Handler
 	// Logger receives connection events; nil means slog.Default().

@@ -146,7 +146,7 @@ func (s *Server) accept(nc net.Conn) {
 		// wire's socket never changes once other goroutines can see it.
 		nc = tls.Server(nc, s.cfg.TLSConfig)
 	}
-	id := "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
+	id := s.cfg.IDPrefix + "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	remote := nc.RemoteAddr().String()
 	c := &Conn{

@@ -46,6 +46,9 @@ const (
 	CodeUpstreamError Code = "upstream_error"
 	// CodeUpstreamTimeout: as CodeUpstreamError, for a call that timed out.
 	CodeUpstreamTimeout Code = "upstream_timeout"
+	// CodeClusterUnavailable: a handler needed another node (a send, a
+	// broadcast, the shared store) while the cluster was unreachable.
+	CodeClusterUnavailable Code = "cluster_unavailable"
 )
 
 // Error is a protocol-level failure that is reported to the peer as an

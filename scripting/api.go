@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -21,9 +22,14 @@ func (st *luaState) registerAPI() {
 	L := st.L
 	L.SetGlobal("gateway", st.module(map[string]lua.LGFunction{
 		"send":        st.apiSend,
+		"send_to":     st.apiSendTo,
 		"broadcast":   st.apiBroadcast,
 		"connections": st.apiConnections,
 		"close":       st.apiClose,
+	}))
+	L.SetGlobal("nats", st.module(map[string]lua.LGFunction{
+		"publish": st.apiNATSPublish,
+		"request": st.apiNATSRequest,
 	}))
 	logMod := st.module(nil)
 	for name, level := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
@@ -75,11 +81,26 @@ func (st *luaState) routeArg(n int) string {
 	return route
 }
 
+// clusterFailure raises a cluster error: the call fails with
+// cluster_unavailable when the script lets it escape.
+func (st *luaState) clusterFailure(what string) {
+	st.call.upstream = protocol.CodeClusterUnavailable
+	st.L.RaiseError("%s: cluster unavailable", what)
+}
+
 // gateway.send(conn_id, payload[, route]) → boolean
 func (st *luaState) apiSend(L *lua.LState) int {
 	id := L.CheckString(1)
 	payload := st.payloadArg(2)
 	route := st.routeArg(3)
+	if cl := st.gen.engine.cluster; cl != nil {
+		ok, err := cl.Send(st.deadline, id, payload, route)
+		if err != nil {
+			st.clusterFailure("gateway.send")
+		}
+		L.Push(lua.LBool(ok))
+		return 1
+	}
 	c := st.server().Conn(id)
 	ok := c != nil
 	if ok {
@@ -90,11 +111,45 @@ func (st *luaState) apiSend(L *lua.LState) int {
 	return 1
 }
 
+// gateway.send_to(identity, payload[, route]) → count of connections reached
+func (st *luaState) apiSendTo(L *lua.LState) int {
+	identity := L.CheckString(1)
+	payload := st.payloadArg(2)
+	route := st.routeArg(3)
+	if cl := st.gen.engine.cluster; cl != nil {
+		n, err := cl.SendTo(st.deadline, identity, payload, route)
+		if err != nil {
+			st.clusterFailure("gateway.send_to")
+		}
+		L.Push(lua.LNumber(n))
+		return 1
+	}
+	count := 0
+	st.server().Range(func(c *gateway.Conn) bool {
+		if c.Identity() == identity {
+			if _, err := c.Send(payload, route); err == nil {
+				count++
+			}
+		}
+		return true
+	})
+	L.Push(lua.LNumber(count))
+	return 1
+}
+
 // gateway.broadcast(payload[, route][, except_id]) → count
 func (st *luaState) apiBroadcast(L *lua.LState) int {
 	payload := st.payloadArg(1)
 	route := st.routeArg(2)
 	except := L.OptString(3, "")
+	if cl := st.gen.engine.cluster; cl != nil {
+		n, err := cl.Broadcast(st.deadline, payload, route, except)
+		if err != nil {
+			st.clusterFailure("gateway.broadcast")
+		}
+		L.Push(lua.LNumber(n))
+		return 1
+	}
 	count := 0
 	st.server().Range(func(c *gateway.Conn) bool {
 		if c.ID() != except {
@@ -108,14 +163,70 @@ func (st *luaState) apiBroadcast(L *lua.LState) int {
 	return 1
 }
 
-// gateway.connections() → array of ids
+// gateway.connections(["local"|"cluster"]) → array of ids: this node's
+// (the default), or every node's.
 func (st *luaState) apiConnections(L *lua.LState) int {
-	infos := st.server().Connections()
-	t := st.conv.newArray(len(infos))
-	for i, in := range infos {
-		t.RawSetInt(i+1, lua.LString(in.ID))
+	scope := L.OptString(1, "local")
+	if scope != "local" && scope != "cluster" {
+		L.ArgError(1, `want "local" or "cluster"`)
+	}
+	var ids []string
+	if cl := st.gen.engine.cluster; cl != nil && scope == "cluster" {
+		var err error
+		if ids, err = cl.Connections(st.deadline); err != nil {
+			st.clusterFailure("gateway.connections")
+		}
+	} else {
+		for _, in := range st.server().Connections() {
+			ids = append(ids, in.ID)
+		}
+	}
+	t := st.conv.newArray(len(ids))
+	for i, id := range ids {
+		t.RawSetInt(i+1, lua.LString(id))
 	}
 	L.Push(t)
+	return 1
+}
+
+// nats.publish(subject, payload) publishes on an allowed subject.
+func (st *luaState) apiNATSPublish(L *lua.LState) int {
+	cl := st.gen.engine.cluster
+	if cl == nil {
+		L.RaiseError("nats.publish: this gateway is not clustered (--nats)")
+	}
+	if err := cl.Publish(L.CheckString(1), st.payloadArg(2)); err != nil {
+		if errors.Is(err, ErrClusterUnavailable) {
+			st.clusterFailure("nats.publish")
+		}
+		L.RaiseError("nats.publish: %s", err)
+	}
+	return 0
+}
+
+// nats.request(subject, payload[, timeout_ms]) → the reply (JSON decoded,
+// else a string), or nil, err
+func (st *luaState) apiNATSRequest(L *lua.LState) int {
+	cl := st.gen.engine.cluster
+	if cl == nil {
+		L.RaiseError("nats.request: this gateway is not clustered (--nats)")
+	}
+	subject, payload := L.CheckString(1), st.payloadArg(2)
+	ctx, cancel := st.callContext(L.Get(3))
+	defer cancel()
+	reply, err := cl.Request(ctx, subject, payload)
+	if err != nil {
+		if errors.Is(err, ErrClusterUnavailable) || ctx.Err() != nil {
+			return st.outboundFailure(ctx, err)
+		}
+		L.RaiseError("nats.request: %s", err)
+	}
+	if protocol.Valid(reply, maxDecodeDepth) == nil {
+		v, _ := st.conv.decode(reply)
+		L.Push(v)
+		return 1
+	}
+	L.Push(lua.LString(reply))
 	return 1
 }
 
@@ -222,14 +333,26 @@ func registerCommon(L *lua.LState, conv *converter) {
 	}))
 }
 
+// storeFailure raises a store error: cluster_unavailable when the shared
+// store cannot be reached.
+func (st *luaState) storeFailure(what string, err error) {
+	if errors.Is(err, ErrClusterUnavailable) {
+		st.clusterFailure(what)
+	}
+	st.L.RaiseError("%s: %s", what, err)
+}
+
 // store.get(key) → value or nil
 func (st *luaState) apiStoreGet(L *lua.LState) int {
-	raw := st.gen.engine.store.Get(L.CheckString(1))
+	raw, err := st.gen.engine.kv.Get(st.deadline, L.CheckString(1))
+	if err != nil {
+		st.storeFailure("store.get", err)
+	}
 	if raw == nil {
 		L.Push(lua.LNil)
 		return 1
 	}
-	v, err := st.conv.decode(raw)
+	v, err := st.conv.decodeUntrusted(raw)
 	if err != nil {
 		L.RaiseError("store.get: %s", err)
 	}
@@ -240,25 +363,31 @@ func (st *luaState) apiStoreGet(L *lua.LState) int {
 // store.set(key, value); a nil value deletes the key.
 func (st *luaState) apiStoreSet(L *lua.LState) int {
 	key := L.CheckString(1)
+	var err error
 	if L.Get(2) == lua.LNil {
-		st.gen.engine.store.Delete(key)
-		return 0
+		err = st.gen.engine.kv.Delete(st.deadline, key)
+	} else {
+		err = st.gen.engine.kv.Set(st.deadline, key, st.payloadArg(2))
 	}
-	st.gen.engine.store.Set(key, st.payloadArg(2))
+	if err != nil {
+		st.storeFailure("store.set", err)
+	}
 	return 0
 }
 
 // store.delete(key)
 func (st *luaState) apiStoreDelete(L *lua.LState) int {
-	st.gen.engine.store.Delete(L.CheckString(1))
+	if err := st.gen.engine.kv.Delete(st.deadline, L.CheckString(1)); err != nil {
+		st.storeFailure("store.delete", err)
+	}
 	return 0
 }
 
 // store.incr(key[, n]) → the new number
 func (st *luaState) apiStoreIncr(L *lua.LState) int {
-	v, err := st.gen.engine.store.Incr(L.CheckString(1), float64(L.OptNumber(2, 1)))
+	v, err := st.gen.engine.kv.Incr(st.deadline, L.CheckString(1), float64(L.OptNumber(2, 1)))
 	if err != nil {
-		L.RaiseError("store.incr: %s", err)
+		st.storeFailure("store.incr", err)
 	}
 	L.Push(lua.LNumber(v))
 	return 1

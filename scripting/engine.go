@@ -47,6 +47,12 @@ type Config struct {
 	MaxStates int
 	// Store is the shared key-value store; nil means a new one.
 	Store *Store
+	// KV, when set, replaces Store behind the `store` module (the cluster's
+	// shared bucket).
+	KV KV
+	// Cluster, when set, extends the gateway module to every node and
+	// enables the nats module.
+	Cluster Cluster
 	// Logger receives script logs and reload reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -73,6 +79,8 @@ type Engine struct {
 	audit     gateway.Auditor
 	observe   func(route string, d time.Duration, outcome string)
 	upstreams *upstreams
+	kv        KV
+	cluster   Cluster
 
 	reloadsOK, reloadsFailed atomic.Uint64
 
@@ -114,6 +122,10 @@ func New(cfg Config) (*Engine, error) {
 	e.upstreams = ups
 	if e.store == nil {
 		e.store = NewStore()
+	}
+	e.kv, e.cluster = cfg.KV, cfg.Cluster
+	if e.kv == nil {
+		e.kv = localKV{e.store}
 	}
 	if e.log == nil {
 		e.log = slog.Default()

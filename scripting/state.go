@@ -37,7 +37,7 @@ type callInfo struct {
 	data     *connData
 	state    lua.LValue    // conn.state as the script sees it, once touched
 	touched  bool          // the script read or assigned conn.state
-	upstream protocol.Code // set when an outbound call of this call failed
+	upstream protocol.Code // set when an outbound or cluster call of this call failed
 }
 
 // luaState is one sandboxed Lua VM with every route of a generation loaded.

@@ -1,0 +1,484 @@
+// Package cluster joins several samgw nodes into one gateway over NATS: a
+// connection on any node can be reached from every node, broadcasts reach
+// all of them, identities are found wherever they are connected, and the
+// script store is one JetStream key-value bucket.
+//
+// NATS is the distributed engine; this package only maps the gateway onto
+// it:
+//
+//   - samgw.send.<node>: requests to deliver a push to a connection of that
+//     node (connection ids carry their node: "<node>.c7");
+//   - samgw.broadcast: a broadcast, answered by each node with its count;
+//   - bucket samgw_presence (entries expire after the presence TTL unless
+//     the owning node refreshes them): node.<node>, conn.<id> and
+//     ident.<identity>.<id>, so a crashed node's entries go away by
+//     themselves;
+//   - bucket samgw_store: the script store.
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/scripting"
+)
+
+// ErrUnavailable is returned when an operation needs NATS and NATS is not
+// reachable. It wraps scripting.ErrClusterUnavailable, so handlers fail with
+// cluster_unavailable.
+var ErrUnavailable = fmt.Errorf("cluster: %w", scripting.ErrClusterUnavailable)
+
+// A Cluster is what the scripting engine reaches other nodes through.
+var (
+	_ scripting.Cluster = (*Cluster)(nil)
+	_ scripting.KV      = (*Store)(nil)
+)
+
+// ErrSubjectNotAllowed is returned by Publish and Request for a subject
+// outside the allowed prefixes.
+var ErrSubjectNotAllowed = errors.New("cluster: subject not allowed")
+
+// DefaultPresenceTTL is how long presence entries live without a refresh;
+// they are refreshed every third of it.
+const DefaultPresenceTTL = 15 * time.Second
+
+const (
+	subjectSend      = "samgw.send."
+	subjectBroadcast = "samgw.broadcast"
+	presenceBucket   = "samgw_presence"
+	storeBucket      = "samgw_store"
+	// gatherWindow bounds how long a broadcast waits for other nodes' counts.
+	gatherWindow = 250 * time.Millisecond
+)
+
+// Config configures a node's membership.
+type Config struct {
+	// URLs are the NATS servers, comma-separated.
+	URLs string
+	// Node names this node; it prefixes the ids of its connections.
+	Node string
+	// Token, CredsFile and CAFile authenticate to NATS and verify its TLS.
+	Token, CredsFile, CAFile string
+	// PresenceTTL: zero means DefaultPresenceTTL.
+	PresenceTTL time.Duration
+	// SubjectAllow are the subject prefixes scripts may publish and
+	// request on (nats.publish, nats.request); none by default.
+	SubjectAllow []string
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Cluster is this node's membership. Create it with Connect, start it with
+// Start once the gateway server exists, stop it with Close.
+type Cluster struct {
+	cfg      Config
+	log      *slog.Logger
+	nc       *nats.Conn
+	presence jetstream.KeyValue
+	store    jetstream.KeyValue
+	srv      *gateway.Server
+	subs     []*nats.Subscription
+
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	written map[string]bool // presence keys this node wrote last time
+}
+
+// Connect joins NATS and opens (creating if needed) the presence and store
+// buckets. NATS connection losses later are repaired in the background.
+func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Node == "" || strings.ContainsAny(cfg.Node, ".*> \t") {
+		return nil, fmt.Errorf("cluster: node name %q: want a name without dots, spaces or wildcards", cfg.Node)
+	}
+	if cfg.PresenceTTL <= 0 {
+		cfg.PresenceTTL = DefaultPresenceTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("node", cfg.Node)
+	opts := []nats.Option{
+		nats.Name("samgw " + cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "error", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	nc, err := nats.Connect(cfg.URLs, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to NATS %s: %w", cfg.URLs, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	presence, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: presenceBucket, TTL: cfg.PresenceTTL})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: presence bucket: %w", err)
+	}
+	store, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: storeBucket})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: store bucket: %w", err)
+	}
+	return &Cluster{cfg: cfg, log: log, nc: nc, presence: presence, store: store,
+		stop: make(chan struct{}), done: make(chan struct{}), written: make(map[string]bool)}, nil
+}
+
+// Node returns this node's name.
+func (c *Cluster) Node() string { return c.cfg.Node }
+
+// IDPrefix is the gateway.Config.IDPrefix of this node's server.
+func (c *Cluster) IDPrefix() string { return c.cfg.Node + "." }
+
+// Start serves other nodes' sends and broadcasts for srv's connections and
+// keeps this node's presence fresh.
+func (c *Cluster) Start(srv *gateway.Server) error {
+	c.srv = srv
+	sub, err := c.nc.Subscribe(subjectSend+c.cfg.Node, c.serveSend)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.subs = append(c.subs, sub)
+	sub, err = c.nc.Subscribe(subjectBroadcast, c.serveBroadcast)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.subs = append(c.subs, sub)
+	c.refresh()
+	go c.refreshLoop()
+	return nil
+}
+
+// Close stops the presence refresh, withdraws this node's presence (best
+// effort) and leaves NATS.
+func (c *Cluster) Close() error {
+	c.stopRefresh()
+	for _, s := range c.subs {
+		s.Unsubscribe() //nolint:errcheck // leaving anyway
+	}
+	if c.nc.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.mu.Lock()
+		for key := range c.written {
+			c.presence.Delete(ctx, key) //nolint:errcheck // the TTL removes what this misses
+		}
+		c.mu.Unlock()
+		cancel()
+	}
+	c.nc.Close()
+	return nil
+}
+
+// stopRefresh stops the presence refresh without withdrawing anything, as a
+// crash would.
+func (c *Cluster) stopRefresh() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	if c.srv != nil {
+		<-c.done
+	}
+}
+
+// Healthy reports whether NATS is reachable now.
+func (c *Cluster) Healthy() error {
+	if !c.nc.IsConnected() {
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// envelope is what nodes send each other.
+type envelope struct {
+	Conn    string          `json:"conn,omitempty"`
+	Route   string          `json:"route,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+	Except  string          `json:"except,omitempty"`
+	Origin  string          `json:"origin,omitempty"`
+}
+
+// nodeOf is the node part of a connection id.
+func nodeOf(connID string) string {
+	node, _, _ := strings.Cut(connID, ".")
+	return node
+}
+
+func (c *Cluster) deliverLocal(connID string, payload []byte, route string) bool {
+	conn := c.srv.Conn(connID)
+	if conn == nil {
+		return false
+	}
+	_, err := conn.Send(payload, route)
+	return err == nil
+}
+
+// Send pushes payload to a connection on any node. It reports false when
+// the connection does not exist; ErrUnavailable when NATS is down.
+func (c *Cluster) Send(ctx context.Context, connID string, payload []byte, route string) (bool, error) {
+	node := nodeOf(connID)
+	if node == c.cfg.Node {
+		return c.deliverLocal(connID, payload, route), nil
+	}
+	if !c.nc.IsConnected() {
+		return false, ErrUnavailable
+	}
+	data, _ := json.Marshal(envelope{Conn: connID, Route: route, Payload: payload})
+	reply, err := c.nc.RequestWithContext(ctx, subjectSend+node, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return false, nil // no such node: no such connection
+	case err != nil:
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return string(reply.Data) == "true", nil
+}
+
+func (c *Cluster) serveSend(m *nats.Msg) {
+	var e envelope
+	ok := json.Unmarshal(m.Data, &e) == nil && c.deliverLocal(e.Conn, e.Payload, e.Route)
+	m.Respond([]byte(strconv.FormatBool(ok))) //nolint:errcheck // the sender times out
+}
+
+// Broadcast pushes payload to every connection of every node but except,
+// and returns how many it reached: this node's, plus what the other live
+// nodes report within a short window. NATS being down is ErrUnavailable
+// after the local delivery.
+func (c *Cluster) Broadcast(ctx context.Context, payload []byte, route, except string) (int, error) {
+	count := c.broadcastLocal(payload, route, except)
+	if !c.nc.IsConnected() {
+		return count, ErrUnavailable
+	}
+	others, err := c.liveNodes(ctx)
+	if err != nil {
+		return count, err
+	}
+	delete(others, c.cfg.Node)
+	if len(others) == 0 {
+		return count, nil
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return count, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // done with it
+	data, _ := json.Marshal(envelope{Route: route, Payload: payload, Except: except, Origin: c.cfg.Node})
+	if err := c.nc.PublishRequest(subjectBroadcast, inbox, data); err != nil {
+		return count, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	deadline := time.Now().Add(gatherWindow)
+	for answered := 0; answered < len(others); answered++ {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break // a node that did not answer in time is not counted
+		}
+		n, _ := strconv.Atoi(string(m.Data))
+		count += n
+	}
+	return count, nil
+}
+
+func (c *Cluster) broadcastLocal(payload []byte, route, except string) int {
+	count := 0
+	c.srv.Range(func(conn *gateway.Conn) bool {
+		if conn.ID() != except {
+			if _, err := conn.Send(payload, route); err == nil {
+				count++
+			}
+		}
+		return true
+	})
+	return count
+}
+
+func (c *Cluster) serveBroadcast(m *nats.Msg) {
+	var e envelope
+	if json.Unmarshal(m.Data, &e) != nil || e.Origin == c.cfg.Node {
+		return
+	}
+	n := c.broadcastLocal(e.Payload, e.Route, e.Except)
+	m.Respond([]byte(strconv.Itoa(n))) //nolint:errcheck // the broadcaster stops waiting
+}
+
+// Connections lists the connections of every live node, from presence.
+func (c *Cluster) Connections(ctx context.Context) ([]string, error) {
+	keys, err := c.presenceKeys(ctx, "conn.>")
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		ids = append(ids, strings.TrimPrefix(k, "conn."))
+	}
+	return ids, nil
+}
+
+// SendTo pushes payload to every connection of identity, on any node, and
+// returns how many it reached.
+func (c *Cluster) SendTo(ctx context.Context, identity string, payload []byte, route string) (int, error) {
+	keys, err := c.presenceKeys(ctx, "ident."+encodeKey(identity)+".>")
+	if err != nil {
+		return 0, err
+	}
+	count := 0
+	for _, k := range keys {
+		connID := k[strings.Index(k[len("ident."):], ".")+len("ident.")+1:]
+		ok, err := c.Send(ctx, connID, payload, route)
+		if err != nil {
+			return count, err
+		}
+		if ok {
+			count++
+		}
+	}
+	return count, nil
+}
+
+// liveNodes are the nodes whose presence is fresh.
+func (c *Cluster) liveNodes(ctx context.Context) (map[string]bool, error) {
+	keys, err := c.presenceKeys(ctx, "node.>")
+	if err != nil {
+		return nil, err
+	}
+	nodes := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		nodes[strings.TrimPrefix(k, "node.")] = true
+	}
+	return nodes, nil
+}
+
+func (c *Cluster) presenceKeys(ctx context.Context, filter string) ([]string, error) {
+	if !c.nc.IsConnected() {
+		return nil, ErrUnavailable
+	}
+	lister, err := c.presence.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// refreshLoop re-publishes this node's presence every third of the TTL.
+func (c *Cluster) refreshLoop() {
+	defer close(c.done)
+	tick := time.NewTicker(c.cfg.PresenceTTL / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+			c.refresh()
+		}
+	}
+}
+
+// refresh writes the presence of this node and its connections, and
+// removes the entries of connections that are gone.
+func (c *Cluster) refresh() {
+	if !c.nc.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PresenceTTL/3)
+	defer cancel()
+	now := make(map[string]bool)
+	put := func(key, value string) {
+		now[key] = true
+		if _, err := c.presence.Put(ctx, key, []byte(value)); err != nil {
+			c.log.Debug("Presence not refreshed", "key", key, "error", err)
+		}
+	}
+	put("node."+c.cfg.Node, time.Now().UTC().Format(time.RFC3339))
+	c.srv.Range(func(conn *gateway.Conn) bool {
+		put("conn."+conn.ID(), conn.Identity())
+		if id := conn.Identity(); id != "" {
+			put("ident."+encodeKey(id)+"."+conn.ID(), conn.ID())
+		}
+		return true
+	})
+	c.mu.Lock()
+	for key := range c.written {
+		if !now[key] {
+			c.presence.Delete(ctx, key) //nolint:errcheck // the TTL removes what this misses
+		}
+	}
+	c.written = now
+	c.mu.Unlock()
+}
+
+// encodeKey makes any string a valid key token (base64url, no padding).
+func encodeKey(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// Publish sends payload on subject, which must start with an allowed
+// prefix.
+func (c *Cluster) Publish(subject string, payload []byte) error {
+	if !c.subjectAllowed(subject) {
+		return fmt.Errorf("%w: %q", ErrSubjectNotAllowed, subject)
+	}
+	if !c.nc.IsConnected() {
+		return ErrUnavailable
+	}
+	if err := c.nc.Publish(subject, payload); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Request sends payload on subject and returns the reply.
+func (c *Cluster) Request(ctx context.Context, subject string, payload []byte) ([]byte, error) {
+	if !c.subjectAllowed(subject) {
+		return nil, fmt.Errorf("%w: %q", ErrSubjectNotAllowed, subject)
+	}
+	if !c.nc.IsConnected() {
+		return nil, ErrUnavailable
+	}
+	m, err := c.nc.RequestWithContext(ctx, subject, payload)
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}
+
+func (c *Cluster) subjectAllowed(subject string) bool {
+	if strings.HasPrefix(subject, "samgw.") || strings.ContainsAny(subject, "*> ") {
+		return false // the gateway's own subjects and wildcards are never the script's
+	}
+	for _, p := range c.cfg.SubjectAllow {
+		if strings.HasPrefix(subject, p) {
+			return true
+		}
+	}
+	return false
+}

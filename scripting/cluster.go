@@ -1,0 +1,44 @@
+package scripting
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrClusterUnavailable is wrapped by the errors of Cluster and KV
+// operations that could not reach the other nodes; the handler then fails
+// with cluster_unavailable rather than hanging.
+var ErrClusterUnavailable = errors.New("scripting: cluster unavailable")
+
+// KV is the script store behind `store`: the in-process Store, or a shared
+// one (cluster.Store) when nodes form a cluster. Values are JSON.
+type KV interface {
+	// Get returns the value of key, or nil when it has none.
+	Get(ctx context.Context, key string) ([]byte, error)
+	Set(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+	// Incr adds n atomically and returns the new value; a non-number is
+	// ErrNotANumber.
+	Incr(ctx context.Context, key string, n float64) (float64, error)
+}
+
+// Cluster reaches the connections of other nodes (cluster.Cluster). Without
+// one, the gateway module works on this node's connections only.
+type Cluster interface {
+	Send(ctx context.Context, connID string, payload []byte, route string) (bool, error)
+	Broadcast(ctx context.Context, payload []byte, route, except string) (int, error)
+	Connections(ctx context.Context) ([]string, error)
+	SendTo(ctx context.Context, identity string, payload []byte, route string) (int, error)
+	Publish(subject string, payload []byte) error
+	Request(ctx context.Context, subject string, payload []byte) ([]byte, error)
+}
+
+// localKV adapts the in-process Store to KV.
+type localKV struct{ s *Store }
+
+func (l localKV) Get(_ context.Context, key string) ([]byte, error) { return l.s.Get(key), nil }
+func (l localKV) Set(_ context.Context, key string, v []byte) error { l.s.Set(key, v); return nil }
+func (l localKV) Delete(_ context.Context, key string) error        { l.s.Delete(key); return nil }
+func (l localKV) Incr(_ context.Context, key string, n float64) (float64, error) {
+	return l.s.Incr(key, n)
+}
