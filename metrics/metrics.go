@@ -30,6 +30,19 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	srv      *gateway.Server
 	engine   *scripting.Engine
+	checks   []check
+}
+
+// check is an extra readiness condition, such as the cluster's.
+type check struct {
+	name string
+	fn   func() error
+}
+
+// AddCheck makes /readyz depend on fn too, and exports it as the gauge
+// samgw_ready{check=name} (1 when fn returns nil). Call it before serving.
+func (m *Metrics) AddCheck(name string, fn func() error) {
+	m.checks = append(m.checks, check{name, fn})
 }
 
 // New returns a registry with the Go runtime and process collectors.
@@ -85,6 +98,11 @@ func (m *Metrics) ready() error {
 	if m.engine != nil && m.engine.Generation() == 0 {
 		return errors.New("scripts not loaded")
 	}
+	for _, c := range m.checks {
+		if err := c.fn(); err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
 	return nil
 }
 
@@ -129,11 +147,12 @@ var (
 	descRejected   = prometheus.NewDesc("samgw_rejected_frames_total", "Data frames rejected, by reason (forbidden, bad_signature, replay, rate_limited).", []string{"reason"}, nil)
 	descReloads    = prometheus.NewDesc("samgw_script_reloads_total", "Loads of the scripts by result (ok, failed).", []string{"result"}, nil)
 	descGeneration = prometheus.NewDesc("samgw_script_generation", "The scripts generation serving now.", nil, nil)
+	descReady      = prometheus.NewDesc("samgw_ready", "1 when the named readiness check passes (cluster: NATS reachable).", []string{"check"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnsOpen, descConnsTotal, descRefused, descFrames, descInvalid, descBytes,
-		descKeepAlive, descSlow, descAuthFail, descRejected, descReloads, descGeneration} {
+		descKeepAlive, descSlow, descAuthFail, descRejected, descReloads, descGeneration, descReady} {
 		ch <- d
 	}
 }
@@ -163,6 +182,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRejected, st.BadSignatures, "bad_signature")
 	counter(descRejected, st.Replays, "replay")
 	counter(descRejected, st.RateLimited, "rate_limited")
+	for _, chk := range c.m.checks {
+		v := 1.0
+		if chk.fn() != nil {
+			v = 0
+		}
+		gauge(descReady, v, chk.name)
+	}
 	if e := c.m.engine; e != nil {
 		ok, failed := e.Reloads()
 		counter(descReloads, ok, "ok")

@@ -66,7 +66,8 @@ type ScenarioSummary struct {
 
 // RunScenarios runs n copies of a scenario at once, each on its own
 // connection and Lua state; `client.id` is 1..n. With n == 1 the output is
-// the script's alone; with more each line is prefixed with [id].
+// the script's alone; with more each line is prefixed with [id]. A
+// comma-separated Client.Addr spreads the copies over those servers.
 func RunScenarios(ctx context.Context, cfg ScenarioConfig, n int) ScenarioSummary {
 	proto, err := compileScenario(cfg)
 	var sum ScenarioSummary
@@ -86,7 +87,7 @@ func RunScenarios(ctx context.Context, cfg ScenarioConfig, n int) ScenarioSummar
 			if n > 1 {
 				prefix = fmt.Sprintf("[%d] ", i+1)
 			}
-			results[i] = runScenario(ctx, cfg, proto, i+1, out, prefix)
+			results[i] = runScenario(ctx, withAddr(cfg, i), proto, i+1, out, prefix)
 		}()
 	}
 	wg.Wait()
@@ -114,7 +115,16 @@ func RunScenario(ctx context.Context, cfg ScenarioConfig) ScenarioResult {
 	if err != nil {
 		return ScenarioResult{Err: err}
 	}
-	return runScenario(ctx, cfg, proto, 1, &lineWriter{w: cfg.Out}, "")
+	return runScenario(ctx, withAddr(cfg, 0), proto, 1, &lineWriter{w: cfg.Out}, "")
+}
+
+// withAddr picks copy i's server when Client.Addr lists several,
+// comma-separated: the copies are spread over them in turn, as over the
+// nodes of a cluster.
+func withAddr(cfg ScenarioConfig, i int) ScenarioConfig {
+	addrs := strings.Split(cfg.Client.Addr, ",")
+	cfg.Client.Addr = strings.TrimSpace(addrs[i%len(addrs)])
+	return cfg
 }
 
 func compileScenario(cfg ScenarioConfig) (*lua.FunctionProto, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/secureagentmessaging/samgw/cluster"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
@@ -46,6 +47,12 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "upstream-tls", Usage: "connect to the --upstream services with TLS", EnvVars: envVar("upstream-tls")},
 			&cli.StringFlag{Name: "upstream-tls-ca", Usage: "CA of the --upstream services' certificates", EnvVars: envVar("upstream-tls-ca")},
 			&cli.StringFlag{Name: "upstream-token", Usage: "token to authenticate to the --upstream services", EnvVars: envVar("upstream-token")},
+			&cli.StringFlag{Name: "nats", Usage: "NATS server URL(s), comma-separated: join a cluster of nodes", EnvVars: envVar("nats")},
+			&cli.StringFlag{Name: "node", Usage: "this node's name in the cluster (default: the host name)", EnvVars: envVar("node")},
+			&cli.StringFlag{Name: "nats-token", Usage: "token for NATS", EnvVars: envVar("nats-token")},
+			&cli.StringFlag{Name: "nats-creds", Usage: "NATS credentials file", EnvVars: envVar("nats-creds")},
+			&cli.StringFlag{Name: "nats-ca", Usage: "CA of the NATS servers' TLS certificates", EnvVars: envVar("nats-ca")},
+			&cli.StringSliceFlag{Name: "nats-subject-allow", Usage: "subject prefix Lua may publish and request on (repeatable)", EnvVars: envVar("nats-subject-allow")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
@@ -96,7 +103,15 @@ func serve(cctx *cli.Context) error {
 	if cctx.String("metrics-listen") != "" {
 		reg = metrics.New()
 	}
-	engine, err := newEngine(cctx, log, cfg.Audit, reg)
+	clu, err := joinCluster(cctx, log)
+	if err != nil {
+		return err
+	}
+	if clu != nil {
+		defer clu.Close()
+		cfg.IDPrefix = clu.IDPrefix()
+	}
+	engine, err := newEngine(cctx, log, cfg.Audit, reg, clu)
 	if err != nil {
 		return err
 	}
@@ -112,6 +127,14 @@ func serve(cctx *cli.Context) error {
 	}
 	if reg != nil {
 		reg.Attach(srv, engine)
+	}
+	if clu != nil {
+		if err := clu.Start(srv); err != nil {
+			return err
+		}
+		if reg != nil {
+			reg.AddCheck("cluster", clu.Healthy)
+		}
 	}
 
 	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
@@ -226,7 +249,7 @@ func isLoopback(host string) bool {
 }
 
 // newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.
-func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics) (*scripting.Engine, error) {
+func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics, clu *cluster.Cluster) (*scripting.Engine, error) {
 	if cctx.Bool("no-scripts") {
 		if cctx.String("scripts") != "" {
 			return nil, errors.New("--scripts and --no-scripts exclude each other")
@@ -255,6 +278,9 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		return nil, err
 	}
 	cfg.Upstream = up
+	if clu != nil {
+		cfg.Cluster, cfg.KV = clu, clu.Store()
+	}
 	if cfg.Dir == "" {
 		cfg.FS = scripts.Handlers()
 	}
@@ -263,6 +289,33 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		return nil, fmt.Errorf("--scripts: %w", err)
 	}
 	return engine, nil
+}
+
+// joinCluster connects to NATS when --nats is given.
+func joinCluster(cctx *cli.Context, log *slog.Logger) (*cluster.Cluster, error) {
+	url := cctx.String("nats")
+	if url == "" {
+		return nil, nil
+	}
+	node := cctx.String("node")
+	if node == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--node: %w", err)
+		}
+		node = strings.NewReplacer(".", "-", " ", "-").Replace(host)
+	}
+	ctx, cancel := context.WithTimeout(cctx.Context, 10*time.Second)
+	defer cancel()
+	clu, err := cluster.Connect(ctx, cluster.Config{
+		URLs: url, Node: node, Token: cctx.String("nats-token"), CredsFile: cctx.String("nats-creds"), CAFile: cctx.String("nats-ca"),
+		SubjectAllow: cctx.StringSlice("nats-subject-allow"), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("Joined the cluster", "node", node, "nats", url)
+	return clu, nil
 }
 
 // upstreamConfig reads the --upstream* flags.

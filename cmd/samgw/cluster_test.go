@@ -1,0 +1,60 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
+)
+
+// TestServeCluster runs three `samgw serve --nats` nodes against one NATS,
+// spreads scenario clients over them with a comma-separated --addr, and
+// checks that their connection ids name their nodes and that they count in
+// one shared store.
+func TestServeCluster(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(testutil.WaitTimeout) {
+		t.Fatal("NATS did not start")
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "default.lua"), `
+function on_data(msg, conn)
+  if msg.payload == "count" then return store.incr("hits") end
+  if msg.payload == "where" then return conn.id end
+  return gateway.broadcast(msg.payload, "all", conn.id)
+end`)
+	var addrs []string
+	for _, node := range []string{"alpha", "beta", "gamma"} {
+		addr, log, _ := startServe(t, "--scripts", dir, "--nats", ns.ClientURL(), "--node", node, "--metrics-listen", "127.0.0.1:0")
+		if !strings.Contains(log.String(), `msg="Joined the cluster" node=`+node) {
+			t.Fatalf("log: %s", log.String())
+		}
+		addrs = append(addrs, addr)
+		if got := sendOK(t, addr, `"where"`); !strings.HasPrefix(got, `"`+node+`.c`) {
+			t.Fatalf("connection id %s does not name node %s", got, node)
+		}
+	}
+	scenario := filepath.Join(dir, "spread.lua")
+	writeFile(t, scenario, `
+for i = 1, 5 do request("count") end
+`)
+	code, out, errOut := runSamgw(t, "", "client", "--addr", strings.Join(addrs, ","), "--clients", "9", "--scenario", scenario)
+	if code != 0 || !strings.Contains(out, "9 clients: 9 passed, 0 failed") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	// 45 increments through three nodes, one shared store.
+	if got := sendOK(t, addrs[1], `"count"`); got != "46" {
+		t.Fatalf("shared count %s, want 46", got)
+	}
+}
