@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 
 // natsServer runs an in-process NATS with JetStream on port (0: any), with
 // its store in dir.
-func natsServer(t *testing.T, port int, dir string) *natsserver.Server {
+func natsServer(t testing.TB, port int, dir string) *natsserver.Server {
 	t.Helper()
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 	if err != nil {
@@ -76,11 +76,12 @@ func hash(token string) string {
 type node struct {
 	name    string
 	cluster *Cluster
+	engine  *scripting.Engine
 	srv     *gateway.Server
 	addr    string
 }
 
-func startNode(t *testing.T, name, natsURL, scripts string) *node {
+func startNode(t testing.TB, name, natsURL, scripts string) *node {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	c, err := Connect(context.Background(), Config{URLs: natsURL, Node: name, PresenceTTL: 1500 * time.Millisecond,
@@ -98,7 +99,7 @@ func startNode(t *testing.T, name, natsURL, scripts string) *node {
 	if err := c.Start(srv); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: name, cluster: c, srv: srv, addr: addr}
+	n := &node{name: name, cluster: c, engine: e, srv: srv, addr: addr}
 	t.Cleanup(func() {
 		e.Close()
 		c.Close()
@@ -113,7 +114,7 @@ type agent struct {
 	id     string
 }
 
-func connectAgent(t *testing.T, n *node, token string) *agent {
+func connectAgent(t testing.TB, n *node, token string) *agent {
 	t.Helper()
 	a := &agent{pushes: make(chan *protocol.Message, 64)}
 	a.c = gateway.NewClient(gateway.ClientConfig{Addr: n.addr, Token: token, Logger: slog.New(slog.DiscardHandler),
@@ -134,7 +135,7 @@ func connectAgent(t *testing.T, n *node, token string) *agent {
 }
 
 // call sends a request and returns the reply payload, or "error: <code>".
-func call(t *testing.T, a *agent, payload string) string {
+func call(t testing.TB, a *agent, payload string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()

@@ -2,10 +2,12 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripting"
 	"github.com/secureagentmessaging/samgw/scripts"
@@ -147,5 +150,44 @@ func TestScrape(t *testing.T) {
 	}
 	if value(t, scrape, `samgw_bytes_total{direction="in"}`) == 0 || !strings.Contains(scrape, "go_goroutines") {
 		t.Error("bytes or runtime metrics missing")
+	}
+}
+
+func TestReadinessChecks(t *testing.T) {
+	m := New()
+	srv, err := gateway.NewServer(gateway.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Attach(srv, nil)
+	var healthy error = errors.New("NATS unreachable")
+	m.AddCheck("cluster", func() error { return healthy })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() {
+		srv.Shutdown(context.Background())
+		<-done
+	}()
+	testutil.Eventually(t, "listening", srv.Listening)
+	h := m.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "cluster: NATS unreachable") {
+		t.Fatalf("readyz with the cluster down: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `samgw_ready{check="cluster"} 0`) {
+		t.Fatal("samgw_ready not 0")
+	}
+	healthy = nil
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 200 {
+		t.Fatalf("readyz with the cluster up: %d", rec.Code)
 	}
 }
