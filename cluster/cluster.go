@@ -114,7 +114,10 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 	opts := []nats.Option{
 		nats.Name("samgw " + cfg.Node),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		// Exponential backoff from 250 ms to 5 s (nats.go adds jitter).
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			return min(250*time.Millisecond<<min(attempts, 5), 5*time.Second)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "error", err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
 	}
