@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,9 +115,11 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 	opts := []nats.Option{
 		nats.Name("samgw " + cfg.Node),
 		nats.MaxReconnects(-1),
-		// Exponential backoff from 250 ms to 5 s (nats.go adds jitter).
+		// Exponential backoff from 250 ms to 5 s, with equal jitter so the
+		// nodes do not all return at once.
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			return min(250*time.Millisecond<<min(attempts, 5), 5*time.Second)
+			d := min(250*time.Millisecond<<min(attempts, 5), 5*time.Second)
+			return d/2 + rand.N(d/2)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "error", err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
