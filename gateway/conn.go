@@ -149,7 +149,7 @@ func (c *Conn) serve() {
 	go c.w.writeLoop(func(dst []byte) []byte {
 		return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
 	})
-	c.log.Info("Client connected", "identity", c.Identity())
+	c.log.Info("Client connected", c.identityAttrs()...)
 	c.audit(AuditConnect, "", "")
 	reason, key, text := c.readLoop()
 	c.w.finish(reason, key, text)
@@ -168,8 +168,8 @@ func (c *Conn) serve() {
 		c.safely("OnClose", func() { h.OnClose(c, reason) })
 	}
 	info := c.Info()
-	c.log.Info("Client disconnected", "reason", reason, "identity", c.Identity(), "frames_in", info.FramesIn, "frames_out", info.FramesOut,
-		"duration", time.Since(c.connectedAt).Round(time.Millisecond).String())
+	c.log.Info("Client disconnected", append(c.identityAttrs(), "reason", reason, "frames_in", info.FramesIn, "frames_out", info.FramesOut,
+		"duration", time.Since(c.connectedAt).Round(time.Millisecond).String())...)
 }
 
 // handshake runs the TLS handshake within the handshake timeout and takes
@@ -191,6 +191,15 @@ func (c *Conn) handshake() bool {
 		c.audit(AuditAuthOK, "", "client certificate")
 	}
 	return true
+}
+
+// identityAttrs are the log attributes naming the connection's identity,
+// none without one.
+func (c *Conn) identityAttrs() []any {
+	if id := c.Identity(); id != "" {
+		return []any{"identity", id}
+	}
+	return nil
 }
 
 // audit reports an event about this connection.

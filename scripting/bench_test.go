@@ -3,7 +3,6 @@ package scripting
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/bench"
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripts"
 )
@@ -51,23 +51,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 		handler gateway.Handler
 	}{{"GoEcho", gateway.Echo}, {"LuaEcho", lua}} {
 		b.Run(tc.name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv, err := gateway.NewServer(gateway.Config{Handler: tc.handler, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ln) }()
-			defer func() {
-				srv.Shutdown(context.Background())
-				<-done
-			}()
+			_, addr := gatewaytest.Serve(b, "", gateway.Config{Handler: tc.handler})
 			b.ResetTimer()
 			res, err := bench.Run(context.Background(), bench.Config{
-				Addr: ln.Addr().String(), Conns: 64, Pipeline: 16, Size: 128, Messages: max(b.N, 1000),
+				Addr: addr, Conns: 64, Pipeline: 16, Size: 128, Messages: max(b.N, 1000),
 			})
 			if err != nil || res.Errors != 0 {
 				b.Fatalf("%v, %d errors: %s", err, res.Errors, res.FirstError)
@@ -84,25 +71,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 // connections × 16 frames in flight.
 func BenchmarkUpstreamOverhead(b *testing.B) {
 	quiet := slog.New(slog.DiscardHandler)
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	up, err := gateway.NewServer(gateway.Config{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	upDone := make(chan error, 1)
-	go func() { upDone <- up.Serve(upLn) }()
-	defer func() {
-		up.Shutdown(context.Background())
-		<-upDone
-	}()
+	_, upAddr := gatewaytest.Serve(b, "", gateway.Config{})
 	dir := b.TempDir()
 	os.WriteFile(filepath.Join(dir, "default.lua"), []byte(`function on_data(msg) return msg.payload end`), 0o644)
 	os.WriteFile(filepath.Join(dir, "forward.lua"), []byte(`function on_data(msg) return assert(upstream.request("echo", msg.payload)) end`), 0o644)
 	e, err := New(Config{Dir: dir, Logger: quiet, Upstream: &UpstreamConfig{Named: map[string]gateway.ClientConfig{
-		"echo": {Addr: upLn.Addr().String(), Logger: quiet},
+		"echo": {Addr: upAddr, Logger: quiet},
 	}}})
 	if err != nil {
 		b.Fatal(err)
@@ -114,23 +88,10 @@ func BenchmarkUpstreamOverhead(b *testing.B) {
 			name = "ViaUpstream"
 		}
 		b.Run(name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv, err := gateway.NewServer(gateway.Config{Handler: e, Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ln) }()
-			defer func() {
-				srv.Shutdown(context.Background())
-				<-done
-			}()
+			_, addr := gatewaytest.Serve(b, "", gateway.Config{Handler: e})
 			b.ResetTimer()
 			res, err := bench.Run(context.Background(), bench.Config{
-				Addr: ln.Addr().String(), Conns: 16, Pipeline: 16, Size: 128, Route: route, Messages: max(b.N, 1000),
+				Addr: addr, Conns: 16, Pipeline: 16, Size: 128, Route: route, Messages: max(b.N, 1000),
 			})
 			if err != nil || res.Errors != 0 {
 				b.Fatalf("%v, %d errors: %s", err, res.Errors, res.FirstError)

@@ -140,39 +140,17 @@ func TestServeRejectsBadSettings(t *testing.T) {
 	}
 }
 
+// TestClientDemo checks that `samgw client` runs the embedded demo; the
+// demo's exact output is checked by scripting's TestDemoScenario.
 func TestClientDemo(t *testing.T) {
 	addr := startGateway(t, nil)
 	code, out, errOut := runSamgw(t, "", "client", "--addr", addr, "--time-scale", "0.01")
 	if code != 0 {
 		t.Fatalf("client: exit %d, stderr %s", code, errOut)
 	}
-	var lines []string
-	keepalives := 0
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		if l == "Keep-alive received" {
-			keepalives++
-			continue
-		}
-		lines = append(lines, l)
-	}
-	want := []*regexp.Regexp{
-		regexp.MustCompile(`^Connected to server$`),
-		regexp.MustCompile(`^Data received: \{"name":"John","age":30,"email":"john@example.com"\}$`),
-		regexp.MustCompile(`^Pong received$`),
-		regexp.MustCompile(`^Data received: \{"message":"Hello again!","timestamp":\d{13}\}$`),
-		regexp.MustCompile(`^Disconnecting after 30 seconds\.\.\.$`),
-		regexp.MustCompile(`^Disconnected from server$`),
-	}
-	if len(lines) != len(want) {
+	if !strings.HasPrefix(out, "Connected to server\n") || !strings.Contains(out, "\nPong received\n") ||
+		!strings.HasSuffix(out, "Disconnecting after 30 seconds...\nDisconnected from server\n") {
 		t.Fatalf("demo printed:\n%s", out)
-	}
-	for i, re := range want {
-		if !re.MatchString(lines[i]) {
-			t.Fatalf("line %d is %q, want %s; output:\n%s", i, lines[i], re, out)
-		}
-	}
-	if keepalives == 0 {
-		t.Fatalf("no keep-alive in 30 scaled seconds:\n%s", out)
 	}
 }
 
