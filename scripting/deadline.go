@@ -3,6 +3,7 @@ package scripting
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,10 +13,12 @@ import (
 //
 // Once it has fired, the state is thrown away with it: Done never reopens.
 type callDeadline struct {
-	timer *time.Timer
-	done  chan struct{}
-	once  sync.Once
-	at    time.Time // the deadline of the call in progress; owner goroutine only
+	timer   *time.Timer
+	done    chan struct{}
+	once    sync.Once
+	at      time.Time   // the deadline of the call in progress; owner goroutine only
+	running atomic.Bool // a call is in progress
+	cause   atomic.Pointer[error]
 }
 
 func newCallDeadline() *callDeadline {
@@ -25,18 +28,34 @@ func newCallDeadline() *callDeadline {
 	return d
 }
 
-func (d *callDeadline) expire() { d.once.Do(func() { close(d.done) }) }
+func (d *callDeadline) expire() { d.stop(context.DeadlineExceeded) }
+
+// stop ends the call in progress for cause (the first cause wins).
+func (d *callDeadline) stop(cause error) {
+	d.cause.CompareAndSwap(nil, &cause)
+	d.once.Do(func() { close(d.done) })
+}
 
 // arm starts a call that may last timeout.
 func (d *callDeadline) arm(timeout time.Duration) {
 	d.at = time.Now().Add(timeout)
+	d.running.Store(true)
 	d.timer.Reset(timeout)
 }
 
 // disarm ends the call and reports whether it finished in time; when it did
 // not, the deadline (and its state) must not be used again.
 func (d *callDeadline) disarm() bool {
+	d.running.Store(false)
 	return d.timer.Stop() && !d.expired()
+}
+
+// stoppedBy is why the call was stopped, once it was.
+func (d *callDeadline) stoppedBy() error {
+	if c := d.cause.Load(); c != nil {
+		return *c
+	}
+	return nil
 }
 
 func (d *callDeadline) expired() bool {
@@ -60,7 +79,7 @@ func (d *callDeadline) Done() <-chan struct{}       { return d.done }
 func (d *callDeadline) Value(any) any               { return nil }
 func (d *callDeadline) Err() error {
 	if d.expired() {
-		return context.DeadlineExceeded
+		return d.stoppedBy()
 	}
 	return nil
 }

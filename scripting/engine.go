@@ -45,6 +45,9 @@ type Config struct {
 	Timeout time.Duration
 	// MaxStates bounds the Lua states of a generation.
 	MaxStates int
+	// MemoryLimit is the Go heap size (bytes) past which running handler
+	// calls are stopped with handler_error; zero means DefaultMemoryLimit.
+	MemoryLimit uint64
 	// Store is the shared key-value store; nil means a new one.
 	Store *Store
 	// KV, when set, replaces Store behind the `store` module (the cluster's
@@ -81,6 +84,7 @@ type Engine struct {
 	upstreams *upstreams
 	kv        KV
 	cluster   Cluster
+	memory    *memoryGuard
 
 	reloadsOK, reloadsFailed atomic.Uint64
 
@@ -101,6 +105,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		audit:     cfg.Audit,
 		observe:   cfg.ObserveCall,
+		memory:    newMemoryGuard(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)

@@ -62,3 +62,23 @@ end`}, Config{Timeout: 300 * time.Millisecond})
 		t.Fatalf("the heap kept %d MiB after the runaway call", grown>>20)
 	}
 }
+
+// TestMemoryLimitStopsRunawayCalls: a handler that allocates without end is
+// stopped when the heap passes the memory limit, long before its deadline,
+// and the server goes on.
+func TestMemoryLimitStopsRunawayCalls(t *testing.T) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  if msg.payload == "grow" then
+    local t, i = {}, 0
+    while true do i = i + 1; t[i] = {i, "x"} end
+  end
+  return msg.payload
+end`}, Config{Timeout: time.Minute, MemoryLimit: ms.HeapAlloc + 64<<20})
+	c, _ := f.client()
+	mustFail(t, c, "", `"grow"`, protocol.CodeHandlerError, "memory limit")
+	mustReply(t, c, "", `"fine"`, `"fine"`)
+}

@@ -70,6 +70,7 @@ func newState(gen *generation) (*luaState, error) {
 	st := &luaState{L: L, gen: gen, conv: newConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
 		modules: make(map[string]lua.LValue), deadline: newCallDeadline()}
 	L.SetContext(st.deadline)
+	gen.engine.memory.add(st)
 	openSandbox(L)
 	st.registerAPI()
 	st.registerUpstreamAPI()
@@ -165,11 +166,18 @@ func (st *luaState) newEnv() *lua.LTable {
 // on the stack. Script errors come back as *scriptError; a call cut off by
 // the deadline as errTimeout. A state whose deadline fired is marked broken.
 func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
+	guard := st.gen.engine.memory
+	guard.enter()
 	st.deadline.arm(st.gen.engine.timeout)
 	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
-	if !st.deadline.disarm() {
+	inTime := st.deadline.disarm()
+	guard.exit()
+	if !inTime {
 		st.broken = true
 		if err != nil {
+			if errors.Is(st.deadline.stoppedBy(), errMemoryLimit) {
+				return &scriptError{text: "stopped: the gateway's memory limit was exceeded while handlers ran"}
+			}
 			return errTimeout
 		}
 	}
@@ -181,6 +189,7 @@ func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
 
 // close releases the state's VM and timer.
 func (st *luaState) close() {
+	st.gen.engine.memory.remove(st)
 	st.deadline.release()
 	st.L.Close()
 }

@@ -41,6 +41,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-scripts", Usage: "serve the built-in Go echo instead of Lua handlers", EnvVars: envVar("no-scripts")},
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
+			&cli.StringFlag{Name: "lua-memory-limit", Value: "1GiB", Usage: "Go heap size past which running handler calls are stopped", EnvVars: envVar("lua-memory-limit")},
 			&cli.StringSliceFlag{Name: "upstream", Usage: "name=host:port: a samgw-protocol service for upstream.request (repeatable)", EnvVars: envVar("upstream")},
 			&cli.StringSliceFlag{Name: "upstream-allow", Usage: "host, host:port (globs) or CIDR that http.request may reach (repeatable; default: none)", EnvVars: envVar("upstream-allow")},
 			&cli.StringFlag{Name: "upstream-max-body", Value: "4MiB", Usage: "largest HTTP response body a handler may read", EnvVars: envVar("upstream-max-body")},
@@ -263,12 +264,17 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if n := cctx.Int("lua-states"); n <= 0 {
 		return nil, fmt.Errorf("--lua-states must be positive, got %d", n)
 	}
+	memLimit, err := parseSize(cctx.String("lua-memory-limit"))
+	if err != nil {
+		return nil, fmt.Errorf("--lua-memory-limit: %w", err)
+	}
 	cfg := scripting.Config{
-		Dir:       cctx.String("scripts"),
-		Timeout:   cctx.Duration("script-timeout"),
-		MaxStates: cctx.Int("lua-states"),
-		Logger:    log,
-		Audit:     audit,
+		MemoryLimit: uint64(memLimit),
+		Dir:         cctx.String("scripts"),
+		Timeout:     cctx.Duration("script-timeout"),
+		MaxStates:   cctx.Int("lua-states"),
+		Logger:      log,
+		Audit:       audit,
 	}
 	if reg != nil {
 		cfg.ObserveCall = reg.ObserveCall
