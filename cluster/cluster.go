@@ -92,8 +92,9 @@ type Cluster struct {
 	srv      *gateway.Server
 	subs     []*nats.Subscription
 
-	stop chan struct{}
-	done chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	changed chan struct{} // a connection came or went: refresh soon
 
 	mu      sync.Mutex
 	written map[string]bool // presence keys this node wrote last time
@@ -153,7 +154,7 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: store bucket: %w", err)
 	}
 	return &Cluster{cfg: cfg, log: log, nc: nc, presence: presence, store: store,
-		stop: make(chan struct{}), done: make(chan struct{}), written: make(map[string]bool)}, nil
+		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1), written: make(map[string]bool)}, nil
 }
 
 // Node returns this node's name.
@@ -396,7 +397,8 @@ func (c *Cluster) presenceKeys(ctx context.Context, filter string) ([]string, er
 	return keys, nil
 }
 
-// refreshLoop re-publishes this node's presence every third of the TTL.
+// refreshLoop re-publishes this node's presence every third of the TTL, and
+// soon after a connection comes or goes.
 func (c *Cluster) refreshLoop() {
 	defer close(c.done)
 	tick := time.NewTicker(c.cfg.PresenceTTL / 3)
@@ -407,7 +409,31 @@ func (c *Cluster) refreshLoop() {
 			return
 		case <-tick.C:
 			c.refresh()
+		case <-c.changed:
+			// Let a burst of connections settle, then publish them at once.
+			settle := time.NewTimer(announceDelay)
+			select {
+			case <-c.stop:
+				settle.Stop()
+				return
+			case <-settle.C:
+			}
+			c.refresh()
 		}
+	}
+}
+
+// announceDelay coalesces the presence updates of connections that come or
+// go together.
+const announceDelay = 20 * time.Millisecond
+
+// Announce tells the cluster that a connection came, authenticated or went,
+// so presence is refreshed within announceDelay instead of at the next
+// periodic refresh. It does not block.
+func (c *Cluster) Announce() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
 	}
 }
 

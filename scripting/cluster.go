@@ -31,6 +31,9 @@ type Cluster interface {
 	SendTo(ctx context.Context, identity string, payload []byte, route string) (int, error)
 	Publish(subject string, payload []byte) error
 	Request(ctx context.Context, subject string, payload []byte) ([]byte, error)
+	// Announce is called when a connection comes (authenticated) or goes,
+	// so the cluster can publish its presence promptly. It must not block.
+	Announce()
 }
 
 // localKV adapts the in-process Store to KV.

@@ -280,6 +280,9 @@ func (e *Engine) callFailed(gen *generation, route string, err error) error {
 // OnConnect runs default.lua's on_connect, if any. An error raised in it,
 // or a false result, rejects the connection; a second result is the reason.
 func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
+	if e.cluster != nil {
+		e.cluster.Announce()
+	}
 	gen := e.current.Load()
 	if !gen.hasOnConnect {
 		return nil
@@ -301,6 +304,9 @@ func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 
 // OnClose runs default.lua's on_close, if any.
 func (e *Engine) OnClose(c *gateway.Conn, reason string) {
+	if e.cluster != nil {
+		e.cluster.Announce()
+	}
 	gen := e.current.Load()
 	if !gen.hasOnClose {
 		return
