@@ -160,7 +160,7 @@ func TestReadinessChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Attach(srv, nil)
-	var healthy error = errors.New("NATS unreachable")
+	healthy := errors.New("NATS unreachable")
 	m.AddCheck("cluster", func() error { return healthy })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
