@@ -580,3 +580,33 @@ func TestPushesBetweenConnections(t *testing.T) {
 	expectFrame(t, b.nextSkipping(), "close", "", `{"reason":"kicked"}`)
 	b.expectEOF()
 }
+
+// panickyAuditor panics on one event, standing in for any bug outside a
+// handler.
+type panickyAuditor struct{ on string }
+
+func (a panickyAuditor) Audit(e AuditEvent) {
+	if e.Event == a.on {
+		panic("auditor bug")
+	}
+}
+
+func TestPanicOutsideHandlerClosesOnlyThatConnection(t *testing.T) {
+	srv, addr := startServer(t, Config{Rate: 0.001, RateBurst: 1, Audit: panickyAuditor{on: AuditRateLimited}})
+	calm := dialPeer(t, addr)
+	calm.send(`{"type":"ping","id":"c1"}` + "\n")
+	expectFrame(t, calm.nextSkipping(), "pong", "c1", "")
+
+	wild := dialPeer(t, addr)
+	wild.send(`{"type":"data","payload":1,"id":"1"}` + "\n")
+	expectFrame(t, wild.nextSkipping(), "data", "1", "1")
+	wild.send(`{"type":"data","payload":2,"id":"2"}` + "\n")
+	// The second frame is rate limited; auditing it panics: that connection
+	// is cut off, nothing else.
+	if f, err := wild.read(waitTimeout); err == nil {
+		t.Fatalf("the panicking connection got %s", f.raw)
+	}
+	testutil.Eventually(t, "the panicking connection to leave", func() bool { return srv.ConnectionCount() == 1 })
+	calm.send(`{"type":"ping","id":"c2"}` + "\n")
+	expectFrame(t, calm.nextSkipping(), "pong", "c2", "")
+}
