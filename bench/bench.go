@@ -350,11 +350,7 @@ func (w *worker) writeOpenLoop(ctx context.Context) {
 			due = due.Add(interval)
 		}
 		if len(buf) > 0 {
-			w.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := w.nc.Write(buf); err != nil {
-				if ctx.Err() == nil {
-					w.r.fail("conn %d: write: %v", w.index, err)
-				}
+			if !w.send(ctx, buf) {
 				return
 			}
 		}
@@ -410,14 +406,23 @@ func (w *worker) write(ctx context.Context) {
 			w.sent++
 			w.sentAt <- now
 		}
-		w.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := w.nc.Write(buf); err != nil {
-			if ctx.Err() == nil {
-				w.r.fail("conn %d: write: %v", w.index, err)
-			}
+		if !w.send(ctx, buf) {
 			return
 		}
 	}
+}
+
+// send writes a batch of frames; false means the connection is done (an
+// error is counted unless the run was ending anyway).
+func (w *worker) send(ctx context.Context, buf []byte) bool {
+	w.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := w.nc.Write(buf); err != nil {
+		if ctx.Err() == nil {
+			w.r.fail("conn %d: write: %v", w.index, err)
+		}
+		return false
+	}
+	return true
 }
 
 // appendSigned appends frame seq, signed.

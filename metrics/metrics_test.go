@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripting"
@@ -155,23 +156,10 @@ func TestScrape(t *testing.T) {
 
 func TestReadinessChecks(t *testing.T) {
 	m := New()
-	srv, err := gateway.NewServer(gateway.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := gatewaytest.Serve(t, "", gateway.Config{})
 	m.Attach(srv, nil)
 	healthy := errors.New("NATS unreachable")
 	m.AddCheck("cluster", func() error { return healthy })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	defer func() {
-		srv.Shutdown(context.Background())
-		<-done
-	}()
 	testutil.Eventually(t, "listening", srv.Listening)
 	h := m.Handler()
 	rec := httptest.NewRecorder()

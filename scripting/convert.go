@@ -174,19 +174,27 @@ func (d *jsonDecoder) object(depth int) (lua.LValue, error) {
 			return lua.LNil, err
 		}
 		t.RawSetString(key, v)
-		d.skipSpace()
-		if d.pos < len(d.data) {
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-				continue
-			case '}':
-				d.pos++
-				return t, nil
-			}
+		if closed, err := d.next('}'); err != nil || closed {
+			return t, err
 		}
-		return lua.LNil, d.errorf("expected ',' or '}'")
 	}
+}
+
+// next reads what follows a container's item: ',' (more items: false) or
+// the closing byte (true).
+func (d *jsonDecoder) next(closing byte) (closed bool, err error) {
+	d.skipSpace()
+	if d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+			return false, nil
+		case closing:
+			d.pos++
+			return true, nil
+		}
+	}
+	return false, d.errorf("expected ',' or '%c'", closing)
 }
 
 func (d *jsonDecoder) array(depth int) (lua.LValue, error) {
@@ -207,18 +215,9 @@ func (d *jsonDecoder) array(depth int) (lua.LValue, error) {
 			return lua.LNil, err
 		}
 		t.RawSetInt(i, v)
-		d.skipSpace()
-		if d.pos < len(d.data) {
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-				continue
-			case ']':
-				d.pos++
-				return t, nil
-			}
+		if closed, err := d.next(']'); err != nil || closed {
+			return t, err
 		}
-		return lua.LNil, d.errorf("expected ',' or ']'")
 	}
 }
 
