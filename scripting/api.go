@@ -10,6 +10,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -320,6 +321,8 @@ func registerCommon(L *lua.LState, conv *converter) {
 		t, ok := L.Get(1).(*lua.LTable)
 		if !ok {
 			t = L.NewTable()
+		} else if L.GetMetaField(t, "__metatable") != lua.LNil {
+			L.RaiseError("json.array: the table's metatable is protected")
 		}
 		t.Metatable = conv.arrayMeta
 		L.Push(t)
@@ -409,7 +412,7 @@ func (st *luaState) apiRequire(L *lua.LState) int {
 		L.RaiseError("require: no module %q in lib/", name)
 	}
 	fn := L.NewFunctionFromProto(proto)
-	fn.Env = st.newEnv()
+	fn.Env = luabox.NewEnv(L)
 	L.Push(fn)
 	L.Call(0, 1)
 	v := L.Get(-1)

@@ -9,6 +9,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -29,12 +30,42 @@ type nullMarker struct{}
 // ErrNotEncodable is wrapped by errors of values JSON cannot represent.
 var ErrNotEncodable = errors.New("scripting: value cannot be encoded as JSON")
 
+// ErrTooLarge is returned for JSON text past luabox.MaxString: a table that
+// holds one large string many times would otherwise encode to gigabytes in
+// one call.
+var ErrTooLarge = errors.New("scripting: JSON text larger than the limit")
+
+// ErrInterrupted is returned when the call's deadline passed during a
+// conversion.
+var ErrInterrupted = errors.New("scripting: conversion interrupted by the call's deadline")
+
+// convertCheckEvery is how many values are converted between two looks at
+// the deadline and the size.
+const convertCheckEvery = 4096
+
 // converter turns JSON into Lua values and back, for one LState: arrays get
 // that state's array metatable and null its json.null.
 type converter struct {
 	L         *lua.LState
 	arrayMeta *lua.LTable
 	null      *lua.LUserData
+	values    int // converted since the last check
+}
+
+// check counts one value and, every convertCheckEvery values, looks at the
+// call's deadline and at size, the output (or input) size so far.
+func (c *converter) check(size int) error {
+	if c.values++; c.values < convertCheckEvery {
+		return nil
+	}
+	c.values = 0
+	if size > luabox.MaxString {
+		return fmt.Errorf("%w (%d bytes)", ErrTooLarge, luabox.MaxString)
+	}
+	if ctx := c.L.Context(); ctx != nil && ctx.Err() != nil {
+		return ErrInterrupted
+	}
+	return nil
 }
 
 func newConverter(L *lua.LState) *converter {
@@ -73,6 +104,7 @@ func (c *converter) isArray(t *lua.LTable) bool {
 // payload that protocol.Decode accepted, or a value this package encoded.
 func (c *converter) decode(data []byte) (lua.LValue, error) {
 	d := jsonDecoder{c: c, data: data}
+	c.values = 0
 	d.skipSpace()
 	return d.value(0)
 }
@@ -112,6 +144,9 @@ func (d *jsonDecoder) skipSpace() {
 
 // value decodes the value at pos. Recursion is bounded by maxDecodeDepth.
 func (d *jsonDecoder) value(depth int) (lua.LValue, error) {
+	if err := d.c.check(0); err != nil {
+		return lua.LNil, err
+	}
 	if d.pos >= len(d.data) {
 		return lua.LNil, d.errorf("unexpected end of input")
 	}
@@ -287,10 +322,19 @@ func (d *jsonDecoder) number() (lua.LValue, error) {
 
 // encode appends the JSON of v to dst.
 func (c *converter) encode(dst []byte, v lua.LValue) ([]byte, error) {
-	return c.appendValue(dst, v, 0)
+	c.values = 0
+	start := len(dst)
+	dst, err := c.appendValue(dst, v, 0)
+	if err == nil && len(dst)-start > luabox.MaxString {
+		err = fmt.Errorf("%w (%d bytes)", ErrTooLarge, luabox.MaxString)
+	}
+	return dst, err
 }
 
 func (c *converter) appendValue(dst []byte, v lua.LValue, depth int) ([]byte, error) {
+	if err := c.check(len(dst)); err != nil {
+		return dst, err
+	}
 	switch v := v.(type) {
 	case *lua.LNilType:
 		return append(dst, "null"...), nil
@@ -302,6 +346,9 @@ func (c *converter) appendValue(dst []byte, v lua.LValue, depth int) ([]byte, er
 	case lua.LNumber:
 		return appendNumber(dst, float64(v))
 	case lua.LString:
+		if len(dst)+len(v) > luabox.MaxString {
+			return dst, fmt.Errorf("%w (%d bytes)", ErrTooLarge, luabox.MaxString)
+		}
 		return protocol.AppendString(dst, string(v)), nil
 	case *lua.LTable:
 		return c.appendTable(dst, v, depth+1)

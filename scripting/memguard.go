@@ -18,6 +18,11 @@ const memoryPoll = 25 * time.Millisecond
 // errMemoryLimit marks a call stopped because the heap grew past the limit.
 var errMemoryLimit = errors.New("scripting: memory limit exceeded")
 
+// guardedMemory are the runtime/metrics classes the guard adds up: the
+// heap's live objects and the goroutine stacks (deep recursion in a Go
+// library call grows a stack, not the heap).
+var guardedMemory = []string{"/memory/classes/heap/objects:bytes", "/memory/classes/heap/stacks:bytes"}
+
 // memoryGuard stops handler calls when the heap grows past a limit: a
 // handler that builds tables without end would otherwise take the machine
 // long before its deadline. gopher-lua has no allocation hook, so the guard
@@ -37,8 +42,11 @@ type memoryGuard struct {
 }
 
 func newMemoryGuard(limit uint64) *memoryGuard {
-	return &memoryGuard{limit: limit, states: make(map[*luaState]struct{}),
-		sample: []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}}
+	g := &memoryGuard{limit: limit, states: make(map[*luaState]struct{})}
+	for _, name := range guardedMemory {
+		g.sample = append(g.sample, metrics.Sample{Name: name})
+	}
+	return g
 }
 
 func (g *memoryGuard) add(st *luaState) {
@@ -68,7 +76,11 @@ func (g *memoryGuard) exit() { g.inflight.Add(-1) }
 func (g *memoryGuard) poll() {
 	g.mu.Lock()
 	metrics.Read(g.sample)
-	if heap := g.sample[0].Value.Uint64(); heap > g.limit {
+	var used uint64
+	for _, s := range g.sample {
+		used += s.Value.Uint64()
+	}
+	if used > g.limit {
 		for st := range g.states {
 			if st.deadline.running.Load() {
 				st.deadline.stop(errMemoryLimit)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/bench"
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -206,14 +207,13 @@ func runScenario(ctx context.Context, cfg ScenarioConfig, proto *lua.FunctionPro
 	defer s.client.Disconnect("scenario finished")
 	defer close(finished) // before Disconnect, which waits for the reader
 
-	s.L = lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: callStackSize, RegistrySize: registrySize,
-		RegistryMaxSize: registryMaxSize, MinimizeStackMemory: true})
+	s.L = luabox.NewState()
 	defer s.L.Close()
 	s.L.SetContext(ctx)
-	openSandbox(s.L)
 	s.conv = newConverter(s.L)
 	registerCommon(s.L, s.conv)
 	s.register(index, cfg.Args)
+	luabox.Seal(s.L)
 
 	fn := s.L.NewFunctionFromProto(proto)
 	if err := s.L.CallByParam(lua.P{Fn: fn, NRet: 0, Protect: true}); err != nil {

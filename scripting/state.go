@@ -8,18 +8,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
-)
-
-// Sizes of a Lua state. Small to start (a state per concurrent call is
-// kept), bounded so runaway recursion or stack growth fails with an error.
-const (
-	callStackSize   = 200
-	registrySize    = 1024
-	registryMaxSize = 256 * 1024
-	// maxStringRep bounds string.rep, the one library call that can
-	// allocate without limit in a single step the deadline cannot stop.
-	maxStringRep = 16 << 20
 )
 
 // handlerFuncs are the functions one route's file defines.
@@ -60,20 +50,14 @@ type luaState struct {
 // newState builds a state for gen: sandboxed libraries, the script API,
 // and every route's file run in an environment of its own.
 func newState(gen *generation) (*luaState, error) {
-	L := lua.NewState(lua.Options{
-		SkipOpenLibs:        true,
-		CallStackSize:       callStackSize,
-		RegistrySize:        registrySize,
-		RegistryMaxSize:     registryMaxSize,
-		MinimizeStackMemory: true,
-	})
+	L := luabox.NewState()
 	st := &luaState{L: L, gen: gen, conv: newConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
 		modules: make(map[string]lua.LValue), deadline: newCallDeadline()}
 	L.SetContext(st.deadline)
 	gen.engine.memory.add(st)
-	openSandbox(L)
 	st.registerAPI()
 	st.registerUpstreamAPI()
+	luabox.Seal(L)
 	st.connMeta = st.newConnMeta()
 	st.msgMeta = st.newMsgMeta()
 	for name, proto := range gen.routes {
@@ -87,54 +71,11 @@ func newState(gen *generation) (*luaState, error) {
 	return st, nil
 }
 
-// openSandbox opens the safe subset of the standard libraries: base without
-// file access, code loading from files, GC control or environment games;
-// string, table and math; and os.time, os.clock and os.date only.
-func openSandbox(L *lua.LState) {
-	for _, lib := range []struct {
-		name string
-		open lua.LGFunction
-	}{
-		{lua.BaseLibName, lua.OpenBase},
-		{lua.TabLibName, lua.OpenTable},
-		{lua.StringLibName, lua.OpenString},
-		{lua.MathLibName, lua.OpenMath},
-		{lua.OsLibName, lua.OpenOs},
-	} {
-		L.Push(L.NewFunction(lib.open))
-		L.Push(lua.LString(lib.name))
-		L.Call(1, 0)
-	}
-	for _, name := range []string{"dofile", "loadfile", "collectgarbage", "getfenv", "setfenv", "module", "require", "newproxy", "_GOPHER_LUA_VERSION"} {
-		L.SetGlobal(name, lua.LNil)
-	}
-	osFull := L.GetGlobal("os").(*lua.LTable)
-	os := L.NewTable()
-	for _, name := range []string{"time", "clock", "date", "difftime"} {
-		os.RawSetString(name, osFull.RawGetString(name))
-	}
-	L.SetGlobal("os", os)
-	str := L.GetGlobal("string").(*lua.LTable)
-	str.RawSetString("dump", lua.LNil)
-	rep := str.RawGetString("rep").(*lua.LFunction)
-	str.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
-		s, n := L.CheckString(1), L.CheckInt(2)
-		if n > 0 && len(s)*n > maxStringRep {
-			L.RaiseError("string.rep: result of %d bytes exceeds the limit of %d", len(s)*n, maxStringRep)
-		}
-		L.Push(rep)
-		L.Push(L.Get(1))
-		L.Push(L.Get(2))
-		L.Call(2, 1)
-		return 1
-	}))
-}
-
 // loadRoute runs a route's file in a fresh environment (whose globals fall
 // back to the shared ones) and collects its handler functions.
 func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFuncs, error) {
 	file := name + ".lua"
-	env := st.newEnv()
+	env := luabox.NewEnv(st.L)
 	fn := st.L.NewFunctionFromProto(proto)
 	fn.Env = env
 	st.call = callInfo{script: file}
@@ -150,16 +91,6 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 	funcs.onConnect, _ = env.RawGetString("on_connect").(*lua.LFunction)
 	funcs.onClose, _ = env.RawGetString("on_close").(*lua.LFunction)
 	return funcs, nil
-}
-
-// newEnv returns a table for a file's globals that reads through to the
-// shared globals.
-func (st *luaState) newEnv() *lua.LTable {
-	env := st.L.NewTable()
-	meta := st.L.NewTable()
-	meta.RawSetString("__index", st.L.Get(lua.GlobalsIndex))
-	env.Metatable = meta
-	return env
 }
 
 // run calls fn with args under the engine's timeout, leaving nret results

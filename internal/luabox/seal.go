@@ -1,0 +1,102 @@
+package luabox
+
+import lua "github.com/yuin/gopher-lua"
+
+// readOnlyField marks the metatable of a read-only proxy. Scripts cannot
+// see that metatable (its __metatable field hides it), so they cannot
+// unmark a proxy; marking a table of their own only protects it.
+const readOnlyField = "__samgw_readonly"
+
+// Seal makes every table reachable from L's globals read-only to scripts,
+// and the string metatable unreachable. A Lua state serves many routes and
+// many connections in turn: without this, `string.upper = evil` or
+// `getmetatable("").__index.upper = evil` in one route would change what
+// every later call on that state runs.
+//
+// Each table is replaced in its parent by an empty proxy whose metatable
+// reads through to it and refuses writes; the metatable is protected
+// (getmetatable returns false, setmetatable fails), and rawset,
+// table.insert, table.remove and table.sort refuse proxies. Iterating a
+// proxy with pairs yields nothing. Call Seal after every module scripts see
+// has been registered.
+func Seal(L *lua.LState) {
+	g := L.G.Global
+	seen := map[*lua.LTable]*lua.LTable{g: g}
+	str, _ := g.RawGetString(lua.StringLibName).(*lua.LTable)
+	sealFields(L, g, seen)
+	if str != nil {
+		meta := L.NewTable()
+		meta.RawSetString("__index", str)
+		meta.RawSetString("__metatable", lua.LFalse)
+		L.SetMetatable(lua.LString(""), meta)
+	}
+}
+
+// sealFields replaces every table held by t with its read-only proxy.
+func sealFields(L *lua.LState, t *lua.LTable, seen map[*lua.LTable]*lua.LTable) {
+	var keys []lua.LValue
+	t.ForEach(func(k, v lua.LValue) {
+		if _, ok := v.(*lua.LTable); ok {
+			keys = append(keys, k)
+		}
+	})
+	for _, k := range keys {
+		t.RawSet(k, readOnly(L, t.RawGet(k).(*lua.LTable), seen))
+	}
+}
+
+// readOnly returns the proxy of t, sealing what t holds first.
+func readOnly(L *lua.LState, t *lua.LTable, seen map[*lua.LTable]*lua.LTable) *lua.LTable {
+	if p, ok := seen[t]; ok {
+		return p
+	}
+	proxy := L.NewTable()
+	seen[t] = proxy
+	sealFields(L, t, seen)
+	meta := L.NewTable()
+	meta.RawSetString("__index", t)
+	meta.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
+		L.RaiseError("attempt to modify a read-only table (field %s)", L.Get(2).String())
+		return 0
+	}))
+	meta.RawSetString("__metatable", lua.LFalse)
+	meta.RawSetString(readOnlyField, lua.LTrue)
+	proxy.Metatable = meta
+	return proxy
+}
+
+// IsReadOnly reports whether t is a sealed library table.
+func IsReadOnly(t *lua.LTable) bool {
+	meta, ok := t.Metatable.(*lua.LTable)
+	return ok && meta.RawGetString(readOnlyField) == lua.LTrue
+}
+
+// checkWritable raises an error when t is read-only.
+func checkWritable(L *lua.LState, t *lua.LTable, what string) {
+	if IsReadOnly(t) {
+		L.RaiseError("%s: attempt to modify a read-only table", what)
+	}
+}
+
+// NewEnv returns a table for one file's (or loaded chunk's) globals: it
+// reads through to the shared, sealed globals, takes the file's own
+// assignments, and is its own _G. Its metatable is hidden, so the shared
+// globals cannot be reached through it.
+func NewEnv(L *lua.LState) *lua.LTable {
+	env := L.NewTable()
+	meta := L.NewTable()
+	meta.RawSetString("__index", L.G.Global)
+	meta.RawSetString("__metatable", lua.LFalse)
+	env.Metatable = meta
+	env.RawSetString("_G", env)
+	return env
+}
+
+// baseRawSet is rawset, refusing read-only tables.
+func baseRawSet(L *lua.LState) int {
+	t := L.CheckTable(1)
+	checkWritable(L, t, "rawset")
+	L.RawSet(t, L.CheckAny(2), L.CheckAny(3))
+	L.SetTop(1)
+	return 1
+}

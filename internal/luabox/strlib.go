@@ -1,0 +1,216 @@
+package luabox
+
+import (
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// The string functions that can run long or build large results, replacing
+// gopher-lua's: pattern matching with a step budget and a recursion limit
+// (gopher-lua's matcher recurses once per subject character and its gsub
+// rebuilds the result once per match), rep and format with a size limit.
+
+// stringStart converts a Lua start position (1-based, negative from the
+// end) into a byte offset within [0, n].
+func stringStart(pos, n int) int {
+	if pos < 0 {
+		pos += n + 1
+	}
+	if pos < 1 {
+		return 0
+	}
+	if pos-1 > n {
+		return n
+	}
+	return pos - 1
+}
+
+// findAux is string.find (find) and string.match (!find).
+func findAux(L *lua.LState, find bool) int {
+	src := L.CheckString(1)
+	pat := L.CheckString(2)
+	init := stringStart(L.OptInt(3, 1), len(src))
+	if find && (lua.LVAsBool(L.Get(4)) || !strings.ContainsAny(pat, patternSpecials)) {
+		if i := strings.Index(src[init:], pat); i >= 0 {
+			L.Push(lua.LNumber(init + i + 1))
+			L.Push(lua.LNumber(init + i + len(pat)))
+			return 2
+		}
+		L.Push(lua.LNil)
+		return 1
+	}
+	what := "string.match"
+	if find {
+		what = "string.find"
+	}
+	anchor := strings.HasPrefix(pat, "^")
+	if anchor {
+		pat = pat[1:]
+	}
+	m := newMatcher(L, newBudget(L, what, MaxPatternSteps), src, pat)
+	for s := init; s <= len(src); s++ {
+		m.reset()
+		if e := m.match(s, 0); e != -1 {
+			if find {
+				L.Push(lua.LNumber(s + 1))
+				L.Push(lua.LNumber(e))
+				return m.pushCaptures(-1, -1, false) + 2
+			}
+			return m.pushCaptures(s, e, true)
+		}
+		if anchor {
+			break
+		}
+	}
+	L.Push(lua.LNil)
+	return 1
+}
+
+func strFind(L *lua.LState) int  { return findAux(L, true) }
+func strMatch(L *lua.LState) int { return findAux(L, false) }
+
+// strGmatch returns an iterator that finds the next match each time it is
+// called, rather than every match up front.
+func strGmatch(L *lua.LState) int {
+	src := L.CheckString(1)
+	pat := L.CheckString(2)
+	b := newBudget(L, "string.gmatch", MaxPatternSteps)
+	m := newMatcher(L, b, src, pat)
+	pos := 0
+	L.Push(L.NewFunction(func(L *lua.LState) int {
+		m.L, b.L = L, L
+		b.used, b.next = 0, checkEvery
+		for s := pos; s <= len(src); s++ {
+			m.reset()
+			if e := m.match(s, 0); e != -1 {
+				pos = e
+				if e == s {
+					pos++ // an empty match: move on at least one position
+				}
+				return m.pushCaptures(s, e, true)
+			}
+		}
+		pos = len(src) + 1
+		return 0
+	}))
+	return 1
+}
+
+// strGsub builds its result in one buffer, in time linear in its size, and
+// refuses to build one larger than MaxString.
+func strGsub(L *lua.LState) int {
+	src := L.CheckString(1)
+	pat := L.CheckString(2)
+	repl := L.Get(3)
+	switch repl.Type() {
+	case lua.LTNumber, lua.LTString, lua.LTFunction, lua.LTTable:
+	default:
+		L.ArgError(3, "string/function/table expected")
+	}
+	maxN := L.OptInt(4, len(src)+1)
+	anchor := strings.HasPrefix(pat, "^")
+	if anchor {
+		pat = pat[1:]
+	}
+	b := newBudget(L, "string.gsub", MaxPatternSteps)
+	m := newMatcher(L, b, src, pat)
+	var out strings.Builder
+	s, n := 0, 0
+scan:
+	for n < maxN {
+		m.reset()
+		e := m.match(s, 0)
+		if e != -1 {
+			n++
+			gsubValue(L, m, &out, s, e, repl)
+		}
+		switch {
+		case e != -1 && e > s:
+			s = e
+		case s < len(src):
+			out.WriteByte(src[s])
+			s++
+		default:
+			break scan
+		}
+		b.spend(1)
+		checkSize(L, "string.gsub", out.Len())
+		if anchor {
+			break
+		}
+	}
+	out.WriteString(src[s:])
+	checkSize(L, "string.gsub", out.Len())
+	L.Push(lua.LString(out.String()))
+	L.Push(lua.LNumber(n))
+	return 2
+}
+
+// gsubValue appends the replacement of the match from s to e.
+func gsubValue(L *lua.LState, m *matcher, out *strings.Builder, s, e int, repl lua.LValue) {
+	var v lua.LValue
+	switch r := repl.(type) {
+	case lua.LString, lua.LNumber:
+		gsubString(m, out, s, e, r.String())
+		return
+	case *lua.LFunction:
+		L.Push(r)
+		n := m.pushCaptures(s, e, true)
+		L.Call(n, 1)
+		v = L.Get(-1)
+		L.Pop(1)
+	case *lua.LTable:
+		v = L.GetTable(r, m.captureValue(0, s, e))
+	}
+	switch v := v.(type) {
+	case *lua.LNilType:
+		out.WriteString(m.src[s:e])
+	case lua.LBool:
+		if v {
+			L.RaiseError("invalid replacement value (a boolean)")
+		}
+		out.WriteString(m.src[s:e])
+	case lua.LString, lua.LNumber:
+		checkSize(L, "string.gsub", out.Len()+len(v.String()))
+		out.WriteString(v.String())
+	default:
+		L.RaiseError("invalid replacement value (a %s)", v.Type())
+	}
+}
+
+// gsubString appends a replacement string with %0-%9 expanded.
+func gsubString(m *matcher, out *strings.Builder, s, e int, repl string) {
+	checkSize(m.L, "string.gsub", out.Len()+len(repl))
+	for i := 0; i < len(repl); i++ {
+		c := repl[i]
+		if c != patternEscape || i+1 == len(repl) {
+			out.WriteByte(c)
+			continue
+		}
+		i++
+		switch d := repl[i]; {
+		case d == '0':
+			out.WriteString(m.src[s:e])
+		case d >= '1' && d <= '9':
+			out.WriteString(m.captureValue(int(d-'1'), s, e).String())
+		default:
+			out.WriteByte(d)
+		}
+		checkSize(m.L, "string.gsub", out.Len())
+	}
+}
+
+// strRep is string.rep with the result size checked before it is built.
+func strRep(L *lua.LState) int {
+	s, n := L.CheckString(1), L.CheckInt(2)
+	if n <= 0 || s == "" {
+		L.Push(lua.LString(""))
+		return 1
+	}
+	if n > MaxString/len(s) {
+		L.RaiseError("string.rep: result of %d × %d bytes exceeds the limit of %d", len(s), n, MaxString)
+	}
+	L.Push(lua.LString(strings.Repeat(s, n)))
+	return 1
+}

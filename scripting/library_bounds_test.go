@@ -1,0 +1,159 @@
+package scripting
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// boundedLibraryHandler runs the library call named by the route on a
+// payload string; each ran for seconds to minutes, or allocated hundreds of
+// megabytes, in one Go call before the sandbox bounded them.
+var boundedLibraryHandlers = map[string]string{
+	"echo":      `function on_data(msg) return #msg.payload end`,
+	"escape":    `function on_data(msg) return #(msg.payload:gsub("<", "&lt;")) end`,
+	"trim":      `function on_data(msg) return #msg.payload:match("^%s*(.-)%s*$") end`,
+	"backtrack": `function on_data(msg) return msg.payload:find(".-.-.-.-x") end`,
+	"recurse":   `function on_data(msg) return msg.payload:match(string.rep("a?", 1000) .. "b") end`,
+	"concat": `function on_data(msg)
+  local big, t = msg.payload:rep(16), {}
+  for i = 1, 24 do t[i] = big end
+  return #table.concat(t)
+end`,
+	"unpack": `function on_data(msg) return select("#", unpack({}, 1, 1e7)) end`,
+	"load":   `function on_data(msg) local f, err = loadstring((msg.payload:sub(1, 60000):gsub("a", "("))) return err end`,
+	"encode": `function on_data(msg)
+  local big, t = msg.payload:rep(16), {}
+  for i = 1, 24 do t[i] = big end
+  return #json.encode(t)
+end`,
+	"format": `function on_data(msg) return #string.format(string.rep("%s", 40), unpack({msg.payload:rep(16)}, 1, 40)) end`,
+	"leak":   `function on_data(msg) return string.format("%p", {}) end`,
+}
+
+// TestLibraryCallsOnLargePayloadsAreBounded sends a 1 MiB payload to each
+// hostile handler: each answers (a reply, handler_error or handler_timeout)
+// within --script-timeout + 100 ms of what the echo of the same payload
+// takes, the process's peak memory does not grow by the hundreds of
+// megabytes the calls used to build, and another connection is served
+// meanwhile.
+func TestLibraryCallsOnLargePayloadsAreBounded(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	files := map[string]string{}
+	for route, src := range boundedLibraryHandlers {
+		files[route+".lua"] = src
+	}
+	f := newFixtureWith(t, files, Config{Timeout: timeout}, gateway.Config{MaxFrameSize: 2 << 20})
+	attacker := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 2 << 20, Logger: quietLogger()})
+	if err := attacker.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer attacker.Disconnect("done")
+	bystander, _ := f.client()
+	payload := strconv.Quote(strings.Repeat("a", 1<<20))
+
+	start := time.Now()
+	mustReply(t, attacker, "echo", payload, strconv.Itoa(1<<20))
+	baseline := time.Since(start)
+	peakBefore := peakRSS(t)
+
+	cases := []struct {
+		route string
+		code  protocol.Code // "" for a reply
+		want  string        // the reply, or text in the error
+	}{
+		{"escape", "", "1048576"},
+		{"trim", "", "1048576"},
+		{"backtrack", protocol.CodeHandlerTimeout, ""},
+		{"recurse", protocol.CodeHandlerError, "pattern too complex"},
+		{"concat", protocol.CodeHandlerError, "larger than the limit"},
+		{"unpack", protocol.CodeHandlerError, "too many results"},
+		{"load", "", `"load: source nested deeper than 200 levels"`},
+		{"encode", protocol.CodeHandlerError, "larger than the limit"},
+		{"format", protocol.CodeHandlerError, "larger than the limit"},
+		{"leak", protocol.CodeHandlerError, "invalid option '%p'"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.route, func(t *testing.T) {
+			done := make(chan struct{})
+			var got string
+			var err error
+			start := time.Now()
+			go func() {
+				defer close(done)
+				got, err = request(t, attacker, tc.route, payload)
+			}()
+			mustReply(t, bystander, "echo", `"still served"`, "12")
+			<-done
+			took := time.Since(start)
+			if limit := baseline + timeout + 100*time.Millisecond; took > limit {
+				t.Fatalf("answered after %v; the bound is %v", took, limit)
+			}
+			var pe *protocol.Error
+			switch {
+			case tc.code == "" && (err != nil || got != tc.want):
+				t.Fatalf("got %.80q, %v; want %s", got, err, tc.want)
+			case tc.code != "" && (!errors.As(err, &pe) || pe.Code != tc.code || !strings.Contains(pe.Message, tc.want)):
+				t.Fatalf("got %.80q, %v; want %s mentioning %q", got, err, tc.code, tc.want)
+			}
+		})
+	}
+	if grown := peakRSS(t) - peakBefore; grown > 200<<20 {
+		t.Fatalf("peak RSS grew by %d MiB", grown>>20)
+	}
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in bytes.
+func peakRSS(t *testing.T) int64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatalf("reading the peak RSS: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", rest, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
+
+// TestSharedLibrariesCannotBePoisoned: one route tries every way to change
+// the string library for the routes that run on the same pooled Lua state
+// after it; the next route still gets the real string.upper.
+func TestSharedLibrariesCannotBePoisoned(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"poison.lua": `function on_data(msg)
+  local evil = function() return "pwned" end
+  local attempts = {
+    function() getmetatable("").__index.upper = evil end,
+    function() string.upper = evil end,
+    function() rawset(string, "upper", evil) end,
+    function() _G.string = {upper = evil} end,
+    function() loadstring("string.upper = ...")(evil) end,
+  }
+  local refused = 0
+  for _, attempt in ipairs(attempts) do
+    if not pcall(attempt) then refused = refused + 1 end
+  end
+  return refused
+end`,
+		"upper.lua": `function on_data(msg) return msg.payload:upper() end`,
+	}, Config{MaxStates: 1})
+	c, _ := f.client()
+	// _G.string = … writes the route's own globals, which is allowed and
+	// changes nothing for other routes; the other four are refused.
+	mustReply(t, c, "poison", `""`, "4")
+	mustReply(t, c, "upper", `"abc"`, `"ABC"`)
+}
