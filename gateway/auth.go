@@ -4,11 +4,15 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,17 +26,20 @@ const DefaultMaxSkew = 2 * time.Minute
 // Identity is an agent allowed to connect when authentication is on.
 type Identity struct {
 	// Name identifies the agent in logs, audit events and conn.identity.
-	Name string `yaml:"name"`
+	Name string
 	// TokenSHA256 is the hex SHA-256 of its bearer token; the token itself
 	// is never stored. Empty for identities that only connect with a client
 	// certificate.
-	TokenSHA256 string `yaml:"token_sha256,omitempty"`
+	TokenSHA256 string
 	// Routes are glob patterns (path.Match) of the routes it may send data
-	// to; the route of a frame without one is "default". Nil allows all.
-	Routes []string `yaml:"routes,omitempty"`
-	// PublicKey, when set, is the base64 Ed25519 key that must sign every
-	// data frame of this identity.
-	PublicKey string `yaml:"public_key,omitempty"`
+	// to; the route of a frame without one is "default". Nil allows all;
+	// an empty, non-nil list allows none.
+	Routes []string
+	// PublicKey, when set, is the Ed25519 key that must sign every data
+	// frame of this identity: the base64 of the raw 32 bytes (what samgw
+	// keygen writes), or of the SPKI DER form, or that form's PEM (what
+	// openssl pkey -pubout writes).
+	PublicKey string
 }
 
 // AuthConfig turns authentication on: every connection must prove one of
@@ -89,9 +96,9 @@ func newAuthority(cfg *AuthConfig) (*authority, error) {
 			}
 		}
 		if id.PublicKey != "" {
-			k, err := base64.StdEncoding.DecodeString(id.PublicKey)
-			if err != nil || len(k) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("identity %q: public_key must be a base64 Ed25519 public key", id.Name)
+			k, err := ParsePublicKey(id.PublicKey)
+			if err != nil {
+				return nil, fmt.Errorf("identity %q: public_key: %w", id.Name, err)
 			}
 			p.key = k
 		}
@@ -99,6 +106,42 @@ func newAuthority(cfg *AuthConfig) (*authority, error) {
 		a.all = append(a.all, p)
 	}
 	return a, nil
+}
+
+// ErrPublicKey is returned for a public key that is not an Ed25519 key in
+// one of the accepted forms.
+var ErrPublicKey = errors.New("gateway: not an Ed25519 public key (want the base64 of the raw 32 bytes from samgw keygen, or of its SPKI DER form, or a PEM PUBLIC KEY block)")
+
+// ParsePublicKey reads an Ed25519 public key given as the base64 of its 32
+// raw bytes, as the base64 of its SPKI DER encoding ("MCowBQYDK2VwAyEA…"),
+// or as a PEM "PUBLIC KEY" block.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	var der []byte
+	if block, _ := pem.Decode([]byte(s)); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("%w: a PEM %q block", ErrPublicKey, block.Type)
+		}
+		der = block.Bytes
+	} else {
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrPublicKey, err)
+		}
+		if len(raw) == ed25519.PublicKeySize {
+			return ed25519.PublicKey(raw), nil
+		}
+		der = raw
+	}
+	key, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPublicKey, err)
+	}
+	ed, ok := key.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: a %T", ErrPublicKey, key)
+	}
+	return ed, nil
 }
 
 // byToken returns the identity whose token this is. Every identity's hash

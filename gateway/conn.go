@@ -186,9 +186,9 @@ func (c *Conn) handshake() bool {
 		name := CertIdentity(certs[0])
 		c.identity.Store(&name)
 		if c.srv.auth != nil {
+			// nil for an identity not listed: readLoop refuses it.
 			c.principal = c.srv.auth.byName[name]
 		}
-		c.audit(AuditAuthOK, "", "client certificate")
 	}
 	return true
 }
@@ -210,10 +210,19 @@ func (c *Conn) audit(event, route, reason string) {
 // readLoop reads and dispatches frames until the connection must close, and
 // returns why, with the close frame's payload key and text ("" for none).
 func (c *Conn) readLoop() (reason, key, text string) {
-	if c.srv.auth != nil && c.Identity() == "" {
+	switch {
+	case c.srv.auth != nil && c.Identity() == "":
 		if reason, key, text, ok := c.authenticate(); !ok {
 			return reason, key, text
 		}
+	case c.srv.auth != nil && c.principal == nil:
+		// With identities, the file is the allow-list: a certificate from
+		// the CA whose identity is not listed gets no access at all (not
+		// access without a route ACL or a signature requirement).
+		reason, key, text, _ := c.refuseAuth("client certificate identity "+strconv.Quote(c.Identity())+" is not listed", "")
+		return reason, key, text
+	case c.Identity() != "":
+		c.audit(AuditAuthOK, "", "client certificate")
 	}
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
@@ -243,13 +252,7 @@ func (c *Conn) readLoop() (reason, key, text string) {
 func (c *Conn) authenticate() (reason, key, text string, ok bool) {
 	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(ReasonAuthTimeout) })
 	defer timer.Stop()
-	fail := func(why string, id string) (string, string, string, bool) {
-		c.w.enqueueError(id, protocol.Errorf(protocol.CodeUnauthorized, "%s", why)) //nolint:errcheck // closing
-		c.srv.counters.authFailures.Add(1)
-		c.audit(AuditAuthFailed, "", why)
-		c.log.Info("Authentication failed", "reason", why)
-		return ReasonUnauthorized + ": " + why, "reason", ReasonUnauthorized, false
-	}
+	fail := c.refuseAuth
 	frame, err := c.w.readFrame()
 	if err != nil {
 		if errors.Is(err, errCloseRequested) && c.w.requestedReason() == ReasonAuthTimeout {
@@ -274,6 +277,17 @@ func (c *Conn) authenticate() (reason, key, text string, ok bool) {
 	c.replyAuth(m.ID, p.name)
 	c.audit(AuditAuthOK, "", "token")
 	return "", "", "", true
+}
+
+// refuseAuth answers a failed authentication with error unauthorized
+// (answering the frame with id), counts and audits it, and returns the
+// close the connection ends with.
+func (c *Conn) refuseAuth(why, id string) (reason, key, text string, ok bool) {
+	c.w.enqueueError(id, protocol.Errorf(protocol.CodeUnauthorized, "%s", why)) //nolint:errcheck // closing
+	c.srv.counters.authFailures.Add(1)
+	c.audit(AuditAuthFailed, "", why)
+	c.log.Info("Authentication failed", "reason", why)
+	return ReasonUnauthorized + ": " + why, "reason", ReasonUnauthorized, false
 }
 
 // replyAuth answers an auth frame: {"ok":true,"identity":name}.

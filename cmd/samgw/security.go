@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -77,35 +76,6 @@ func clientSecurity(cctx *cli.Context, cfg *gateway.ClientConfig) error {
 	return nil
 }
 
-// loadIdentities reads an identities file: a YAML list of identities, or a
-// mapping with an `identities` list. Unknown keys are errors, so a typo in
-// `routes` cannot silently allow everything.
-func loadIdentities(file string) ([]gateway.Identity, error) {
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("--identities: %w", err)
-	}
-	var ids []gateway.Identity
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(true)
-	if bytes.Contains(src, []byte("identities:")) {
-		var doc struct {
-			Identities []gateway.Identity `yaml:"identities"`
-		}
-		err = dec.Decode(&doc)
-		ids = doc.Identities
-	} else {
-		err = dec.Decode(&ids)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--identities %s: %w", file, err)
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("--identities %s: no identities", file)
-	}
-	return ids, nil
-}
-
 // loadSignKey reads a PKCS#8 PEM Ed25519 private key.
 func loadSignKey(file string) (ed25519.PrivateKey, error) {
 	src, err := os.ReadFile(file)
@@ -177,7 +147,7 @@ func tokenCommand() *cli.Command {
 			rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
 			token := base64.RawURLEncoding.EncodeToString(b[:])
 			sum := sha256.Sum256([]byte(token))
-			entry, err := yaml.Marshal([]gateway.Identity{{Name: name, TokenSHA256: hex.EncodeToString(sum[:])}})
+			entry, err := yaml.Marshal([]tokenEntry{{Name: name, TokenSHA256: hex.EncodeToString(sum[:])}})
 			if err != nil {
 				return err
 			}

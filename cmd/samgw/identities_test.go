@@ -1,0 +1,90 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+)
+
+func TestIdentitiesFileRoutes(t *testing.T) {
+	const token = "token_sha256: 3b5d5c3712955042212316173ccf37be800b7a93a1f26d5d1a7a8d4e4fdc3c2e"
+	cases := []struct {
+		name, file string
+		routes     []string
+		err        error
+	}{
+		{"absent: every route", "- name: a\n  " + token + "\n", nil, nil},
+		{"listed", "- name: a\n  " + token + "\n  routes: [chat, \"chat.*\"]\n", []string{"chat", "chat.*"}, nil},
+		{"empty list", "- name: a\n  " + token + "\n  routes: []\n", nil, errEmptyRoutes},
+		{"null", "- name: a\n  " + token + "\n  routes:\n", nil, errEmptyRoutes},
+		{"explicit null", "- name: a\n  " + token + "\n  routes: null\n", nil, errEmptyRoutes},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "identities.yaml")
+			writeFile(t, file, tc.file)
+			ids, err := loadIdentities(file)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			if strings.Join(ids[0].Routes, ",") != strings.Join(tc.routes, ",") || (ids[0].Routes == nil) != (tc.routes == nil) {
+				t.Fatalf("routes %#v, want %#v", ids[0].Routes, tc.routes)
+			}
+		})
+	}
+	t.Run("serve refuses to start", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "identities.yaml")
+		writeFile(t, file, "identities:\n  - name: a\n    "+token+"\n    routes: []\n")
+		code, _, errOut := runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--identities", file)
+		if code == 0 || !strings.Contains(errOut, "routes is present but empty") {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+}
+
+// TestIdentitiesPublicKeyForms: every form an operator is likely to paste
+// loads, and each names the same key.
+func TestIdentitiesPublicKeyForms(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemText := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	forms := map[string]string{
+		"raw base64 (samgw keygen)":         base64.StdEncoding.EncodeToString(pub),
+		"SPKI DER base64":                   base64.StdEncoding.EncodeToString(der),
+		"PEM (openssl pkey -pubout), block": "|\n    " + strings.ReplaceAll(strings.TrimSpace(pemText), "\n", "\n    "),
+	}
+	for name, value := range forms {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "identities.yaml")
+			writeFile(t, file, "- name: signer\n  public_key: "+value+"\n")
+			ids, err := loadIdentities(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := gateway.ParsePublicKey(ids[0].PublicKey)
+			if err != nil || !key.Equal(pub) {
+				t.Fatalf("parsed %x, %v; want %x", key, err, pub)
+			}
+			if _, err := gateway.NewServer(gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}}); err != nil {
+				t.Fatalf("the server refused the key: %v", err)
+			}
+		})
+	}
+}
