@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -101,23 +102,40 @@ func certsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "certs",
 		Usage: "make a development CA, a server certificate and client certificates",
+		Description: "Without --force nothing that exists is replaced: with a CA already in --dir, --clients adds\n" +
+			"client certificates signed by it (and the server certificate is made only if missing).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Value: "certs", Usage: "output directory"},
 			&cli.StringFlag{Name: "hosts", Value: "localhost,127.0.0.1", Usage: "server names and addresses, comma-separated"},
 			&cli.StringFlag{Name: "clients", Usage: "client certificate names, comma-separated"},
 			&cli.DurationFlag{Name: "valid-for", Value: 365 * 24 * time.Hour, Usage: "validity"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing CA and certificates (clients of the old CA stop working)"},
 		},
 		Action: func(cctx *cli.Context) error {
+			dir := cctx.String("dir")
 			opts := devcert.Options{Hosts: splitList(cctx.String("hosts")), Clients: splitList(cctx.String("clients"))}
 			opts.NotBefore = time.Now().Add(-time.Hour)
 			opts.NotAfter = time.Now().Add(cctx.Duration("valid-for"))
 			if len(opts.Hosts) == 0 {
 				return errors.New("--hosts: at least one name or address")
 			}
-			if err := devcert.Write(cctx.String("dir"), opts); err != nil {
+			force := cctx.Bool("force")
+			if _, _, err := devcert.LoadCA(dir); err == nil && !force {
+				if len(opts.Clients) == 0 {
+					return fmt.Errorf("certs: %s already has a CA: pass --clients NAME to add client certificates signed by it, or --force to replace it (every certificate it signed stops working)", dir)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "server.pem")); err == nil && !cctx.IsSet("hosts") {
+					opts.Hosts = nil // keep the server certificate; only add clients
+				}
+			}
+			written, err := devcert.Ensure(dir, opts, force)
+			if errors.Is(err, devcert.ErrExists) {
+				return fmt.Errorf("%w (pass --force to replace it)", err)
+			}
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cctx.App.Writer, "wrote ca.pem, server.pem and %d client certificates (with their keys) to %s\n", len(opts.Clients), cctx.String("dir"))
+			fmt.Fprintf(cctx.App.Writer, "wrote %s to %s\n", strings.Join(written, " "), dir)
 			return nil
 		},
 	}

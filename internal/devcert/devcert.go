@@ -7,10 +7,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
@@ -30,10 +33,24 @@ type Options struct {
 }
 
 // Write makes ca.pem, ca-key.pem, server.pem, server-key.pem and a pair per
-// client in dir (created if needed). Keys are written with mode 0600.
+// client in dir (created if needed), replacing any that exist. Keys are
+// written with mode 0600.
 func Write(dir string, opts Options) error {
+	_, err := Ensure(dir, opts, true)
+	return err
+}
+
+// ErrExists is returned when a file would be replaced without force.
+var ErrExists = errors.New("certs: file exists")
+
+// Ensure is Write that, unless replace is set, keeps what exists: an
+// existing CA (ca.pem and ca-key.pem) signs the new certificates, and a
+// file that exists is never overwritten (ErrExists names it), so a running
+// server's CA and certificate cannot be replaced by accident. It returns
+// the names of the files it wrote.
+func Ensure(dir string, opts Options, replace bool) (written []string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("certs: %w", err)
+		return nil, fmt.Errorf("certs: %w", err)
 	}
 	if opts.NotBefore.IsZero() {
 		opts.NotBefore = time.Now().Add(-time.Hour)
@@ -41,30 +58,83 @@ func Write(dir string, opts Options) error {
 	if opts.NotAfter.IsZero() {
 		opts.NotAfter = opts.NotBefore.Add(365 * 24 * time.Hour)
 	}
-	ca, caKey, err := CA(opts)
-	if err != nil {
-		return err
-	}
-	if err := WritePair(dir, "ca", ca, caKey); err != nil {
-		return err
-	}
-	server, serverKey, err := Leaf(ca, caKey, "samgw server", opts.Hosts, x509.ExtKeyUsageServerAuth, opts)
-	if err != nil {
-		return err
-	}
-	if err := WritePair(dir, "server", server, serverKey); err != nil {
-		return err
-	}
-	for _, name := range opts.Clients {
-		cert, key, err := Leaf(ca, caKey, name, []string{name}, x509.ExtKeyUsageClientAuth, opts)
-		if err != nil {
-			return err
-		}
+	pair := func(name string, cert *x509.Certificate, key *ecdsa.PrivateKey) error {
 		if err := WritePair(dir, name, cert, key); err != nil {
 			return err
 		}
+		written = append(written, name+".pem", name+"-key.pem")
+		return nil
+	}
+	ca, caKey, err := LoadCA(dir)
+	switch {
+	case err == nil && !replace:
+	case err == nil || errors.Is(err, fs.ErrNotExist):
+		if ca, caKey, err = CA(opts); err != nil {
+			return nil, err
+		}
+		if err := pair("ca", ca, caKey); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	if len(opts.Hosts) > 0 {
+		if err := refuseExisting(dir, "server", replace); err != nil {
+			return written, err
+		}
+		server, serverKey, err := Leaf(ca, caKey, "samgw server", opts.Hosts, x509.ExtKeyUsageServerAuth, opts)
+		if err != nil {
+			return written, err
+		}
+		if err := pair("server", server, serverKey); err != nil {
+			return written, err
+		}
+	}
+	for _, name := range opts.Clients {
+		if err := refuseExisting(dir, name, replace); err != nil {
+			return written, err
+		}
+		cert, key, err := Leaf(ca, caKey, name, []string{name}, x509.ExtKeyUsageClientAuth, opts)
+		if err != nil {
+			return written, err
+		}
+		if err := pair(name, cert, key); err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// refuseExisting returns ErrExists when <name>.pem or <name>-key.pem
+// exists and may not be replaced.
+func refuseExisting(dir, name string, replace bool) error {
+	if replace {
+		return nil
+	}
+	for _, f := range []string{name + ".pem", name + "-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return fmt.Errorf("%w: %s", ErrExists, filepath.Join(dir, f))
+		}
 	}
 	return nil
+}
+
+// LoadCA reads ca.pem and ca-key.pem from dir; the error wraps
+// fs.ErrNotExist when there is no CA there.
+func LoadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: the CA in %s: %w", dir, err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: the CA in %s: %w", dir, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok || !cert.IsCA {
+		return nil, nil, fmt.Errorf("certs: %s is not a CA made by samgw certs", filepath.Join(dir, "ca.pem"))
+	}
+	return cert, key, nil
 }
 
 // CA makes a self-signed certificate authority.
