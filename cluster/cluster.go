@@ -13,7 +13,9 @@
 //     the owning node refreshes them): node.<node>, conn.<id> and
 //     ident.<identity>.<id>, so a crashed node's entries go away by
 //     themselves;
-//   - bucket samgw_store: the script store.
+//   - bucket samgw_store: the script store;
+//   - bucket samgw_replay: the ids of signed messages within the replay
+//     window (see Claim).
 package cluster
 
 import (
@@ -74,6 +76,9 @@ type Config struct {
 	Token, CredsFile, CAFile string
 	// PresenceTTL: zero means DefaultPresenceTTL.
 	PresenceTTL time.Duration
+	// ReplayWindow is how long signed message ids are kept cluster-wide:
+	// twice the gateway's MaxSkew. Zero means twice gateway.DefaultMaxSkew.
+	ReplayWindow time.Duration
 	// SubjectAllow are the subject prefixes scripts may publish and
 	// request on (nats.publish, nats.request); none by default.
 	SubjectAllow []string
@@ -89,6 +94,7 @@ type Cluster struct {
 	nc       *nats.Conn
 	presence jetstream.KeyValue
 	store    jetstream.KeyValue
+	replay   jetstream.KeyValue
 	srv      *gateway.Server
 	subs     []*nats.Subscription
 
@@ -108,6 +114,9 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = DefaultPresenceTTL
+	}
+	if cfg.ReplayWindow <= 0 {
+		cfg.ReplayWindow = 2 * gateway.DefaultMaxSkew
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -153,7 +162,12 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: store bucket: %w", err)
 	}
-	return &Cluster{cfg: cfg, log: log, nc: nc, presence: presence, store: store,
+	replay, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: replayBucket, TTL: cfg.ReplayWindow})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: replay bucket: %w", err)
+	}
+	return &Cluster{cfg: cfg, log: log, nc: nc, presence: presence, store: store, replay: replay,
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1), written: make(map[string]bool)}, nil
 }
 

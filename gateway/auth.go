@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,7 +14,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
@@ -47,8 +47,16 @@ type Identity struct {
 type AuthConfig struct {
 	Identities []Identity
 	// MaxSkew bounds the clock difference of signed messages; zero means
-	// DefaultMaxSkew.
+	// DefaultMaxSkew. Signed ids are remembered for twice as long.
 	MaxSkew time.Duration
+	// ReplayCap bounds the signed ids remembered per identity within the
+	// window; beyond it new signed messages get replay. Zero sizes it for
+	// the window at the server's Rate (see replayCap), or DefaultReplayCap.
+	ReplayCap int
+	// Replay, when set, also checks signed ids across a cluster, so a
+	// signed frame is accepted once, not once per node. When it fails the
+	// message is refused with cluster_unavailable.
+	Replay ReplayGuard
 }
 
 // authority checks tokens, routes and signatures for a server.
@@ -56,6 +64,7 @@ type authority struct {
 	byName  map[string]*principal
 	all     []*principal
 	maxSkew time.Duration
+	replay  ReplayGuard
 }
 
 // principal is an identity ready for checks, with its replay window.
@@ -64,16 +73,22 @@ type principal struct {
 	tokenHash []byte
 	routes    []string
 	key       ed25519.PublicKey
-
-	mu      sync.Mutex
-	seen    map[string]time.Time // signed message ids → when they may be forgotten
-	inserts int
+	seen      *replayCache // signed message ids within the window; nil without a key
 }
 
-func newAuthority(cfg *AuthConfig) (*authority, error) {
-	a := &authority{byName: make(map[string]*principal), maxSkew: cfg.MaxSkew}
+// newAuthority prepares cfg's identities; rate and burst (the server's
+// per-connection limit) size the replay windows when cfg.ReplayCap is zero.
+func newAuthority(cfg *AuthConfig, rate float64, burst int) (*authority, error) {
+	a := &authority{byName: make(map[string]*principal), maxSkew: cfg.MaxSkew, replay: cfg.Replay}
 	if a.maxSkew <= 0 {
 		a.maxSkew = DefaultMaxSkew
+	}
+	if cfg.ReplayCap < 0 {
+		return nil, fmt.Errorf("replay cap %d: must not be negative", cfg.ReplayCap)
+	}
+	limit := cfg.ReplayCap
+	if limit == 0 {
+		limit = replayCap(rate, burst, a.window())
 	}
 	for _, id := range cfg.Identities {
 		if id.Name == "" {
@@ -82,7 +97,7 @@ func newAuthority(cfg *AuthConfig) (*authority, error) {
 		if _, dup := a.byName[id.Name]; dup {
 			return nil, fmt.Errorf("identity %q: listed twice", id.Name)
 		}
-		p := &principal{name: id.Name, routes: id.Routes, seen: make(map[string]time.Time)}
+		p := &principal{name: id.Name, routes: id.Routes}
 		if id.TokenSHA256 != "" {
 			h, err := hex.DecodeString(id.TokenSHA256)
 			if err != nil || len(h) != sha256.Size {
@@ -101,11 +116,26 @@ func newAuthority(cfg *AuthConfig) (*authority, error) {
 				return nil, fmt.Errorf("identity %q: public_key: %w", id.Name, err)
 			}
 			p.key = k
+			p.seen = newReplayCache(a.window(), limit)
 		}
 		a.byName[id.Name] = p
 		a.all = append(a.all, p)
 	}
 	return a, nil
+}
+
+// window is how long signed ids are remembered: a message is accepted while
+// its timestamp is within maxSkew of the clock, so a copy can arrive up to
+// twice that after the first.
+func (a *authority) window() time.Duration { return 2 * a.maxSkew }
+
+// close stops the replay windows' timers.
+func (a *authority) close() {
+	for _, p := range a.all {
+		if p.seen != nil {
+			p.seen.close()
+		}
+	}
 }
 
 // ErrPublicKey is returned for a public key that is not an Ed25519 key in
@@ -189,13 +219,17 @@ func (p *principal) allows(route string) bool {
 
 // verify checks a data frame of a signing identity: the signature over the
 // exact bytes, the timestamp within the skew, and the id not seen before in
-// the window. scratch is a buffer to build the signed bytes in.
-func (a *authority) verify(p *principal, m *protocol.Message, scratch []byte) ([]byte, error) {
+// the window (on this node, and on every node with a ReplayGuard). scratch
+// is a buffer to build the signed bytes in.
+func (a *authority) verify(ctx context.Context, p *principal, m *protocol.Message, scratch []byte) ([]byte, error) {
 	if m.Sig == "" {
 		return scratch, protocol.Errorf(protocol.CodeBadSignature, "this identity must sign its messages (sig missing)")
 	}
 	if m.ID == "" {
 		return scratch, protocol.Errorf(protocol.CodeBadSignature, "a signed message needs an id")
+	}
+	if len(m.ID) > MaxSignedIDLen {
+		return scratch, protocol.Errorf(protocol.CodeInvalidMessage, "the id of a signed message is %d bytes; at most %d are allowed", len(m.ID), MaxSignedIDLen)
 	}
 	// The peer's sig is decoded into a buffer of DecodedLen of its length:
 	// base64 input of the right length but without padding decodes to more
@@ -218,29 +252,26 @@ func (a *authority) verify(p *principal, m *protocol.Message, scratch []byte) ([
 	if ts.Before(now.Add(-a.maxSkew)) || ts.After(now.Add(a.maxSkew)) {
 		return scratch, protocol.Errorf(protocol.CodeReplay, "timestamp outside the allowed skew of %v", a.maxSkew)
 	}
-	if !p.remember(m.ID, now.Add(2*a.maxSkew)) {
+	switch p.seen.remember(m.ID, now) {
+	case replaySeen:
 		return scratch, protocol.Errorf(protocol.CodeReplay, "message id %q was already received", m.ID)
+	case replayFull:
+		return scratch, protocol.Errorf(protocol.CodeReplay, "too many signed messages from this identity within the replay window (%d): try again later", p.seen.cap)
+	}
+	if a.replay != nil {
+		cctx, cancel := context.WithTimeout(ctx, clusterReplayTimeout)
+		fresh, err := a.replay.Claim(cctx, p.name, m.ID, a.window())
+		cancel()
+		if err != nil {
+			p.seen.forget(m.ID) // not accepted: a retry with the same id must not count as a replay here
+			return scratch, protocol.Errorf(protocol.CodeClusterUnavailable, "signed messages cannot be checked against replays on other nodes right now")
+		}
+		if !fresh {
+			return scratch, protocol.Errorf(protocol.CodeReplay, "message id %q was already received (by another node)", m.ID)
+		}
 	}
 	return scratch, nil
 }
 
-// remember records a signed message id until forget; it reports false when
-// the id is already known. Expired ids are pruned every 1024 inserts, so
-// the window's memory follows the identity's message rate.
-func (p *principal) remember(id string, forget time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if until, ok := p.seen[id]; ok && until.After(now) {
-		return false
-	}
-	p.seen[id] = forget
-	if p.inserts++; p.inserts%1024 == 0 {
-		for k, until := range p.seen {
-			if !until.After(now) {
-				delete(p.seen, k)
-			}
-		}
-	}
-	return true
-}
+// clusterReplayTimeout bounds the cluster-wide replay check of one message.
+const clusterReplayTimeout = 2 * time.Second

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -21,7 +22,7 @@ func FuzzAuthChecks(f *testing.F) {
 	f.Add("token-s", "x", "r", []byte(`[1, 2]`), base64.StdEncoding.EncodeToString(make([]byte, 64)), false, int16(-3000))
 	seed := make([]byte, ed25519.SeedSize)
 	key := ed25519.NewKeyFromSeed(seed)
-	a, err := newAuthority(authConfig(key.Public().(ed25519.PublicKey)))
+	a, err := newAuthority(authConfig(key.Public().(ed25519.PublicKey)), 0, 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -37,9 +38,21 @@ func FuzzAuthChecks(f *testing.F) {
 		if signIt {
 			m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, protocol.AppendSigned(nil, &m)))
 		}
-		_, err := a.verify(signer, &m, nil)
+		full := signer.seen.held() >= signer.seen.cap
+		_, err := a.verify(context.Background(), signer, &m, nil)
 		valid := signIt || verifiesAnyway(key, &m)
 		switch {
+		case len(m.ID) > MaxSignedIDLen:
+			if !errors.Is(err, &protocol.Error{Code: protocol.CodeInvalidMessage}) {
+				t.Fatalf("a %d-byte signed id got %v, want invalid_message", len(m.ID), err)
+			}
+			return
+		case full:
+			// A full replay window refuses every new id, right or wrong.
+			if err == nil {
+				t.Fatal("a message passed a full replay window")
+			}
+			return
 		case valid && err != nil:
 			t.Fatalf("a correct signature failed: %v", err)
 		case !valid && err == nil:
@@ -48,7 +61,7 @@ func FuzzAuthChecks(f *testing.F) {
 			t.Fatalf("unexpected error %v", err)
 		}
 		if err == nil {
-			if _, again := a.verify(signer, &m, nil); !errors.Is(again, &protocol.Error{Code: protocol.CodeReplay}) {
+			if _, again := a.verify(context.Background(), signer, &m, nil); !errors.Is(again, &protocol.Error{Code: protocol.CodeReplay}) {
 				t.Fatalf("the same message passed twice: %v", again)
 			}
 		}

@@ -334,13 +334,15 @@ func (c *Conn) admit(m *protocol.Message) error {
 	}
 	if p.key != nil {
 		var err error
-		if c.scratch, err = c.srv.auth.verify(p, m, c.scratch); err != nil {
-			event, counter := AuditBadSignature, &c.srv.counters.badSigs
-			if errors.Is(err, &protocol.Error{Code: protocol.CodeReplay}) {
-				event, counter = AuditReplay, &c.srv.counters.replays
+		if c.scratch, err = c.srv.auth.verify(c.ctx, p, m, c.scratch); err != nil {
+			switch pe := err.(*protocol.Error); pe.Code {
+			case protocol.CodeBadSignature:
+				c.srv.counters.badSigs.Add(1)
+				c.audit(AuditBadSignature, m.Route, pe.Message)
+			case protocol.CodeReplay:
+				c.srv.counters.replays.Add(1)
+				c.audit(AuditReplay, m.Route, pe.Message)
 			}
-			counter.Add(1)
-			c.audit(event, m.Route, err.(*protocol.Error).Message)
 			return err
 		}
 	}

@@ -47,7 +47,7 @@ func NewServer(cfg Config) (*Server, error) {
 	var auth *authority
 	if cfg.Auth != nil {
 		var err error
-		if auth, err = newAuthority(cfg.Auth); err != nil {
+		if auth, err = newAuthority(cfg.Auth, cfg.Rate, cfg.RateBurst); err != nil {
 			return nil, fmt.Errorf("identities: %w", err)
 		}
 	}
@@ -300,6 +300,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-finished:
 		s.stopBase()
+		s.closeAuth()
 		return nil
 	case <-ctx.Done():
 	}
@@ -312,7 +313,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.w.abort("shutdown timed out")
 	}
 	s.stopBase()
+	s.closeAuth()
 	return fmt.Errorf("shutdown: %w", ctx.Err())
+}
+
+// closeAuth stops the authority's timers once no connection can use it.
+func (s *Server) closeAuth() {
+	if s.auth != nil {
+		s.auth.close()
+	}
 }
 
 // snapshot returns the open connections; s.mu must be held.

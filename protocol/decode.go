@@ -93,6 +93,11 @@ func Decode(frame []byte, m *Message, limits Limits) error {
 				if err != nil {
 					return err
 				}
+				if kind == stringValue && bit != fieldSig && hasControl(str) && semantic == nil {
+					// A newline in id or route would let two different
+					// messages sign the same bytes (see AppendSigned).
+					semantic = Errorf(CodeInvalidMessage, "%s must not contain control characters", key)
+				}
 				switch {
 				case kind == stringValue && bit == fieldID:
 					m.ID = string(str)
@@ -268,6 +273,16 @@ const (
 
 // stringValue reads a value that should be a string or null. When it is
 // neither, the value is skipped and kind is otherValue.
+// hasControl reports whether b holds an ASCII control character.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *scanner) stringValue() (str []byte, kind int, err error) {
 	switch s.peek() {
 	case '"':

@@ -54,6 +54,11 @@ func TestDecode(t *testing.T) {
 		{"syntax beats semantics", `{"type":5,"payload":[}`, Message{}, CodeInvalidJSON},
 		{"only spaces", `   `, Message{}, CodeInvalidJSON},
 
+		{"newline in route", `{"type":"data","id":"x","route":"T\ndefault"}`, Message{ID: "x"}, CodeInvalidMessage},
+		{"newline in id", `{"type":"data","id":"x\nT","route":"default"}`, Message{ID: "x\nT"}, CodeInvalidMessage},
+		{"NUL in id", `{"type":"data","id":"a\u0000b"}`, Message{ID: "a\x00b"}, CodeInvalidMessage},
+		{"DEL in route", "{\"type\":\"data\",\"route\":\"a\x7f\"}", Message{}, CodeInvalidMessage},
+		{"tab in route", `{"type":"data","route":"a\tb"}`, Message{}, CodeInvalidMessage},
 		{"array", `[1,2]`, Message{}, CodeInvalidMessage},
 		{"string", `"data"`, Message{}, CodeInvalidMessage},
 		{"empty object", `{}`, Message{}, CodeInvalidMessage},

@@ -111,6 +111,9 @@ func serve(cctx *cli.Context) error {
 	if clu != nil {
 		defer clu.Close()
 		cfg.IDPrefix = clu.IDPrefix()
+		if cfg.Auth != nil {
+			cfg.Auth.Replay = clu // a signed frame is accepted once by the cluster
+		}
 	}
 	engine, err := newEngine(cctx, log, cfg.Audit, reg, clu)
 	if err != nil {
@@ -212,11 +215,11 @@ func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (*gateway.AuditLog, e
 		if err != nil {
 			return nil, err
 		}
-		cfg.Auth = &gateway.AuthConfig{Identities: ids, MaxSkew: cctx.Duration("max-skew")}
+		cfg.Auth = &gateway.AuthConfig{Identities: ids, MaxSkew: cctx.Duration("max-skew"), ReplayCap: cctx.Int("replay-cap")}
 		cfg.AuthTimeout = cctx.Duration("auth-timeout")
 	}
-	if cctx.Float64("rate") < 0 || cctx.Int("rate-burst") < 0 || cctx.Int("max-conns-per-ip") < 0 {
-		return nil, errors.New("--rate, --rate-burst and --max-conns-per-ip must not be negative")
+	if cctx.Float64("rate") < 0 || cctx.Int("rate-burst") < 0 || cctx.Int("max-conns-per-ip") < 0 || cctx.Int("replay-cap") < 0 {
+		return nil, errors.New("--rate, --rate-burst, --max-conns-per-ip and --replay-cap must not be negative")
 	}
 	cfg.Rate, cfg.RateBurst, cfg.MaxConnsPerIP = cctx.Float64("rate"), cctx.Int("rate-burst"), cctx.Int("max-conns-per-ip")
 	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && !isLoopback(host) {
@@ -315,7 +318,7 @@ func joinCluster(cctx *cli.Context, log *slog.Logger) (*cluster.Cluster, error) 
 	defer cancel()
 	clu, err := cluster.Connect(ctx, cluster.Config{
 		URLs: url, Node: node, Token: cctx.String("nats-token"), CredsFile: cctx.String("nats-creds"), CAFile: cctx.String("nats-ca"),
-		SubjectAllow: cctx.StringSlice("nats-subject-allow"), Logger: log,
+		SubjectAllow: cctx.StringSlice("nats-subject-allow"), ReplayWindow: 2 * cctx.Duration("max-skew"), Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
+	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// rawSigner is a hand-driven connection of the signing identity, so the
+// very same signed frame can be sent to two nodes.
+type rawSigner struct {
+	t  *testing.T
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+func dialSigner(t *testing.T, addr string) *rawSigner {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, testutil.WaitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	s := &rawSigner{t: t, nc: nc, r: bufio.NewReader(nc)}
+	s.send([]byte(`{"type":"auth","payload":{"token":"s"},"id":"auth"}` + "\n"))
+	if m := s.next(); m.Type != protocol.TypeAuth {
+		t.Fatalf("auth answered with %s", m.Type)
+	}
+	return s
+}
+
+func (s *rawSigner) send(frame []byte) {
+	s.t.Helper()
+	if _, err := s.nc.Write(frame); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// next returns the next frame that is not a periodic keepalive.
+func (s *rawSigner) next() protocol.Message {
+	s.t.Helper()
+	for {
+		s.nc.SetReadDeadline(time.Now().Add(testutil.WaitTimeout))
+		line, err := s.r.ReadBytes('\n')
+		if err != nil {
+			s.t.Fatalf("reading: %v", err)
+		}
+		var m protocol.Message
+		if err := protocol.Decode(line[:len(line)-1], &m, protocol.Limits{}); err != nil {
+			s.t.Fatalf("decoding %q: %v", line, err)
+		}
+		if m.Type == protocol.TypeKeepAlive && m.ID == "" {
+			continue
+		}
+		return *m.Clone()
+	}
+}
+
+// errorCode is the code of an error frame, "" for any other frame.
+func errorCode(m protocol.Message) protocol.Code {
+	if m.Type != protocol.TypeError {
+		return ""
+	}
+	var e struct{ Code protocol.Code }
+	json.Unmarshal(m.Payload, &e)
+	return e.Code
+}
+
+// TestSignedFrameIsAcceptedOnceByTheCluster: the same signed frame sent to
+// two nodes is accepted by the first only; while NATS is down the check
+// cannot be made and signed frames are refused (fail closed) with
+// cluster_unavailable.
+func TestSignedFrameIsAcceptedOnceByTheCluster(t *testing.T) {
+	ns := natsServer(t, -1, t.TempDir())
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	ids := []gateway.Identity{{Name: "signer", TokenSHA256: hash("s"), PublicKey: base64.StdEncoding.EncodeToString(pub)}}
+	var addrs []string
+	for _, name := range []string{"n1", "n2"} {
+		c, err := Connect(context.Background(), Config{URLs: ns.ClientURL(), Node: name, ReplayWindow: 4 * time.Minute, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_, addr := gatewaytest.Serve(t, "", gateway.Config{IDPrefix: c.IDPrefix(), Auth: &gateway.AuthConfig{Identities: ids, Replay: c}})
+		addrs = append(addrs, addr)
+	}
+	frame := func(id string) []byte {
+		m := protocol.Message{Type: protocol.TypeData, ID: id, Timestamp: protocol.Now(), Payload: []byte(`"transfer 100"`)}
+		m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(priv, protocol.AppendSigned(nil, &m)))
+		return protocol.AppendFrame(nil, &m)
+	}
+	one, two := dialSigner(t, addrs[0]), dialSigner(t, addrs[1])
+	f := frame("pay-1")
+	one.send(f)
+	if m := one.next(); m.Type != protocol.TypeData || string(m.Payload) != `"transfer 100"` {
+		t.Fatalf("first node: %s %s", m.Type, m.Payload)
+	}
+	two.send(f)
+	if m := two.next(); errorCode(m) != protocol.CodeReplay {
+		t.Fatalf("second node answered the replayed frame with %s %s", m.Type, m.Payload)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	one.send(frame("pay-2"))
+	if m := one.next(); errorCode(m) != protocol.CodeClusterUnavailable {
+		t.Fatalf("with NATS down: %s %s", m.Type, m.Payload)
+	}
+}
