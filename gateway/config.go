@@ -23,6 +23,10 @@ const (
 	// raised to twice the frame limit when that is larger, so one maximal
 	// reply always fits.
 	DefaultMaxQueueBytes = 4 << 20
+	// DefaultMaxFrameUnauthenticated is the frame limit until a connection
+	// has authenticated: an auth frame is small, and a peer that has proven
+	// nothing should not make the server buffer a megabyte.
+	DefaultMaxFrameUnauthenticated = 8 << 10
 )
 
 // Config configures a Server. The zero value of every field means its
@@ -61,6 +65,16 @@ type Config struct {
 	Auth *AuthConfig
 	// AuthTimeout is how long a connection may take to authenticate.
 	AuthTimeout time.Duration
+	// MaxFrameUnauthenticated is the frame limit of a connection until it
+	// has authenticated (with Auth set).
+	MaxFrameUnauthenticated int
+	// MaxUnauthenticated bounds the connections still in their TLS
+	// handshake or authentication (with TLSConfig or Auth set); zero means
+	// a quarter of MaxConns. When it is reached, or MaxConns is, the oldest
+	// such connection is closed to admit a new one: peers that prove
+	// nothing can hold at most this many slots and never lock out a client
+	// that authenticates.
+	MaxUnauthenticated int
 	// Rate, when positive, limits each connection's data frames per second;
 	// RateBurst frames may come at once (zero: the rate, at least 1).
 	Rate      float64
@@ -91,6 +105,8 @@ func (c Config) withDefaults() Config {
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, DefaultHandshakeTimeout)
 	c.AuthTimeout = cmp.Or(c.AuthTimeout, DefaultAuthTimeout)
+	c.MaxFrameUnauthenticated = min(cmp.Or(c.MaxFrameUnauthenticated, DefaultMaxFrameUnauthenticated), c.MaxFrameSize)
+	c.MaxUnauthenticated = cmp.Or(c.MaxUnauthenticated, max(c.MaxConns/4, 1))
 	if c.Rate > 0 && c.RateBurst <= 0 {
 		c.RateBurst = max(int(c.Rate), 1)
 	}

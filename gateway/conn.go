@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"cmp"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -45,6 +46,8 @@ type Conn struct {
 	principal *principal             // its checks; nil for certificate-only identities
 	limiter   *rate.Limiter          // nil: no rate limit
 	scratch   []byte                 // signature verification buffer
+	pending   *list.Element          // in srv.pending until authenticated; guarded by srv.mu
+	evicted   bool                   // closed to admit another; guarded by srv.mu
 }
 
 // ConnInfo describes a connection, for listings and statistics.
@@ -224,6 +227,7 @@ func (c *Conn) readLoop() (reason, key, text string) {
 	case c.Identity() != "":
 		c.audit(AuditAuthOK, "", "client certificate")
 	}
+	c.srv.authenticated(c)
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
 		c.safely("OnConnect", func() { err = h.OnConnect(c.ctx, c) })

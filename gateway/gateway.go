@@ -55,4 +55,8 @@ const (
 	// ReasonAuthTimeout closes a connection that did not authenticate in
 	// time.
 	ReasonAuthTimeout = "authentication timed out"
+	// ReasonUnauthenticatedEvicted closes the oldest connection that has
+	// not authenticated yet, to make room for a new one, when
+	// MaxUnauthenticated (or MaxConns) is reached.
+	ReasonUnauthenticatedEvicted = "too many unauthenticated connections"
 )

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,6 +31,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[string]*Conn
 	perIP     map[string]int // open connections by remote address
+	pending   list.List      // connections not yet authenticated, oldest first (*Conn)
+	evicting  int            // evicted connections still closing
 	closed    bool
 
 	connSeq  atomic.Uint64
@@ -161,20 +164,13 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	ip := remoteIP(nc)
 	s.mu.Lock()
-	switch {
-	case s.closed:
+	if s.closed {
 		s.mu.Unlock()
 		cancel()
 		nc.Close()
 		return
-	case len(s.conns) >= s.cfg.MaxConns:
-		s.mu.Unlock()
-		cancel()
-		s.log.Warn("Connection refused: server full", "remote", remote, "max_conns", s.cfg.MaxConns)
-		s.counters.refused.Add(1)
-		s.turnAway(nc, ReasonServerFull)
-		return
-	case s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+	}
+	if s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP {
 		s.mu.Unlock()
 		cancel()
 		s.log.Warn("Connection refused: too many from one address", "remote", remote, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
@@ -182,12 +178,43 @@ func (s *Server) accept(nc net.Conn) {
 		s.turnAway(nc, ReasonTooManyFromAddress)
 		return
 	}
+	needsAuth := s.needsAuthentication()
+	full := len(s.conns)-s.evicting >= s.cfg.MaxConns
+	crowded := needsAuth && s.pending.Len() >= s.cfg.MaxUnauthenticated
+	var victim *Conn
+	if (full || crowded) && s.pending.Len() > 0 && s.evicting < s.cfg.MaxUnauthenticated {
+		// Make room at the expense of the oldest peer that has proven
+		// nothing yet; the evictions still closing are bounded too.
+		victim = s.evictPending()
+		full = len(s.conns)-s.evicting >= s.cfg.MaxConns
+		crowded = false
+	}
+	if full || crowded {
+		s.mu.Unlock()
+		cancel()
+		reason := ReasonServerFull
+		if !full {
+			reason = ReasonUnauthenticatedEvicted
+		}
+		s.log.Warn("Connection refused: "+reason, "remote", remote, "max_conns", s.cfg.MaxConns, "max_unauthenticated", s.cfg.MaxUnauthenticated)
+		s.counters.refused.Add(1)
+		s.turnAway(nc, reason)
+		return
+	}
+	if needsAuth {
+		c.pending = s.pending.PushBack(c)
+		c.w.reader.SetMaxFrameSize(s.cfg.MaxFrameUnauthenticated)
+	}
 	s.conns[id] = c
 	s.counters.connsTotal.Add(1)
 	s.perIP[ip]++
 	c.ip = ip
 	s.connWG.Add(1)
 	s.mu.Unlock()
+	if victim != nil {
+		victim.log.Info("Closing an unauthenticated connection to admit a new one", "max_unauthenticated", s.cfg.MaxUnauthenticated)
+		victim.w.requestCloseNow(ReasonUnauthenticatedEvicted)
+	}
 	go func() {
 		defer s.connWG.Done()
 		defer s.contain(c)
@@ -237,8 +264,45 @@ func (s *Server) turnAway(nc net.Conn, reason string) {
 	nc.Close()
 }
 
+// needsAuthentication reports whether new connections must prove
+// something (a TLS handshake, an auth frame) before they are served.
+func (s *Server) needsAuthentication() bool { return s.auth != nil || s.cfg.TLSConfig != nil }
+
+// evictPending takes the oldest unauthenticated connection off the pending
+// list, to be closed once s.mu is released: it no longer counts against
+// MaxConns, but against the evictions in progress. s.mu must be held and
+// the list must not be empty.
+func (s *Server) evictPending() *Conn {
+	c := s.pending.Remove(s.pending.Front()).(*Conn)
+	c.pending = nil
+	c.evicted = true
+	s.evicting++
+	s.counters.unauthEvicted.Add(1)
+	return c
+}
+
+// authenticated takes c off the pending list and lifts its frame limit to
+// the full one.
+func (s *Server) authenticated(c *Conn) {
+	s.mu.Lock()
+	if c.pending != nil {
+		s.pending.Remove(c.pending)
+		c.pending = nil
+	}
+	s.mu.Unlock()
+	c.w.reader.SetMaxFrameSize(s.cfg.MaxFrameSize)
+}
+
 func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
+	if c.pending != nil {
+		s.pending.Remove(c.pending)
+		c.pending = nil
+	}
+	if c.evicted {
+		c.evicted = false
+		s.evicting--
+	}
 	if _, ok := s.conns[c.id]; ok {
 		s.counters.fold(c.w) // under mu, so Stats never counts it twice
 	}

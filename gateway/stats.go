@@ -41,6 +41,9 @@ type Stats struct {
 	// ConnectionsRefused counts connections turned away: server full or
 	// too many from one address.
 	ConnectionsRefused uint64
+	// UnauthenticatedEvicted counts connections closed before they
+	// authenticated to admit newer ones (MaxUnauthenticated).
+	UnauthenticatedEvicted uint64
 	// FramesIn and FramesOut count frames by type, indexed like FrameTypes.
 	FramesIn, FramesOut [len(FrameTypes)]uint64
 	// InvalidFrames counts frames that did not decode (answered with error).
@@ -60,7 +63,7 @@ type serverCounters struct {
 	connsTotal, refused, invalid              atomic.Uint64
 	keepAliveTimeouts, slowConsumers          atomic.Uint64
 	authFailures, forbidden, badSigs, replays atomic.Uint64
-	rateLimited                               atomic.Uint64
+	rateLimited, unauthEvicted                atomic.Uint64
 	closedIn, closedOut                       frameCounts // of connections already gone
 	closedBytesIn, closedBytesOut             atomic.Uint64
 }
@@ -80,16 +83,17 @@ func (s *serverCounters) fold(w *wire) {
 func (s *Server) Stats() Stats {
 	c := &s.counters
 	st := Stats{
-		ConnectionsTotal:   c.connsTotal.Load(),
-		ConnectionsRefused: c.refused.Load(),
-		InvalidFrames:      c.invalid.Load(),
-		KeepAliveTimeouts:  c.keepAliveTimeouts.Load(),
-		SlowConsumers:      c.slowConsumers.Load(),
-		AuthFailures:       c.authFailures.Load(),
-		Forbidden:          c.forbidden.Load(),
-		BadSignatures:      c.badSigs.Load(),
-		Replays:            c.replays.Load(),
-		RateLimited:        c.rateLimited.Load(),
+		ConnectionsTotal:       c.connsTotal.Load(),
+		ConnectionsRefused:     c.refused.Load(),
+		InvalidFrames:          c.invalid.Load(),
+		KeepAliveTimeouts:      c.keepAliveTimeouts.Load(),
+		SlowConsumers:          c.slowConsumers.Load(),
+		AuthFailures:           c.authFailures.Load(),
+		Forbidden:              c.forbidden.Load(),
+		BadSignatures:          c.badSigs.Load(),
+		Replays:                c.replays.Load(),
+		RateLimited:            c.rateLimited.Load(),
+		UnauthenticatedEvicted: c.unauthEvicted.Load(),
 	}
 	s.mu.Lock()
 	st.ConnectionsOpen = len(s.conns)

@@ -54,6 +54,7 @@ type wire struct {
 
 	closeRequested atomic.Bool
 	requestReason  atomic.Pointer[string]
+	noLinger       atomic.Bool  // close right after the last frame is out, without draining the peer
 	lastFrame      atomic.Int64 // Unix nanoseconds of the last inbound frame (or of the connect)
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
 
@@ -119,6 +120,14 @@ func (w *wire) requestClose(reason string) {
 	w.requestReason.CompareAndSwap(nil, &reason)
 	w.closeRequested.Store(true)
 	w.nc.SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // a closed socket needs no waking
+}
+
+// requestCloseNow is requestClose for a peer owed no lingering: once the
+// close frame is written the socket is closed, without waiting for the peer
+// to read it and hang up.
+func (w *wire) requestCloseNow(reason string) {
+	w.noLinger.Store(true)
+	w.requestClose(reason)
 }
 
 // requestedReason is the reason given to the first requestClose.
@@ -316,7 +325,9 @@ func (w *wire) drain(limit int) {
 func (w *wire) finish(reason, closeKey, closeText string) {
 	w.beginClose(reason, closeKey, closeText)
 	<-w.writerDone
-	w.drain(max(w.cfg.limits.MaxFrameSize, 64<<10))
+	if !w.noLinger.Load() {
+		w.drain(max(w.cfg.limits.MaxFrameSize, 64<<10))
+	}
 	w.nc.Close()
 }
 

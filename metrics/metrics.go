@@ -138,6 +138,7 @@ var (
 	descConnsOpen  = prometheus.NewDesc("samgw_connections_open", "Connections open now.", nil, nil)
 	descConnsTotal = prometheus.NewDesc("samgw_connections_total", "Connections accepted since start.", nil, nil)
 	descRefused    = prometheus.NewDesc("samgw_connections_refused_total", "Connections turned away (server full, too many from one address).", nil, nil)
+	descEvicted    = prometheus.NewDesc("samgw_unauthenticated_evicted_total", "Connections closed before they authenticated, to admit newer ones (--max-unauthenticated).", nil, nil)
 	descFrames     = prometheus.NewDesc("samgw_frames_total", "Frames by direction (in, out) and type.", []string{"direction", "type"}, nil)
 	descInvalid    = prometheus.NewDesc("samgw_invalid_frames_total", "Frames that did not decode.", nil, nil)
 	descBytes      = prometheus.NewDesc("samgw_bytes_total", "Bytes by direction (in, out).", []string{"direction"}, nil)
@@ -151,7 +152,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnsOpen, descConnsTotal, descRefused, descFrames, descInvalid, descBytes,
+	for _, d := range []*prometheus.Desc{descConnsOpen, descConnsTotal, descRefused, descEvicted, descFrames, descInvalid, descBytes,
 		descKeepAlive, descSlow, descAuthFail, descRejected, descReloads, descGeneration, descReady} {
 		ch <- d
 	}
@@ -168,6 +169,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descConnsOpen, float64(st.ConnectionsOpen))
 	counter(descConnsTotal, st.ConnectionsTotal)
 	counter(descRefused, st.ConnectionsRefused)
+	counter(descEvicted, st.UnauthenticatedEvicted)
 	for i, t := range gateway.FrameTypes {
 		counter(descFrames, st.FramesIn[i], "in", string(t))
 		counter(descFrames, st.FramesOut[i], "out", string(t))

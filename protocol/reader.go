@@ -35,6 +35,14 @@ func NewReader(r io.Reader, limits Limits) *Reader {
 	return &Reader{r: r, buf: make([]byte, size), max: max}
 }
 
+// SetMaxFrameSize changes the frame limit for the frames still to be read:
+// a server reads with a small limit until the peer has authenticated.
+func (r *Reader) SetMaxFrameSize(n int) {
+	if n > 0 {
+		r.max = n
+	}
+}
+
 // Buffered returns how many bytes have been read from the underlying reader
 // but not yet returned as frames.
 func (r *Reader) Buffered() int { return r.end - r.start }
@@ -101,12 +109,16 @@ func (r *Reader) finalFrame() ([]byte, error) {
 
 // makeRoom ensures buf has free space after end: it moves unread bytes to
 // the front, grows the buffer (up to the limit) when it is full, and drops a
-// grown buffer once the large frame that needed it is gone.
+// grown buffer once the large frame that needed it is gone, even when the
+// start of a small frame is already buffered behind it (a peer trickling
+// tiny frames after one large one must not keep the large buffer).
 func (r *Reader) makeRoom() {
 	unread := r.end - r.start
 	if r.start > 0 {
-		if unread == 0 && len(r.buf) > retainReadBuffer {
-			r.buf = make([]byte, initialReadBuffer)
+		if len(r.buf) > retainReadBuffer && unread <= initialReadBuffer/2 {
+			small := make([]byte, initialReadBuffer)
+			copy(small, r.buf[r.start:r.end])
+			r.buf = small
 		} else {
 			copy(r.buf, r.buf[r.start:r.end])
 		}
@@ -116,8 +128,11 @@ func (r *Reader) makeRoom() {
 		return
 	}
 	size := 2 * len(r.buf)
-	if limit := r.max + 2; size > limit {
+	if limit := max(r.max+2, len(r.buf)); size > limit {
 		size = limit
+	}
+	if size <= len(r.buf) {
+		return // full at the limit: ReadFrame reports the oversized frame
 	}
 	grown := make([]byte, size)
 	copy(grown, r.buf[:r.end])

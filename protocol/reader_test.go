@@ -146,6 +146,55 @@ func TestReaderShrinksAfterLargeFrame(t *testing.T) {
 	}
 }
 
+// chunkReader returns its chunks one Read at a time, as a peer that
+// trickles does.
+type chunkReader struct{ chunks []string }
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; c.chunks[0] == "" {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// TestReaderShrinksWhileSmallFramesTrickle: after a large frame, the start
+// of the next small frame already in the buffer does not keep the large
+// buffer alive while tiny frames trickle in.
+func TestReaderShrinksWhileSmallFramesTrickle(t *testing.T) {
+	big := strings.Repeat("y", 1<<20)
+	chunks := []string{big + "\n{"}
+	for range 20 {
+		chunks = append(chunks, "}\n{")
+	}
+	r := NewReader(&chunkReader{chunks: chunks}, Limits{MaxFrameSize: 2 << 20})
+	if f, err := r.ReadFrame(); err != nil || len(f) != len(big) {
+		t.Fatalf("big frame: %d bytes, %v", len(f), err)
+	}
+	for i := range 20 {
+		if f, err := r.ReadFrame(); err != nil || string(f) != "{}" {
+			t.Fatalf("small frame %d: %q, %v", i, f, err)
+		}
+		if len(r.buf) > retainReadBuffer {
+			t.Fatalf("buffer still %d bytes after small frame %d", len(r.buf), i)
+		}
+	}
+}
+
+func TestReaderSetMaxFrameSize(t *testing.T) {
+	r := NewReader(strings.NewReader("short\n"+strings.Repeat("z", 100)+"\n"), Limits{MaxFrameSize: 1 << 20})
+	r.SetMaxFrameSize(10)
+	if f, err := r.ReadFrame(); err != nil || string(f) != "short" {
+		t.Fatalf("within the lowered limit: %q, %v", f, err)
+	}
+	if _, err := r.ReadFrame(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("past the lowered limit: %v", err)
+	}
+}
+
 func TestReaderReturnsReadError(t *testing.T) {
 	boom := errors.New("boom")
 	r := NewReader(io.MultiReader(strings.NewReader("a\nb"), iotest.ErrReader(boom)), Limits{})

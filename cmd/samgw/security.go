@@ -30,6 +30,8 @@ func serveSecurityFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (mTLS)", EnvVars: envVar("tls-client-ca")},
 		&cli.DurationFlag{Name: "handshake-timeout", Value: gateway.DefaultHandshakeTimeout, Usage: "drop a TLS handshake that takes longer", EnvVars: envVar("handshake-timeout")},
 		&cli.StringFlag{Name: "identities", Usage: "YAML file of identities: turns authentication on", EnvVars: envVar("identities")},
+		&cli.StringFlag{Name: "max-frame-unauthenticated", Value: "8KiB", Usage: "largest frame accepted before a connection has authenticated", EnvVars: envVar("max-frame-unauthenticated")},
+		&cli.IntFlag{Name: "max-unauthenticated", Usage: "connections allowed in their TLS handshake or authentication at once; the oldest is closed to admit a new one (default: a quarter of --max-conns)", EnvVars: envVar("max-unauthenticated")},
 		&cli.DurationFlag{Name: "auth-timeout", Value: gateway.DefaultAuthTimeout, Usage: "how long a connection may take to authenticate", EnvVars: envVar("auth-timeout")},
 		&cli.DurationFlag{Name: "max-skew", Value: gateway.DefaultMaxSkew, Usage: "clock skew allowed on signed messages (their ids are remembered for twice this)", EnvVars: envVar("max-skew")},
 		&cli.IntFlag{Name: "replay-cap", Usage: "signed message ids remembered per identity within the replay window; beyond it new signed messages get replay (0: sized for the window at --rate, or 100000)", EnvVars: envVar("replay-cap")},
