@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -27,7 +28,8 @@ const (
 )
 
 // AuditEvent is one security-relevant event. It never carries a token, a
-// key or a payload.
+// key or a payload, and the log writes its fields truncated (see
+// maxAuditField), so a peer cannot turn its input into disk I/O.
 type AuditEvent struct {
 	Time     time.Time
 	Event    string
@@ -36,7 +38,17 @@ type AuditEvent struct {
 	Identity string
 	Route    string
 	Reason   string
+	// Count, when not zero, is how many occurrences the event stands for
+	// (rate_limited is reported once a second per connection).
+	Count uint64
 }
+
+// Bounds of the fields an AuditLog writes, in bytes: longer ones are cut
+// and end in "…".
+const (
+	maxAuditField  = 128
+	maxAuditReason = 256
+)
 
 // Auditor receives audit events. Audit must not block for long: it is
 // called on connection goroutines.
@@ -134,13 +146,34 @@ func appendAuditEvent(dst []byte, e *AuditEvent) []byte {
 	dst = protocol.AppendString(dst, e.Time.UTC().Format(time.RFC3339Nano))
 	dst = append(dst, `,"event":`...)
 	dst = protocol.AppendString(dst, e.Event)
-	for _, f := range []struct{ k, v string }{{"conn", e.Conn}, {"remote", e.Remote}, {"identity", e.Identity}, {"route", e.Route}, {"reason", e.Reason}} {
+	for _, f := range []struct {
+		k, v string
+		max  int
+	}{{"conn", e.Conn, maxAuditField}, {"remote", e.Remote, maxAuditField}, {"identity", e.Identity, maxAuditField},
+		{"route", e.Route, maxAuditField}, {"reason", e.Reason, maxAuditReason}} {
 		if f.v != "" {
 			dst = append(dst, ',', '"')
 			dst = append(dst, f.k...)
 			dst = append(dst, '"', ':')
-			dst = protocol.AppendString(dst, f.v)
+			dst = protocol.AppendString(dst, truncateField(f.v, f.max))
 		}
 	}
+	if e.Count != 0 {
+		dst = append(dst, `,"count":`...)
+		dst = strconv.AppendUint(dst, e.Count, 10)
+	}
 	return append(dst, '}', '\n')
+}
+
+// truncateField cuts s to at most n bytes (on a UTF-8 boundary), marking
+// the cut with "…".
+func truncateField(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -45,6 +45,8 @@ type Conn struct {
 	identity  atomic.Pointer[string] // the authenticated identity's name
 	principal *principal             // its checks; nil for certificate-only identities
 	limiter   *rate.Limiter          // nil: no rate limit
+	limited   uint64                 // data frames refused by the limiter since the last rate_limited event
+	limitedAt time.Time              // when the last rate_limited event was reported
 	scratch   []byte                 // signature verification buffer
 	pending   *list.Element          // in srv.pending until authenticated; guarded by srv.mu
 	evicted   bool                   // closed to admit another; guarded by srv.mu
@@ -166,6 +168,7 @@ func (c *Conn) serve() {
 	case ReasonKeepAliveTimeout:
 		c.srv.counters.keepAliveTimeouts.Add(1)
 	}
+	c.reportRateLimited("")
 	c.audit(AuditDisconnect, "", reason)
 	if h, ok := c.srv.cfg.Handler.(CloseHandler); ok {
 		c.safely("OnClose", func() { h.OnClose(c, reason) })
@@ -324,7 +327,11 @@ func (c *Conn) reauthenticate(m *protocol.Message) {
 func (c *Conn) admit(m *protocol.Message) error {
 	if c.limiter != nil && !c.limiter.Allow() {
 		c.srv.counters.rateLimited.Add(1)
-		c.audit(AuditRateLimited, m.Route, "")
+		c.limited++
+		if now := time.Now(); now.Sub(c.limitedAt) >= rateAuditInterval {
+			c.limitedAt = now
+			c.reportRateLimited(m.Route)
+		}
 		return protocol.Errorf(protocol.CodeRateLimited, "more than %g data frames per second", c.srv.cfg.Rate)
 	}
 	p := c.principal
@@ -351,6 +358,21 @@ func (c *Conn) admit(m *protocol.Message) error {
 		}
 	}
 	return nil
+}
+
+// rateAuditInterval is how often a connection's refused frames are
+// reported: a flood becomes one rate_limited event a second, not one
+// audit line per frame.
+const rateAuditInterval = time.Second
+
+// reportRateLimited audits the frames refused since the last report.
+func (c *Conn) reportRateLimited(route string) {
+	if c.limited == 0 {
+		return
+	}
+	c.srv.audit(AuditEvent{Event: AuditRateLimited, Conn: c.id, Remote: c.remote, Identity: c.Identity(), Route: route,
+		Reason: "data frames over the rate limit", Count: c.limited})
+	c.limited = 0
 }
 
 // readFailed maps the error that ended reading to a close reason.
@@ -381,7 +403,11 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 	}
 	c.w.in[typeIndex(m.Type)].Add(1)
 	if c.log.Enabled(c.ctx, slog.LevelDebug) {
-		c.log.Debug("Received "+string(m.Type), "id", m.ID, "route", m.Route, "payload", truncatePayload(m.Payload))
+		if m.Type == protocol.TypeAuth {
+			c.log.Debug("Received auth", "id", m.ID) // its payload is a credential: never logged
+		} else {
+			c.log.Debug("Received "+string(m.Type), "id", m.ID, "route", m.Route, "payload", truncatePayload(m.Payload))
+		}
 	}
 	switch m.Type {
 	case protocol.TypeData:

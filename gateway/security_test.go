@@ -512,7 +512,7 @@ func TestAuditLogWritesJSONLinesWithoutSecrets(t *testing.T) {
 		}
 	}
 	for _, line := range bytes.Split(bytes.TrimSpace([]byte(text)), []byte("\n")) {
-		var e map[string]string
+		var e map[string]any
 		if err := json.Unmarshal(line, &e); err != nil || e["time"] == "" || e["event"] == "" {
 			t.Fatalf("bad audit line %s: %v", line, err)
 		}

@@ -93,10 +93,14 @@ func Decode(frame []byte, m *Message, limits Limits) error {
 				if err != nil {
 					return err
 				}
-				if kind == stringValue && bit != fieldSig && hasControl(str) && semantic == nil {
-					// A newline in id or route would let two different
+				switch {
+				case kind != stringValue || semantic != nil:
+				case bit == fieldRoute && len(str) > 0 && !validRoute(str):
+					semantic = Errorf(CodeInvalidMessage, "invalid route name %q: want 1 to %d characters of [A-Za-z0-9_.-]", truncateText(str, 64), MaxRouteLen)
+				case bit == fieldID && hasControl(str):
+					// A newline in id (or route) would let two different
 					// messages sign the same bytes (see AppendSigned).
-					semantic = Errorf(CodeInvalidMessage, "%s must not contain control characters", key)
+					semantic = Errorf(CodeInvalidMessage, "id must not contain control characters")
 				}
 				switch {
 				case kind == stringValue && bit == fieldID:
@@ -273,6 +277,14 @@ const (
 
 // stringValue reads a value that should be a string or null. When it is
 // neither, the value is skipped and kind is otherValue.
+// truncateText is b, cut to n bytes with an ellipsis, for error messages.
+func truncateText(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…"
+}
+
 // hasControl reports whether b holds an ASCII control character.
 func hasControl(b []byte) bool {
 	for _, c := range b {

@@ -14,7 +14,7 @@ import (
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
-// validName is the shape of route and module names: no path tricks.
+// validName is the shape of module and file names: no path tricks.
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // registerAPI installs the script API: gateway, log, json, store, now,
@@ -76,8 +76,8 @@ func (st *luaState) payloadArg(n int) []byte {
 // routeArg reads an optional route name at argument n.
 func (st *luaState) routeArg(n int) string {
 	route := st.L.OptString(n, "")
-	if route != "" && !validName.MatchString(route) {
-		st.L.ArgError(n, fmt.Sprintf("invalid route name %q", route))
+	if route != "" && !protocol.ValidRoute(route) {
+		st.L.ArgError(n, fmt.Sprintf("invalid route name %q", truncate(route, 64)))
 	}
 	return route
 }

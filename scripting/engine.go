@@ -217,10 +217,7 @@ func dataOf(c *gateway.Conn) *connData {
 
 // HandleData routes msg to the on_data of its route's file.
 func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.Message) error {
-	route := cmp.Or(msg.Route, defaultRoute)
-	if !validName.MatchString(route) {
-		return protocol.Errorf(protocol.CodeInvalidMessage, "invalid route name %q: want [A-Za-z0-9_.-]+", truncate(route, 64))
-	}
+	route := cmp.Or(msg.Route, defaultRoute) // protocol.Decode has checked its syntax
 	gen := e.current.Load()
 	if _, ok := gen.routes[route]; !ok {
 		if route == defaultRoute {
