@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,12 +23,32 @@ var ErrDenied = errors.New("scripting: destination not allowed")
 //
 // The check is made on the address actually dialled, after DNS resolution,
 // for every connection (so every redirect hop too): a name that matches a
-// pattern but resolves to a loopback, private, link-local or unspecified
-// address is denied unless a CIDR allows that address, or the pattern is that
-// very IP address. So neither a redirect nor DNS rebinding reaches inside.
+// pattern but resolves to an address of an IANA special-purpose range
+// (loopback, private, shared 100.64/10, link-local, documentation,
+// benchmarking 198.18/15, reserved 240/4, NAT64 64:ff9b::/96, 6to4, ULA, …)
+// or to one of this host's own interface addresses is denied unless a CIDR
+// allows that address, or the pattern is that very IP address. So neither a
+// redirect nor DNS rebinding reaches inside.
 type Allow struct {
 	hosts []string
 	cidrs []netip.Prefix
+	local localAddrs
+}
+
+// AllowsAnyHost reports whether a host pattern matches every name (such as
+// "*" or "*:443"): then only the special-purpose ranges limit where scripts
+// can go, which an operator should know.
+func (a *Allow) AllowsAnyHost() bool {
+	for _, pattern := range a.hosts {
+		host := pattern
+		if h, _, err := net.SplitHostPort(pattern); err == nil {
+			host = h
+		}
+		if host == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseAllow reads allow-list entries.
@@ -68,7 +89,7 @@ func (a *Allow) permits(host, port string, ip netip.Addr) bool {
 		if !matchHost(pattern, host, port) {
 			continue
 		}
-		if isPublic(ip) {
+		if isPublic(ip) && !a.local.has(ip) {
 			return true
 		}
 		// An inside address needs the pattern to name it outright.
@@ -97,9 +118,70 @@ func matchHost(pattern, host, port string) bool {
 	return ok
 }
 
+// specialPurpose are the IANA special-purpose address ranges (the IPv4 and
+// IPv6 Special-Purpose Address Registries, RFC 6890 and successors) and
+// multicast: none is a public destination, though a few are routable.
+var specialPurpose = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+		"192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
+		"192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+		"224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+		"::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+		"2001:db8::/32", "2002::/16", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+	} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
+
+// isPublic reports whether ip is outside every special-purpose range.
 func isPublic(ip netip.Addr) bool {
-	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast())
+	ip = ip.Unmap()
+	for _, p := range specialPurpose {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+// localAddrsTTL is how long the host's interface addresses are cached.
+const localAddrsTTL = 10 * time.Second
+
+// localAddrs are this host's own interface addresses, which count as inside
+// even when they are public ones: a script must not reach the gateway's
+// host (its admin ports, its metrics) through them.
+type localAddrs struct {
+	mu      sync.Mutex
+	addrs   map[netip.Addr]bool
+	fetched time.Time
+}
+
+func (l *localAddrs) has(ip netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.fetched) > localAddrsTTL {
+		l.addrs, l.fetched = interfaceAddrs(), time.Now()
+	}
+	return l.addrs[ip.Unmap()]
+}
+
+// interfaceAddrs lists the addresses of the host's interfaces; on failure,
+// none (the special-purpose ranges still apply).
+func interfaceAddrs() map[netip.Addr]bool {
+	out := make(map[netip.Addr]bool)
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out[p.Addr().Unmap()] = true
+		}
+	}
+	return out
 }
 
 // maxRedirects bounds the redirect hops http.request follows.

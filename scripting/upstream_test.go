@@ -96,6 +96,8 @@ end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1:" + port, "lo
 		{"get", "http://localhost:" + port + "/ok", `{"err":"destination not allowed"}`},     // a name that resolves to loopback
 		{"get", base + "/redirect-out", `{"err":"destination not allowed"}`},                 // a redirect hop elsewhere
 		{"get", "http://192.168.255.1:" + port + "/ok", `{"err":"destination not allowed"}`}, // private, never dialled
+		{"get", "http://100.64.0.1:" + port + "/ok", `{"err":"destination not allowed"}`},   // shared address space, never dialled
+		{"get", "http://198.18.0.1:" + port + "/ok", `{"err":"destination not allowed"}`},   // benchmarking range, never dialled
 	} {
 		if got := req(tt.op, tt.url); !jsonEqual(got, tt.want) {
 			t.Errorf("%s %s: %s, want %s", tt.op, tt.url, got, tt.want)
@@ -137,6 +139,45 @@ func TestAllowList(t *testing.T) {
 	}
 	if _, err := ParseAllow([]string{"10.0.0.0/99"}); err == nil {
 		t.Error("bad CIDR accepted")
+	}
+}
+
+// TestAllowListDeniesSpecialPurposeRanges: with a pattern that matches every
+// host, every IANA special-purpose range and the host's own addresses are
+// still denied, unless a CIDR names them.
+func TestAllowListDeniesSpecialPurposeRanges(t *testing.T) {
+	anyHost, err := ParseAllow([]string{"*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !anyHost.AllowsAnyHost() {
+		t.Fatal("AllowsAnyHost is false for *")
+	}
+	inside := []string{"100.64.0.1", "100.127.255.254", "192.0.0.8", "198.18.0.1", "198.19.255.255", "240.0.0.1",
+		"255.255.255.255", "0.1.2.3", "192.0.2.1", "198.51.100.7", "203.0.113.9", "192.88.99.1", "224.0.0.1",
+		"64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "2002:a00:1::1", "2001:db8::1", "2001::1", "fd00::1", "fe80::1",
+		"100::1", "::ffff:10.0.0.1", "::ffff:100.64.0.1", "3fff::1", "5f00::1"}
+	for _, ip := range inside {
+		if anyHost.permits("example.com", "80", mustAddr(ip)) {
+			t.Errorf("%s is allowed by *", ip)
+		}
+	}
+	for _, ip := range []string{"93.184.216.34", "1.1.1.1", "2606:4700::1111"} {
+		if !anyHost.permits("example.com", "80", mustAddr(ip)) {
+			t.Errorf("public %s is denied by *", ip)
+		}
+	}
+	named, err := ParseAllow([]string{"100.64.0.0/10", "64:ff9b::/96"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if named.AllowsAnyHost() || !named.permits("x", "80", mustAddr("100.64.0.1")) || !named.permits("x", "80", mustAddr("64:ff9b::a9fe:a9fe")) {
+		t.Error("a CIDR that names a special-purpose range does not allow it")
+	}
+	for ip := range interfaceAddrs() {
+		if anyHost.permits("example.com", "80", ip) {
+			t.Errorf("this host's own address %s is allowed by *", ip)
+		}
 	}
 }
 
@@ -278,4 +319,25 @@ func TestGatewayExamples(t *testing.T) {
 	if err != nil || !strings.HasPrefix(got, `{"left":{"q":42},"right":{"error":`) {
 		t.Fatalf("fanout: %s %v", got, err)
 	}
+}
+
+// TestAnyHostPatternStillDeniesInside: with --upstream-allow '*', a script
+// asking for the shared address space, the benchmarking range or this
+// host's own interface addresses gets "destination not allowed"; nothing is
+// dialled.
+func TestAnyHostPatternStillDeniesInside(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  local res, err = http.get(msg.payload, {timeout_ms = 500})
+  return err or res.status
+end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"*"}}})
+	c, _ := f.client()
+	urls := []string{"http://100.64.0.1:8080/", "http://198.18.0.1/", "http://[64:ff9b::a9fe:a9fe]/", "http://240.0.0.1/"}
+	for ip := range interfaceAddrs() {
+		urls = append(urls, "http://"+net.JoinHostPort(ip.String(), "9")+"/")
+	}
+	for _, u := range urls {
+		mustReply(t, c, "", fmt.Sprintf("%q", u), `"destination not allowed"`)
+	}
+	f.engine.Close()
 }

@@ -334,6 +334,14 @@ func upstreamConfig(cctx *cli.Context, log *slog.Logger) (*scripting.UpstreamCon
 		return nil, fmt.Errorf("--upstream-max-body: %w", err)
 	}
 	up := &scripting.UpstreamConfig{Allow: cctx.StringSlice("upstream-allow"), MaxBody: int64(maxBody), Named: map[string]gateway.ClientConfig{}}
+	allow, err := scripting.ParseAllow(up.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-allow: %w", err)
+	}
+	if allow.AllowsAnyHost() {
+		log.Warn("--upstream-allow has a pattern that matches every host: Lua scripts may call any public address (special-purpose ranges and this host's own addresses stay denied unless a CIDR names them)",
+			"upstream_allow", up.Allow)
+	}
 	var tlsCfg *tls.Config
 	if cctx.Bool("upstream-tls") || cctx.String("upstream-tls-ca") != "" {
 		if tlsCfg, err = gateway.NewClientTLSConfig(gateway.ClientTLS{CAFile: cctx.String("upstream-tls-ca")}); err != nil {

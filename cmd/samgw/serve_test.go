@@ -236,3 +236,14 @@ func TestServeUpstreamFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestServeWarnsAboutAnAllowListMatchingEveryHost(t *testing.T) {
+	_, log, _ := startServe(t, "--upstream-allow", "*:443")
+	if !strings.Contains(log.String(), "matches every host") {
+		t.Fatalf("no warning for --upstream-allow *:443:\n%s", log.String())
+	}
+	_, log, _ = startServe(t, "--upstream-allow", "api.example.com")
+	if strings.Contains(log.String(), "matches every host") {
+		t.Fatalf("a warning for a specific host:\n%s", log.String())
+	}
+}
