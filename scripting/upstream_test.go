@@ -96,8 +96,8 @@ end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1:" + port, "lo
 		{"get", "http://localhost:" + port + "/ok", `{"err":"destination not allowed"}`},     // a name that resolves to loopback
 		{"get", base + "/redirect-out", `{"err":"destination not allowed"}`},                 // a redirect hop elsewhere
 		{"get", "http://192.168.255.1:" + port + "/ok", `{"err":"destination not allowed"}`}, // private, never dialled
-		{"get", "http://100.64.0.1:" + port + "/ok", `{"err":"destination not allowed"}`},   // shared address space, never dialled
-		{"get", "http://198.18.0.1:" + port + "/ok", `{"err":"destination not allowed"}`},   // benchmarking range, never dialled
+		{"get", "http://100.64.0.1:" + port + "/ok", `{"err":"destination not allowed"}`},    // shared address space, never dialled
+		{"get", "http://198.18.0.1:" + port + "/ok", `{"err":"destination not allowed"}`},    // benchmarking range, never dialled
 	} {
 		if got := req(tt.op, tt.url); !jsonEqual(got, tt.want) {
 			t.Errorf("%s %s: %s, want %s", tt.op, tt.url, got, tt.want)
