@@ -165,6 +165,7 @@ type scenario struct {
 	inbox     chan *protocol.Message // frames from the client's reader goroutine
 	unclaimed []*protocol.Message    // received, not yet taken by expect
 	handlers  map[protocol.Type][]*lua.LFunction
+	hungUp    bool // disconnect() returned: no callback runs any more
 	scale     float64
 	out       *lineWriter
 	prefix    string
@@ -368,8 +369,13 @@ func (s *scenario) luaOn(L *lua.LState) int {
 }
 
 // disconnect([reason])
+//
+// Callbacks run only while the script waits (sleep, expect, request, ping),
+// as in the prototype's event loop: messages not yet delivered when the
+// script calls disconnect() are dropped with the connection, so no callback
+// runs between the line before disconnect() and the line after it.
 func (s *scenario) luaDisconnect(L *lua.LState) int {
-	s.drain()
+	s.hungUp = true
 	s.client.Disconnect(L.OptString(1, "scenario disconnect")) //nolint:errcheck // Disconnect reports no failure worth raising
 	return 0
 }
@@ -435,6 +441,9 @@ func (s *scenario) drain() {
 // dispatch runs the callbacks for m and reports whether match claims it;
 // an unclaimed message is kept for a later expect.
 func (s *scenario) dispatch(m *protocol.Message, match func(*protocol.Message) bool) bool {
+	if s.hungUp {
+		return false
+	}
 	claimed := match != nil && match(m)
 	if !claimed {
 		if len(s.unclaimed) == maxUnclaimed {
