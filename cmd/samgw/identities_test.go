@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,5 +87,31 @@ func TestIdentitiesPublicKeyForms(t *testing.T) {
 				t.Fatalf("the server refused the key: %v", err)
 			}
 		})
+	}
+}
+
+// TestReadmeIdentitiesExampleLoads: the identities file the README shows
+// is one the server accepts, public key included.
+func TestReadmeIdentitiesExampleLoads(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "   # identities.yaml\n")
+	if !ok {
+		t.Fatal("no identities.yaml example in the README")
+	}
+	block, _, _ := strings.Cut(rest, "   ```")
+	file := filepath.Join(t.TempDir(), "identities.yaml")
+	writeFile(t, file, block)
+	ids, err := loadIdentities(file)
+	if err != nil {
+		t.Fatalf("the README's example does not load: %v\n%s", err, block)
+	}
+	if _, err := gateway.NewServer(gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}}); err != nil {
+		t.Fatalf("the server refuses the README's example: %v", err)
+	}
+	if len(ids) != 2 || ids[1].PublicKey == "" || len(ids[1].Routes) != 2 {
+		t.Fatalf("parsed %+v", ids)
 	}
 }
