@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/internal/histogram"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -171,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	<-progressDone
 	elapsed := time.Since(start)
 
-	var hist Histogram
+	var hist histogram.Histogram
 	res := Result{Conns: cfg.Conns, Pipeline: cfg.Pipeline, Size: cfg.Size, Rate: cfg.Rate, Elapsed: elapsed, ElapsedSec: elapsed.Seconds()}
 	for _, w := range workers {
 		hist.Merge(&w.hist)
@@ -189,7 +190,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.P90 = ms(hist.Quantile(0.90))
 	res.P99 = ms(hist.Quantile(0.99))
 	res.P999 = ms(hist.Quantile(0.999))
-	res.Max = ms(hist.max)
+	res.Max = ms(hist.Max())
 	if res.Received == 0 {
 		return res, ErrNoReplies
 	}
@@ -237,7 +238,7 @@ type worker struct {
 	tokens     chan struct{}
 	sentAt     chan time.Time // send times of frames in flight, oldest first
 	sent       uint64
-	hist       Histogram
+	hist       histogram.Histogram
 }
 
 func newWorker(r *runState, index int, nc net.Conn) *worker {

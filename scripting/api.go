@@ -37,7 +37,7 @@ func (st *luaState) registerAPI() {
 		logMod.RawSetString(name, L.NewFunction(func(L *lua.LState) int { return st.apiLog(level) }))
 	}
 	L.SetGlobal("log", logMod)
-	registerCommon(L, st.conv)
+	luabox.OpenJSON(L, st.conv)
 	L.SetGlobal("store", st.module(map[string]lua.LGFunction{
 		"get":    st.apiStoreGet,
 		"set":    st.apiStoreSet,
@@ -66,7 +66,7 @@ func (st *luaState) server() *gateway.Server {
 
 // payloadArg encodes argument n as a JSON payload.
 func (st *luaState) payloadArg(n int) []byte {
-	out, err := st.conv.encode(nil, st.L.Get(n))
+	out, err := st.conv.Encode(nil, st.L.Get(n))
 	if err != nil {
 		st.L.ArgError(n, err.Error())
 	}
@@ -182,7 +182,7 @@ func (st *luaState) apiConnections(L *lua.LState) int {
 			ids = append(ids, in.ID)
 		}
 	}
-	t := st.conv.newArray(len(ids))
+	t := st.conv.NewArray(len(ids))
 	for i, id := range ids {
 		t.RawSetInt(i+1, lua.LString(id))
 	}
@@ -222,8 +222,7 @@ func (st *luaState) apiNATSRequest(L *lua.LState) int {
 		}
 		L.RaiseError("nats.request: %s", err)
 	}
-	if protocol.Valid(reply, maxDecodeDepth) == nil {
-		v, _ := st.conv.decode(reply)
+	if v, err := st.conv.DecodeUntrusted(reply); err == nil {
 		L.Push(v)
 		return 1
 	}
@@ -274,7 +273,7 @@ func (st *luaState) logValue(v lua.LValue) any {
 	case lua.LBool:
 		return bool(v)
 	case *lua.LTable:
-		if out, err := st.conv.encode(nil, v); err == nil {
+		if out, err := st.conv.Encode(nil, v); err == nil {
 			return string(out)
 		}
 	}
@@ -293,47 +292,6 @@ func (st *luaState) apiPrint(L *lua.LState) int {
 	L.SetTop(0)
 	L.Push(lua.LString(b))
 	return st.apiLog(slog.LevelInfo)
-}
-
-// registerCommon installs what handlers and scenarios share: the json
-// module and now().
-func registerCommon(L *lua.LState, conv *converter) {
-	mod := L.NewTable()
-	mod.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
-		out, err := conv.encode(nil, L.CheckAny(1))
-		if err != nil {
-			L.RaiseError("json.encode: %s", err)
-		}
-		L.Push(lua.LString(out))
-		return 1
-	}))
-	mod.RawSetString("decode", L.NewFunction(func(L *lua.LState) int {
-		v, err := conv.decodeUntrusted([]byte(L.CheckString(1)))
-		if err != nil {
-			L.RaiseError("json.decode: %s", err)
-		}
-		L.Push(v)
-		return 1
-	}))
-	// json.array([table]) → the table (a new one if none), marked to encode
-	// as a JSON array even when empty.
-	mod.RawSetString("array", L.NewFunction(func(L *lua.LState) int {
-		t, ok := L.Get(1).(*lua.LTable)
-		if !ok {
-			t = L.NewTable()
-		} else if L.GetMetaField(t, "__metatable") != lua.LNil {
-			L.RaiseError("json.array: the table's metatable is protected")
-		}
-		t.Metatable = conv.arrayMeta
-		L.Push(t)
-		return 1
-	}))
-	mod.RawSetString("null", conv.null)
-	L.SetGlobal("json", mod)
-	L.SetGlobal("now", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LNumber(protocol.Now()))
-		return 1
-	}))
 }
 
 // storeFailure raises a store error: cluster_unavailable when the shared
@@ -355,7 +313,7 @@ func (st *luaState) apiStoreGet(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	v, err := st.conv.decodeUntrusted(raw)
+	v, err := st.conv.DecodeUntrusted(raw)
 	if err != nil {
 		L.RaiseError("store.get: %s", err)
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
-	"github.com/secureagentmessaging/samgw/scripts"
+	"github.com/secureagentmessaging/samgw/lua"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
@@ -268,7 +268,7 @@ function on_data(msg, conn) return conn.state.number end`}, Config{})
 }
 
 func TestShippedExamples(t *testing.T) {
-	e, err := New(Config{FS: scripts.Examples(), Logger: quietLogger()})
+	e, err := New(Config{FS: lua.Examples(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestShippedExamples(t *testing.T) {
 func TestExamplesWork(t *testing.T) {
 	files := map[string]string{}
 	for _, name := range []string{"upper.lua", "relay.lua", "counter.lua", "chat.lua"} {
-		src, err := fs.ReadFile(scripts.Examples(), name)
+		src, err := fs.ReadFile(lua.Examples(), name)
 		if err != nil {
 			t.Fatal(err)
 		}

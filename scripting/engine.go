@@ -327,7 +327,7 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	payload := lua.LValue(lua.LNil)
 	if msg.Payload != nil {
 		var err error
-		if payload, err = st.conv.decode(msg.Payload); err != nil {
+		if payload, err = st.conv.Decode(msg.Payload); err != nil {
 			return protocol.Errorf(protocol.CodeInvalidMessage, "payload: %s", err)
 		}
 	}
@@ -350,7 +350,7 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	if ret == lua.LNil {
 		return nil
 	}
-	out, err := st.conv.encode(st.buf[:0], ret)
+	out, err := st.conv.Encode(st.buf[:0], ret)
 	st.buf = out[:0]
 	if err != nil {
 		return &scriptError{text: "on_data returned a value that is not JSON: " + err.Error()}
@@ -460,7 +460,7 @@ func (st *luaState) connState(c *gateway.Conn) lua.LValue {
 	}
 	state := lua.LValue(st.L.NewTable())
 	if raw := st.call.data.state; raw != nil {
-		v, err := st.conv.decode(raw)
+		v, err := st.conv.Decode(raw)
 		if err != nil {
 			st.L.RaiseError("conn.state: %s", err)
 		}
@@ -479,7 +479,7 @@ func (st *luaState) saveState() error {
 		st.call.data.state = nil
 		return nil
 	}
-	out, err := st.conv.encode(nil, st.call.state)
+	out, err := st.conv.Encode(nil, st.call.state)
 	if err != nil {
 		return &scriptError{text: "conn.state can hold only JSON data: " + err.Error()}
 	}

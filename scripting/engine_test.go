@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
-	"github.com/secureagentmessaging/samgw/scripts"
+	"github.com/secureagentmessaging/samgw/lua"
 )
 
 const echo = `function on_data(msg, conn) return msg.payload end`
@@ -136,7 +136,7 @@ func TestNoDefaultScriptMeansBuiltInEcho(t *testing.T) {
 }
 
 func TestEmbeddedDefaultIsEcho(t *testing.T) {
-	e, err := New(Config{FS: scripts.Handlers(), Logger: quietLogger()})
+	e, err := New(Config{FS: lua.Handlers(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 // a connection: for benchmarks of the Lua call itself.
 func (st *luaState) echoOnly(msg *protocol.Message) error {
 	funcs := st.routes[defaultRoute]
-	payload, err := st.conv.decode(msg.Payload)
+	payload, err := st.conv.Decode(msg.Payload)
 	if err != nil {
 		return err
 	}
@@ -20,6 +20,6 @@ func (st *luaState) echoOnly(msg *protocol.Message) error {
 	}
 	ret := st.L.Get(-1)
 	st.L.Pop(1)
-	st.buf, err = st.conv.encode(st.buf[:0], ret)
+	st.buf, err = st.conv.Encode(st.buf[:0], ret)
 	return err
 }

@@ -82,8 +82,8 @@ func (g *memoryGuard) poll() {
 	}
 	if used > g.limit {
 		for st := range g.states {
-			if st.deadline.running.Load() {
-				st.deadline.stop(errMemoryLimit)
+			if st.deadline.Running() {
+				st.deadline.Stop(errMemoryLimit)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package scripting
 import (
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -90,8 +91,9 @@ func (st *luaState) newMsgMeta() *lua.LTable {
 	return meta
 }
 
-// appendMsg encodes a msg object as a JSON object of its fields.
-func (c *converter) appendMsg(dst []byte, m *msgObject, depth int) ([]byte, error) {
+// AppendJSON encodes a msg object as a JSON object of its fields (for
+// json.encode(msg)).
+func (m *msgObject) AppendJSON(c *luabox.Converter, dst []byte, depth int) ([]byte, error) {
 	t := c.L.CreateTable(0, len(msgKeys))
 	for _, k := range msgKeys {
 		t.RawSetString(k, m.get(k))
@@ -101,5 +103,5 @@ func (c *converter) appendMsg(dst []byte, m *msgObject, depth int) ([]byte, erro
 			t.RawSet(k, v)
 		}
 	}
-	return c.appendTable(dst, t, depth)
+	return c.AppendTable(dst, t, depth)
 }

@@ -3,7 +3,6 @@ package scripting
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -35,14 +34,14 @@ type callInfo struct {
 // generation it came from, unless a call broke it.
 type luaState struct {
 	L        *lua.LState
-	conv     *converter
+	conv     *luabox.Converter
 	gen      *generation
 	routes   map[string]*handlerFuncs
 	connMeta *lua.LTable
 	msgMeta  *lua.LTable
 	modules  map[string]lua.LValue // results of require, by name
 	buf      []byte                // reply encoding buffer
-	deadline *callDeadline         // the context of every call on this state
+	deadline *luabox.CallDeadline  // the context of every call on this state
 	broken   bool                  // a call overran its deadline: do not reuse
 	call     callInfo
 }
@@ -51,8 +50,8 @@ type luaState struct {
 // and every route's file run in an environment of its own.
 func newState(gen *generation) (*luaState, error) {
 	L := luabox.NewState()
-	st := &luaState{L: L, gen: gen, conv: newConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
-		modules: make(map[string]lua.LValue), deadline: newCallDeadline()}
+	st := &luaState{L: L, gen: gen, conv: luabox.NewConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
+		modules: make(map[string]lua.LValue), deadline: luabox.NewCallDeadline()}
 	L.SetContext(st.deadline)
 	gen.engine.memory.add(st)
 	st.registerAPI()
@@ -99,21 +98,21 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
 	guard := st.gen.engine.memory
 	guard.enter()
-	st.deadline.arm(st.gen.engine.timeout)
+	st.deadline.Arm(st.gen.engine.timeout)
 	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
-	inTime := st.deadline.disarm()
+	inTime := st.deadline.Disarm()
 	guard.exit()
 	if !inTime {
 		st.broken = true
 		if err != nil {
-			if errors.Is(st.deadline.stoppedBy(), errMemoryLimit) {
+			if errors.Is(st.deadline.StoppedBy(), errMemoryLimit) {
 				return &scriptError{text: "stopped: the gateway's memory limit was exceeded while handlers ran"}
 			}
 			return errTimeout
 		}
 	}
 	if err != nil {
-		return &scriptError{text: luaErrorText(err)}
+		return &scriptError{text: luabox.ErrorText(err)}
 	}
 	return nil
 }
@@ -121,17 +120,8 @@ func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
 // close releases the state's VM and timer.
 func (st *luaState) close() {
 	st.gen.engine.memory.remove(st)
-	st.deadline.release()
+	st.deadline.Release()
 	st.L.Close()
-}
-
-// luaErrorText is the message of a Lua error without Go stack traces.
-func luaErrorText(err error) string {
-	var ae *lua.ApiError
-	if errors.As(err, &ae) && ae.Object != nil {
-		return strings.TrimSpace(ae.Object.String())
-	}
-	return err.Error()
 }
 
 // scriptError is an error a script raised (or a runtime error in it).

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 )
 
 // ErrNotANumber is returned by Store.Incr when the key holds something else.
@@ -57,7 +59,7 @@ func (s *Store) Incr(key string, n float64) (float64, error) {
 		}
 	}
 	v += n
-	out, err := appendNumber(nil, v)
+	out, err := luabox.AppendNumber(nil, v)
 	if err != nil {
 		return 0, err
 	}

@@ -181,7 +181,7 @@ func (st *luaState) httpRequest(opts *lua.LTable) int {
 	case lua.LString:
 		body = strings.NewReader(string(b))
 	case *lua.LTable, *lua.LUserData, lua.LNumber, lua.LBool:
-		out, err := st.conv.encode(nil, b)
+		out, err := st.conv.Encode(nil, b)
 		if err != nil {
 			L.RaiseError("http.request: body: %s", err)
 		}
@@ -253,7 +253,7 @@ func (st *luaState) upstreamRequest(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	v, err := st.conv.decode(reply.Payload)
+	v, err := st.conv.Decode(reply.Payload)
 	if err != nil {
 		return st.outboundFailure(ctx, err)
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/scripting"
-	"github.com/secureagentmessaging/samgw/scripts"
+	"github.com/secureagentmessaging/samgw/scenario"
+	"github.com/secureagentmessaging/samgw/lua"
 )
 
 func clientCommand() *cli.Command {
@@ -51,9 +51,9 @@ func runClient(cctx *cli.Context) error {
 		}
 		args[k] = v
 	}
-	cfg := scripting.ScenarioConfig{
+	cfg := scenario.Config{
 		Name:      "demo.lua",
-		Source:    scripts.Demo(),
+		Source:    lua.Demo(),
 		Client:    gateway.ClientConfig{Addr: cctx.String("addr")},
 		Args:      args,
 		TimeScale: scale,
@@ -71,12 +71,12 @@ func runClient(cctx *cli.Context) error {
 		cfg.Name, cfg.Source = filepath.Base(path), src
 	}
 	if n == 1 {
-		if res := scripting.RunScenario(cctx.Context, cfg); res.Err != nil {
+		if res := scenario.Run(cctx.Context, cfg); res.Err != nil {
 			return res.Err
 		}
 		return nil
 	}
-	sum := scripting.RunScenarios(cctx.Context, cfg, n)
+	sum := scenario.RunMany(cctx.Context, cfg, n)
 	w := cctx.App.Writer
 	fmt.Fprintf(w, "%d clients: %d passed, %d failed\n", n, sum.Passed, sum.Failed)
 	if c := sum.Requests.Count(); c > 0 {

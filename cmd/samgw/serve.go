@@ -20,7 +20,7 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
-	"github.com/secureagentmessaging/samgw/scripts"
+	"github.com/secureagentmessaging/samgw/lua"
 )
 
 func serveCommand() *cli.Command {
@@ -291,7 +291,7 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		cfg.Cluster, cfg.KV = clu, clu.Store()
 	}
 	if cfg.Dir == "" {
-		cfg.FS = scripts.Handlers()
+		cfg.FS = lua.Handlers()
 	}
 	engine, err := scripting.New(cfg)
 	if err != nil {

@@ -11,9 +11,10 @@ import (
 // to cost nothing measurable.
 const checkEvery = 4096
 
-// ErrInterrupted is the text of the error raised inside a library call
-// whose deadline passed (or whose call was stopped for memory): the caller
-// classifies the call by its own deadline, this only ends it.
+// ErrInterrupted is returned by a conversion, and is the text of the error
+// raised inside a library call, whose deadline passed (or whose call was
+// stopped for memory): the caller classifies the call by its own deadline,
+// this only ends it.
 var ErrInterrupted = errors.New("luabox: interrupted: the call's deadline passed")
 
 // budget charges the work of one library call: it raises an error when the

@@ -1,4 +1,4 @@
-package scripting
+package luabox
 
 import (
 	"encoding/json"
@@ -25,19 +25,19 @@ func FuzzLuaConversion(f *testing.F) {
 	}
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
-	conv := newConverter(L)
+	conv := NewConverter(L)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if protocol.Valid(data, maxDecodeDepth) != nil {
-			if _, err := conv.decodeUntrusted(data); err == nil {
+			if _, err := conv.DecodeUntrusted(data); err == nil {
 				t.Fatalf("decodeUntrusted accepted invalid JSON %q", data)
 			}
 			return
 		}
-		v, err := conv.decode(data)
+		v, err := conv.Decode(data)
 		if err != nil {
 			t.Fatalf("decode of valid JSON %q: %v", data, err)
 		}
-		out, err := conv.encode(nil, v)
+		out, err := conv.Encode(nil, v)
 		if err != nil {
 			if hasInfinity(v) {
 				return // 1e400 and the like: reported, not sent

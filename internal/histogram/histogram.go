@@ -1,4 +1,6 @@
-package bench
+// Package histogram records latencies in constant memory with relative
+// precision, for the load generator and the scenario runner.
+package histogram
 
 import (
 	"math/bits"

@@ -1,4 +1,4 @@
-package scripting
+package scenario
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/protocol"
-	"github.com/secureagentmessaging/samgw/scripts"
+	"github.com/secureagentmessaging/samgw/lua"
 )
 
 // scenarioServer serves handler (nil: echo) for scenario tests.
@@ -26,7 +26,7 @@ func scenarioServer(t *testing.T, handler gateway.Handler) string {
 func runSource(t *testing.T, addr, src string, scale float64) (string, error) {
 	t.Helper()
 	out := &testutil.SyncBuffer{}
-	res := RunScenario(t.Context(), ScenarioConfig{Name: "test.lua", Source: []byte(src),
+	res := Run(t.Context(), Config{Name: "test.lua", Source: []byte(src),
 		Client: gateway.ClientConfig{Addr: addr}, TimeScale: scale, Out: out, Args: map[string]string{"who": "tester"}})
 	return out.String(), res.Err
 }
@@ -34,7 +34,7 @@ func runSource(t *testing.T, addr, src string, scale float64) (string, error) {
 func TestDemoScenario(t *testing.T) {
 	addr := scenarioServer(t, nil)
 	out := &testutil.SyncBuffer{}
-	res := RunScenario(t.Context(), ScenarioConfig{Name: "demo.lua", Source: scripts.Demo(),
+	res := Run(t.Context(), Config{Name: "demo.lua", Source: lua.Demo(),
 		Client: gateway.ClientConfig{Addr: addr}, TimeScale: 0.01, Out: out})
 	if res.Err != nil {
 		t.Fatalf("demo: %v\n%s", res.Err, out)
@@ -149,7 +149,7 @@ func TestScenarioInterrupted(t *testing.T) {
 	addr := scenarioServer(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	res := RunScenario(ctx, ScenarioConfig{Name: "long.lua", Source: []byte("sleep(60000)"), Client: gateway.ClientConfig{Addr: addr}})
+	res := Run(ctx, Config{Name: "long.lua", Source: []byte("sleep(60000)"), Client: gateway.ClientConfig{Addr: addr}})
 	if res.Err == nil || !strings.Contains(res.Err.Error(), "interrupted") {
 		t.Fatalf("error %v", res.Err)
 	}
@@ -164,9 +164,9 @@ for i = 1, 10 do
 end
 if client.id == tonumber(args.fail or "0") then error("client " .. client.id .. " fails on purpose") end
 log("ok")`
-	run := func(n int, args map[string]string) (ScenarioSummary, string) {
+	run := func(n int, args map[string]string) (Summary, string) {
 		out := &testutil.SyncBuffer{}
-		sum := RunScenarios(t.Context(), ScenarioConfig{Name: "load.lua", Source: []byte(src), Args: args,
+		sum := RunMany(t.Context(), Config{Name: "load.lua", Source: []byte(src), Args: args,
 			Client: gateway.ClientConfig{Addr: addr}, Out: out}, n)
 		return sum, out.String()
 	}
@@ -197,12 +197,12 @@ func TestShippedScenarios(t *testing.T) {
 		{"check.lua", nil, 1},
 		{"load.lua", map[string]string{"n": "20"}, 10},
 	} {
-		src, err := fs.ReadFile(scripts.FS(), "scenarios/"+tc.file)
+		src, err := fs.ReadFile(lua.FS(), "scenarios/"+tc.file)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out := &testutil.SyncBuffer{}
-		sum := RunScenarios(t.Context(), ScenarioConfig{Name: tc.file, Source: src, Args: tc.args,
+		sum := RunMany(t.Context(), Config{Name: tc.file, Source: src, Args: tc.args,
 			Client: gateway.ClientConfig{Addr: addr}, Out: out}, tc.clients)
 		if sum.Failed != 0 || sum.Passed != tc.clients {
 			t.Fatalf("%s: %+v\n%s", tc.file, sum.Errors, out)

@@ -1,4 +1,4 @@
-package scripting
+package luabox
 
 import (
 	"errors"
@@ -9,7 +9,6 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -27,25 +26,32 @@ const arrayMarker = "__jsonarray"
 // nullMarker is the Go value behind every json.null userdata.
 type nullMarker struct{}
 
-// ErrNotEncodable is wrapped by errors of values JSON cannot represent.
-var ErrNotEncodable = errors.New("scripting: value cannot be encoded as JSON")
+// JSONEncoder is implemented by the Value of a userdata that encodes itself
+// (a handler's msg object): AppendJSON appends its JSON to dst, converting
+// what it holds with c at the given depth.
+type JSONEncoder interface {
+	AppendJSON(c *Converter, dst []byte, depth int) ([]byte, error)
+}
 
-// ErrTooLarge is returned for JSON text past luabox.MaxString: a table that
+// ErrNotEncodable is wrapped by errors of values JSON cannot represent.
+var ErrNotEncodable = errors.New("luabox: value cannot be encoded as JSON")
+
+// ErrTooLarge is returned for JSON text past MaxString: a table that
 // holds one large string many times would otherwise encode to gigabytes in
 // one call.
-var ErrTooLarge = errors.New("scripting: JSON text larger than the limit")
-
-// ErrInterrupted is returned when the call's deadline passed during a
-// conversion.
-var ErrInterrupted = errors.New("scripting: conversion interrupted by the call's deadline")
+var ErrTooLarge = errors.New("luabox: JSON text larger than the limit")
 
 // convertCheckEvery is how many values are converted between two looks at
 // the deadline and the size.
 const convertCheckEvery = 4096
 
-// converter turns JSON into Lua values and back, for one LState: arrays get
-// that state's array metatable and null its json.null.
-type converter struct {
+// Converter turns JSON into Lua values and back, for one LState: arrays get
+// that state's array metatable and null its json.null. Objects keep their
+// key order, arrays stay arrays even when empty, integers are exact up to
+// 2^53. Every conversion checks the call's deadline and the MaxString size
+// every few thousand values. A Converter is used by its state's goroutine
+// only.
+type Converter struct {
 	L         *lua.LState
 	arrayMeta *lua.LTable
 	null      *lua.LUserData
@@ -54,13 +60,13 @@ type converter struct {
 
 // check counts one value and, every convertCheckEvery values, looks at the
 // call's deadline and at size, the output (or input) size so far.
-func (c *converter) check(size int) error {
+func (c *Converter) check(size int) error {
 	if c.values++; c.values < convertCheckEvery {
 		return nil
 	}
 	c.values = 0
-	if size > luabox.MaxString {
-		return fmt.Errorf("%w (%d bytes)", ErrTooLarge, luabox.MaxString)
+	if size > MaxString {
+		return fmt.Errorf("%w (%d bytes)", ErrTooLarge, MaxString)
 	}
 	if ctx := c.L.Context(); ctx != nil && ctx.Err() != nil {
 		return ErrInterrupted
@@ -68,7 +74,8 @@ func (c *converter) check(size int) error {
 	return nil
 }
 
-func newConverter(L *lua.LState) *converter {
+// NewConverter returns the converter of L.
+func NewConverter(L *lua.LState) *Converter {
 	meta := L.NewTable()
 	meta.RawSetString(arrayMarker, lua.LTrue)
 	meta.RawSetString("__metatable", lua.LString("json.array")) // scripts cannot alter it
@@ -81,18 +88,18 @@ func newConverter(L *lua.LState) *converter {
 	}))
 	nullMeta.RawSetString("__metatable", lua.LString("json.null"))
 	null.Metatable = nullMeta
-	return &converter{L: L, arrayMeta: meta, null: null}
+	return &Converter{L: L, arrayMeta: meta, null: null}
 }
 
-// newArray returns an empty table that encodes as a JSON array.
-func (c *converter) newArray(capacity int) *lua.LTable {
+// NewArray returns an empty table that encodes as a JSON array.
+func (c *Converter) NewArray(capacity int) *lua.LTable {
 	t := c.L.CreateTable(capacity, 0)
 	t.Metatable = c.arrayMeta
 	return t
 }
 
-// isArray reports whether t was marked as a JSON array.
-func (c *converter) isArray(t *lua.LTable) bool {
+// IsArray reports whether t was marked as a JSON array.
+func (c *Converter) IsArray(t *lua.LTable) bool {
 	if t.Metatable == c.arrayMeta {
 		return true
 	}
@@ -100,17 +107,17 @@ func (c *converter) isArray(t *lua.LTable) bool {
 	return ok && meta.RawGetString(arrayMarker) == lua.LTrue
 }
 
-// decode builds the Lua value of JSON text that is known to be valid: a
+// Decode builds the Lua value of JSON text that is known to be valid: a
 // payload that protocol.Decode accepted, or a value this package encoded.
-func (c *converter) decode(data []byte) (lua.LValue, error) {
+func (c *Converter) Decode(data []byte) (lua.LValue, error) {
 	d := jsonDecoder{c: c, data: data}
 	c.values = 0
 	d.skipSpace()
 	return d.value(0)
 }
 
-// decodeUntrusted validates data (JSON from a script) before decoding it.
-func (c *converter) decodeUntrusted(data []byte) (lua.LValue, error) {
+// DecodeUntrusted validates data (JSON from a script) before decoding it.
+func (c *Converter) DecodeUntrusted(data []byte) (lua.LValue, error) {
 	if err := protocol.Valid(data, maxDecodeDepth); err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
@@ -118,11 +125,11 @@ func (c *converter) decodeUntrusted(data []byte) (lua.LValue, error) {
 		}
 		return lua.LNil, err
 	}
-	return c.decode(data)
+	return c.Decode(data)
 }
 
 type jsonDecoder struct {
-	c    *converter
+	c    *Converter
 	data []byte
 	pos  int
 }
@@ -237,7 +244,7 @@ func (d *jsonDecoder) array(depth int) (lua.LValue, error) {
 		return lua.LNil, d.errorf("nesting deeper than %d levels", maxDecodeDepth)
 	}
 	d.pos++ // [
-	t := d.c.newArray(4)
+	t := d.c.NewArray(4)
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
 		d.pos++
@@ -320,18 +327,19 @@ func (d *jsonDecoder) number() (lua.LValue, error) {
 	return lua.LNumber(f), nil
 }
 
-// encode appends the JSON of v to dst.
-func (c *converter) encode(dst []byte, v lua.LValue) ([]byte, error) {
+// Encode appends the JSON of v to dst.
+func (c *Converter) Encode(dst []byte, v lua.LValue) ([]byte, error) {
 	c.values = 0
 	start := len(dst)
-	dst, err := c.appendValue(dst, v, 0)
-	if err == nil && len(dst)-start > luabox.MaxString {
-		err = fmt.Errorf("%w (%d bytes)", ErrTooLarge, luabox.MaxString)
+	dst, err := c.AppendValue(dst, v, 0)
+	if err == nil && len(dst)-start > MaxString {
+		err = fmt.Errorf("%w (%d bytes)", ErrTooLarge, MaxString)
 	}
 	return dst, err
 }
 
-func (c *converter) appendValue(dst []byte, v lua.LValue, depth int) ([]byte, error) {
+// AppendValue appends the JSON of v, nested depth levels deep, to dst.
+func (c *Converter) AppendValue(dst []byte, v lua.LValue, depth int) ([]byte, error) {
 	if err := c.check(len(dst)); err != nil {
 		return dst, err
 	}
@@ -344,27 +352,27 @@ func (c *converter) appendValue(dst []byte, v lua.LValue, depth int) ([]byte, er
 		}
 		return append(dst, "false"...), nil
 	case lua.LNumber:
-		return appendNumber(dst, float64(v))
+		return AppendNumber(dst, float64(v))
 	case lua.LString:
-		if len(dst)+len(v) > luabox.MaxString {
-			return dst, fmt.Errorf("%w (%d bytes)", ErrTooLarge, luabox.MaxString)
+		if len(dst)+len(v) > MaxString {
+			return dst, fmt.Errorf("%w (%d bytes)", ErrTooLarge, MaxString)
 		}
 		return protocol.AppendString(dst, string(v)), nil
 	case *lua.LTable:
-		return c.appendTable(dst, v, depth+1)
+		return c.AppendTable(dst, v, depth+1)
 	case *lua.LUserData:
 		switch u := v.Value.(type) {
 		case nullMarker:
 			return append(dst, "null"...), nil
-		case *msgObject:
-			return c.appendMsg(dst, u, depth+1)
+		case JSONEncoder:
+			return u.AppendJSON(c, dst, depth+1)
 		}
 	}
 	return dst, fmt.Errorf("%w: a %s", ErrNotEncodable, v.Type())
 }
 
-// appendNumber writes integers exactly (up to 2^53) without an exponent.
-func appendNumber(dst []byte, f float64) ([]byte, error) {
+// AppendNumber writes integers exactly (up to 2^53) without an exponent.
+func AppendNumber(dst []byte, f float64) ([]byte, error) {
 	switch {
 	case math.IsNaN(f) || math.IsInf(f, 0):
 		return dst, fmt.Errorf("%w: %v", ErrNotEncodable, f)
@@ -374,22 +382,24 @@ func appendNumber(dst []byte, f float64) ([]byte, error) {
 	return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
 }
 
-func (c *converter) appendTable(dst []byte, t *lua.LTable, depth int) ([]byte, error) {
+// AppendTable appends the JSON of t: an array when it is marked as one or
+// has exactly the keys 1..n, an object otherwise.
+func (c *Converter) AppendTable(dst []byte, t *lua.LTable, depth int) ([]byte, error) {
 	if depth > maxEncodeDepth {
 		return dst, fmt.Errorf("%w: tables nested deeper than %d levels (a cycle?)", ErrNotEncodable, maxEncodeDepth)
 	}
 	n := sequenceLength(t)
-	if n == 0 && c.isArray(t) {
+	if n == 0 && c.IsArray(t) {
 		n = t.Len()
 	}
-	if n > 0 || c.isArray(t) {
+	if n > 0 || c.IsArray(t) {
 		dst = append(dst, '[')
 		for i := 1; i <= n; i++ {
 			if i > 1 {
 				dst = append(dst, ',')
 			}
 			var err error
-			if dst, err = c.appendValue(dst, t.RawGetInt(i), depth); err != nil {
+			if dst, err = c.AppendValue(dst, t.RawGetInt(i), depth); err != nil {
 				return dst, err
 			}
 		}
@@ -408,7 +418,7 @@ func (c *converter) appendTable(dst []byte, t *lua.LTable, depth int) ([]byte, e
 			dst = protocol.AppendString(dst, string(k))
 		case lua.LNumber:
 			dst = append(dst, '"')
-			if dst, err = appendNumber(dst, float64(k)); err != nil {
+			if dst, err = AppendNumber(dst, float64(k)); err != nil {
 				return dst, err
 			}
 			dst = append(dst, '"')
@@ -416,7 +426,7 @@ func (c *converter) appendTable(dst []byte, t *lua.LTable, depth int) ([]byte, e
 			return dst, fmt.Errorf("%w: a table key of type %s", ErrNotEncodable, k.Type())
 		}
 		dst = append(dst, ':')
-		if dst, err = c.appendValue(dst, v, depth); err != nil {
+		if dst, err = c.AppendValue(dst, v, depth); err != nil {
 			return dst, err
 		}
 	}
@@ -446,4 +456,45 @@ func sequenceLength(t *lua.LTable) int {
 		return count
 	}
 	return 0
+}
+
+// OpenJSON installs what handlers and scenarios share: the json module
+// (encode, decode, null, array) converting with conv, and now().
+func OpenJSON(L *lua.LState, conv *Converter) {
+	mod := L.NewTable()
+	mod.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
+		out, err := conv.Encode(nil, L.CheckAny(1))
+		if err != nil {
+			L.RaiseError("json.encode: %s", err)
+		}
+		L.Push(lua.LString(out))
+		return 1
+	}))
+	mod.RawSetString("decode", L.NewFunction(func(L *lua.LState) int {
+		v, err := conv.DecodeUntrusted([]byte(L.CheckString(1)))
+		if err != nil {
+			L.RaiseError("json.decode: %s", err)
+		}
+		L.Push(v)
+		return 1
+	}))
+	// json.array([table]) → the table (a new one if none), marked to encode
+	// as a JSON array even when empty.
+	mod.RawSetString("array", L.NewFunction(func(L *lua.LState) int {
+		t, ok := L.Get(1).(*lua.LTable)
+		if !ok {
+			t = L.NewTable()
+		} else if L.GetMetaField(t, "__metatable") != lua.LNil {
+			L.RaiseError("json.array: the table's metatable is protected")
+		}
+		t.Metatable = conv.arrayMeta
+		L.Push(t)
+		return 1
+	}))
+	mod.RawSetString("null", conv.null)
+	L.SetGlobal("json", mod)
+	L.SetGlobal("now", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(protocol.Now()))
+		return 1
+	}))
 }

@@ -1,10 +1,11 @@
-// Package scripts holds the Lua that ships with samgw, embedded so the binary
+// Package lua holds the Lua files that ship with samgw (the Go engine that
+// runs them is package scripting), embedded so the binary
 // runs with no files around it:
 //
 //   - default.lua: the echo handler, served when no --scripts is given;
 //   - examples/: a scripts directory of example handlers;
 //   - scenarios/: client scenarios, among them demo.lua.
-package scripts
+package lua
 
 import (
 	"embed"

@@ -1,166 +1,25 @@
-package scripting
+package scenario
 
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
-
-	"github.com/secureagentmessaging/samgw/bench"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
+	lua "github.com/yuin/gopher-lua"
 )
-
-// DefaultWaitTimeout bounds expect, request and ping when the script gives
-// no timeout (before time scaling).
-const DefaultWaitTimeout = 5 * time.Second
-
-// maxUnclaimed bounds the messages kept for a later expect.
-const maxUnclaimed = 1024
-
-// ScenarioConfig describes a client scenario: a Lua file that drives one
-// connection from top to bottom.
-type ScenarioConfig struct {
-	// Name is the file's name, used in error messages (file:line: message).
-	Name string
-	// Source is the Lua source.
-	Source []byte
-	// Client configures the connection; Addr at least. Its OnMessage,
-	// OnConnect and OnDisconnect are taken by the scenario.
-	Client gateway.ClientConfig
-	// Args are the script's `args` table (from --arg k=v).
-	Args map[string]string
-	// TimeScale multiplies every sleep and timeout, and the client's
-	// keep-alive timings; zero means 1.
-	TimeScale float64
-	// Out receives what log(...) prints, one line per call.
-	Out io.Writer
-	// Logger receives connection events; nil discards them.
-	Logger *slog.Logger
-}
-
-// ScenarioResult is the outcome of one scenario run.
-type ScenarioResult struct {
-	// Err is why the scenario failed (file:line: message), or nil.
-	Err error
-	// Requests holds the round-trip time of every request and ping.
-	Requests bench.Histogram
-}
-
-// ScenarioSummary is the outcome of several copies of a scenario.
-type ScenarioSummary struct {
-	Passed, Failed int
-	// Errors are the first few failures, prefixed with the client's id.
-	Errors []string
-	// Requests merges the round trips of every copy.
-	Requests bench.Histogram
-}
-
-// RunScenarios runs n copies of a scenario at once, each on its own
-// connection and Lua state; `client.id` is 1..n. With n == 1 the output is
-// the script's alone; with more each line is prefixed with [id]. A
-// comma-separated Client.Addr spreads the copies over those servers.
-func RunScenarios(ctx context.Context, cfg ScenarioConfig, n int) ScenarioSummary {
-	proto, err := compileScenario(cfg)
-	var sum ScenarioSummary
-	if err != nil {
-		sum.Failed = n
-		sum.Errors = []string{err.Error()}
-		return sum
-	}
-	out := &lineWriter{w: cfg.Out}
-	results := make([]ScenarioResult, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			prefix := ""
-			if n > 1 {
-				prefix = fmt.Sprintf("[%d] ", i+1)
-			}
-			results[i] = runScenario(ctx, withAddr(cfg, i), proto, i+1, out, prefix)
-		}()
-	}
-	wg.Wait()
-	for i, r := range results {
-		sum.Requests.Merge(&r.Requests)
-		if r.Err == nil {
-			sum.Passed++
-			continue
-		}
-		sum.Failed++
-		if len(sum.Errors) < 5 {
-			msg := r.Err.Error()
-			if n > 1 {
-				msg = fmt.Sprintf("client %d: %s", i+1, msg)
-			}
-			sum.Errors = append(sum.Errors, msg)
-		}
-	}
-	return sum
-}
-
-// RunScenario runs one copy of the scenario as client 1.
-func RunScenario(ctx context.Context, cfg ScenarioConfig) ScenarioResult {
-	proto, err := compileScenario(cfg)
-	if err != nil {
-		return ScenarioResult{Err: err}
-	}
-	return runScenario(ctx, withAddr(cfg, 0), proto, 1, &lineWriter{w: cfg.Out}, "")
-}
-
-// withAddr picks copy i's server when Client.Addr lists several,
-// comma-separated: the copies are spread over them in turn, as over the
-// nodes of a cluster.
-func withAddr(cfg ScenarioConfig, i int) ScenarioConfig {
-	addrs := strings.Split(cfg.Client.Addr, ",")
-	cfg.Client.Addr = strings.TrimSpace(addrs[i%len(addrs)])
-	return cfg
-}
-
-func compileScenario(cfg ScenarioConfig) (*lua.FunctionProto, error) {
-	name := cmp.Or(cfg.Name, "scenario.lua")
-	chunk, err := parse.Parse(strings.NewReader(string(cfg.Source)), name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	proto, err := lua.Compile(chunk, name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return proto, nil
-}
-
-// lineWriter serialises whole lines from several scenario copies.
-type lineWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lineWriter) line(s string) {
-	if l.w == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	io.WriteString(l.w, s+"\n") //nolint:errcheck // output is best effort
-}
 
 // scenario is one running copy: a Lua state driving a client.
 type scenario struct {
 	ctx       context.Context
 	L         *lua.LState
-	conv      *converter
+	conv      *luabox.Converter
 	client    *gateway.Client
 	inbox     chan *protocol.Message // frames from the client's reader goroutine
 	unclaimed []*protocol.Message    // received, not yet taken by expect
@@ -169,10 +28,10 @@ type scenario struct {
 	scale     float64
 	out       *lineWriter
 	prefix    string
-	result    *ScenarioResult
+	result    *Result
 }
 
-func runScenario(ctx context.Context, cfg ScenarioConfig, proto *lua.FunctionProto, index int, out *lineWriter, prefix string) (res ScenarioResult) {
+func runScenario(ctx context.Context, cfg Config, proto *lua.FunctionProto, index int, out *lineWriter, prefix string) (res Result) {
 	name := cmp.Or(cfg.Name, "scenario.lua")
 	scale := cfg.TimeScale
 	if scale <= 0 {
@@ -211,8 +70,8 @@ func runScenario(ctx context.Context, cfg ScenarioConfig, proto *lua.FunctionPro
 	s.L = luabox.NewState()
 	defer s.L.Close()
 	s.L.SetContext(ctx)
-	s.conv = newConverter(s.L)
-	registerCommon(s.L, s.conv)
+	s.conv = luabox.NewConverter(s.L)
+	luabox.OpenJSON(s.L, s.conv)
 	s.register(index, cfg.Args)
 	luabox.Seal(s.L)
 
@@ -221,7 +80,7 @@ func runScenario(ctx context.Context, cfg ScenarioConfig, proto *lua.FunctionPro
 		if ctx.Err() != nil {
 			res.Err = fmt.Errorf("%s: interrupted", name)
 		} else {
-			res.Err = errors.New(luaErrorText(err))
+			res.Err = errors.New(luabox.ErrorText(err))
 		}
 		return res
 	}
@@ -277,7 +136,7 @@ func (s *scenario) register(index int, args map[string]string) {
 
 // payloadRoute reads (payload[, route]) at arguments 1 and 2.
 func (s *scenario) payloadRoute() ([]byte, string) {
-	payload, err := s.conv.encode(nil, s.L.CheckAny(1))
+	payload, err := s.conv.Encode(nil, s.L.CheckAny(1))
 	if err != nil {
 		s.L.ArgError(1, err.Error())
 	}
@@ -480,7 +339,7 @@ func (s *scenario) payloadValue(m *protocol.Message) lua.LValue {
 	if m.Payload == nil {
 		return lua.LNil
 	}
-	v, err := s.conv.decode(m.Payload)
+	v, err := s.conv.Decode(m.Payload)
 	if err != nil {
 		s.L.RaiseError("payload: %s", err)
 	}
