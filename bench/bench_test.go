@@ -16,7 +16,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-
 func serve(t *testing.T, h gateway.Handler) string {
 	t.Helper()
 	_, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: h})

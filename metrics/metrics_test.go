@@ -19,9 +19,9 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripting"
-	"github.com/secureagentmessaging/samgw/lua"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -12,8 +12,8 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // scenarioServer serves handler (nil: echo) for scenario tests.

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/protocol"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )

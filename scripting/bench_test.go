@@ -11,8 +11,8 @@ import (
 	"github.com/secureagentmessaging/samgw/bench"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
-	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // BenchmarkHandleData measures one Lua echo call without the network: decode

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 const echo = `function on_data(msg, conn) return msg.payload end`

@@ -17,8 +17,8 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // httpBackend is a test HTTP API.

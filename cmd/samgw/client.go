@@ -11,8 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/scenario"
 	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/scenario"
 )
 
 func clientCommand() *cli.Command {

@@ -18,9 +18,9 @@ import (
 
 	"github.com/secureagentmessaging/samgw/cluster"
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
-	"github.com/secureagentmessaging/samgw/lua"
 )
 
 func serveCommand() *cli.Command {
