@@ -38,9 +38,9 @@ end`,
 }
 
 // TestLibraryCallsOnLargePayloadsAreBounded sends a 1 MiB payload to each
-// hostile handler: each answers (a reply, handler_error or handler_timeout)
-// within --script-timeout + 100 ms of what the echo of the same payload
-// takes, the process's peak memory does not grow by the hundreds of
+// hostile handler: each answers (the reply or error it should, or
+// handler_timeout on a machine too slow to finish in time) within
+// --script-timeout + 100 ms of what the echo of the same payload takes, the process's peak memory does not grow by the hundreds of
 // megabytes the calls used to build, and another connection is served
 // meanwhile.
 func TestLibraryCallsOnLargePayloadsAreBounded(t *testing.T) {
@@ -97,6 +97,10 @@ func TestLibraryCallsOnLargePayloadsAreBounded(t *testing.T) {
 			}
 			var pe *protocol.Error
 			switch {
+			case errors.As(err, &pe) && pe.Code == protocol.CodeHandlerTimeout && tc.code != protocol.CodeHandlerTimeout:
+				// A slow machine (or -race) may stop even the bounded
+				// versions at the deadline: that is the bound holding.
+				t.Logf("stopped by the deadline after %v", took)
 			case tc.code == "" && (err != nil || got != tc.want):
 				t.Fatalf("got %.80q, %v; want %s", got, err, tc.want)
 			case tc.code != "" && (!errors.As(err, &pe) || pe.Code != tc.code || !strings.Contains(pe.Message, tc.want)):
