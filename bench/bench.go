@@ -13,7 +13,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -430,7 +429,7 @@ func (w *worker) send(ctx context.Context, buf []byte) bool {
 func (w *worker) appendSigned(buf []byte, seq int64) []byte {
 	m := protocol.Message{Type: protocol.TypeData, ID: string(strconv.AppendInt(append(append([]byte(nil), w.idBase...), '-'), seq, 10)),
 		Route: w.r.cfg.Route, Timestamp: protocol.Now(), Payload: w.r.payload}
-	m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(w.r.cfg.SignKey, protocol.AppendSigned(nil, &m)))
+	protocol.Sign(w.r.cfg.SignKey, &m)
 	return protocol.AppendFrame(buf, &m)
 }
 

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -190,17 +189,6 @@ func (a *authority) byToken(token string) *principal {
 	return found
 }
 
-// tokenOf reads the token of an auth frame's payload {"token": "..."}.
-func tokenOf(payload []byte) string {
-	var p struct {
-		Token string `json:"token"`
-	}
-	if json.Unmarshal(payload, &p) != nil {
-		return ""
-	}
-	return p.Token
-}
-
 // allows reports whether the identity may send data to route.
 func (p *principal) allows(route string) bool {
 	if p.routes == nil {
@@ -231,21 +219,9 @@ func (a *authority) verify(ctx context.Context, p *principal, m *protocol.Messag
 	if len(m.ID) > MaxSignedIDLen {
 		return scratch, protocol.Errorf(protocol.CodeInvalidMessage, "the id of a signed message is %d bytes; at most %d are allowed", len(m.ID), MaxSignedIDLen)
 	}
-	// The peer's sig is decoded into a buffer of DecodedLen of its length:
-	// base64 input of the right length but without padding decodes to more
-	// than a signature, and Decode must never write past its buffer.
-	var buf [68]byte
-	if len(m.Sig) != base64.StdEncoding.EncodedLen(ed25519.SignatureSize) {
-		return scratch, protocol.Errorf(protocol.CodeBadSignature, "sig is not a base64 Ed25519 signature")
-	}
-	n, err := base64.StdEncoding.Decode(buf[:base64.StdEncoding.DecodedLen(len(m.Sig))], []byte(m.Sig))
-	if err != nil || n != ed25519.SignatureSize {
-		return scratch, protocol.Errorf(protocol.CodeBadSignature, "sig is not a base64 Ed25519 signature")
-	}
-	sig := buf[:n]
-	scratch = protocol.AppendSigned(scratch[:0], m)
-	if !ed25519.Verify(p.key, scratch, sig) {
-		return scratch, protocol.Errorf(protocol.CodeBadSignature, "signature does not verify")
+	scratch, err := protocol.Verify(p.key, m, scratch)
+	if err != nil {
+		return scratch, err
 	}
 	now := time.Now()
 	ts := time.UnixMilli(m.Timestamp)

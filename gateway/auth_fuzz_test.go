@@ -30,7 +30,7 @@ func FuzzAuthChecks(f *testing.F) {
 	var n int
 	f.Fuzz(func(t *testing.T, token, id, route string, payload []byte, sig string, signIt bool, skewMs int16) {
 		a.byToken(token)
-		tokenOf(payload)
+		protocol.ParseAuthToken(payload)
 		signer.allows(route)
 		n++
 		m := protocol.Message{Type: protocol.TypeData, ID: id + "#" + strconv.Itoa(n), Route: route, Payload: payload,

@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -272,8 +271,7 @@ func (c *Client) startSession(nc net.Conn) *wire {
 	w := newWire(nc, c.wcfg)
 	if c.cfg.Token != "" {
 		var buf [512]byte
-		payload := protocol.AppendString(append(buf[:0], `{"token":`...), c.cfg.Token)
-		payload = append(payload, '}')
+		payload := protocol.AppendAuthPayload(buf[:0], c.cfg.Token)
 		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: c.nextID(), Payload: payload}) //nolint:errcheck // a new wire accepts
 	}
 	c.mu.Lock()
@@ -354,12 +352,7 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
 	case protocol.TypePing:
 		w.enqueueMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
 	case protocol.TypeClose:
-		var p struct {
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		}
-		json.Unmarshal(m.Payload, &p) //nolint:errcheck // any close ends the connection
-		return "closed by server: " + cmp.Or(p.Reason, p.Message, "no reason given")
+		return "closed by server: " + cmp.Or(protocol.ParseClose(m.Payload), "no reason given")
 	case protocol.TypeAuth:
 		c.reportAuth(nil)
 	case protocol.TypeData, protocol.TypePong, protocol.TypeError:
@@ -467,8 +460,7 @@ func (c *Client) sign(m *protocol.Message) {
 	if m.Timestamp == 0 {
 		m.Timestamp = protocol.Now()
 	}
-	msg := protocol.AppendSigned(nil, m)
-	m.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(c.cfg.SignKey, msg))
+	protocol.Sign(c.cfg.SignKey, m)
 }
 
 // Send sends a data message with payload and returns its id. payload is
@@ -541,16 +533,7 @@ func (c *Client) RequestMessage(ctx context.Context, m protocol.Message) (*proto
 }
 
 // errorFromFrame turns an `error` frame into a *protocol.Error.
-func errorFromFrame(m *protocol.Message) error {
-	var p struct {
-		Code    protocol.Code `json:"code"`
-		Message string        `json:"message"`
-	}
-	if err := json.Unmarshal(m.Payload, &p); err != nil || p.Code == "" {
-		return protocol.Errorf(protocol.CodeInvalidMessage, "malformed error frame")
-	}
-	return &protocol.Error{Code: p.Code, Message: p.Message}
-}
+func errorFromFrame(m *protocol.Message) error { return protocol.ParseError(m.Payload) }
 
 func encodePayload(payload any) ([]byte, error) {
 	switch p := payload.(type) {

@@ -272,7 +272,7 @@ func (c *Conn) authenticate() (reason, key, text string, ok bool) {
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
 		return fail("the first frame must be auth", m.ID)
 	}
-	p := c.srv.auth.byToken(tokenOf(m.Payload))
+	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil {
 		return fail("invalid token", m.ID)
 	}
@@ -299,8 +299,7 @@ func (c *Conn) refuseAuth(why, id string) (reason, key, text string, ok bool) {
 
 // replyAuth answers an auth frame: {"ok":true,"identity":name}.
 func (c *Conn) replyAuth(id, name string) {
-	payload := protocol.AppendString([]byte(`{"ok":true,"identity":`), name)
-	payload = append(payload, '}')
+	payload := protocol.AppendAuthReply(nil, name)
 	c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: id, Payload: payload}) //nolint:errcheck // closing
 }
 
@@ -312,7 +311,7 @@ func (c *Conn) reauthenticate(m *protocol.Message) {
 		c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeInvalidMessage, "authentication is not enabled on this server")) //nolint:errcheck // closing
 		return
 	}
-	p := c.srv.auth.byToken(tokenOf(m.Payload))
+	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil || p.name != c.Identity() {
 		c.srv.counters.authFailures.Add(1)
 		c.audit(AuditAuthFailed, "", "token does not match the connection's identity")

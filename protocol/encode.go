@@ -59,11 +59,7 @@ func AppendErrorFrame(dst []byte, id string, err error) []byte {
 		code, text = pe.Code, pe.Message
 	}
 	var buf [256]byte
-	payload := append(buf[:0], `{"code":`...)
-	payload = AppendString(payload, string(code))
-	payload = append(payload, `,"message":`...)
-	payload = AppendString(payload, text)
-	payload = append(payload, '}')
+	payload := AppendErrorPayload(buf[:0], code, text)
 	return AppendFrame(dst, &Message{Type: TypeError, ID: id, Payload: payload})
 }
 

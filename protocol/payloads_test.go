@@ -1,0 +1,82 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"strings"
+	"testing"
+)
+
+func TestPayloadsRoundTrip(t *testing.T) {
+	if e := ParseError(AppendErrorPayload(nil, CodeNoRoute, `no "x"`)); e.Code != CodeNoRoute || e.Message != `no "x"` {
+		t.Fatalf("error payload: %+v", e)
+	}
+	if r := ParseClose(AppendReasonPayload(nil, "reason", "server shutdown")); r != "server shutdown" {
+		t.Fatalf("close payload: %q", r)
+	}
+	if tok := ParseAuthToken(AppendAuthPayload(nil, "t\u00e9\"k")); tok != "t\u00e9\"k" {
+		t.Fatalf("auth payload: %q", tok)
+	}
+	if id := ParseAuthReply(AppendAuthReply(nil, "agent-a")); id != "agent-a" {
+		t.Fatalf("auth reply: %q", id)
+	}
+}
+
+func TestParsePayloads(t *testing.T) {
+	tests := []struct {
+		name, payload string
+		parse         func([]byte) string
+		want          string
+	}{
+		{"close reason", `{"reason":"bye"}`, ParseClose, "bye"},
+		{"close message", `{"message":"Connection closed by client"}`, ParseClose, "Connection closed by client"},
+		{"close reason wins", `{"message":"m","reason":"r"}`, ParseClose, "r"},
+		{"close nothing", `{}`, ParseClose, ""},
+		{"close not an object", `"bye"`, ParseClose, ""},
+		{"token among other fields", `{"x":[1,{"y":"z"}],"token":"abc","n":null}`, ParseAuthToken, "abc"},
+		{"escaped key and value", `{"\u0074oken":"a\nb"}`, ParseAuthToken, "a\nb"},
+		{"token not a string", `{"token":123}`, ParseAuthToken, ""},
+		{"token in a nested object only", `{"inner":{"token":"no"}}`, ParseAuthToken, ""},
+		{"truncated", `{"token":"abc`, ParseAuthToken, ""},
+		{"empty", ``, ParseAuthToken, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.parse([]byte(tt.payload)); got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if e := ParseError([]byte(`{"message":"no code"}`)); e.Code != CodeInvalidMessage {
+		t.Fatalf("an error payload without a code: %+v", e)
+	}
+}
+
+func TestSignAndVerify(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	m := Message{Type: TypeData, ID: "m1", Timestamp: 1764100000000, Route: "chat", Payload: []byte(`{"a":1}`)}
+	Sign(priv, &m)
+	scratch, err := Verify(pub, &m, nil)
+	if err != nil {
+		t.Fatalf("a fresh signature: %v", err)
+	}
+	if string(scratch) != "samgw-sig-v1\nm1\n1764100000000\nchat\n{\"a\":1}" {
+		t.Fatalf("signed bytes %q", scratch)
+	}
+	for name, mutate := range map[string]func(*Message){
+		"payload":    func(m *Message) { m.Payload = []byte(`{"a":2}`) },
+		"route":      func(m *Message) { m.Route = "other" },
+		"timestamp":  func(m *Message) { m.Timestamp++ },
+		"missing":    func(m *Message) { m.Sig = "" },
+		"unpadded":   func(m *Message) { m.Sig = strings.Repeat("A", 88) },
+		"not base64": func(m *Message) { m.Sig = "!" + m.Sig[1:] },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := m
+			mutate(&c)
+			if _, err := Verify(pub, &c, nil); CodeOf(err) != CodeBadSignature {
+				t.Fatalf("got %v, want bad_signature", err)
+			}
+		})
+	}
+}
