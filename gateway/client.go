@@ -144,14 +144,8 @@ func NewClient(cfg ClientConfig) *Client {
 	crand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
 	return &Client{
 		cfg: cfg,
-		wcfg: wireConfig{
-			limits:            protocol.Limits{MaxFrameSize: cfg.MaxFrameSize},
-			keepAliveInterval: cfg.KeepAliveInterval,
-			keepAliveTimeout:  cfg.KeepAliveTimeout,
-			writeTimeout:      cfg.WriteTimeout,
-			lingerTimeout:     cfg.LingerTimeout,
-			maxQueueBytes:     max(DefaultMaxQueueBytes, 2*cfg.MaxFrameSize+4096),
-		},
+		wcfg: newWireConfig(protocol.Limits{MaxFrameSize: cfg.MaxFrameSize}, cfg.KeepAliveInterval, cfg.KeepAliveTimeout,
+			cfg.WriteTimeout, cfg.LingerTimeout, 0, false),
 		log:        cfg.Logger.With("server", cfg.Addr),
 		idPrefix:   hex.EncodeToString(b[:]) + "-",
 		waiters:    make(map[string]chan *protocol.Message),
@@ -282,9 +276,7 @@ func (c *Client) startSession(nc net.Conn) *wire {
 	c.cur = w
 	c.mu.Unlock()
 	c.lastActivity.Store(time.Now().UnixNano())
-	go w.writeLoop(func(dst []byte) []byte {
-		return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
-	})
+	go w.writeLoop()
 	if c.cfg.OnConnect != nil {
 		c.cfg.OnConnect()
 	}
@@ -294,23 +286,17 @@ func (c *Client) startSession(nc net.Conn) *wire {
 // serveSession reads from w until the connection ends and returns why.
 func (c *Client) serveSession(w *wire) string {
 	var msg protocol.Message
-	reason := ""
-	for reason == "" {
+	var cause CloseCause
+	for cause.Kind == 0 {
 		frame, err := w.readFrame()
-		switch {
-		case err == nil:
-			c.lastActivity.Store(time.Now().UnixNano())
-			reason = c.dispatch(w, frame, &msg)
-		case isTimeout(err):
-			reason = ReasonKeepAliveTimeout
-		case errors.Is(err, errCloseRequested):
-			reason = w.requestedReason()
-		case isEOF(err):
-			reason = ReasonPeerClosed
-		default:
-			reason = "read failed: " + err.Error()
+		if err != nil {
+			cause = readCause(err, w.requestedCause())
+			break
 		}
+		c.lastActivity.Store(time.Now().UnixNano())
+		cause = c.dispatch(w, frame, &msg)
 	}
+	reason := cause.String()
 	// Frames not yet written go back to the front of the queue for the next
 	// connection; requests whose frames were written may never be answered.
 	c.mu.Lock()
@@ -334,16 +320,16 @@ func (c *Client) serveSession(w *wire) string {
 	}
 	c.mu.Unlock()
 	c.reportAuth(errors.New("the connection ended before authentication: " + reason)) // unless answered already
-	w.finish(reason, "", "")
+	w.finish(cause)
 	return reason
 }
 
-// dispatch handles one received frame; it returns a reason when the server
+// dispatch handles one received frame; it returns a cause when the server
 // closed the connection.
-func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
+func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) CloseCause {
 	if err := protocol.Decode(frame, m, c.wcfg.limits); err != nil {
 		c.log.Debug("Invalid frame from server", "error", err)
-		return ""
+		return CloseCause{}
 	}
 	if c.cfg.OnMessage != nil {
 		c.cfg.OnMessage(m)
@@ -352,7 +338,7 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
 	case protocol.TypePing:
 		w.enqueueMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
 	case protocol.TypeClose:
-		return "closed by server: " + cmp.Or(protocol.ParseClose(m.Payload), "no reason given")
+		return CloseCause{Kind: CloseByServer, Detail: cmp.Or(protocol.ParseClose(m.Payload), "no reason given")}
 	case protocol.TypeAuth:
 		c.reportAuth(nil)
 	case protocol.TypeData, protocol.TypePong, protocol.TypeError:
@@ -373,7 +359,7 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) string {
 			ch <- m.Clone()
 		}
 	}
-	return ""
+	return CloseCause{}
 }
 
 // reportAuth passes the answer to an auth frame to a waiting Connect.
@@ -591,11 +577,11 @@ func (c *Client) Disconnect(reason string) error {
 			select {
 			case <-c.done:
 			case <-timer.C:
-				w.abort("disconnect timed out")
+				w.abort(CloseCause{Kind: CloseTimedOut, Detail: "disconnect timed out"})
 			}
 			timer.Stop()
 		} else {
-			w.requestClose(reason)
+			w.requestClose(CloseCause{Kind: CloseRequested, Detail: reason})
 		}
 	}
 	if started {

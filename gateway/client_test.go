@@ -341,7 +341,7 @@ func TestClientRequestInFlightFailsOnLoss(t *testing.T) {
 		infos := srv.Connections()
 		return len(infos) == 1 && infos[0].FramesIn == 1
 	})
-	srv.Conn(srv.Connections()[0].ID).w.abort("test")
+	srv.Conn(srv.Connections()[0].ID).w.abort(CloseCause{Kind: CloseInternal})
 	close(block)
 	if err := <-done; !errors.Is(err, ErrConnectionLost) {
 		t.Fatalf("in-flight request: %v, want ErrConnectionLost", err)

@@ -99,7 +99,7 @@ func (c Config) withDefaults() Config {
 	c.MaxFrameSize = cmp.Or(c.MaxFrameSize, protocol.DefaultMaxFrameSize)
 	c.MaxDepth = cmp.Or(c.MaxDepth, protocol.DefaultMaxDepth)
 	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
-	c.MaxQueueBytes = max(cmp.Or(c.MaxQueueBytes, DefaultMaxQueueBytes), 2*c.MaxFrameSize+4096)
+	c.MaxQueueBytes = cmp.Or(c.MaxQueueBytes, DefaultMaxQueueBytes) // raised to fit two maximal frames by newWireConfig
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)

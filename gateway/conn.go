@@ -20,9 +20,8 @@ import (
 
 // Payloads of the frames the server answers by itself.
 var (
-	pongPayload      = []byte(`{"message":"pong"}`)
-	alivePayload     = []byte(`{"status":"alive"}`)
-	keepAlivePayload = []byte(`{"message":"keepalive"}`)
+	pongPayload  = []byte(`{"message":"pong"}`)
+	alivePayload = []byte(`{"status":"alive"}`)
 )
 
 // Conn is one client connection of a Server. Its methods are safe for
@@ -138,7 +137,9 @@ func (c *Conn) Send(payload []byte, route string) (string, error) {
 // Close asks the connection to close with reason: frames already received
 // are handled and answered, then a close frame {"reason": reason} is sent.
 // It does not wait.
-func (c *Conn) Close(reason string) { c.w.requestClose(reason) }
+func (c *Conn) Close(reason string) {
+	c.w.requestClose(CloseCause{Kind: CloseRequested, Detail: reason})
+}
 
 // serve runs the connection on its reader goroutine until it closes.
 func (c *Conn) serve() {
@@ -151,21 +152,19 @@ func (c *Conn) serve() {
 	if c.srv.cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(c.srv.cfg.Rate), c.srv.cfg.RateBurst)
 	}
-	go c.w.writeLoop(func(dst []byte) []byte {
-		return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
-	})
+	go c.w.writeLoop()
 	c.log.Info("Client connected", c.identityAttrs()...)
 	c.audit(AuditConnect, "", "")
-	reason, key, text := c.readLoop()
-	c.w.finish(reason, key, text)
+	c.w.finish(c.readLoop())
 	c.cancel()
 	c.srv.remove(c)
-	reason = c.w.closeReason()
-	switch reason {
-	case ReasonSlowConsumer:
+	cause := c.w.closeCause()
+	reason := cause.String()
+	switch cause.Kind {
+	case CloseSlowConsumer:
 		c.srv.counters.slowConsumers.Add(1)
 		c.audit(AuditSlowConsumer, "", reason)
-	case ReasonKeepAliveTimeout:
+	case CloseKeepAliveTimeout:
 		c.srv.counters.keepAliveTimeouts.Add(1)
 	}
 	c.reportRateLimited("")
@@ -214,19 +213,18 @@ func (c *Conn) audit(event, route, reason string) {
 }
 
 // readLoop reads and dispatches frames until the connection must close, and
-// returns why, with the close frame's payload key and text ("" for none).
-func (c *Conn) readLoop() (reason, key, text string) {
+// returns why.
+func (c *Conn) readLoop() CloseCause {
 	switch {
 	case c.srv.auth != nil && c.Identity() == "":
-		if reason, key, text, ok := c.authenticate(); !ok {
-			return reason, key, text
+		if cause, ok := c.authenticate(); !ok {
+			return cause
 		}
 	case c.srv.auth != nil && c.principal == nil:
 		// With identities, the file is the allow-list: a certificate from
 		// the CA whose identity is not listed gets no access at all (not
 		// access without a route ACL or a signature requirement).
-		reason, key, text, _ := c.refuseAuth("client certificate identity "+strconv.Quote(c.Identity())+" is not listed", "")
-		return reason, key, text
+		return c.refuseAuth("client certificate identity "+strconv.Quote(c.Identity())+" is not listed", "")
 	case c.Identity() != "":
 		c.audit(AuditAuthOK, "", "client certificate")
 	}
@@ -240,7 +238,7 @@ func (c *Conn) readLoop() (reason, key, text string) {
 			if errors.As(err, &pe) {
 				text = pe.Message
 			}
-			return "rejected: " + text, "reason", text
+			return CloseCause{Kind: CloseRejected, Detail: text}
 		}
 	}
 	for {
@@ -249,52 +247,50 @@ func (c *Conn) readLoop() (reason, key, text string) {
 			return c.readFailed(err)
 		}
 		if c.dispatch(frame) {
-			return ReasonClosedByClient, "message", "Connection closed by client"
+			return causeByPeer
 		}
 	}
 }
 
 // authenticate requires an auth frame with a valid token first, within the
 // auth timeout. On failure the peer gets error unauthorized, then close.
-func (c *Conn) authenticate() (reason, key, text string, ok bool) {
-	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(ReasonAuthTimeout) })
+func (c *Conn) authenticate() (cause CloseCause, ok bool) {
+	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(causeAuthTimeout) })
 	defer timer.Stop()
-	fail := c.refuseAuth
 	frame, err := c.w.readFrame()
 	if err != nil {
-		if errors.Is(err, errCloseRequested) && c.w.requestedReason() == ReasonAuthTimeout {
-			return fail(ReasonAuthTimeout, "")
+		if cause := c.readFailed(err); cause.Kind != CloseAuthTimeout {
+			return cause, false
 		}
-		reason, key, text = c.readFailed(err)
-		return reason, key, text, false
+		return c.refuseAuth(ReasonAuthTimeout, ""), false
 	}
 	m := &c.msg
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
-		return fail("the first frame must be auth", m.ID)
+		return c.refuseAuth("the first frame must be auth", m.ID), false
 	}
 	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil {
-		return fail("invalid token", m.ID)
+		return c.refuseAuth("invalid token", m.ID), false
 	}
 	if !timer.Stop() {
-		return fail(ReasonAuthTimeout, m.ID)
+		return c.refuseAuth(ReasonAuthTimeout, m.ID), false
 	}
 	c.principal = p
 	c.identity.Store(&p.name)
 	c.replyAuth(m.ID, p.name)
 	c.audit(AuditAuthOK, "", "token")
-	return "", "", "", true
+	return CloseCause{}, true
 }
 
 // refuseAuth answers a failed authentication with error unauthorized
 // (answering the frame with id), counts and audits it, and returns the
-// close the connection ends with.
-func (c *Conn) refuseAuth(why, id string) (reason, key, text string, ok bool) {
+// cause the connection closes with.
+func (c *Conn) refuseAuth(why, id string) CloseCause {
 	c.w.enqueueError(id, protocol.Errorf(protocol.CodeUnauthorized, "%s", why)) //nolint:errcheck // closing
 	c.srv.counters.authFailures.Add(1)
 	c.audit(AuditAuthFailed, "", why)
 	c.log.Info("Authentication failed", "reason", why)
-	return ReasonUnauthorized + ": " + why, "reason", ReasonUnauthorized, false
+	return CloseCause{Kind: CloseUnauthorized, Detail: why}
 }
 
 // replyAuth answers an auth frame: {"ok":true,"identity":name}.
@@ -374,21 +370,14 @@ func (c *Conn) reportRateLimited(route string) {
 	c.limited = 0
 }
 
-// readFailed maps the error that ended reading to a close reason.
-func (c *Conn) readFailed(err error) (reason, key, text string) {
-	switch {
-	case errors.Is(err, errCloseRequested):
-		r := c.w.requestedReason()
-		return r, "reason", r
-	case errors.Is(err, protocol.ErrFrameTooLarge):
+// readFailed is the cause of the error that ended reading; an oversized
+// frame is answered with its error before the connection closes.
+func (c *Conn) readFailed(err error) CloseCause {
+	cause := readCause(err, c.w.requestedCause())
+	if cause.Kind == CloseFrameTooLarge {
 		c.w.enqueueError("", err) //nolint:errcheck // closing anyway
-		return ReasonFrameTooLarge, "reason", ReasonFrameTooLarge
-	case isTimeout(err):
-		return ReasonKeepAliveTimeout, "reason", ReasonKeepAliveTimeout
-	case isEOF(err):
-		return ReasonPeerClosed, "", ""
 	}
-	return "read failed: " + err.Error(), "", ""
+	return cause
 }
 
 // dispatch handles one frame and reports whether the peer asked to close.

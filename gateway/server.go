@@ -58,14 +58,8 @@ func NewServer(cfg Config) (*Server, error) {
 	return &Server{
 		auth: auth,
 		cfg:  cfg,
-		wcfg: wireConfig{
-			limits:            protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth},
-			keepAliveInterval: cfg.KeepAliveInterval,
-			keepAliveTimeout:  cfg.KeepAliveTimeout,
-			writeTimeout:      cfg.WriteTimeout,
-			lingerTimeout:     cfg.LingerTimeout,
-			maxQueueBytes:     cfg.MaxQueueBytes,
-		},
+		wcfg: newWireConfig(protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth}, cfg.KeepAliveInterval,
+			cfg.KeepAliveTimeout, cfg.WriteTimeout, cfg.LingerTimeout, cfg.MaxQueueBytes, true),
 		log:       cfg.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[string]*Conn),
@@ -175,7 +169,7 @@ func (s *Server) accept(nc net.Conn) {
 		cancel()
 		s.log.Warn("Connection refused: too many from one address", "remote", remote, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
 		s.counters.refused.Add(1)
-		s.turnAway(nc, ReasonTooManyFromAddress)
+		s.turnAway(nc, CloseCause{Kind: CloseTooManyFromAddress})
 		return
 	}
 	needsAuth := s.needsAuthentication()
@@ -192,13 +186,13 @@ func (s *Server) accept(nc net.Conn) {
 	if full || crowded {
 		s.mu.Unlock()
 		cancel()
-		reason := ReasonServerFull
+		cause := CloseCause{Kind: CloseServerFull}
 		if !full {
-			reason = ReasonUnauthenticatedEvicted
+			cause = causeEvicted
 		}
-		s.log.Warn("Connection refused: "+reason, "remote", remote, "max_conns", s.cfg.MaxConns, "max_unauthenticated", s.cfg.MaxUnauthenticated)
+		s.log.Warn("Connection refused: "+cause.String(), "remote", remote, "max_conns", s.cfg.MaxConns, "max_unauthenticated", s.cfg.MaxUnauthenticated)
 		s.counters.refused.Add(1)
-		s.turnAway(nc, reason)
+		s.turnAway(nc, cause)
 		return
 	}
 	if needsAuth {
@@ -213,7 +207,7 @@ func (s *Server) accept(nc net.Conn) {
 	s.mu.Unlock()
 	if victim != nil {
 		victim.log.Info("Closing an unauthenticated connection to admit a new one", "max_unauthenticated", s.cfg.MaxUnauthenticated)
-		victim.w.requestCloseNow(ReasonUnauthenticatedEvicted)
+		victim.w.requestCloseNow(causeEvicted)
 	}
 	go func() {
 		defer s.connWG.Done()
@@ -230,7 +224,7 @@ func (s *Server) contain(c *Conn) {
 		return
 	}
 	s.log.Error("Connection goroutine panicked; closing the connection", "conn", c.id, "panic", r, "stack", string(debug.Stack()))
-	c.w.abort("internal error")
+	c.w.abort(causeInternal)
 	c.cancel()
 	s.mu.Lock()
 	_, registered := s.conns[c.id]
@@ -252,12 +246,13 @@ func remoteIP(nc net.Conn) string {
 	return host
 }
 
-// turnAway sends close {"reason": reason} to a connection that will not be
+// turnAway sends the close frame of cause to a connection that will not be
 // served, and closes it. The socket is new, so the write fits its buffer and
 // does not block; the deadline is a guard.
-func (s *Server) turnAway(nc net.Conn, reason string) {
+func (s *Server) turnAway(nc net.Conn, cause CloseCause) {
+	key, text := cause.frame()
 	nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)) //nolint:errcheck // best effort
-	nc.Write(appendCloseFrame(nil, "reason", reason))           //nolint:errcheck // best effort
+	nc.Write(appendCloseFrame(nil, key, text))                  //nolint:errcheck // best effort
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite() //nolint:errcheck // best effort
 	}
@@ -354,7 +349,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("Shutting down", "connections", len(conns))
 	for _, c := range conns {
-		c.Close(ReasonServerShutdown)
+		c.w.requestClose(causeServerShutdown)
 	}
 	finished := make(chan struct{})
 	go func() {
@@ -374,7 +369,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	conns = s.snapshot()
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.w.abort("shutdown timed out")
+		c.w.abort(CloseCause{Kind: CloseTimedOut, Detail: "shutdown timed out"})
 	}
 	s.stopBase()
 	s.closeAuth()

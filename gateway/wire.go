@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -12,7 +13,7 @@ import (
 )
 
 // wireConfig is what the shared connection machinery needs from a Config or
-// ClientConfig.
+// ClientConfig; newWireConfig builds it for both.
 type wireConfig struct {
 	limits            protocol.Limits
 	keepAliveInterval time.Duration // 0: no periodic keepalive frames
@@ -20,6 +21,22 @@ type wireConfig struct {
 	writeTimeout      time.Duration
 	lingerTimeout     time.Duration
 	maxQueueBytes     int
+	closeFrames       bool // send the close frame a cause calls for (the server's side)
+}
+
+// newWireConfig builds the wire settings of a connection. The outbound
+// queue always holds two maximal frames and then some, so one maximal reply
+// never makes a peer a slow consumer by itself.
+func newWireConfig(limits protocol.Limits, keepAliveInterval, keepAliveTimeout, writeTimeout, linger time.Duration, maxQueue int, closeFrames bool) wireConfig {
+	return wireConfig{
+		limits:            limits,
+		keepAliveInterval: keepAliveInterval,
+		keepAliveTimeout:  keepAliveTimeout,
+		writeTimeout:      writeTimeout,
+		lingerTimeout:     linger,
+		maxQueueBytes:     max(cmp.Or(maxQueue, DefaultMaxQueueBytes), 2*limits.MaxFrameSize+4096),
+		closeFrames:       closeFrames,
+	}
 }
 
 // errCloseRequested is what the reader sees once another goroutine asked the
@@ -44,16 +61,16 @@ type wire struct {
 	reader *protocol.Reader
 
 	mu      sync.Mutex
-	pending []byte // encoded frames not yet handed to the writer
-	closing bool   // no more frames are accepted; the writer exits once pending is written
-	aborted bool   // the socket was closed outright; pending is discarded
-	reason  string // why the connection closes; the first reason wins
+	pending []byte     // encoded frames not yet handed to the writer
+	closing bool       // no more frames are accepted; the writer exits once pending is written
+	aborted bool       // the socket was closed outright; pending is discarded
+	cause   CloseCause // why the connection closes; the first cause wins
 
 	wake       chan struct{} // wakes the writer; capacity 1
 	writerDone chan struct{} // closed when writeLoop returns
 
 	closeRequested atomic.Bool
-	requestReason  atomic.Pointer[string]
+	requested      atomic.Pointer[CloseCause]
 	noLinger       atomic.Bool  // close right after the last frame is out, without draining the peer
 	lastFrame      atomic.Int64 // Unix nanoseconds of the last inbound frame (or of the connect)
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
@@ -115,9 +132,9 @@ func (w *wire) readFrame() ([]byte, error) {
 }
 
 // requestClose asks the reader to stop after the frames it already has and
-// close with reason. It does not block.
-func (w *wire) requestClose(reason string) {
-	w.requestReason.CompareAndSwap(nil, &reason)
+// close for cause. It does not block.
+func (w *wire) requestClose(cause CloseCause) {
+	w.requested.CompareAndSwap(nil, &cause)
 	w.closeRequested.Store(true)
 	w.nc.SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // a closed socket needs no waking
 }
@@ -125,17 +142,17 @@ func (w *wire) requestClose(reason string) {
 // requestCloseNow is requestClose for a peer owed no lingering: once the
 // close frame is written the socket is closed, without waiting for the peer
 // to read it and hang up.
-func (w *wire) requestCloseNow(reason string) {
+func (w *wire) requestCloseNow(cause CloseCause) {
 	w.noLinger.Store(true)
-	w.requestClose(reason)
+	w.requestClose(cause)
 }
 
-// requestedReason is the reason given to the first requestClose.
-func (w *wire) requestedReason() string {
-	if r := w.requestReason.Load(); r != nil {
-		return *r
+// requestedCause is the cause given to the first requestClose.
+func (w *wire) requestedCause() CloseCause {
+	if c := w.requested.Load(); c != nil {
+		return *c
 	}
-	return ""
+	return CloseCause{}
 }
 
 // enqueue appends a frame of type t with encode and wakes the writer. It
@@ -151,7 +168,7 @@ func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
 	w.out[typeIndex(t)].Add(1)
 	if len(w.pending) > w.cfg.maxQueueBytes {
 		w.mu.Unlock()
-		w.abort(ReasonSlowConsumer)
+		w.abort(causeSlowConsumer)
 		return ErrSlowConsumer
 	}
 	w.mu.Unlock()
@@ -176,18 +193,18 @@ func (w *wire) signal() {
 	}
 }
 
-// beginClose stops accepting frames, queues a final close frame with payload
-// {key: text} when key is not empty, and lets the writer finish. The first
-// reason wins; later calls do nothing.
-func (w *wire) beginClose(reason, key, text string) {
+// beginClose stops accepting frames, queues the close frame cause calls
+// for (if any), and lets the writer finish. The first cause wins; later
+// calls do nothing.
+func (w *wire) beginClose(cause CloseCause) {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
 		return
 	}
 	w.closing = true
-	w.reason = reason
-	if key != "" && !w.aborted {
+	w.cause = cause
+	if key, text := cause.frame(); key != "" && w.cfg.closeFrames && !w.aborted {
 		w.pending = appendCloseFrame(w.pending, key, text)
 		w.out[typeIndex(protocol.TypeClose)].Add(1)
 	}
@@ -203,11 +220,11 @@ func appendCloseFrame(dst []byte, key, text string) []byte {
 
 // abort closes the socket at once, discarding whatever is queued. Both
 // goroutines then fail out of their blocking calls.
-func (w *wire) abort(reason string) {
+func (w *wire) abort(cause CloseCause) {
 	w.mu.Lock()
 	if !w.closing {
 		w.closing = true
-		w.reason = reason
+		w.cause = cause
 	}
 	already := w.aborted
 	w.aborted = true
@@ -219,11 +236,11 @@ func (w *wire) abort(reason string) {
 	w.signal()
 }
 
-// closeReason is the reason the connection closed or is closing.
-func (w *wire) closeReason() string {
+// closeCause is why the connection closed or is closing.
+func (w *wire) closeCause() CloseCause {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.reason
+	return w.cause
 }
 
 // takePending removes and returns the frames that were queued but never
@@ -236,15 +253,25 @@ func (w *wire) takePending() []byte {
 	return p
 }
 
+// keepAlivePayload is the payload of the periodic keepalive frame, the
+// same from server and client.
+var keepAlivePayload = []byte(`{"message":"keepalive"}`)
+
+// appendKeepAlive appends the periodic keepalive frame.
+func appendKeepAlive(dst []byte) []byte {
+	return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
+}
+
 // writeLoop is the writer goroutine. It writes the outbound buffer in
 // batches (one write for everything queued since the last one), sends a
-// keepalive frame every interval, and once the connection is closing and
-// everything is written, half-closes the socket so the peer sees the end
-// after the last frame.
-func (w *wire) writeLoop(keepalive func(dst []byte) []byte) {
+// keepalive frame every interval (the one keep-alive loop of server and
+// client connections), and once the connection is closing and everything is
+// written, half-closes the socket so the peer sees the end after the last
+// frame.
+func (w *wire) writeLoop() {
 	defer close(w.writerDone)
 	var tick <-chan time.Time
-	if w.cfg.keepAliveInterval > 0 && keepalive != nil {
+	if w.cfg.keepAliveInterval > 0 {
 		t := time.NewTicker(w.cfg.keepAliveInterval)
 		defer t.Stop()
 		tick = t.C
@@ -254,7 +281,7 @@ func (w *wire) writeLoop(keepalive func(dst []byte) []byte) {
 		select {
 		case <-w.wake:
 		case <-tick:
-			w.enqueue(protocol.TypeKeepAlive, keepalive) //nolint:errcheck // closing or slow: the loop below sees it
+			w.enqueue(protocol.TypeKeepAlive, appendKeepAlive) //nolint:errcheck // closing or slow: the loop below sees it
 		}
 		for {
 			w.mu.Lock()
@@ -276,13 +303,13 @@ func (w *wire) writeLoop(keepalive func(dst []byte) []byte) {
 			n, err := w.nc.Write(batch)
 			w.bytesOut.Add(uint64(n))
 			if err != nil {
-				reason := "write failed: " + err.Error()
+				cause := CloseCause{Kind: CloseWriteFailed, Detail: err.Error()}
 				if errors.Is(err, net.ErrClosed) {
-					reason = ReasonPeerClosed
+					cause = causePeerGone
 				} else if isTimeout(err) {
-					reason = ReasonSlowConsumer
+					cause = causeSlowConsumer
 				}
-				w.abort(reason)
+				w.abort(cause)
 				return
 			}
 			if cap(batch) <= spareBufferLimit {
@@ -320,10 +347,9 @@ func (w *wire) drain(limit int) {
 
 // finish is called by the reader goroutine when it stops reading: it lets
 // the writer flush (bounded by the write timeout), drains the peer and closes
-// the socket. reason and closeKey/closeText are used if nothing else started
-// the close first.
-func (w *wire) finish(reason, closeKey, closeText string) {
-	w.beginClose(reason, closeKey, closeText)
+// the socket. cause is used if nothing else started the close first.
+func (w *wire) finish(cause CloseCause) {
+	w.beginClose(cause)
 	<-w.writerDone
 	if !w.noLinger.Load() {
 		w.drain(max(w.cfg.limits.MaxFrameSize, 64<<10))
