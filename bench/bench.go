@@ -15,6 +15,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -88,9 +89,33 @@ type Result struct {
 // ErrNoReplies is returned when a run received nothing at all.
 var ErrNoReplies = errors.New("bench: no replies")
 
+// ErrInvalidConfig is wrapped by the error of a Config field that makes
+// no sense.
+var ErrInvalidConfig = errors.New("bench: invalid config")
+
+// Validate reports the first field of c that makes no sense; zero values
+// mean the defaults. Run calls it.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"Conns", c.Conns < 0}, {"Pipeline", c.Pipeline < 0}, {"Size", c.Size < 0}, {"Messages", c.Messages < 0},
+		{"Duration", c.Duration < 0}, {"Rate", c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0)},
+	} {
+		if f.bad {
+			return fmt.Errorf("%w: %s must not be negative (zero means the default)", ErrInvalidConfig, f.name)
+		}
+	}
+	return nil
+}
+
 // Run runs the load until the duration passes, the message count is
 // reached, or ctx ends.
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
 	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:4000")
 	cfg.Conns = max(cmp.Or(cfg.Conns, 16), 1)
 	cfg.Pipeline = max(cmp.Or(cfg.Pipeline, 1), 1)

@@ -117,13 +117,17 @@ type agent struct {
 func connectAgent(t testing.TB, n *node, token string) *agent {
 	t.Helper()
 	a := &agent{pushes: make(chan *protocol.Message, 64)}
-	a.c = gateway.NewClient(gateway.ClientConfig{Addr: n.addr, Token: token, Logger: slog.New(slog.DiscardHandler),
+	var err error
+	a.c, err = gateway.NewClient(gateway.ClientConfig{Addr: n.addr, Token: token, Logger: slog.New(slog.DiscardHandler),
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 		OnMessage: func(m *protocol.Message) {
 			if m.Type == protocol.TypeData && strings.HasPrefix(m.ID, "s-") {
 				a.pushes <- m.Clone()
 			}
 		}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -137,8 +137,29 @@ type Client struct {
 	done         chan struct{} // closed when the connection loop ends
 }
 
-// NewClient returns an unconnected Client for cfg.
-func NewClient(cfg ClientConfig) *Client {
+// Validate reports the first field of c that makes no sense. Zero values
+// are fine: they mean the defaults. NewClient calls it.
+func (c ClientConfig) Validate() error {
+	var f fieldChecks
+	f.durations(map[string]time.Duration{"KeepAliveInterval": c.KeepAliveInterval, "KeepAliveTimeout": c.KeepAliveTimeout,
+		"DialTimeout": c.DialTimeout, "WriteTimeout": c.WriteTimeout, "LingerTimeout": c.LingerTimeout,
+		"BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax})
+	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "QueueSize": c.QueueSize})
+	if c.BackoffMin > 0 && c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax {
+		f.fail("BackoffMin", "must not exceed BackoffMax")
+	}
+	if c.SignKey != nil && len(c.SignKey) != ed25519.PrivateKeySize {
+		f.fail("SignKey", "is not an Ed25519 private key")
+	}
+	return f.err
+}
+
+// NewClient returns an unconnected Client for cfg, or the error of a field
+// that makes no sense (see ClientConfig.Validate).
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	var b [4]byte
 	crand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
@@ -152,7 +173,7 @@ func NewClient(cfg ClientConfig) *Client {
 		authResult: make(chan error, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
-	}
+	}, nil
 }
 
 // Connect dials the server and starts the connection loop. It fails when

@@ -20,7 +20,10 @@ func newTestClient(t *testing.T, cfg ClientConfig) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	c := NewClient(cfg)
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { c.Disconnect("test over") })
 	return c
 }
@@ -83,7 +86,14 @@ func TestClientRequestPingAndState(t *testing.T) {
 }
 
 func TestClientIDsAreUnique(t *testing.T) {
-	a, b := NewClient(ClientConfig{}), NewClient(ClientConfig{})
+	a, err := NewClient(ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewClient(ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	for range 1000 {
 		for _, c := range []*Client{a, b} {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"cmp"
+	"errors"
+	"math"
 	"crypto/tls"
 	"log/slog"
 	"time"
@@ -117,4 +119,67 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// ErrInvalidConfig is wrapped by the error of a Config or ClientConfig
+// field that makes no sense (a negative duration or size, a NaN rate).
+var ErrInvalidConfig = errors.New("gateway: invalid config")
+
+// ConfigError names the field of a Config or ClientConfig that makes no
+// sense and what is wrong with it.
+type ConfigError struct {
+	Field   string
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return "gateway: invalid config: " + e.Field + " " + e.Problem }
+
+// Unwrap makes errors.Is(err, ErrInvalidConfig) hold.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// fieldChecks collects the first problem of a config's fields.
+type fieldChecks struct{ err error }
+
+func (f *fieldChecks) fail(field, problem string) {
+	if f.err == nil {
+		f.err = &ConfigError{Field: field, Problem: problem}
+	}
+}
+
+func (f *fieldChecks) durations(fields map[string]time.Duration) {
+	for name, d := range fields {
+		if d < 0 {
+			f.fail(name, "must not be negative, got "+d.String())
+		}
+	}
+}
+
+func (f *fieldChecks) sizes(fields map[string]int) {
+	for name, n := range fields {
+		if n < 0 {
+			f.fail(name, "must not be negative")
+		}
+	}
+}
+
+// Validate reports the first field of c that makes no sense. Zero values
+// are fine: they mean the defaults. NewServer calls it.
+func (c Config) Validate() error {
+	var f fieldChecks
+	f.durations(map[string]time.Duration{"KeepAliveTimeout": c.KeepAliveTimeout, "KeepAliveInterval": c.KeepAliveInterval,
+		"WriteTimeout": c.WriteTimeout, "LingerTimeout": c.LingerTimeout, "ShutdownTimeout": c.ShutdownTimeout,
+		"HandshakeTimeout": c.HandshakeTimeout, "AuthTimeout": c.AuthTimeout})
+	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxDepth": c.MaxDepth, "MaxConns": c.MaxConns,
+		"MaxQueueBytes": c.MaxQueueBytes, "MaxFrameUnauthenticated": c.MaxFrameUnauthenticated,
+		"MaxUnauthenticated": c.MaxUnauthenticated, "MaxConnsPerIP": c.MaxConnsPerIP, "RateBurst": c.RateBurst})
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		f.fail("Rate", "must be a finite number of frames per second, not negative")
+	}
+	if c.MaxConns > 0 && c.MaxUnauthenticated > c.MaxConns {
+		f.fail("MaxUnauthenticated", "must not exceed MaxConns")
+	}
+	if c.Auth != nil && c.Auth.ReplayCap < 0 {
+		f.fail("Auth.ReplayCap", "must not be negative")
+	}
+	return f.err
 }

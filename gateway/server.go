@@ -44,8 +44,12 @@ type Server struct {
 }
 
 // NewServer returns a Server for cfg; zero fields take their defaults. It
-// fails only on an invalid AuthConfig.
+// fails on a field that makes no sense (see Config.Validate) and on an
+// invalid AuthConfig.
 func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	var auth *authority
 	if cfg.Auth != nil {

@@ -2,7 +2,7 @@
 // /metrics, /healthz (the process is alive) and /readyz (listening, scripts
 // loaded).
 //
-// Counters are read from gateway.Server.Stats and scripting.Engine at scrape
+// Counters are read from gateway.Server.Stats and the script engine at scrape
 // time, so the message path pays nothing for them; only the Lua handler
 // duration histogram is observed per call.
 package metrics
@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/scripting"
 )
 
 // Metrics is the registry of one gateway. Create it before the engine (its
@@ -29,7 +28,7 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	duration *prometheus.HistogramVec
 	srv      *gateway.Server
-	engine   *scripting.Engine
+	engine   Scripts
 	checks   []check
 }
 
@@ -59,7 +58,8 @@ func New() *Metrics {
 	return m
 }
 
-// ObserveCall records one handler call; it is scripting.Config.ObserveCall.
+// ObserveCall records one handler call; pass it as the script engine's
+// ObserveCall.
 func (m *Metrics) ObserveCall(route string, d time.Duration, outcome string) {
 	if route == "" {
 		route = "default"
@@ -67,9 +67,16 @@ func (m *Metrics) ObserveCall(route string, d time.Duration, outcome string) {
 	m.duration.WithLabelValues(route, outcome).Observe(d.Seconds())
 }
 
+// Scripts is what the metrics read of the script engine (a
+// *scripting.Engine): which scripts generation serves, and how reloads went.
+type Scripts interface {
+	Generation() uint64
+	Reloads() (ok, failed uint64)
+}
+
 // Attach registers the server's and the engine's counters (engine may be
 // nil: --no-scripts).
-func (m *Metrics) Attach(srv *gateway.Server, engine *scripting.Engine) {
+func (m *Metrics) Attach(srv *gateway.Server, engine Scripts) {
 	m.srv, m.engine = srv, engine
 	m.reg.MustRegister(&collector{m: m})
 }

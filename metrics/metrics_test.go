@@ -96,7 +96,10 @@ func TestScrape(t *testing.T) {
 		}
 	}
 
-	c := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, KeepAliveInterval: time.Hour})
+	c, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, KeepAliveInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}

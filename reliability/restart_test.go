@@ -63,7 +63,11 @@ func TestRestartUnderTraffic(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	cs := make([]*gateway.Client, clients)
 	for i := range cs {
-		cs[i] = gateway.NewClient(gateway.ClientConfig{Addr: addr, Logger: quiet, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+		c, err := gateway.NewClient(gateway.ClientConfig{Addr: addr, Logger: quiet, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
 		if err := cs[i].Connect(timeoutCtx(t, testutil.WaitTimeout)); err != nil {
 			t.Fatal(err)
 		}

@@ -88,11 +88,14 @@ func TestSoak(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range clients {
-		c := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, OnMessage: func(m *protocol.Message) {
+		c, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, OnMessage: func(m *protocol.Message) {
 			if m.Route == "chat" && strings.HasPrefix(m.ID, "s-") {
 				pushes.Add(1)
 			}
 		}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := c.Connect(timeoutCtx(t, testutil.WaitTimeout)); err != nil {
 			t.Fatal(err)
 		}

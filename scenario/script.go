@@ -59,7 +59,12 @@ func runScenario(ctx context.Context, cfg Config, proto *lua.FunctionProto, inde
 		}
 	}
 	ccfg.OnConnect, ccfg.OnDisconnect = nil, nil
-	s.client = gateway.NewClient(ccfg)
+	client, err := gateway.NewClient(ccfg)
+	if err != nil {
+		res.Err = fmt.Errorf("%s: %w", name, err)
+		return res
+	}
+	s.client = client
 	if err := s.client.Connect(ctx); err != nil {
 		res.Err = fmt.Errorf("%s: %w", name, err)
 		return res

@@ -358,7 +358,10 @@ function on_data(msg, conn) return conn.identity end`})
 		srv.Shutdown(context.Background())
 		<-done
 	})
-	a := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: "a", Logger: quietLogger()})
+	a, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: "a", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Connect(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -366,8 +369,11 @@ function on_data(msg, conn) return conn.identity end`})
 	mustReply(t, a, "", `1`, `"agent-a"`)
 
 	lost := make(chan string, 1)
-	b := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: "b", Logger: quietLogger(), NoReconnect: true,
+	b, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: "b", Logger: quietLogger(), NoReconnect: true,
 		OnDisconnect: func(r string) { lost <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Connect(t.Context()); err != nil {
 		t.Fatal(err) // authentication succeeds; on_connect rejects after it
 	}

@@ -76,7 +76,7 @@ func newFixtureWith(t *testing.T, files map[string]string, cfg Config, gcfg gate
 func (f *fixture) client() (*gateway.Client, chan *protocol.Message) {
 	f.t.Helper()
 	pushes := make(chan *protocol.Message, 1024)
-	c := gateway.NewClient(gateway.ClientConfig{
+	c, err := gateway.NewClient(gateway.ClientConfig{
 		Addr:   f.addr,
 		Logger: slog.New(slog.DiscardHandler),
 		OnMessage: func(m *protocol.Message) {
@@ -86,6 +86,9 @@ func (f *fixture) client() (*gateway.Client, chan *protocol.Message) {
 		},
 		BackoffMin: time.Hour,
 	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := c.Connect(ctx); err != nil {

@@ -14,7 +14,10 @@ import (
 // might send: every frame gets a clear answer and the connection goes on.
 func TestHostilePayloads(t *testing.T) {
 	f := newFixtureWith(t, map[string]string{"default.lua": echo}, Config{}, gateway.Config{MaxFrameSize: 4 << 20})
-	c := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 4 << 20, Logger: quietLogger()})
+	c, err := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 4 << 20, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Connect(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,10 @@ func TestLibraryCallsOnLargePayloadsAreBounded(t *testing.T) {
 		files[route+".lua"] = src
 	}
 	f := newFixtureWith(t, files, Config{Timeout: timeout}, gateway.Config{MaxFrameSize: 2 << 20})
-	attacker := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 2 << 20, Logger: quietLogger()})
+	attacker, err := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 2 << 20, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := attacker.Connect(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -158,7 +158,10 @@ func TestRewritesUnderLoad(t *testing.T) {
 		firstFailure.CompareAndSwap(nil, &msg)
 	}
 	for i := range clients {
-		c := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, Logger: quietLogger()})
+		c, err := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := c.Connect(t.Context()); err != nil {
 			t.Fatal(err)
 		}

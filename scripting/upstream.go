@@ -80,7 +80,10 @@ func (u *upstreams) client(ctx context.Context, name string) (*gateway.Client, e
 			return n.client, nil
 		}
 	}
-	c := gateway.NewClient(n.cfg)
+	c, err := gateway.NewClient(n.cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.Connect(ctx); err != nil {
 		return nil, err
 	}

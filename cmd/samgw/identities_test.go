@@ -1,16 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secureagentmessaging/samgw/gateway"
 )
@@ -113,5 +117,24 @@ func TestReadmeIdentitiesExampleLoads(t *testing.T) {
 	}
 	if len(ids) != 2 || ids[1].PublicKey == "" || len(ids[1].Routes) != 2 {
 		t.Fatalf("parsed %+v", ids)
+	}
+}
+
+// TestServeAppliesTheUnauthenticatedLimits: --max-frame-unauthenticated
+// reaches the server: a frame past it before authenticating is refused.
+func TestServeAppliesTheUnauthenticatedLimits(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "identities.yaml")
+	writeFile(t, file, "- name: a\n  token_sha256: "+strings.Repeat("0", 64)+"\n")
+	addr, _, _ := startServe(t, "--identities", file, "--max-frame-unauthenticated", "100B", "--max-unauthenticated", "5")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(nc, `{"type":"auth","payload":{"token":"%s"}}`+"\n", strings.Repeat("t", 200))
+	line, err := bufio.NewReader(nc).ReadString('\n')
+	if err != nil || !strings.Contains(line, "frame_too_large") || !strings.Contains(line, "100 bytes") {
+		t.Fatalf("got %q, %v; want frame_too_large at 100 bytes", line, err)
 	}
 }

@@ -244,3 +244,20 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("unknown command: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestServeNamesTheFlagOfAnInvalidSetting: the library validates its
+// config; the command words the error in terms of the flag.
+func TestServeNamesTheFlagOfAnInvalidSetting(t *testing.T) {
+	for _, tt := range []struct{ args []string }{
+		{[]string{"--rate", "-1"}},
+		{[]string{"--rate-burst", "-3"}},
+		{[]string{"--max-conns-per-ip", "-1"}},
+		{[]string{"--max-unauthenticated", "-1"}},
+		{[]string{"--max-unauthenticated", "20000"}},
+	} {
+		code, _, errOut := runSamgw(t, "", append([]string{"serve", "--listen", "127.0.0.1:0"}, tt.args...)...)
+		if code == 0 || !strings.Contains(errOut, tt.args[0]) {
+			t.Errorf("serve %v: exit %d, stderr %q, want an error naming %s", tt.args, code, errOut, tt.args[0])
+		}
+	}
+}

@@ -56,7 +56,10 @@ func send(cctx *cli.Context) error {
 	if err := clientSecurity(cctx, &ccfg); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	client := gateway.NewClient(ccfg)
+	client, err := gateway.NewClient(ccfg)
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
 	if err := client.Connect(ctx); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}

@@ -97,6 +97,9 @@ func serve(cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.Validate(); err != nil {
+		return flagError(err)
+	}
 	if audit != nil {
 		defer audit.Close()
 	}
@@ -130,7 +133,11 @@ func serve(cctx *cli.Context) error {
 		return err
 	}
 	if reg != nil {
-		reg.Attach(srv, engine)
+		var scripts metrics.Scripts // stays nil with --no-scripts: no nil *Engine in an interface
+		if engine != nil {
+			scripts = engine
+		}
+		reg.Attach(srv, scripts)
 	}
 	if clu != nil {
 		if err := clu.Start(srv); err != nil {
@@ -218,9 +225,11 @@ func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (*gateway.AuditLog, e
 		cfg.Auth = &gateway.AuthConfig{Identities: ids, MaxSkew: cctx.Duration("max-skew"), ReplayCap: cctx.Int("replay-cap")}
 		cfg.AuthTimeout = cctx.Duration("auth-timeout")
 	}
-	if cctx.Float64("rate") < 0 || cctx.Int("rate-burst") < 0 || cctx.Int("max-conns-per-ip") < 0 || cctx.Int("replay-cap") < 0 {
-		return nil, errors.New("--rate, --rate-burst, --max-conns-per-ip and --replay-cap must not be negative")
+	maxUnauthFrame, err := parseSize(cctx.String("max-frame-unauthenticated"))
+	if err != nil {
+		return nil, fmt.Errorf("--max-frame-unauthenticated: %w", err)
 	}
+	cfg.MaxFrameUnauthenticated, cfg.MaxUnauthenticated = maxUnauthFrame, cctx.Int("max-unauthenticated")
 	cfg.Rate, cfg.RateBurst, cfg.MaxConnsPerIP = cctx.Float64("rate"), cctx.Int("rate-burst"), cctx.Int("max-conns-per-ip")
 	if host, _, err := net.SplitHostPort(cfg.Addr); err == nil && !isLoopback(host) {
 		if cfg.TLSConfig == nil {
@@ -372,4 +381,24 @@ func reloadOnSignal(ctx context.Context, signals <-chan os.Signal, engine *scrip
 			engine.Reload() //nolint:errcheck // logged; the old scripts keep serving
 		}
 	}
+}
+
+// serveFlags names the flag behind each gateway.Config field that a
+// ConfigError can name.
+var serveFlags = map[string]string{
+	"KeepAliveTimeout": "keepalive-timeout", "KeepAliveInterval": "keepalive-interval", "ShutdownTimeout": "shutdown-timeout",
+	"HandshakeTimeout": "handshake-timeout", "AuthTimeout": "auth-timeout", "MaxFrameSize": "max-frame", "MaxConns": "max-conns",
+	"MaxFrameUnauthenticated": "max-frame-unauthenticated", "MaxUnauthenticated": "max-unauthenticated",
+	"MaxConnsPerIP": "max-conns-per-ip", "Rate": "rate", "RateBurst": "rate-burst", "Auth.ReplayCap": "replay-cap",
+}
+
+// flagError words a gateway.ConfigError in terms of the flag the user set.
+func flagError(err error) error {
+	var ce *gateway.ConfigError
+	if errors.As(err, &ce) {
+		if flag, ok := serveFlags[ce.Field]; ok {
+			return fmt.Errorf("--%s %s", flag, strings.ReplaceAll(ce.Problem, "MaxConns", "--max-conns"))
+		}
+	}
+	return err
 }

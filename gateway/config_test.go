@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		field string
+		cfg   Config
+	}{
+		{"KeepAliveTimeout", Config{KeepAliveTimeout: -time.Second}},
+		{"WriteTimeout", Config{WriteTimeout: -1}},
+		{"MaxFrameSize", Config{MaxFrameSize: -1}},
+		{"MaxConns", Config{MaxConns: -5}},
+		{"RateBurst", Config{RateBurst: -1}},
+		{"Rate", Config{Rate: -1}},
+		{"Rate", Config{Rate: math.NaN()}},
+		{"MaxUnauthenticated", Config{MaxConns: 10, MaxUnauthenticated: 11}},
+		{"Auth.ReplayCap", Config{Auth: &AuthConfig{ReplayCap: -1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			_, err := NewServer(tt.cfg)
+			var ce *ConfigError
+			if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("NewServer(%+v) = %v, want a ConfigError for %s", tt.cfg, err, tt.field)
+			}
+		})
+	}
+	if _, err := NewServer(Config{}); err != nil {
+		t.Fatalf("the zero Config: %v", err)
+	}
+}
+
+func TestClientConfigValidate(t *testing.T) {
+	tests := []struct {
+		field string
+		cfg   ClientConfig
+	}{
+		{"KeepAliveInterval", ClientConfig{KeepAliveInterval: -1}},
+		{"QueueSize", ClientConfig{QueueSize: -1}},
+		{"BackoffMin", ClientConfig{BackoffMin: time.Second, BackoffMax: time.Millisecond}},
+		{"SignKey", ClientConfig{SignKey: make([]byte, 10)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			_, err := NewClient(tt.cfg)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("NewClient(%+v) = %v, want a ConfigError for %s", tt.cfg, err, tt.field)
+			}
+		})
+	}
+	if _, err := NewClient(ClientConfig{}); err != nil {
+		t.Fatalf("the zero ClientConfig: %v", err)
+	}
+}
