@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"cmp"
-	"errors"
-	"math"
 	"crypto/tls"
+	"errors"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
