@@ -18,6 +18,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// skipIfShort leaves the heavy tests of this package (10,000 connections,
+// the soak, the restart under traffic) to the full run: `go test -short
+// ./...` is the quick check while editing, `go test ./...` (and CI) runs
+// everything.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("heavy reliability test: runs without -short")
+	}
+}
+
 // buildSamgw compiles the binary once per test binary run.
 func buildSamgw(t *testing.T) string {
 	t.Helper()

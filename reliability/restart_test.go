@@ -56,6 +56,7 @@ func serveOn(t *testing.T, addr string, h gateway.Handler) (*gateway.Server, cha
 // sent while disconnected is queued and delivered exactly once after the
 // reconnection.
 func TestRestartUnderTraffic(t *testing.T) {
+	skipIfShort(t)
 	rec := &recorder{seen: map[string]int{}}
 	srv, served, addr := serveOn(t, "127.0.0.1:0", rec)
 

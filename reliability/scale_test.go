@@ -18,6 +18,7 @@ import (
 // server runs as its own process (each side needs 10,000 descriptors) and
 // reports its memory per connection.
 func TestTenThousandConnections(t *testing.T) {
+	skipIfShort(t)
 	const n, workers = 10000, 100
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

@@ -41,6 +41,7 @@ end`, v)
 // may be lost or wrong; afterwards the goroutines and the heap must be back
 // where they started. 20 s by default; SAMGW_SOAK=5m for longer.
 func TestSoak(t *testing.T) {
+	skipIfShort(t)
 	duration := 20 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("SAMGW_SOAK")); err == nil && d > 0 {
 		duration = d

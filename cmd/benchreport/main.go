@@ -1,4 +1,4 @@
-// Command report produces the benchmark table of the README: it builds
+// Command benchreport produces the benchmark table of the README: it builds
 // samgw, starts it as (a) the Go echo, (b) the embedded Lua echo and (c) a Lua
 // handler that decodes, transforms and re-encodes, plus (d) the HAProxy + Lua
 // + cjson peer of ../shared/bench when present, and measures each with 1, 16
@@ -6,7 +6,7 @@
 // each configuration so they share the machine's conditions. Then it measures
 // memory per idle connection. Run it from the repository root:
 //
-//	go run ./bench/report [-seconds 5] [-peer ../shared/bench/haproxy-peer.sh]
+//	go run ./cmd/benchreport [-seconds 5] [-peer ../shared/bench/haproxy-peer.sh]
 package main
 
 import (
@@ -47,26 +47,10 @@ func main() {
 		}
 	}()
 	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }}
-	bin := filepath.Join(dir, "samgw")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/samgw").CombinedOutput(); err != nil {
-		log.Fatalf("build (run from the repository root): %v\n%s", err, out)
-	}
-	transform := filepath.Join(dir, "transform")
-	os.MkdirAll(transform, 0o755)
-	os.WriteFile(filepath.Join(transform, "default.lua"), []byte(`
--- decode, transform, re-encode: the payload comes back equal, so replies check out
-function on_data(msg)
-  local p = msg.payload
-  p.d = string.lower(string.upper(p.d))
-  return json.decode(json.encode(p))
-end`), 0o644)
-
+	bin, transform := build(dir)
 	if *memoryOnly {
 		fmt.Printf("Memory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
 		return
-	}
-	type server struct {
-		name, addr string
 	}
 	servers := []server{
 		{"(a) samgw Go echo (--no-scripts)", r.startSamgw(bin, "--no-scripts")},
@@ -76,9 +60,45 @@ end`), 0o644)
 	if peer := r.startPeer(*peerScript); peer != "" {
 		servers = append(servers, server{"(d) HAProxy 2.6 + Lua + lua-cjson", peer})
 	}
+	duration := time.Duration(*seconds) * time.Second
+	results := measure(servers, duration)
+	fmt.Print(table(servers, results, *seconds))
+	fmt.Printf("\nMemory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
+}
 
-	type config struct{ conns, pipeline int }
-	configs := []config{{1, 1}, {1, 16}, {16, 1}, {16, 16}, {64, 1}, {64, 16}}
+// server is one server under measurement.
+type server struct {
+	name, addr string
+}
+
+// config is one load shape.
+type config struct{ conns, pipeline int }
+
+// configs are the load shapes of the table.
+var configs = []config{{1, 1}, {1, 16}, {16, 1}, {16, 16}, {64, 1}, {64, 16}}
+
+// build compiles samgw into dir and writes the transform handler; it
+// returns the binary and the transform's scripts directory.
+func build(dir string) (bin, transform string) {
+	bin = filepath.Join(dir, "samgw")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/samgw").CombinedOutput(); err != nil {
+		log.Fatalf("build (run from the repository root): %v\n%s", err, out)
+	}
+	transform = filepath.Join(dir, "transform")
+	os.MkdirAll(transform, 0o755)
+	os.WriteFile(filepath.Join(transform, "default.lua"), []byte(`
+-- decode, transform, re-encode: the payload comes back equal, so replies check out
+function on_data(msg)
+  local p = msg.payload
+  p.d = string.lower(string.upper(p.d))
+  return json.decode(json.encode(p))
+end`), 0o644)
+	return bin, transform
+}
+
+// measure runs every load shape against every server, alternating servers
+// within each shape so they share the machine's conditions.
+func measure(servers []server, duration time.Duration) map[string]map[config]bench.Result {
 	results := make(map[string]map[config]bench.Result)
 	for _, s := range servers {
 		results[s.name] = make(map[config]bench.Result)
@@ -86,7 +106,7 @@ end`), 0o644)
 	for _, c := range configs {
 		for _, s := range servers {
 			res, err := bench.Run(context.Background(), bench.Config{Addr: s.addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128,
-				Duration: time.Duration(*seconds) * time.Second})
+				Duration: duration})
 			if err != nil || res.Errors != 0 {
 				log.Fatalf("%s %+v: %v (%d errors: %s)", s.name, c, err, res.Errors, res.FirstError)
 			}
@@ -94,9 +114,14 @@ end`), 0o644)
 			log.Printf("%s conns=%d pipeline=%d: %.0f frames/s p99 %.3f ms", s.name, c.conns, c.pipeline, res.FramesPerSec, res.P99)
 		}
 	}
+	return results
+}
 
+// table formats the results as the README's Markdown table, with ratios to
+// the first server.
+func table(servers []server, results map[string]map[config]bench.Result, seconds int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, 128-byte payloads.\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), *seconds)
+	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, 128-byte payloads.\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), seconds)
 	b.WriteString("| server |")
 	for _, c := range configs {
 		fmt.Fprintf(&b, " %d conn × %d |", c.conns, c.pipeline)
@@ -122,8 +147,7 @@ end`), 0o644)
 			results[servers[1].name][config{64, 16}].FramesPerSec/peer,
 			results[servers[2].name][config{64, 16}].FramesPerSec/peer)
 	}
-	fmt.Fprintf(&b, "\nMemory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
-	fmt.Print(b.String())
+	return b.String()
 }
 
 // reporter owns the processes the report starts.
