@@ -27,7 +27,8 @@ const (
 // read, so that the error frame can name the message it answers.
 func Decode(frame []byte, m *Message, limits Limits) error {
 	*m = Message{}
-	s := scanner{data: frame, maxDepth: limits.maxDepth()}
+	d := messageDecoder{s: scanner{data: frame, maxDepth: limits.maxDepth()}, m: m}
+	s := &d.s
 	s.skipSpace()
 	if s.pos < len(s.data) && s.data[s.pos] != '{' {
 		if err := s.skipValue(0); err != nil {
@@ -41,132 +42,159 @@ func Decode(frame []byte, m *Message, limits Limits) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
-	var (
-		seen     int
-		semantic *Error // the first problem with a field, reported if the syntax is sound
-		typ      []byte
-		hasType  bool
-	)
-	s.skipSpace()
-	if s.peek() == '}' {
-		s.pos++
-	} else {
-		for {
-			if err := s.expect('"'); err != nil {
-				return err
-			}
-			ks, ke, kesc, err := s.scanString()
-			if err != nil {
-				return err
-			}
-			s.skipSpace()
-			if err := s.expect(':'); err != nil {
-				return err
-			}
-			s.skipSpace()
-			key := s.data[ks:ke]
-			if kesc {
-				key = appendUnescaped(nil, key)
-			}
-			var bit int
-			switch string(key) {
-			case "type":
-				bit = fieldType
-				str, kind, err := s.stringValue()
-				if err != nil {
-					return err
-				}
-				if kind == stringValue {
-					typ, hasType = str, true
-				} else if semantic == nil {
-					semantic = Errorf(CodeInvalidMessage, "type must be a string")
-				}
-			case "id", "route", "sig":
-				bit = fieldID
-				switch key[0] {
-				case 'r':
-					bit = fieldRoute
-				case 's':
-					bit = fieldSig
-				}
-				str, kind, err := s.stringValue()
-				if err != nil {
-					return err
-				}
-				switch {
-				case kind != stringValue || semantic != nil:
-				case bit == fieldRoute && len(str) > 0 && !validRoute(str):
-					semantic = Errorf(CodeInvalidMessage, "invalid route name %q: want 1 to %d characters of [A-Za-z0-9_.-]", truncateText(str, 64), MaxRouteLen)
-				case bit == fieldID && hasControl(str):
-					// A newline in id (or route) would let two different
-					// messages sign the same bytes (see AppendSigned).
-					semantic = Errorf(CodeInvalidMessage, "id must not contain control characters")
-				}
-				switch {
-				case kind == stringValue && bit == fieldID:
-					m.ID = string(str)
-				case kind == stringValue && bit == fieldSig:
-					m.Sig = string(str)
-				case kind == stringValue:
-					m.Route = string(str)
-				case kind == nullValue: // absent
-				case semantic == nil:
-					semantic = Errorf(CodeInvalidMessage, "%s must be a string", key)
-				}
-			case "timestamp":
-				bit = fieldTimestamp
-				ts, err := s.timestampValue()
-				if err != nil {
-					if pe, ok := err.(*Error); ok && pe.Code == CodeInvalidJSON {
-						return err
-					}
-					if semantic == nil {
-						semantic = err.(*Error)
-					}
-				}
-				m.Timestamp = ts
-			case "payload":
-				bit = fieldPayload
-				start := s.pos
-				if err := s.skipValue(1); err != nil {
-					return err
-				}
-				m.Payload = s.data[start:s.pos]
-			default:
-				if err := s.skipValue(1); err != nil {
-					return err
-				}
-			}
-			if seen&bit != 0 && semantic == nil {
-				semantic = Errorf(CodeInvalidMessage, "duplicate field %q", key)
-			}
-			seen |= bit
-			s.skipSpace()
-			if s.peek() == ',' {
-				s.pos++
-				s.skipSpace()
-				continue
-			}
-			if err := s.expect('}'); err != nil {
-				return err
-			}
-			break
-		}
+	if err := d.fields(); err != nil {
+		return err
 	}
 	if err := s.end(); err != nil {
 		return err
 	}
-	if semantic != nil {
-		return semantic
+	return d.result()
+}
+
+// messageDecoder is the state of one Decode: syntax errors return at once,
+// while the first problem with a field's meaning is kept in semantic and
+// reported only if the whole frame is sound JSON.
+type messageDecoder struct {
+	s        scanner
+	m        *Message
+	seen     int    // fields met so far, as bits, to refuse duplicates
+	semantic *Error // the first problem with a field
+	typ      []byte
+	hasType  bool
+}
+
+// fields reads the members of the top-level object, after its '{'.
+func (d *messageDecoder) fields() error {
+	s := &d.s
+	s.skipSpace()
+	if s.peek() == '}' {
+		s.pos++
+		return nil
 	}
-	if !hasType {
+	for {
+		if err := s.expect('"'); err != nil {
+			return err
+		}
+		ks, ke, kesc, err := s.scanString()
+		if err != nil {
+			return err
+		}
+		s.skipSpace()
+		if err := s.expect(':'); err != nil {
+			return err
+		}
+		s.skipSpace()
+		key := s.data[ks:ke]
+		if kesc {
+			key = appendUnescaped(nil, key)
+		}
+		bit, err := d.field(key)
+		if err != nil {
+			return err
+		}
+		if d.seen&bit != 0 {
+			d.fail(Errorf(CodeInvalidMessage, "duplicate field %q", key))
+		}
+		d.seen |= bit
+		s.skipSpace()
+		if s.peek() != ',' {
+			return s.expect('}')
+		}
+		s.pos++
+		s.skipSpace()
+	}
+}
+
+// fail keeps the first semantic problem.
+func (d *messageDecoder) fail(err *Error) {
+	if d.semantic == nil {
+		d.semantic = err
+	}
+}
+
+// field reads the value of one member and returns the field's bit (0 for
+// unknown fields, which are skipped).
+func (d *messageDecoder) field(key []byte) (bit int, err error) {
+	s := &d.s
+	switch string(key) {
+	case "type":
+		str, kind, err := s.stringValue()
+		if err != nil {
+			return 0, err
+		}
+		if kind == stringValue {
+			d.typ, d.hasType = str, true
+		} else {
+			d.fail(Errorf(CodeInvalidMessage, "type must be a string"))
+		}
+		return fieldType, nil
+	case "id":
+		return fieldID, d.stringField(key, fieldID, &d.m.ID)
+	case "route":
+		return fieldRoute, d.stringField(key, fieldRoute, &d.m.Route)
+	case "sig":
+		return fieldSig, d.stringField(key, fieldSig, &d.m.Sig)
+	case "timestamp":
+		ts, err := s.timestampValue()
+		if err != nil {
+			if pe, ok := err.(*Error); ok && pe.Code == CodeInvalidJSON {
+				return 0, err
+			}
+			d.fail(err.(*Error))
+		}
+		d.m.Timestamp = ts
+		return fieldTimestamp, nil
+	case "payload":
+		start := s.pos
+		if err := s.skipValue(1); err != nil {
+			return 0, err
+		}
+		d.m.Payload = s.data[start:s.pos]
+		return fieldPayload, nil
+	}
+	return 0, s.skipValue(1)
+}
+
+// stringField reads id, route or sig into dst: a string, or null for
+// absent. Route names and ids are checked here, before anything uses them.
+func (d *messageDecoder) stringField(key []byte, bit int, dst *string) error {
+	str, kind, err := d.s.stringValue()
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case nullValue:
+		return nil // absent
+	case stringValue:
+	default:
+		d.fail(Errorf(CodeInvalidMessage, "%s must be a string", key))
+		return nil
+	}
+	switch {
+	case bit == fieldRoute && len(str) > 0 && !validRoute(str):
+		d.fail(Errorf(CodeInvalidMessage, "invalid route name %q: want 1 to %d characters of [A-Za-z0-9_.-]", truncateText(str, 64), MaxRouteLen))
+	case bit == fieldID && hasControl(str):
+		// A newline in id (or route) would let two different messages sign
+		// the same bytes (see AppendSigned).
+		d.fail(Errorf(CodeInvalidMessage, "id must not contain control characters"))
+	}
+	*dst = string(str)
+	return nil
+}
+
+// result is the outcome of a frame whose syntax was sound.
+func (d *messageDecoder) result() error {
+	if d.semantic != nil {
+		return d.semantic
+	}
+	if !d.hasType {
 		return Errorf(CodeInvalidMessage, "type is required")
 	}
-	t, ok := knownType(typ)
+	t, ok := knownType(d.typ)
 	if !ok {
-		return Errorf(CodeUnknownType, "unknown message type %q", truncate(typ, 64))
+		return Errorf(CodeUnknownType, "unknown message type %q", truncate(d.typ, 64))
 	}
-	m.Type = t
+	d.m.Type = t
 	return nil
 }
 
@@ -496,112 +524,115 @@ func (s *scanner) scanLiteral(lit string) error {
 // nesting of the container the value sits in. Nesting is tracked with a bit
 // stack, not recursion, so a hostile frame cannot exhaust the Go stack.
 func (s *scanner) skipValue(depth int) error {
-	var stack [MaxDepthLimit / 64]uint64 // bit set: object; clear: array
-	level := 0
-	push := func(object bool) error {
-		if depth+level+1 > s.maxDepth {
-			return Errorf(CodeInvalidMessage, "nesting deeper than %d levels", s.maxDepth)
-		}
-		if object {
-			stack[level/64] |= 1 << (level % 64)
-		} else {
-			stack[level/64] &^= 1 << (level % 64)
-		}
-		level++
-		return nil
-	}
-	inObject := func() bool { return stack[(level-1)/64]&(1<<((level-1)%64)) != 0 }
-	// key reads `"key":` inside an object.
-	key := func() error {
-		s.skipSpace()
-		if err := s.expect('"'); err != nil {
-			return err
-		}
-		if _, _, _, err := s.scanString(); err != nil {
-			return err
-		}
-		s.skipSpace()
-		return s.expect(':')
-	}
-
+	var open containers
 	for {
 		// A value is expected at pos.
 		s.skipSpace()
-		switch c := s.peek(); {
-		case c == '{':
-			if err := push(true); err != nil {
-				return err
+		switch c := s.peek(); c {
+		case '{', '[':
+			if depth+open.level+1 > s.maxDepth {
+				return Errorf(CodeInvalidMessage, "nesting deeper than %d levels", s.maxDepth)
 			}
+			open.push(c == '{')
 			s.pos++
 			s.skipSpace()
-			if s.peek() == '}' {
+			if s.peek() == c+2 { // '}' is '{'+2 and ']' is '['+2: an empty container
 				s.pos++
-				level--
-			} else if err := key(); err != nil {
-				return err
-			} else {
-				continue
-			}
-		case c == '[':
-			if err := push(false); err != nil {
-				return err
-			}
-			s.pos++
-			s.skipSpace()
-			if s.peek() == ']' {
-				s.pos++
-				level--
-			} else {
-				continue
-			}
-		case c == '"':
-			s.pos++
-			if _, _, _, err := s.scanString(); err != nil {
-				return err
-			}
-		case c == 't':
-			if err := s.scanLiteral("true"); err != nil {
-				return err
-			}
-		case c == 'f':
-			if err := s.scanLiteral("false"); err != nil {
-				return err
-			}
-		case c == 'n':
-			if err := s.scanLiteral("null"); err != nil {
-				return err
-			}
-		case c == '-' || c >= '0' && c <= '9':
-			if _, err := s.scanNumber(); err != nil {
-				return err
-			}
-		default:
-			return s.syntaxError("expected a value")
-		}
-		// A value ended: close containers until one continues.
-		for {
-			if level == 0 {
-				return nil
-			}
-			s.skipSpace()
-			c := s.peek()
-			if c == ',' {
-				s.pos++
-				if inObject() {
-					if err := key(); err != nil {
-						return err
-					}
-				}
+				open.level--
 				break
 			}
-			if inObject() && c == '}' || !inObject() && c == ']' {
-				s.pos++
-				level--
-				continue
+			if c == '{' {
+				if err := s.objectKey(); err != nil {
+					return err
+				}
 			}
-			return s.syntaxError("expected ',' or the end of a container")
+			continue
+		default:
+			if err := s.scalar(c); err != nil {
+				return err
+			}
+		}
+		// A value ended: close containers until one continues.
+		done, err := s.afterValue(&open)
+		if done || err != nil {
+			return err
 		}
 	}
+}
+
+// containers is the stack of open arrays and objects of skipValue, one bit
+// each (set: object), bounded by MaxDepthLimit.
+type containers struct {
+	bits  [MaxDepthLimit / 64]uint64
+	level int
+}
+
+func (c *containers) push(object bool) {
+	if object {
+		c.bits[c.level/64] |= 1 << (c.level % 64)
+	} else {
+		c.bits[c.level/64] &^= 1 << (c.level % 64)
+	}
+	c.level++
+}
+
+func (c *containers) inObject() bool { return c.bits[(c.level-1)/64]&(1<<((c.level-1)%64)) != 0 }
+
+// objectKey reads `"key":` inside an object.
+func (s *scanner) objectKey() error {
+	s.skipSpace()
+	if err := s.expect('"'); err != nil {
+		return err
+	}
+	if _, _, _, err := s.scanString(); err != nil {
+		return err
+	}
+	s.skipSpace()
+	return s.expect(':')
+}
+
+// scalar scans a string, number or literal starting with c.
+func (s *scanner) scalar(c byte) error {
+	switch {
+	case c == '"':
+		s.pos++
+		_, _, _, err := s.scanString()
+		return err
+	case c == 't':
+		return s.scanLiteral("true")
+	case c == 'f':
+		return s.scanLiteral("false")
+	case c == 'n':
+		return s.scanLiteral("null")
+	case c == '-' || c >= '0' && c <= '9':
+		_, err := s.scanNumber()
+		return err
+	}
+	return s.syntaxError("expected a value")
+}
+
+// afterValue consumes what follows a value: closing brackets, then a ','
+// (and the next key in an object). done is true when the outermost value
+// has ended.
+func (s *scanner) afterValue(open *containers) (done bool, err error) {
+	for open.level > 0 {
+		s.skipSpace()
+		c := s.peek()
+		if c == ',' {
+			s.pos++
+			if open.inObject() {
+				return false, s.objectKey()
+			}
+			return false, nil
+		}
+		if open.inObject() && c == '}' || !open.inObject() && c == ']' {
+			s.pos++
+			open.level--
+			continue
+		}
+		return false, s.syntaxError("expected ',' or the end of a container")
+	}
+	return true, nil
 }
 
 // appendUnescaped appends the decoded contents of a valid JSON string.
