@@ -68,30 +68,9 @@ func serve(cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	maxFrame, err := parseSize(cctx.String("max-frame"))
+	cfg, err := serverConfig(cctx, log)
 	if err != nil {
-		return fmt.Errorf("--max-frame: %w", err)
-	}
-	for _, name := range []string{"keepalive-timeout", "keepalive-interval", "shutdown-timeout"} {
-		if d := cctx.Duration(name); d <= 0 {
-			return fmt.Errorf("--%s must be positive, got %v", name, d)
-		}
-	}
-	if cctx.Int("max-conns") <= 0 {
-		return fmt.Errorf("--max-conns must be positive, got %d", cctx.Int("max-conns"))
-	}
-	if cctx.Duration("keepalive-interval") >= cctx.Duration("keepalive-timeout") {
-		log.Warn("The keep-alive interval is not shorter than the timeout: idle clients that only answer keepalives may be dropped")
-	}
-	cfg := gateway.Config{
-		Addr:              cctx.String("listen"),
-		KeepAliveTimeout:  cctx.Duration("keepalive-timeout"),
-		KeepAliveInterval: cctx.Duration("keepalive-interval"),
-		MaxFrameSize:      maxFrame,
-		MaxConns:          cctx.Int("max-conns"),
-		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
-		Handler:           gateway.Echo,
-		Logger:            log,
+		return err
 	}
 	audit, err := serveSecurity(cctx, &cfg)
 	if err != nil {
@@ -124,14 +103,68 @@ func serve(cctx *cli.Context) error {
 	}
 	if engine != nil {
 		defer engine.Close()
-	}
-	if engine != nil {
 		cfg.Handler = engine
 	}
 	srv, err := gateway.NewServer(cfg)
 	if err != nil {
 		return err
 	}
+	if err := attach(srv, engine, reg, clu); err != nil {
+		return err
+	}
+
+	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
+	bg := newBackground(cctx.Context)
+	defer bg.stop()
+	if engine != nil {
+		bg.reloadScripts(engine, cctx.String("scripts") != "", log)
+	}
+	if reg != nil {
+		if err := bg.serveMetrics(reg, cctx.String("metrics-listen"), log); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	err = srv.ListenAndServe(cctx.Context)
+	bg.stop()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("Server stopped", "uptime", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
+
+// serverConfig reads the network and keep-alive flags.
+func serverConfig(cctx *cli.Context, log *slog.Logger) (gateway.Config, error) {
+	maxFrame, err := parseSize(cctx.String("max-frame"))
+	if err != nil {
+		return gateway.Config{}, fmt.Errorf("--max-frame: %w", err)
+	}
+	for _, name := range []string{"keepalive-timeout", "keepalive-interval", "shutdown-timeout"} {
+		if d := cctx.Duration(name); d <= 0 {
+			return gateway.Config{}, fmt.Errorf("--%s must be positive, got %v", name, d)
+		}
+	}
+	if cctx.Int("max-conns") <= 0 {
+		return gateway.Config{}, fmt.Errorf("--max-conns must be positive, got %d", cctx.Int("max-conns"))
+	}
+	if cctx.Duration("keepalive-interval") >= cctx.Duration("keepalive-timeout") {
+		log.Warn("The keep-alive interval is not shorter than the timeout: idle clients that only answer keepalives may be dropped")
+	}
+	return gateway.Config{
+		Addr:              cctx.String("listen"),
+		KeepAliveTimeout:  cctx.Duration("keepalive-timeout"),
+		KeepAliveInterval: cctx.Duration("keepalive-interval"),
+		MaxFrameSize:      maxFrame,
+		MaxConns:          cctx.Int("max-conns"),
+		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
+		Handler:           gateway.Echo,
+		Logger:            log,
+	}, nil
+}
+
+// attach connects the server to the metrics and the cluster, when on.
+func attach(srv *gateway.Server, engine *scripting.Engine, reg *metrics.Metrics, clu *cluster.Cluster) error {
 	if reg != nil {
 		var scripts metrics.Scripts // stays nil with --no-scripts: no nil *Engine in an interface
 		if engine != nil {
@@ -147,55 +180,66 @@ func serve(cctx *cli.Context) error {
 			reg.AddCheck("cluster", clu.Healthy)
 		}
 	}
-
-	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
-	ctx, stopBackground := context.WithCancel(cctx.Context)
-	var background sync.WaitGroup
-	if engine != nil {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		background.Add(1)
-		go func() {
-			defer background.Done()
-			reloadOnSignal(ctx, hup, engine)
-		}()
-		if cctx.String("scripts") != "" {
-			background.Add(1)
-			go func() {
-				defer background.Done()
-				if err := engine.Watch(ctx, 0); err != nil {
-					log.Error("Not watching the scripts; reload with SIGHUP", "error", err)
-				}
-			}()
-		}
-	}
-	if reg != nil {
-		ready := make(chan string, 1)
-		errc := make(chan error, 1)
-		background.Add(1)
-		go func() {
-			defer background.Done()
-			errc <- reg.Serve(ctx, cctx.String("metrics-listen"), ready)
-		}()
-		select {
-		case addr := <-ready:
-			log.Info("Metrics listening", "addr", addr, "paths", "/metrics /healthz /readyz")
-		case err := <-errc:
-			stopBackground()
-			background.Wait()
-			return err
-		}
-	}
-	start := time.Now()
-	err = srv.ListenAndServe(cctx.Context)
-	stopBackground()
-	background.Wait()
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	log.Info("Server stopped", "uptime", time.Since(start).Round(time.Millisecond).String())
 	return nil
+}
+
+// background owns the goroutines that run beside the server: stop cancels
+// them and waits for every one.
+type background struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newBackground(parent context.Context) *background {
+	ctx, cancel := context.WithCancel(parent)
+	return &background{ctx: ctx, cancel: cancel}
+}
+
+func (b *background) run(f func(ctx context.Context)) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f(b.ctx)
+	}()
+}
+
+func (b *background) stop() {
+	b.cancel()
+	b.wg.Wait()
+}
+
+// reloadScripts reloads the engine on SIGHUP and, for a scripts directory,
+// when its files change.
+func (b *background) reloadScripts(engine *scripting.Engine, watch bool, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	b.run(func(ctx context.Context) {
+		defer signal.Stop(hup)
+		reloadOnSignal(ctx, hup, engine)
+	})
+	if watch {
+		b.run(func(ctx context.Context) {
+			if err := engine.Watch(ctx, 0); err != nil {
+				log.Error("Not watching the scripts; reload with SIGHUP", "error", err)
+			}
+		})
+	}
+}
+
+// serveMetrics serves the metrics listener and waits until it listens (or
+// failed to).
+func (b *background) serveMetrics(reg *metrics.Metrics, addr string, log *slog.Logger) error {
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	b.run(func(ctx context.Context) { errc <- reg.Serve(ctx, addr, ready) })
+	select {
+	case addr := <-ready:
+		log.Info("Metrics listening", "addr", addr, "paths", "/metrics /healthz /readyz")
+		return nil
+	case err := <-errc:
+		return err
+	}
 }
 
 // serveSecurity applies the TLS, authentication, audit and limit flags to
