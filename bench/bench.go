@@ -116,48 +116,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	cfg.Addr = cmp.Or(cfg.Addr, "127.0.0.1:4000")
-	cfg.Conns = max(cmp.Or(cfg.Conns, 16), 1)
-	cfg.Pipeline = max(cmp.Or(cfg.Pipeline, 1), 1)
-	cfg.Size = max(cmp.Or(cfg.Size, 128), 2)
-	if cfg.Duration <= 0 && cfg.Messages <= 0 {
-		cfg.Duration = 10 * time.Second
-	}
-	if cfg.Dial == nil {
-		d := &net.Dialer{Timeout: 5 * time.Second}
-		cfg.Dial = d.DialContext
-	}
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	payload := makePayload(cfg.Size)
-	r := &runState{cfg: cfg, payload: payload, cancel: cancel}
+	r := &runState{cfg: cfg, payload: makePayload(cfg.Size), cancel: cancel}
 	if cfg.Messages > 0 {
 		r.budget.Store(int64(cfg.Messages))
 	} else {
 		r.budget.Store(1 << 62)
 	}
-	conns := make([]net.Conn, cfg.Conns)
-	for i := range conns {
-		nc, err := cfg.Dial(ctx, "tcp", cfg.Addr)
-		if err != nil {
-			for _, c := range conns[:i] {
-				c.Close()
-			}
-			return Result{}, fmt.Errorf("bench: connect to %s: %w", cfg.Addr, err)
-		}
-		conns[i] = nc
-	}
-	workers := make([]*worker, cfg.Conns)
-	for i, nc := range conns {
-		workers[i] = newWorker(r, i, nc)
-		if cfg.Token != "" {
-			if err := workers[i].authenticate(cfg.Token); err != nil {
-				for _, c := range conns {
-					c.Close()
-				}
-				return Result{}, err
-			}
-		}
+	workers, err := r.connect(ctx)
+	if err != nil {
+		return Result{}, err
 	}
 	start := time.Now()
 	if cfg.Duration > 0 { // counted from here: connecting is not part of the run
@@ -173,29 +143,89 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			w.run(ctx)
 		}()
 	}
-	progressDone := make(chan struct{})
-	if cfg.Progress != nil {
-		go func() {
-			defer close(progressDone)
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-					cfg.Progress(Progress{Elapsed: time.Since(start), Received: r.received.Load(), Errors: r.errors.Load()})
-				}
-			}
-		}()
-	} else {
-		close(progressDone)
-	}
+	progressDone := r.reportProgress(ctx, start)
 	wg.Wait()
 	cancel()
 	<-progressDone
-	elapsed := time.Since(start)
+	res := r.result(workers, time.Since(start))
+	if res.Received == 0 {
+		return res, ErrNoReplies
+	}
+	return res, nil
+}
 
+func (c Config) withDefaults() Config {
+	c.Addr = cmp.Or(c.Addr, "127.0.0.1:4000")
+	c.Conns = max(cmp.Or(c.Conns, 16), 1)
+	c.Pipeline = max(cmp.Or(c.Pipeline, 1), 1)
+	c.Size = max(cmp.Or(c.Size, 128), 2)
+	if c.Duration <= 0 && c.Messages <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Dial == nil {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c.Dial = d.DialContext
+	}
+	return c
+}
+
+// connect opens (and authenticates) every connection, or none.
+func (r *runState) connect(ctx context.Context) ([]*worker, error) {
+	cfg := r.cfg
+	conns := make([]net.Conn, 0, cfg.Conns)
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for range cfg.Conns {
+		nc, err := cfg.Dial(ctx, "tcp", cfg.Addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("bench: connect to %s: %w", cfg.Addr, err)
+		}
+		conns = append(conns, nc)
+	}
+	workers := make([]*worker, cfg.Conns)
+	for i, nc := range conns {
+		workers[i] = newWorker(r, i, nc)
+		if cfg.Token != "" {
+			if err := workers[i].authenticate(cfg.Token); err != nil {
+				closeAll()
+				return nil, err
+			}
+		}
+	}
+	return workers, nil
+}
+
+// reportProgress calls cfg.Progress about once a second until ctx ends; the
+// returned channel is closed when it has stopped.
+func (r *runState) reportProgress(ctx context.Context, start time.Time) <-chan struct{} {
+	done := make(chan struct{})
+	if r.cfg.Progress == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				r.cfg.Progress(Progress{Elapsed: time.Since(start), Received: r.received.Load(), Errors: r.errors.Load()})
+			}
+		}
+	}()
+	return done
+}
+
+// result sums up the workers' counts and latencies.
+func (r *runState) result(workers []*worker, elapsed time.Duration) Result {
+	cfg := r.cfg
 	var hist histogram.Histogram
 	res := Result{Conns: cfg.Conns, Pipeline: cfg.Pipeline, Size: cfg.Size, Rate: cfg.Rate, Elapsed: elapsed, ElapsedSec: elapsed.Seconds()}
 	for _, w := range workers {
@@ -209,16 +239,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	secs := elapsed.Seconds()
 	res.FramesPerSec = float64(res.Received) / secs
-	res.MBPerSec = float64(res.Received) * float64(len(payload)) / secs / 1e6
+	res.MBPerSec = float64(res.Received) * float64(len(r.payload)) / secs / 1e6
 	res.P50 = ms(hist.Quantile(0.50))
 	res.P90 = ms(hist.Quantile(0.90))
 	res.P99 = ms(hist.Quantile(0.99))
 	res.P999 = ms(hist.Quantile(0.999))
 	res.Max = ms(hist.Max())
-	if res.Received == 0 {
-		return res, ErrNoReplies
-	}
-	return res, nil
+	return res
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
