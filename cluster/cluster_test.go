@@ -138,20 +138,31 @@ func connectAgent(t testing.TB, n *node, token string) *agent {
 	return a
 }
 
-// call sends a request and returns the reply payload, or "error: <code>".
+// call sends a request and returns the reply payload, or "error: <code>";
+// it must run on the test's goroutine.
 func call(t testing.TB, a *agent, payload string) string {
 	t.Helper()
+	got, err := tryCall(a, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// tryCall is call for any goroutine: a failure to get an answer is
+// returned, not reported.
+func tryCall(a *agent, payload string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()
 	reply, err := a.c.Request(ctx, json.RawMessage(payload))
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
-		return "error: " + string(pe.Code)
+		return "error: " + string(pe.Code), nil
 	}
 	if err != nil {
-		t.Fatalf("request %s: %v", payload, err)
+		return "", fmt.Errorf("request %s: %w", payload, err)
 	}
-	return string(reply.Payload)
+	return string(reply.Payload), nil
 }
 
 func expectPush(t *testing.T, a *agent, route, payload string) {
@@ -166,6 +177,9 @@ func expectPush(t *testing.T, a *agent, route, payload string) {
 	}
 }
 
+// TestThreeNodes runs three nodes on one NATS and walks through what a
+// cluster promises, one subtest per promise over the same fixture, so the
+// first failure does not hide the rest.
 func TestThreeNodes(t *testing.T) {
 	natsDir := t.TempDir()
 	ns := natsServer(t, -1, natsDir)
@@ -184,132 +198,149 @@ func TestThreeNodes(t *testing.T) {
 		t.Fatalf("connection ids %s %s %s do not name their nodes", a.id, b.id, c.id)
 	}
 
-	// Cross-node send, and a send to a connection that does not exist.
-	if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":{"hi":"b"}}`, b.id)); got != "true" {
-		t.Fatalf("cross-node send: %s", got)
-	}
-	expectPush(t, b, "direct", `{"hi":"b"}`)
-	if got := call(t, a, `{"op":"send","to":"n2.c999","body":1}`); got != "false" {
-		t.Fatalf("send to a missing connection: %s", got)
-	}
-	if got := call(t, a, `{"op":"send","to":"n9.c1","body":1}`); got != "false" {
-		t.Fatalf("send to a missing node: %s", got)
-	}
-
-	// Broadcast reaches every node.
-	if got := call(t, a, `{"op":"broadcast","body":"to all"}`); got != "3" {
-		t.Fatalf("broadcast count %s, want 3 (b, b2, c)", got)
-	}
-	for _, ag := range []*agent{b, b2, c} {
-		expectPush(t, ag, "all", `"to all"`)
-	}
-
-	// Presence: the cluster's connections, and identities on any node.
-	testutil.Eventually(t, "presence of all four connections", func() bool {
-		var ids []string
-		json.Unmarshal([]byte(call(t, a, `{"op":"connections","scope":"cluster"}`)), &ids)
-		return len(ids) == 4
-	})
-	if got := call(t, a, `{"op":"connections"}`); got != fmt.Sprintf("[%q]", a.id) {
-		t.Fatalf("local connections: %s", got)
-	}
-	if got := call(t, a, `{"op":"send_to","identity":"agent-b","body":"for b"}`); got != "2" {
-		t.Fatalf("send_to agent-b reached %s, want 2", got)
-	}
-	expectPush(t, b, "ident", `"for b"`)
-	expectPush(t, b2, "ident", `"for b"`)
-
-	// One store across nodes; increments from all nodes at once all count.
-	var wg sync.WaitGroup
-	for _, ag := range []*agent{a, b, c} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 20 {
-				call(t, ag, `{"op":"incr"}`)
-			}
-		}()
-	}
-	wg.Wait()
-	if got := call(t, b2, `{"op":"get","key":"count"}`); got != "60" {
-		t.Fatalf("count after 60 concurrent increments on three nodes: %s", got)
-	}
-	call(t, a, `{"op":"set","key":"odd key: ✓/*>","value":{"x":[1]}}`)
-	if got := call(t, c, `{"op":"get","key":"odd key: ✓/*>"}`); got != `{"x":[1]}` {
-		t.Fatalf("store across nodes: %s", got)
-	}
-
-	// NATS subjects for scripts, limited to allowed prefixes.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	events, _ := nc.SubscribeSync("app.events")
-	svc, _ := nc.Subscribe("app.svc", func(m *nats.Msg) { m.Respond([]byte(`{"served":true}`)) })
-	defer svc.Unsubscribe()
-	nc.Flush()
-	call(t, a, `{"op":"publish","subject":"app.events","body":{"e":1}}`)
-	if m, err := events.NextMsg(testutil.WaitTimeout); err != nil || string(m.Data) != `{"e":1}` {
-		t.Fatalf("published %v %v", m, err)
-	}
-	if got := call(t, a, `{"op":"request","subject":"app.svc","body":1}`); got != `{"reply":{"served":true}}` {
-		t.Fatalf("request: %s", got)
-	}
-	if got := call(t, a, `{"op":"publish","subject":"samgw.broadcast","body":1}`); got != "error: handler_error" {
-		t.Fatalf("publish outside the allowed prefixes: %s", got)
-	}
-
-	// A node dies without a word: its presence expires, the others go on.
-	n3.cluster.stopRefresh()
-	n3.cluster.nc.Close()
-	testutil.Eventually(t, "n3's presence to expire", func() bool {
-		var ids []string
-		json.Unmarshal([]byte(call(t, a, `{"op":"connections","scope":"cluster"}`)), &ids)
-		for _, id := range ids {
-			if strings.HasPrefix(id, "n3.") {
-				return false
-			}
+	t.Run("cross-node send", func(t *testing.T) {
+		if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":{"hi":"b"}}`, b.id)); got != "true" {
+			t.Fatalf("cross-node send: %s", got)
 		}
-		return len(ids) == 2
+		expectPush(t, b, "direct", `{"hi":"b"}`)
+		if got := call(t, a, `{"op":"send","to":"n2.c999","body":1}`); got != "false" {
+			t.Fatalf("send to a missing connection: %s", got)
+		}
+		if got := call(t, a, `{"op":"send","to":"n9.c1","body":1}`); got != "false" {
+			t.Fatalf("send to a missing node: %s", got)
+		}
 	})
-	if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":1}`, c.id)); got != "false" {
-		t.Fatalf("send to a dead node's connection: %s", got)
-	}
-	if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":"still"}`, b.id)); got != "true" {
-		t.Fatalf("send between live nodes: %s", got)
-	}
-	expectPush(t, b, "direct", `"still"`)
-
-	// NATS goes away: local traffic goes on, cross-node work fails at once
-	// with cluster_unavailable; when NATS is back, so is the cluster.
-	ns.Shutdown()
-	ns.WaitForShutdown()
-	testutil.Eventually(t, "n1 to notice", func() bool { return n1.cluster.Healthy() != nil })
-	if got := call(t, a, `{"op":"echo"}`); got != `{"op":"echo"}` {
-		t.Fatalf("local traffic without NATS: %s", got)
-	}
-	start := time.Now()
-	if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":1}`, b.id)); got != "error: cluster_unavailable" {
-		t.Fatalf("cross-node send without NATS: %s", got)
-	}
-	if got := call(t, a, `{"op":"incr"}`); got != "error: cluster_unavailable" {
-		t.Fatalf("store without NATS: %s", got)
-	}
-	if time.Since(start) > 2*time.Second {
-		t.Fatalf("failing without NATS took %v", time.Since(start))
-	}
-	ns2 := natsServer(t, natsPort, natsDir)
-	defer func() {
-		ns2.Shutdown()
-		ns2.WaitForShutdown()
-	}()
-	testutil.Eventually(t, "n1 and n2 to reconnect", func() bool { return n1.cluster.Healthy() == nil && n2.cluster.Healthy() == nil })
-	testutil.Eventually(t, "cross-node sends to work again", func() bool {
-		return call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":"back"}`, b.id)) == "true"
+	t.Run("broadcast reaches every node", func(t *testing.T) {
+		if got := call(t, a, `{"op":"broadcast","body":"to all"}`); got != "3" {
+			t.Fatalf("broadcast count %s, want 3 (b, b2, c)", got)
+		}
+		for _, ag := range []*agent{b, b2, c} {
+			expectPush(t, ag, "all", `"to all"`)
+		}
 	})
-	expectPush(t, b, "direct", `"back"`)
-	if got := call(t, b, `{"op":"incr"}`); got != "61" {
-		t.Fatalf("the store after the NATS restart: %s", got)
-	}
+	t.Run("presence of connections and identities", func(t *testing.T) {
+		testutil.Eventually(t, "presence of all four connections", func() bool {
+			var ids []string
+			json.Unmarshal([]byte(call(t, a, `{"op":"connections","scope":"cluster"}`)), &ids)
+			return len(ids) == 4
+		})
+		if got := call(t, a, `{"op":"connections"}`); got != fmt.Sprintf("[%q]", a.id) {
+			t.Fatalf("local connections: %s", got)
+		}
+		// Identity entries are written beside connection entries: wait on
+		// what send_to reads, not on the connection count.
+		testutil.Eventually(t, "both connections of agent-b in presence", func() bool {
+			keys, err := n1.cluster.presenceKeys(context.Background(), "ident."+encodeKey("agent-b")+".>")
+			return err == nil && len(keys) == 2
+		})
+		if got := call(t, a, `{"op":"send_to","identity":"agent-b","body":"for b"}`); got != "2" {
+			t.Fatalf("send_to agent-b reached %s, want 2", got)
+		}
+		expectPush(t, b, "ident", `"for b"`)
+		expectPush(t, b2, "ident", `"for b"`)
+	})
+	t.Run("one store, concurrent increments from every node", func(t *testing.T) {
+		var wg sync.WaitGroup
+		failures := make(chan string, 60)
+		for _, ag := range []*agent{a, b, c} {
+			wg.Add(1)
+			go func() { // reports through failures: t.Fatal belongs to the test's goroutine
+				defer wg.Done()
+				for range 20 {
+					if got, err := tryCall(ag, `{"op":"incr"}`); err != nil {
+						failures <- err.Error()
+					} else if strings.HasPrefix(got, "error") {
+						failures <- got
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(failures)
+		for f := range failures {
+			t.Errorf("incr: %s", f)
+		}
+		if got := call(t, b2, `{"op":"get","key":"count"}`); got != "60" {
+			t.Fatalf("count after 60 concurrent increments on three nodes: %s", got)
+		}
+		call(t, a, `{"op":"set","key":"odd key: ✓/*>","value":{"x":[1]}}`)
+		if got := call(t, c, `{"op":"get","key":"odd key: ✓/*>"}`); got != `{"x":[1]}` {
+			t.Fatalf("store across nodes: %s", got)
+		}
+	})
+	t.Run("NATS subjects for scripts, allowed prefixes only", func(t *testing.T) {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		events, _ := nc.SubscribeSync("app.events")
+		svc, _ := nc.Subscribe("app.svc", func(m *nats.Msg) { m.Respond([]byte(`{"served":true}`)) })
+		defer svc.Unsubscribe()
+		nc.Flush()
+		call(t, a, `{"op":"publish","subject":"app.events","body":{"e":1}}`)
+		if m, err := events.NextMsg(testutil.WaitTimeout); err != nil || string(m.Data) != `{"e":1}` {
+			t.Fatalf("published %v %v", m, err)
+		}
+		if got := call(t, a, `{"op":"request","subject":"app.svc","body":1}`); got != `{"reply":{"served":true}}` {
+			t.Fatalf("request: %s", got)
+		}
+		if got := call(t, a, `{"op":"publish","subject":"samgw.broadcast","body":1}`); got != "error: handler_error" {
+			t.Fatalf("publish outside the allowed prefixes: %s", got)
+		}
+	})
+	t.Run("a dead node's presence expires, the others go on", func(t *testing.T) {
+		n3.cluster.stopRefresh()
+		n3.cluster.nc.Close()
+		testutil.Eventually(t, "n3's presence to expire", func() bool {
+			var ids []string
+			json.Unmarshal([]byte(call(t, a, `{"op":"connections","scope":"cluster"}`)), &ids)
+			for _, id := range ids {
+				if strings.HasPrefix(id, "n3.") {
+					return false
+				}
+			}
+			return len(ids) == 2
+		})
+		if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":1}`, c.id)); got != "false" {
+			t.Fatalf("send to a dead node's connection: %s", got)
+		}
+		if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":"still"}`, b.id)); got != "true" {
+			t.Fatalf("send between live nodes: %s", got)
+		}
+		expectPush(t, b, "direct", `"still"`)
+	})
+	t.Run("without NATS local traffic goes on and cross-node work fails at once", func(t *testing.T) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		testutil.Eventually(t, "n1 to notice", func() bool { return n1.cluster.Healthy() != nil })
+		if got := call(t, a, `{"op":"echo"}`); got != `{"op":"echo"}` {
+			t.Fatalf("local traffic without NATS: %s", got)
+		}
+		start := time.Now()
+		if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":1}`, b.id)); got != "error: cluster_unavailable" {
+			t.Fatalf("cross-node send without NATS: %s", got)
+		}
+		if got := call(t, a, `{"op":"incr"}`); got != "error: cluster_unavailable" {
+			t.Fatalf("store without NATS: %s", got)
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("failing without NATS took %v", time.Since(start))
+		}
+	})
+	t.Run("when NATS is back, so is the cluster", func(t *testing.T) {
+		ns2 := natsServer(t, natsPort, natsDir)
+		defer func() {
+			ns2.Shutdown()
+			ns2.WaitForShutdown()
+		}()
+		testutil.Eventually(t, "n1 and n2 to reconnect", func() bool { return n1.cluster.Healthy() == nil && n2.cluster.Healthy() == nil })
+		testutil.Eventually(t, "cross-node sends to work again", func() bool {
+			return call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":"back"}`, b.id)) == "true"
+		})
+		expectPush(t, b, "direct", `"back"`)
+		if got := call(t, b, `{"op":"incr"}`); got != "61" {
+			t.Fatalf("the store after the NATS restart: %s", got)
+		}
+	})
 }
