@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -99,21 +100,33 @@ func (f *fixture) client() (*gateway.Client, chan *protocol.Message) {
 }
 
 // request sends payload on route and returns the reply's payload, or the
-// error frame's error.
+// error frame's error; anything else fails the test, so it must run on the
+// test's goroutine (other goroutines use tryRequest).
 func request(t *testing.T, c *gateway.Client, route, payload string) (string, error) {
 	t.Helper()
+	got, err := tryRequest(c, route, payload)
+	var pe *protocol.Error
+	if err != nil && !errors.As(err, &pe) {
+		t.Fatal(err)
+	}
+	return got, err
+}
+
+// tryRequest is request for any goroutine: every failure is returned, an
+// error frame as its *protocol.Error.
+func tryRequest(c *gateway.Client, route, payload string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	reply, err := c.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Route: route, Payload: []byte(payload)})
 	var pe *protocol.Error
 	if err != nil && !errors.As(err, &pe) {
-		t.Fatalf("request %s %s: %v", route, truncate(payload, 200), err)
+		return "", fmt.Errorf("request %s %s: %w", route, truncate(payload, 200), err)
 	}
 	if err != nil {
 		return "", err
 	}
 	if reply.Route != route {
-		t.Fatalf("reply route %q, want %q", reply.Route, route)
+		return "", fmt.Errorf("reply route %q, want %q", reply.Route, route)
 	}
 	return string(reply.Payload), nil
 }

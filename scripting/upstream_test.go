@@ -239,7 +239,7 @@ end`,
 	for i := range waiting {
 		cl, _ := f.client()
 		go func() {
-			got, err := request(t, cl, "", fmt.Sprintf(`{"route":"slow","n":%d}`, i))
+			got, err := tryRequest(cl, "", fmt.Sprintf(`{"route":"slow","n":%d}`, i))
 			if err != nil {
 				got = err.Error()
 			}
@@ -262,7 +262,7 @@ end`,
 	// The upstream restarts: a call in flight fails cleanly, later ones work.
 	inflight := make(chan string, 1)
 	go func() {
-		got, _ := request(t, c, "", `{"route":"hang"}`)
+		got, _ := tryRequest(c, "", `{"route":"hang"}`)
 		inflight <- got
 	}()
 	testutil.Eventually(t, "the call to be in flight", func() bool { return up.Stats().FramesIn[0] >= waiting+3 })
