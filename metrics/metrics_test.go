@@ -72,12 +72,14 @@ func TestScrape(t *testing.T) {
 		<-served
 	}()
 
-	if code, body := get(t, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
-		t.Fatalf("healthz %d %q", code, body)
-	}
-	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
-		t.Fatalf("readyz before listening: %d", code)
-	}
+	t.Run("healthy but not ready before listening", func(t *testing.T) {
+		if code, body := get(t, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+			t.Fatalf("healthz %d %q", code, body)
+		}
+		if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+			t.Fatalf("readyz before listening: %d", code)
+		}
+	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,13 +92,22 @@ func TestScrape(t *testing.T) {
 		<-done
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for code, _ := get(t, base+"/readyz"); code != 200; code, _ = get(t, base+"/readyz") {
-		if time.Now().After(deadline) {
-			t.Fatal("never ready")
+	t.Run("ready once listening", func(t *testing.T) {
+		for code, _ := get(t, base+"/readyz"); code != 200; code, _ = get(t, base+"/readyz") {
+			if time.Now().After(deadline) {
+				t.Fatal("never ready")
+			}
 		}
-	}
+	})
 
-	c, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, KeepAliveInterval: time.Hour})
+	t.Run("traffic, errors and timeouts are counted", func(t *testing.T) { scrapeTraffic(t, ctx, ln.Addr().String(), base, deadline) })
+}
+
+// scrapeTraffic drives a client and a silent connection through the
+// server at addr and checks the counters the metrics at base report.
+func scrapeTraffic(t *testing.T, ctx context.Context, addr, base string, deadline time.Time) {
+	quiet := slog.New(slog.DiscardHandler)
+	c, err := gateway.NewClient(gateway.ClientConfig{Addr: addr, Logger: quiet, KeepAliveInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +128,7 @@ func TestScrape(t *testing.T) {
 	c.Disconnect("done")
 
 	// A silent raw connection times out.
-	raw, err := net.Dial("tcp", ln.Addr().String())
+	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
