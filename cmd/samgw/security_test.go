@@ -65,35 +65,46 @@ func TestSecureDeployment(t *testing.T) {
 		t.Fatalf("log: %s", log.String())
 	}
 	tlsArgs := []string{"--tls-ca", filepath.Join(certs, "ca.pem"), "--tls-server-name", "localhost"}
-	if got := sendOK(t, addr, append(tlsArgs, "--token", token, `{"hi":"a"}`)...); got != `{"hi":"a"}` {
-		t.Fatalf("agent-a: %s", got)
-	}
-	if got := sendOK(t, addr, append(tlsArgs, "--token", tokenB, "--sign-key", keyPrefix+".key", `"signed"`)...); got != `"signed"` {
-		t.Fatalf("agent-b signed: %s", got)
-	}
-	fail := func(args []string, want string) {
-		t.Helper()
-		code, _, errOut := runSamgw(t, "", append([]string{"send", "--addr", addr}, args...)...)
-		if code == 0 || !strings.Contains(errOut, want) {
-			t.Fatalf("send %v: exit %d, stderr %q, want %q", args, code, errOut, want)
+	t.Run("a token over TLS, a signed message", func(t *testing.T) {
+		if got := sendOK(t, addr, append(tlsArgs, "--token", token, `{"hi":"a"}`)...); got != `{"hi":"a"}` {
+			t.Fatalf("agent-a: %s", got)
 		}
-	}
-	fail(append(tlsArgs, "--token", tokenB, `"unsigned"`), "bad_signature")
-	fail(append(tlsArgs, "--token", tokenB, "--sign-key", keyPrefix+".key", "--route", "admin", `1`), "forbidden")
-	fail(append(tlsArgs, "--token", "wrong", `1`), "unauthorized")
-	fail([]string{"--token", token, `1`}, "") // plaintext to a TLS port
-	fail(append(tlsArgs, `1`), "unauthorized")
-
-	// mTLS on top: a client certificate identifies agent-a without a token.
-	addr2, _, _ := startServe(t, "--tls-cert", filepath.Join(certs, "server.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"),
-		"--tls-client-ca", filepath.Join(certs, "ca.pem"), "--identities", identities)
-	if got := sendOK(t, addr2, append(tlsArgs, "--tls-cert", filepath.Join(certs, "agent-a.pem"), "--tls-key", filepath.Join(certs, "agent-a-key.pem"), `1`)...); got != `1` {
-		t.Fatalf("mTLS: %s", got)
-	}
-
+		if got := sendOK(t, addr, append(tlsArgs, "--token", tokenB, "--sign-key", keyPrefix+".key", `"signed"`)...); got != `"signed"` {
+			t.Fatalf("agent-b signed: %s", got)
+		}
+	})
+	t.Run("refusals", func(t *testing.T) {
+		fail := func(args []string, want string) {
+			t.Helper()
+			code, _, errOut := runSamgw(t, "", append([]string{"send", "--addr", addr}, args...)...)
+			if code == 0 || !strings.Contains(errOut, want) {
+				t.Errorf("send %v: exit %d, stderr %q, want %q", args, code, errOut, want)
+			}
+		}
+		fail(append(tlsArgs, "--token", tokenB, `"unsigned"`), "bad_signature")
+		fail(append(tlsArgs, "--token", tokenB, "--sign-key", keyPrefix+".key", "--route", "admin", `1`), "forbidden")
+		fail(append(tlsArgs, "--token", "wrong", `1`), "unauthorized")
+		fail([]string{"--token", token, `1`}, "") // plaintext to a TLS port
+		fail(append(tlsArgs, `1`), "unauthorized")
+	})
+	t.Run("mTLS identifies agent-a without a token", func(t *testing.T) {
+		addr2, _, _ := startServe(t, "--tls-cert", filepath.Join(certs, "server.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"),
+			"--tls-client-ca", filepath.Join(certs, "ca.pem"), "--identities", identities)
+		if got := sendOK(t, addr2, append(tlsArgs, "--tls-cert", filepath.Join(certs, "agent-a.pem"), "--tls-key", filepath.Join(certs, "agent-a-key.pem"), `1`)...); got != `1` {
+			t.Fatalf("mTLS: %s", got)
+		}
+	})
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exit %d", code)
 	}
+	t.Run("the audit log has the events and no secret", func(t *testing.T) {
+		checkAuditLog(t, audit, []string{token, tokenB, "signed", strings.TrimSpace(string(pub))})
+	})
+}
+
+// checkAuditLog reads a JSON-lines audit log: every line parses, the
+// deployment's events are there, and no secret is.
+func checkAuditLog(t *testing.T, audit string, secrets []string) {
 	f, err := os.Open(audit)
 	if err != nil {
 		t.Fatal(err)
@@ -102,12 +113,12 @@ func TestSecureDeployment(t *testing.T) {
 	events := map[string]int{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var e map[string]string
+		var e struct{ Event string }
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("audit line %s: %v", sc.Text(), err)
 		}
-		events[e["event"]]++
-		for _, secret := range []string{token, tokenB, "signed", strings.TrimSpace(string(pub))} {
+		events[e.Event]++
+		for _, secret := range secrets {
 			if strings.Contains(sc.Text(), secret) {
 				t.Fatalf("audit line holds a secret: %s", sc.Text())
 			}
