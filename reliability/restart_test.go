@@ -75,12 +75,13 @@ func TestRestartUnderTraffic(t *testing.T) {
 		defer cs[i].Disconnect("done")
 	}
 
-	// Traffic before the restart: requests, answered.
-	for i, c := range cs {
-		if _, err := c.Request(timeoutCtx(t, testutil.WaitTimeout), "before-"+strconv.Itoa(i)); err != nil {
-			t.Fatal(err)
+	t.Run("requests before the restart are answered", func(t *testing.T) {
+		for i, c := range cs {
+			if _, err := c.Request(timeoutCtx(t, testutil.WaitTimeout), "before-"+strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
+	})
 	// Requests in flight when the server goes away end one way or the other,
 	// never hang.
 	var inflight sync.WaitGroup
@@ -122,32 +123,38 @@ func TestRestartUnderTraffic(t *testing.T) {
 		srv2.Shutdown(context.Background())
 		<-served2
 	}()
-	// The requests that raced the shutdown: answered before it, failed
-	// with ErrConnectionLost (written, then the connection broke), or
-	// queued (the client had noticed) and answered now.
-	inflight.Wait()
-	close(outcomes)
-	for err := range outcomes {
-		if err != nil && !errors.Is(err, gateway.ErrConnectionLost) {
-			t.Fatalf("in-flight request: %v, want success or ErrConnectionLost", err)
-		}
-	}
-	testutil.Eventually(t, "every queued frame to arrive", func() bool {
-		for _, p := range queued {
-			if rec.count(p) == 0 {
-				return false
+	t.Run("requests in flight end, never hang", func(t *testing.T) {
+		// The requests that raced the shutdown: answered before it, failed
+		// with ErrConnectionLost (written, then the connection broke), or
+		// queued (the client had noticed) and answered now.
+		inflight.Wait()
+		close(outcomes)
+		for err := range outcomes {
+			if err != nil && !errors.Is(err, gateway.ErrConnectionLost) {
+				t.Errorf("in-flight request: %v, want success or ErrConnectionLost", err)
 			}
 		}
-		return true
 	})
-	for _, p := range queued {
-		if n := rec.count(p); n != 1 {
-			t.Fatalf("%s delivered %d times", p, n)
+	t.Run("frames queued while down are delivered exactly once", func(t *testing.T) {
+		testutil.Eventually(t, "every queued frame to arrive", func() bool {
+			for _, p := range queued {
+				if rec.count(p) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		for _, p := range queued {
+			if n := rec.count(p); n != 1 {
+				t.Errorf("%s delivered %d times", p, n)
+			}
 		}
-	}
-	for i, c := range cs {
-		if _, err := c.Request(timeoutCtx(t, testutil.WaitTimeout), "after-"+strconv.Itoa(i)); err != nil {
-			t.Fatalf("client %d after the restart: %v", i, err)
+	})
+	t.Run("every client works after the restart", func(t *testing.T) {
+		for i, c := range cs {
+			if _, err := c.Request(timeoutCtx(t, testutil.WaitTimeout), "after-"+strconv.Itoa(i)); err != nil {
+				t.Errorf("client %d after the restart: %v", i, err)
+			}
 		}
-	}
+	})
 }
