@@ -79,19 +79,13 @@ func TestSoak(t *testing.T) {
 	go func() { watched <- engine.Watch(watchCtx, 20*time.Millisecond) }()
 
 	const clients = 40
-	var answered, pushes, failures atomic.Int64
-	var firstFailure atomic.Pointer[string]
-	fail := func(format string, args ...any) {
-		failures.Add(1)
-		msg := fmt.Sprintf(format, args...)
-		firstFailure.CompareAndSwap(nil, &msg)
-	}
+	sk := &soakCounters{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range clients {
 		c, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Logger: quiet, OnMessage: func(m *protocol.Message) {
 			if m.Route == "chat" && strings.HasPrefix(m.ID, "s-") {
-				pushes.Add(1)
+				sk.pushes.Add(1)
 			}
 		}})
 		if err != nil {
@@ -104,54 +98,31 @@ func TestSoak(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer c.Disconnect("soak over")
-			for n := 1; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
-				route := ""
-				switch {
-				case n%10 == 0:
-					if _, err := c.PingWait(ctx); err != nil {
-						fail("client %d ping: %v", i, err)
-					}
-					cancel()
-					continue
-				case n%7 == 0 && i%4 == 0:
-					route = "chat"
-				}
-				payload := fmt.Sprintf(`"%d-%d"`, i, n)
-				reply, err := c.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Route: route, Payload: []byte(payload)})
-				cancel()
-				if err != nil {
-					fail("client %d request %d: %v", i, n, err)
-					return
-				}
-				var r struct {
-					Echo string `json:"echo"`
-				}
-				if json.Unmarshal(reply.Payload, &r) != nil || `"`+r.Echo+`"` != payload {
-					fail("client %d request %d: reply %s", i, n, reply.Payload)
-					return
-				}
-				answered.Add(1)
-			}
+			sk.client(c, i, stop)
 		}()
 	}
 
-	tick := time.NewTicker(time.Second)
-	end := time.Now().Add(duration)
 	version := 0
-	for time.Now().Before(end) && failures.Load() == 0 {
-		<-tick.C
-		version++
-		write(version)
-	}
-	tick.Stop()
-	close(stop)
-	wg.Wait()
+	t.Run("traffic across rewrites: no reply lost or wrong", func(t *testing.T) {
+		tick := time.NewTicker(time.Second)
+		end := time.Now().Add(duration)
+		for time.Now().Before(end) && sk.failures.Load() == 0 {
+			<-tick.C
+			version++
+			write(version)
+		}
+		tick.Stop()
+		close(stop)
+		wg.Wait()
+		if n := sk.failures.Load(); n > 0 {
+			t.Fatalf("%d failures; first: %s", n, *sk.firstFailure.Load())
+		}
+		t.Logf("%v: %d requests answered, %d broadcasts delivered, %d rewrites (generation %d), no reply lost or wrong",
+			duration, sk.answered.Load(), sk.pushes.Load(), version, engine.Generation())
+		if sk.answered.Load() == 0 || sk.pushes.Load() == 0 || engine.Generation() < 2 {
+			t.Fatal("the soak did not exercise requests, broadcasts and reloads")
+		}
+	})
 	stopWatch()
 	if err := <-watched; err != nil {
 		t.Errorf("Watch: %v", err)
@@ -162,16 +133,65 @@ func TestSoak(t *testing.T) {
 	if err := <-served; !errors.Is(err, gateway.ErrServerClosed) {
 		t.Fatal(err)
 	}
-	if n := failures.Load(); n > 0 {
-		t.Fatalf("%d failures; first: %s", n, *firstFailure.Load())
-	}
-	t.Logf("%v: %d requests answered, %d broadcasts delivered, %d rewrites (generation %d), no reply lost or wrong",
-		duration, answered.Load(), pushes.Load(), version, engine.Generation())
-	if answered.Load() == 0 || pushes.Load() == 0 || engine.Generation() < 2 {
-		t.Fatal("the soak did not exercise requests, broadcasts and reloads")
-	}
+	// On the test's own goroutine: a subtest's goroutine would count.
+	checkReturned(t, goroutinesBefore, &memBefore)
+}
 
-	// Everything the soak started has stopped, and its memory is back.
+// soakCounters are what the soak's clients report.
+type soakCounters struct {
+	answered, pushes, failures atomic.Int64
+	firstFailure               atomic.Pointer[string]
+}
+
+func (sk *soakCounters) fail(format string, args ...any) {
+	sk.failures.Add(1)
+	msg := fmt.Sprintf(format, args...)
+	sk.firstFailure.CompareAndSwap(nil, &msg)
+}
+
+// client is soak client i until stop: requests (every seventh on the chat
+// route for a quarter of the clients) checked against their reply, and a
+// ping every tenth.
+func (sk *soakCounters) client(c *gateway.Client, i int, stop <-chan struct{}) {
+	for n := 1; ; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
+		route := ""
+		switch {
+		case n%10 == 0:
+			if _, err := c.PingWait(ctx); err != nil {
+				sk.fail("client %d ping: %v", i, err)
+			}
+			cancel()
+			continue
+		case n%7 == 0 && i%4 == 0:
+			route = "chat"
+		}
+		payload := fmt.Sprintf(`"%d-%d"`, i, n)
+		reply, err := c.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, Route: route, Payload: []byte(payload)})
+		cancel()
+		if err != nil {
+			sk.fail("client %d request %d: %v", i, n, err)
+			return
+		}
+		var r struct {
+			Echo string `json:"echo"`
+		}
+		if json.Unmarshal(reply.Payload, &r) != nil || `"`+r.Echo+`"` != payload {
+			sk.fail("client %d request %d: reply %s", i, n, reply.Payload)
+			return
+		}
+		sk.answered.Add(1)
+	}
+}
+
+// checkReturned checks that everything the soak started has stopped, and
+// its memory is back.
+func checkReturned(t *testing.T, goroutinesBefore int, memBefore *runtime.MemStats) {
 	testutil.Eventually(t, "goroutines to return to their count before the soak", func() bool {
 		return runtime.NumGoroutine() <= goroutinesBefore
 	})
