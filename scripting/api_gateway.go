@@ -1,0 +1,128 @@
+package scripting
+
+import (
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// clusterFailure raises a cluster error: the call fails with
+// cluster_unavailable when the script lets it escape.
+func (st *luaState) clusterFailure(what string) {
+	st.call.upstream = protocol.CodeClusterUnavailable
+	st.L.RaiseError("%s: cluster unavailable", what)
+}
+
+// gateway.send(conn_id, payload[, route]) → boolean
+func (st *luaState) apiSend(L *lua.LState) int {
+	id := L.CheckString(1)
+	payload := st.payloadArg(2)
+	route := st.routeArg(3)
+	if cl := st.gen.engine.cluster; cl != nil {
+		ok, err := cl.Send(st.deadline, id, payload, route)
+		if err != nil {
+			st.clusterFailure("gateway.send")
+		}
+		L.Push(lua.LBool(ok))
+		return 1
+	}
+	c := st.server().Conn(id)
+	ok := c != nil
+	if ok {
+		_, err := c.Send(payload, route)
+		ok = err == nil
+	}
+	L.Push(lua.LBool(ok))
+	return 1
+}
+
+// gateway.send_to(identity, payload[, route]) → count of connections reached
+func (st *luaState) apiSendTo(L *lua.LState) int {
+	identity := L.CheckString(1)
+	payload := st.payloadArg(2)
+	route := st.routeArg(3)
+	if cl := st.gen.engine.cluster; cl != nil {
+		n, err := cl.SendTo(st.deadline, identity, payload, route)
+		if err != nil {
+			st.clusterFailure("gateway.send_to")
+		}
+		L.Push(lua.LNumber(n))
+		return 1
+	}
+	count := 0
+	st.server().Range(func(c *gateway.Conn) bool {
+		if c.Identity() == identity {
+			if _, err := c.Send(payload, route); err == nil {
+				count++
+			}
+		}
+		return true
+	})
+	L.Push(lua.LNumber(count))
+	return 1
+}
+
+// gateway.broadcast(payload[, route][, except_id]) → count
+func (st *luaState) apiBroadcast(L *lua.LState) int {
+	payload := st.payloadArg(1)
+	route := st.routeArg(2)
+	except := L.OptString(3, "")
+	if cl := st.gen.engine.cluster; cl != nil {
+		n, err := cl.Broadcast(st.deadline, payload, route, except)
+		if err != nil {
+			st.clusterFailure("gateway.broadcast")
+		}
+		L.Push(lua.LNumber(n))
+		return 1
+	}
+	count := 0
+	st.server().Range(func(c *gateway.Conn) bool {
+		if c.ID() != except {
+			if _, err := c.Send(payload, route); err == nil {
+				count++
+			}
+		}
+		return true
+	})
+	L.Push(lua.LNumber(count))
+	return 1
+}
+
+// gateway.connections(["local"|"cluster"]) → array of ids: this node's
+// (the default), or every node's.
+func (st *luaState) apiConnections(L *lua.LState) int {
+	scope := L.OptString(1, "local")
+	if scope != "local" && scope != "cluster" {
+		L.ArgError(1, `want "local" or "cluster"`)
+	}
+	var ids []string
+	if cl := st.gen.engine.cluster; cl != nil && scope == "cluster" {
+		var err error
+		if ids, err = cl.Connections(st.deadline); err != nil {
+			st.clusterFailure("gateway.connections")
+		}
+	} else {
+		for _, in := range st.server().Connections() {
+			ids = append(ids, in.ID)
+		}
+	}
+	t := st.conv.NewArray(len(ids))
+	for i, id := range ids {
+		t.RawSetInt(i+1, lua.LString(id))
+	}
+	L.Push(t)
+	return 1
+}
+
+// gateway.close(conn_id[, reason]) → boolean
+func (st *luaState) apiClose(L *lua.LState) int {
+	id := L.CheckString(1)
+	reason := L.OptString(2, "closed by script")
+	c := st.server().Conn(id)
+	if c != nil {
+		c.Close(reason)
+	}
+	L.Push(lua.LBool(c != nil))
+	return 1
+}

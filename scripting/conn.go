@@ -1,0 +1,93 @@
+package scripting
+
+import (
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+)
+
+// newConnMeta makes the metatable of conn objects. conn.state is
+// materialised from its Go-side copy on first use in a call and saved back
+// after it, so it survives pooling and reloads; only JSON data fits in it.
+func (st *luaState) newConnMeta() *lua.LTable {
+	meta := st.L.NewTable()
+	meta.RawSetString("__index", st.L.NewFunction(func(L *lua.LState) int {
+		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		switch L.CheckString(2) {
+		case "id":
+			L.Push(lua.LString(c.ID()))
+		case "remote":
+			L.Push(lua.LString(c.RemoteAddr()))
+		case "identity":
+			if id := c.Identity(); id != "" {
+				L.Push(lua.LString(id))
+			} else {
+				L.Push(lua.LNil)
+			}
+		case "state":
+			L.Push(st.connState(c))
+		default:
+			L.Push(lua.LNil)
+		}
+		return 1
+	}))
+	meta.RawSetString("__newindex", st.L.NewFunction(func(L *lua.LState) int {
+		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		if key := L.CheckString(2); key != "state" {
+			L.RaiseError("conn.%s is read-only", key)
+		}
+		st.checkCall(c)
+		st.call.state, st.call.touched = L.Get(3), true
+		return 0
+	}))
+	meta.RawSetString("__tostring", st.L.NewFunction(func(L *lua.LState) int {
+		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		L.Push(lua.LString("conn " + c.ID()))
+		return 1
+	}))
+	meta.RawSetString("__metatable", lua.LString("conn"))
+	return meta
+}
+
+// checkCall raises an error when a conn object is used for its state
+// outside a call for its connection.
+func (st *luaState) checkCall(c *gateway.Conn) {
+	if st.call.conn != c {
+		st.L.RaiseError("conn.state is only available in a call for that connection")
+	}
+}
+
+// connState returns conn.state for the call in progress.
+func (st *luaState) connState(c *gateway.Conn) lua.LValue {
+	st.checkCall(c)
+	if st.call.touched {
+		return st.call.state
+	}
+	state := lua.LValue(st.L.NewTable())
+	if raw := st.call.data.state; raw != nil {
+		v, err := st.conv.Decode(raw)
+		if err != nil {
+			st.L.RaiseError("conn.state: %s", err)
+		}
+		state = v
+	}
+	st.call.state, st.call.touched = state, true
+	return state
+}
+
+// saveState stores conn.state back Go-side if the call touched it.
+func (st *luaState) saveState() error {
+	if !st.call.touched {
+		return nil
+	}
+	if st.call.state == lua.LNil {
+		st.call.data.state = nil
+		return nil
+	}
+	out, err := st.conv.Encode(nil, st.call.state)
+	if err != nil {
+		return &scriptError{text: "conn.state can hold only JSON data: " + err.Error()}
+	}
+	st.call.data.state = out
+	return nil
+}
