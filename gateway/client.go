@@ -67,6 +67,10 @@ type ClientConfig struct {
 	Token string
 	// SignKey, when set, signs every data frame (see protocol.AppendSigned).
 	SignKey ed25519.PrivateKey
+	// OneFramePerWrite and FramePacing: as in Config, for servers that
+	// parse one JSON object per read (the TypeScript prototype's).
+	OneFramePerWrite bool
+	FramePacing      time.Duration
 	// OnMessage, if set, is called on the reader goroutine for every frame
 	// received, replies included. The message is valid only during the call.
 	OnMessage func(*protocol.Message)
@@ -143,7 +147,7 @@ func (c ClientConfig) Validate() error {
 	var f fieldChecks
 	f.durations(map[string]time.Duration{"KeepAliveInterval": c.KeepAliveInterval, "KeepAliveTimeout": c.KeepAliveTimeout,
 		"DialTimeout": c.DialTimeout, "WriteTimeout": c.WriteTimeout, "LingerTimeout": c.LingerTimeout,
-		"BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax})
+		"BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax, "FramePacing": c.FramePacing})
 	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "QueueSize": c.QueueSize})
 	if c.BackoffMin > 0 && c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax {
 		f.fail("BackoffMin", "must not exceed BackoffMax")
@@ -166,7 +170,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return &Client{
 		cfg: cfg,
 		wcfg: newWireConfig(protocol.Limits{MaxFrameSize: cfg.MaxFrameSize}, cfg.KeepAliveInterval, cfg.KeepAliveTimeout,
-			cfg.WriteTimeout, cfg.LingerTimeout, 0, false),
+			cfg.WriteTimeout, cfg.LingerTimeout, 0, false).oneFramePerWrite(cfg.OneFramePerWrite, cfg.FramePacing),
 		log:        cfg.Logger.With("server", cfg.Addr),
 		idPrefix:   hex.EncodeToString(b[:]) + "-",
 		waiters:    make(map[string]chan *protocol.Message),

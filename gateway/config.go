@@ -85,6 +85,15 @@ type Config struct {
 	MaxConnsPerIP int
 	// Audit receives security events; nil means none.
 	Audit Auditor
+	// OneFramePerWrite writes every frame in a write of its own, at least
+	// FramePacing (DefaultFramePacing) after the previous one, and skips a
+	// periodic keepalive that would fall due right after the answer to the
+	// peer's own. It exists for peers that parse one JSON object per read
+	// (the TypeScript prototype's agents), which any batching breaks. It
+	// costs throughput; the default batches every pending frame into one
+	// write.
+	OneFramePerWrite bool
+	FramePacing      time.Duration
 	// IDPrefix is put before every connection id ("node-a." gives
 	// "node-a.c1"), so ids stay unique across the nodes of a cluster.
 	IDPrefix string
@@ -172,6 +181,7 @@ func (c Config) Validate() error {
 	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxDepth": c.MaxDepth, "MaxConns": c.MaxConns,
 		"MaxQueueBytes": c.MaxQueueBytes, "MaxFrameUnauthenticated": c.MaxFrameUnauthenticated,
 		"MaxUnauthenticated": c.MaxUnauthenticated, "MaxConnsPerIP": c.MaxConnsPerIP, "RateBurst": c.RateBurst})
+	f.durations(map[string]time.Duration{"FramePacing": c.FramePacing})
 	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 		f.fail("Rate", "must be a finite number of frames per second, not negative")
 	}

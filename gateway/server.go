@@ -63,7 +63,7 @@ func NewServer(cfg Config) (*Server, error) {
 		auth: auth,
 		cfg:  cfg,
 		wcfg: newWireConfig(protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth}, cfg.KeepAliveInterval,
-			cfg.KeepAliveTimeout, cfg.WriteTimeout, cfg.LingerTimeout, cfg.MaxQueueBytes, true),
+			cfg.KeepAliveTimeout, cfg.WriteTimeout, cfg.LingerTimeout, cfg.MaxQueueBytes, true).oneFramePerWrite(cfg.OneFramePerWrite, cfg.FramePacing),
 		log:       cfg.Logger,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[string]*Conn),

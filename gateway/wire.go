@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"io"
@@ -22,6 +23,22 @@ type wireConfig struct {
 	lingerTimeout     time.Duration
 	maxQueueBytes     int
 	closeFrames       bool // send the close frame a cause calls for (the server's side)
+	// framePacing, when set, writes every frame in a write of its own,
+	// this long after the previous one (see Config.OneFramePerWrite).
+	framePacing time.Duration
+}
+
+// DefaultFramePacing is the gap between two writes with OneFramePerWrite:
+// long enough that a peer reading at once sees each frame in a read of
+// its own, short enough not to matter to an agent's request rate.
+const DefaultFramePacing = 5 * time.Millisecond
+
+// oneFramePerWrite returns cfg writing one frame per write when on.
+func (cfg wireConfig) oneFramePerWrite(on bool, pacing time.Duration) wireConfig {
+	if on {
+		cfg.framePacing = cmp.Or(pacing, DefaultFramePacing)
+	}
+	return cfg
 }
 
 // newWireConfig builds the wire settings of a connection. The outbound
@@ -73,6 +90,8 @@ type wire struct {
 	requested      atomic.Pointer[CloseCause]
 	noLinger       atomic.Bool  // close right after the last frame is out, without draining the peer
 	lastFrame      atomic.Int64 // Unix nanoseconds of the last inbound frame (or of the connect)
+	keepAliveOut   atomic.Int64 // Unix nanoseconds a keepalive frame was last queued
+	lastWrite      time.Time    // when the last frame was written, with framePacing; writer only
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
 
 	in, out           frameCounts // frames by type
@@ -166,6 +185,9 @@ func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
 	}
 	w.pending = encode(w.pending)
 	w.out[typeIndex(t)].Add(1)
+	if t == protocol.TypeKeepAlive {
+		w.keepAliveOut.Store(time.Now().UnixNano())
+	}
 	if len(w.pending) > w.cfg.maxQueueBytes {
 		w.mu.Unlock()
 		w.abort(causeSlowConsumer)
@@ -281,6 +303,11 @@ func (w *wire) writeLoop() {
 		select {
 		case <-w.wake:
 		case <-tick:
+			if w.cfg.framePacing > 0 && time.Since(time.Unix(0, w.keepAliveOut.Load())) < w.cfg.keepAliveInterval/2 {
+				// One frame per write: a keepalive (the answer to the peer's)
+				// just went out; a second one now would fall due with it.
+				break
+			}
 			w.enqueue(protocol.TypeKeepAlive, appendKeepAlive) //nolint:errcheck // closing or slow: the loop below sees it
 		}
 		for {
@@ -299,10 +326,7 @@ func (w *wire) writeLoop() {
 				}
 				break
 			}
-			w.nc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout)) //nolint:errcheck // Write reports it
-			n, err := w.nc.Write(batch)
-			w.bytesOut.Add(uint64(n))
-			if err != nil {
+			if err := w.write(batch); err != nil {
 				cause := CloseCause{Kind: CloseWriteFailed, Detail: err.Error()}
 				if errors.Is(err, net.ErrClosed) {
 					cause = causePeerGone
@@ -319,6 +343,34 @@ func (w *wire) writeLoop() {
 			}
 		}
 	}
+}
+
+// write writes a batch of frames: in one write, or with framePacing in one
+// write per frame, each at least framePacing after the one before (in this
+// batch or the last).
+func (w *wire) write(batch []byte) error {
+	if w.cfg.framePacing == 0 {
+		return w.writeOnce(batch)
+	}
+	for len(batch) > 0 {
+		if wait := w.cfg.framePacing - time.Since(w.lastWrite); wait > 0 {
+			time.Sleep(wait) // the writer's own pace; an abort closes the socket under it
+		}
+		end := bytes.IndexByte(batch, '\n') + 1 // every frame ends in its only newline
+		if err := w.writeOnce(batch[:end]); err != nil {
+			return err
+		}
+		w.lastWrite = time.Now()
+		batch = batch[end:]
+	}
+	return nil
+}
+
+func (w *wire) writeOnce(b []byte) error {
+	w.nc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout)) //nolint:errcheck // Write reports it
+	n, err := w.nc.Write(b)
+	w.bytesOut.Add(uint64(n))
+	return err
 }
 
 // finishWrites ends our half of the connection once the last frame is out,

@@ -58,13 +58,17 @@ func main() {
 		{"(c) samgw Lua decode/transform/encode", r.startSamgw(bin, "--scripts", transform)},
 	}
 	if peer := r.startPeer(*peerScript); peer != "" {
-		servers = append(servers, server{"(d) HAProxy 2.6 + Lua + lua-cjson", peer})
+		servers = append(servers, server{peerName, peer})
 	}
+	servers = append(servers, server{"(e) samgw Go echo, --one-frame-per-write", r.startSamgw(bin, "--no-scripts", "--one-frame-per-write")})
 	duration := time.Duration(*seconds) * time.Second
 	results := measure(servers, duration)
 	fmt.Print(table(servers, results, *seconds))
 	fmt.Printf("\nMemory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
 }
+
+// peerName names the HAProxy peer's row.
+const peerName = "(d) HAProxy 2.6 + Lua + lua-cjson"
 
 // server is one server under measurement.
 type server struct {
@@ -140,8 +144,8 @@ func table(servers []server, results map[string]map[config]bench.Result, seconds
 		}
 		b.WriteString("\n")
 	}
-	if len(servers) == 4 {
-		peer := results[servers[3].name][config{64, 16}].FramesPerSec
+	if _, ok := results[peerName]; ok {
+		peer := results[peerName][config{64, 16}].FramesPerSec
 		fmt.Fprintf(&b, "\nAt 64 × 16 against the HAProxy peer: Go echo %.2f×, Lua echo %.2f×, Lua transform %.2f×.\n",
 			results[servers[0].name][config{64, 16}].FramesPerSec/peer,
 			results[servers[1].name][config{64, 16}].FramesPerSec/peer,

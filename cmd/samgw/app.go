@@ -103,3 +103,11 @@ unit:
 	}
 	return n * mult, nil
 }
+
+// oneFramePerWriteFlag is --one-frame-per-write, for peers that parse one
+// JSON object per read (see the README's "Peers that parse one frame per
+// read").
+func oneFramePerWriteFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "one-frame-per-write", EnvVars: envVar("one-frame-per-write"),
+		Usage: "write every frame on its own, paced 5 ms apart, for peers that parse one JSON object per read (costs throughput)"}
+}

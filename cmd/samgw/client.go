@@ -24,6 +24,7 @@ func clientCommand() *cli.Command {
 			&cli.StringFlag{Name: "scenario", Usage: "Lua scenario file (default: the embedded demo)"},
 			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},
+			oneFramePerWriteFlag(),
 			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply every sleep and timeout (0.01 runs the 30 s demo in 0.3 s)", EnvVars: envVar("time-scale")},
 		}, append(clientSecurityFlags(), logFlags()...)...),
 		Action: runClient,
@@ -54,7 +55,7 @@ func runClient(cctx *cli.Context) error {
 	cfg := scenario.Config{
 		Name:      "demo.lua",
 		Source:    lua.Demo(),
-		Client:    gateway.ClientConfig{Addr: cctx.String("addr")},
+		Client:    gateway.ClientConfig{Addr: cctx.String("addr"), OneFramePerWrite: cctx.Bool("one-frame-per-write")},
 		Args:      args,
 		TimeScale: scale,
 		Out:       cctx.App.Writer,

@@ -25,6 +25,7 @@ func sendCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address", EnvVars: envVar("addr")},
 			&cli.StringFlag{Name: "route", Usage: "route of the message (default: the default handler)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the connection and the reply"},
+			oneFramePerWriteFlag(),
 		}, clientSecurityFlags()...),
 		Action: send,
 	}
@@ -48,10 +49,11 @@ func send(cctx *cli.Context) error {
 	ctx, cancel := context.WithTimeout(cctx.Context, cctx.Duration("timeout"))
 	defer cancel()
 	ccfg := gateway.ClientConfig{
-		Addr:        cctx.String("addr"),
-		NoReconnect: true,
-		DialTimeout: cctx.Duration("timeout"),
-		Logger:      slog.New(slog.DiscardHandler),
+		Addr:             cctx.String("addr"),
+		NoReconnect:      true,
+		DialTimeout:      cctx.Duration("timeout"),
+		OneFramePerWrite: cctx.Bool("one-frame-per-write"),
+		Logger:           slog.New(slog.DiscardHandler),
 	}
 	if err := clientSecurity(cctx, &ccfg); err != nil {
 		return fmt.Errorf("send: %w", err)

@@ -35,6 +35,7 @@ func serveCommand() *cli.Command {
 				Usage: "send a keepalive frame to every connection this often", EnvVars: envVar("keepalive-interval")},
 			&cli.StringFlag{Name: "max-frame", Value: "1MiB", Usage: "largest frame accepted, not counting the line ending", EnvVars: envVar("max-frame")},
 			&cli.IntFlag{Name: "max-conns", Value: gateway.DefaultMaxConns, Usage: "most connections open at once", EnvVars: envVar("max-conns")},
+			oneFramePerWriteFlag(),
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: gateway.DefaultShutdownTimeout,
 				Usage: "how long a graceful shutdown may take", EnvVars: envVar("shutdown-timeout")},
 			&cli.StringFlag{Name: "scripts", Usage: "directory of Lua handlers, reloaded on change (default: the embedded echo)", EnvVars: envVar("scripts")},
@@ -158,6 +159,7 @@ func serverConfig(cctx *cli.Context, log *slog.Logger) (gateway.Config, error) {
 		MaxFrameSize:      maxFrame,
 		MaxConns:          cctx.Int("max-conns"),
 		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
+		OneFramePerWrite:  cctx.Bool("one-frame-per-write"),
 		Handler:           gateway.Echo,
 		Logger:            log,
 	}, nil

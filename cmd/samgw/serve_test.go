@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
@@ -245,5 +249,36 @@ func TestServeWarnsAboutAnAllowListMatchingEveryHost(t *testing.T) {
 	_, log, _ = startServe(t, "--upstream-allow", "api.example.com")
 	if strings.Contains(log.String(), "matches every host") {
 		t.Fatalf("a warning for a specific host:\n%s", log.String())
+	}
+}
+
+// TestServeOneFramePerWrite: with --one-frame-per-write a burst of answers
+// reaches a peer that parses one JSON object per read with every frame
+// parsed.
+func TestServeOneFramePerWrite(t *testing.T) {
+	addr, _, _ := startServe(t, "--one-frame-per-write", "--no-scripts")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var burst strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&burst, `{"type":"ping","id":"%d"}`+"\n", i)
+	}
+	if _, err := nc.Write([]byte(burst.String())); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for i := range 10 {
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := nc.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct{ Type, ID string }
+		if err := json.Unmarshal(bytes.TrimSpace(buf[:n]), &m); err != nil || m.Type != "pong" || m.ID != fmt.Sprint(i) {
+			t.Fatalf("read %d held %q (%v), want pong %d alone", i, buf[:n], err, i)
+		}
 	}
 }
