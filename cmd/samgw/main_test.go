@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +259,31 @@ func TestServeNamesTheFlagOfAnInvalidSetting(t *testing.T) {
 		code, _, errOut := runSamgw(t, "", append([]string{"serve", "--listen", "127.0.0.1:0"}, tt.args...)...)
 		if code == 0 || !strings.Contains(errOut, tt.args[0]) {
 			t.Errorf("serve %v: exit %d, stderr %q, want an error naming %s", tt.args, code, errOut, tt.args[0])
+		}
+	}
+}
+
+func TestVersionFromBuildInfo(t *testing.T) {
+	settings := func(kv ...string) []debug.BuildSetting {
+		var out []debug.BuildSetting
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return out
+	}
+	tests := []struct {
+		info debug.BuildInfo
+		want string
+	}{
+		{debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, "v1.2.3"},
+		{debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "(devel)"},
+		{debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: settings("vcs.revision", "afec5453bcc5f00d", "vcs.time", "2026-11-30T03:57:04Z", "vcs.modified", "true")},
+			"afec5453bcc5+dirty@2026-11-30T03:57:04Z"},
+		{debug.BuildInfo{Main: debug.Module{Version: ""}, Settings: settings("vcs.revision", "0123456789abcdef", "vcs.modified", "false")}, "0123456789ab"},
+	}
+	for _, tt := range tests {
+		if got := versionOf(&tt.info); got != tt.want {
+			t.Errorf("versionOf(%+v) = %q, want %q", tt.info, got, tt.want)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 -- http_bridge.lua: route "http_bridge". Forwards each data message to an
 -- HTTP API and returns its answer: the payload is POSTed as JSON to
--- args_url (below), and the reply is the API's JSON (or its text, with the
+-- the URL in API (below), and the reply is the API's JSON (or its text, with the
 -- status, when it is not JSON). The destination must be allowed with
 -- `samgw serve --upstream-allow 127.0.0.1:8081`.
 --
