@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
@@ -67,6 +68,10 @@ type ClientConfig struct {
 	Token string
 	// SignKey, when set, signs every data frame (see protocol.AppendSigned).
 	SignKey ed25519.PrivateKey
+	// ConnectRetry is how long Connect keeps retrying a first dial that is
+	// refused (a server still starting), with a backoff from 50 ms; zero
+	// means no retry.
+	ConnectRetry time.Duration
 	// OneFramePerWrite and FramePacing: as in Config, for servers that
 	// parse one JSON object per read (the TypeScript prototype's).
 	OneFramePerWrite bool
@@ -147,7 +152,7 @@ func (c ClientConfig) Validate() error {
 	var f fieldChecks
 	f.durations(map[string]time.Duration{"KeepAliveInterval": c.KeepAliveInterval, "KeepAliveTimeout": c.KeepAliveTimeout,
 		"DialTimeout": c.DialTimeout, "WriteTimeout": c.WriteTimeout, "LingerTimeout": c.LingerTimeout,
-		"BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax, "FramePacing": c.FramePacing})
+		"BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax, "FramePacing": c.FramePacing, "ConnectRetry": c.ConnectRetry})
 	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "QueueSize": c.QueueSize})
 	if c.BackoffMin > 0 && c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax {
 		f.fail("BackoffMin", "must not exceed BackoffMax")
@@ -191,7 +196,7 @@ func (c *Client) Connect(ctx context.Context) error {
 	}
 	c.started = true
 	c.mu.Unlock()
-	nc, err := c.dial(ctx)
+	nc, err := c.dialFirst(ctx)
 	if err != nil {
 		c.mu.Lock()
 		c.closed = true
@@ -219,6 +224,26 @@ func (c *Client) Connect(ctx context.Context) error {
 		return fmt.Errorf("authenticate to %s: %w", c.cfg.Addr, err)
 	}
 	return nil
+}
+
+// dialFirst dials, retrying a refused connection for ConnectRetry.
+func (c *Client) dialFirst(ctx context.Context) (net.Conn, error) {
+	deadline := time.Now().Add(c.cfg.ConnectRetry)
+	backoff := 50 * time.Millisecond
+	for {
+		nc, err := c.dial(ctx)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(backoff).After(deadline) {
+			return nc, err
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, err
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }
 
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {

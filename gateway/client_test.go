@@ -357,3 +357,60 @@ func TestClientRequestInFlightFailsOnLoss(t *testing.T) {
 		t.Fatalf("in-flight request: %v, want ErrConnectionLost", err)
 	}
 }
+
+// TestConnectRetriesARefusedFirstDial: with ConnectRetry, Connect waits for
+// a server that is still starting; without it, it fails at once.
+func TestConnectRetriesARefusedFirstDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	refused := make(chan struct{}, 100)
+	var d net.Dialer
+	dial := func(ctx context.Context, network, a string) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, network, a)
+		if err != nil {
+			refused <- struct{}{}
+		}
+		return nc, err
+	}
+	once := newTestClient(t, ClientConfig{Addr: addr, Dial: dial})
+	if err := once.Connect(t.Context()); err == nil {
+		t.Fatal("Connect without ConnectRetry succeeded against nothing")
+	}
+	<-refused
+
+	c := newTestClient(t, ClientConfig{Addr: addr, Dial: dial, ConnectRetry: 10 * time.Second})
+	connected := make(chan error, 1)
+	go func() { connected <- c.Connect(context.Background()) }()
+	<-refused // the first dial of this Connect was refused; now the server starts
+	srvLn, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(srvLn) }()
+	defer func() {
+		c.Disconnect("done")
+		srv.Shutdown(context.Background())
+		<-served
+	}()
+	select {
+	case err := <-connected:
+		if err != nil {
+			t.Fatalf("Connect with ConnectRetry: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Connect did not return")
+	}
+	if _, err := c.PingWait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -34,7 +36,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// Errors are printed once, below, with the command's name.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.RunContext(ctx, args); err != nil {
+	if err := app.RunContext(ctx, negativePayload(args)); err != nil {
 		fmt.Fprintf(stderr, "samgw: %v\n", err)
 		var exit cli.ExitCoder
 		if errors.As(err, &exit) {
@@ -43,6 +45,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+// negativePayload lets `samgw send -5` send the number -5: the flag
+// parser would take a last argument that is a negative number for a flag,
+// so "--" (the end of the flags) is put before it.
+func negativePayload(args []string) []string {
+	if len(args) < 3 || args[1] != "send" || slices.Contains(args, "--") {
+		return args
+	}
+	last := args[len(args)-1]
+	if len(last) < 2 || last[0] != '-' || last[1] < '0' || last[1] > '9' {
+		return args
+	}
+	out := append([]string(nil), args[:len(args)-1]...)
+	return append(out, "--", last)
 }
 
 // envVar names the environment variable that may set a flag.
@@ -110,4 +127,11 @@ unit:
 func oneFramePerWriteFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "one-frame-per-write", EnvVars: envVar("one-frame-per-write"),
 		Usage: "write every frame on its own, paced 5 ms apart, for peers that parse one JSON object per read (costs throughput)"}
+}
+
+// connectTimeoutFlag is --connect-timeout of send and client: how long the
+// first connect is retried while the server refuses (it may be starting).
+func connectTimeoutFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "connect-timeout", Value: 3 * time.Second, EnvVars: envVar("connect-timeout"),
+		Usage: "keep retrying a refused first connect this long (a server that is still starting)"}
 }

@@ -85,6 +85,9 @@ func runBench(cctx *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("bench: %w (first error: %s)", err, res.FirstError)
 	}
+	if res.Errors > 0 {
+		return fmt.Errorf("bench: %d of %d replies were errors or did not match (first: %s)", res.Errors, res.Received, res.FirstError)
+	}
 	return nil
 }
 

@@ -25,6 +25,7 @@ func clientCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},
 			oneFramePerWriteFlag(),
+			connectTimeoutFlag(),
 			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply every sleep and timeout (0.01 runs the 30 s demo in 0.3 s)", EnvVars: envVar("time-scale")},
 		}, append(clientSecurityFlags(), logFlags()...)...),
 		Action: runClient,
@@ -53,9 +54,10 @@ func runClient(cctx *cli.Context) error {
 		args[k] = v
 	}
 	cfg := scenario.Config{
-		Name:      "demo.lua",
-		Source:    lua.Demo(),
-		Client:    gateway.ClientConfig{Addr: cctx.String("addr"), OneFramePerWrite: cctx.Bool("one-frame-per-write")},
+		Name:   "demo.lua",
+		Source: lua.Demo(),
+		Client: gateway.ClientConfig{Addr: cctx.String("addr"), OneFramePerWrite: cctx.Bool("one-frame-per-write"),
+			ConnectRetry: cctx.Duration("connect-timeout")},
 		Args:      args,
 		TimeScale: scale,
 		Out:       cctx.App.Writer,

@@ -197,11 +197,13 @@ func TestSend(t *testing.T) {
 		{"object", "", []string{"--addr", echo, `{"a":[1,2,{"b":null}]}`}, 0, `{"a":[1,2,{"b":null}]}` + "\n", ""},
 		{"string", "", []string{"--addr", echo, `"hi"`}, 0, `"hi"` + "\n", ""},
 		{"stdin", "  [1, 2]\n", []string{"--addr", echo, "-"}, 0, "[1, 2]\n", ""},
+		{"negative number", "", []string{"--addr", echo, "-0"}, 0, "-0\n", ""},
+		{"negative number after --", "", []string{"--addr", echo, "--", "-5.5"}, 0, "-5.5\n", ""},
 		{"not JSON", "", []string{"--addr", echo, "hello"}, 1, "", "not valid JSON"},
 		{"no payload", "", []string{"--addr", echo}, 1, "", "PAYLOAD"},
 		{"error reply", "", []string{"--addr", refusing, "--route", "nowhere", "1"}, 1, "", `error no_route: no handler for route "nowhere"`},
 		{"timeout", "", []string{"--addr", silent, "--timeout", "200ms", "1"}, 1, "", "no reply within 200ms"},
-		{"unreachable", "", []string{"--addr", closed, "1"}, 1, "", "connection refused"},
+		{"unreachable", "", []string{"--addr", closed, "--connect-timeout", "100ms", "1"}, 1, "", "connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ func sendCommand() *cli.Command {
 			&cli.StringFlag{Name: "route", Usage: "route of the message (default: the default handler)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the connection and the reply"},
 			oneFramePerWriteFlag(),
+			connectTimeoutFlag(),
 		}, clientSecurityFlags()...),
 		Action: send,
 	}
@@ -53,6 +54,7 @@ func send(cctx *cli.Context) error {
 		NoReconnect:      true,
 		DialTimeout:      cctx.Duration("timeout"),
 		OneFramePerWrite: cctx.Bool("one-frame-per-write"),
+		ConnectRetry:     cctx.Duration("connect-timeout"),
 		Logger:           slog.New(slog.DiscardHandler),
 	}
 	if err := clientSecurity(cctx, &ccfg); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,11 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 func writeFile(t *testing.T, path, src string) {
@@ -280,5 +284,21 @@ func TestServeOneFramePerWrite(t *testing.T) {
 		if err := json.Unmarshal(bytes.TrimSpace(buf[:n]), &m); err != nil || m.Type != "pong" || m.ID != fmt.Sprint(i) {
 			t.Fatalf("read %d held %q (%v), want pong %d alone", i, buf[:n], err, i)
 		}
+	}
+}
+
+// TestBenchFailsOnErrors: replies that are errors make bench exit non-zero
+// after printing its summary.
+func TestBenchFailsOnErrors(t *testing.T) {
+	var n atomic.Int64
+	addr := startGateway(t, gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		if n.Add(1)%4 == 0 {
+			return protocol.Errorf(protocol.CodeHandlerError, "every fourth fails")
+		}
+		return c.Reply(m, m.Payload)
+	}))
+	code, out, errOut := runSamgw(t, "", "bench", "--addr", addr, "--conns", "2", "--messages", "50")
+	if code == 0 || !strings.Contains(out, "errors") || !strings.Contains(errOut, "were errors or did not match") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }
