@@ -17,6 +17,21 @@ import (
 // run executes the command line args and returns the exit code. It is main
 // without the process: tests call it with their own context and streams.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	if err := app.RunContext(ctx, negativePayload(args)); err != nil {
+		fmt.Fprintf(stderr, "samgw: %v\n", err)
+		var exit cli.ExitCoder
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		return 1
+	}
+	return 0
+}
+
+// newApp builds the command line. Every flag of every command can be set
+// by its environment variable (see envVar).
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:      "samgw",
 		Usage:     "a scriptable, secure messaging gateway for software agents",
@@ -33,18 +48,41 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			keygenCommand(),
 			versionCommand(),
 		},
-		// Errors are printed once, below, with the command's name.
+		// Errors are printed once, by run, with the command's name.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.RunContext(ctx, negativePayload(args)); err != nil {
-		fmt.Fprintf(stderr, "samgw: %v\n", err)
-		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
-			return exit.ExitCode()
+	for _, cmd := range app.Commands {
+		for _, f := range cmd.Flags {
+			setEnvVar(f)
 		}
-		return 1
 	}
-	return 0
+	return app
+}
+
+// setEnvVar gives a flag its SAMGW_ variable when it has none yet.
+func setEnvVar(f cli.Flag) {
+	name := f.Names()[0]
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	case *cli.IntFlag:
+		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	case *cli.Float64Flag:
+		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	case *cli.DurationFlag:
+		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	case *cli.BoolFlag:
+		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	case *cli.StringSliceFlag:
+		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	}
+}
+
+func cmpOr(a, b []string) []string {
+	if len(a) > 0 {
+		return a
+	}
+	return b
 }
 
 // negativePayload lets `samgw send -5` send the number -5: the flag

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"net"
+	"reflect"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -288,4 +290,29 @@ func TestVersionFromBuildInfo(t *testing.T) {
 			t.Errorf("versionOf(%+v) = %q, want %q", tt.info, got, tt.want)
 		}
 	}
+}
+
+// TestEveryFlagHasItsEnvironmentVariable: as the README says, every flag
+// of every command can be set by SAMGW_<NAME>.
+func TestEveryFlagHasItsEnvironmentVariable(t *testing.T) {
+	app := newApp(nil, io.Discard, io.Discard)
+	for _, cmd := range app.Commands {
+		for _, f := range cmd.Flags {
+			name := f.Names()[0]
+			vars := reflect.ValueOf(f).Elem().FieldByName("EnvVars")
+			if !vars.IsValid() || vars.Len() != 1 || vars.Index(0).String() != envVar(name)[0] {
+				t.Errorf("%s --%s: EnvVars %v, want %v", cmd.Name, name, vars, envVar(name))
+			}
+		}
+	}
+	t.Run("SAMGW_ROUTE reaches send", func(t *testing.T) {
+		addr := startGateway(t, gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+			return c.Reply(m, []byte(strconv.Quote(m.Route)))
+		}))
+		t.Setenv("SAMGW_ROUTE", "from-env")
+		code, out, errOut := runSamgw(t, "", "send", "--addr", addr, "1")
+		if code != 0 || out != "\"from-env\"\n" {
+			t.Fatalf("exit %d, %q %q", code, out, errOut)
+		}
+	})
 }
