@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -57,12 +58,45 @@ func loadConfigFile(cctx *cli.Context) error {
 			return fmt.Errorf("--config %s: line %d: %s: %w", file, node.Line, key, err)
 		}
 		for _, v := range values {
+			if pathKeys[key] && v != "" && !filepath.IsAbs(v) {
+				v = filepath.Join(filepath.Dir(file), v) // as nginx, HAProxy and Caddy read their files
+			}
 			if err := cctx.Set(key, v); err != nil {
-				return fmt.Errorf("--config %s: line %d: %s: invalid value %q: %w", file, node.Line, key, v, err)
+				return fmt.Errorf("--config %s: line %d: %s: invalid value %q: want %s", file, node.Line, key, v, expectedForm(cctx, key))
 			}
 		}
 	}
 	return nil
+}
+
+// pathKeys are the settings that name files or directories: relative ones
+// in a config file are read from the file's folder.
+var pathKeys = map[string]bool{
+	"scripts": true, "tls-cert": true, "tls-key": true, "tls-client-ca": true, "identities": true, "audit-log": true,
+	"upstream-tls-ca": true, "nats-creds": true, "nats-ca": true,
+}
+
+// expectedForm says what a flag's value looks like, for errors.
+func expectedForm(cctx *cli.Context, key string) string {
+	for _, f := range cctx.Command.Flags {
+		if f.Names()[0] != key {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return "a duration like 30s, 500ms or 2m"
+		case *cli.IntFlag:
+			return "a whole number like 100"
+		case *cli.Float64Flag:
+			return "a number like 100 or 0.5"
+		case *cli.BoolFlag:
+			return "true or false"
+		}
+		if strings.HasPrefix(key, "max-frame") || key == "lua-memory-limit" || key == "upstream-max-body" {
+			return "a size like 1MiB, 512KiB or 4096B"
+		}
+	}
+	return "a valid value"
 }
 
 // scalarValues returns a scalar's text, or each item of a list of scalars

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,6 +289,9 @@ func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (*gateway.AuditLog, e
 	file := cctx.String("audit-log")
 	if file == "" {
 		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil { // a new folder is private, like the log
+		return nil, fmt.Errorf("--audit-log: create its folder: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -182,7 +182,7 @@ func TestServeConfigFile(t *testing.T) {
 	}
 	for _, tt := range []struct{ yaml, want string }{
 		{"max-conn: 5\n", `line 1: unknown key "max-conn"`},
-		{"listen: x\nkeepalive-timeout: soon\n", "line 2: keepalive-timeout: invalid value \"soon\""},
+		{"listen: x\nkeepalive-timeout: soon\n", "line 2: keepalive-timeout: invalid value \"soon\": want a duration like 30s"},
 		{"shutdown-timeout: [1, [2]]\n", "shutdown-timeout"},
 		{"not yaml: [\n", "--config"},
 	} {
@@ -300,5 +300,38 @@ func TestBenchFailsOnErrors(t *testing.T) {
 	code, out, errOut := runSamgw(t, "", "bench", "--addr", addr, "--conns", "2", "--messages", "50")
 	if code == 0 || !strings.Contains(out, "errors") || !strings.Contains(errOut, "were errors or did not match") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+}
+
+// TestConfigFileRelativePaths: a relative path in a --config file is read
+// from the file's folder, not from wherever samgw was started.
+func TestConfigFileRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "handlers"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "handlers", "default.lua"), `function on_data(msg) return "from the config's folder" end`)
+	writeFile(t, filepath.Join(dir, "samgw.yaml"), "scripts: handlers\n")
+	addr, _, _ := startServe(t, "--config", filepath.Join(dir, "samgw.yaml"))
+	if got := sendOK(t, addr, `1`); got != `"from the config's folder"` {
+		t.Fatalf("reply %s", got)
+	}
+}
+
+// TestAuditLogFolderIsCreated: --audit-log in a folder that does not exist
+// yet creates it, private (0700).
+func TestAuditLogFolderIsCreated(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "var", "log", "samgw", "audit.jsonl")
+	addr, _, stop := startServe(t, "--audit-log", file)
+	sendOK(t, addr, `1`)
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exit %d", code)
+	}
+	info, err := os.Stat(filepath.Dir(file))
+	if err != nil || info.Mode().Perm() != 0o700 {
+		t.Fatalf("folder: %v %v", info, err)
+	}
+	if b, err := os.ReadFile(file); err != nil || !strings.Contains(string(b), `"event":"connect"`) {
+		t.Fatalf("audit log: %q %v", b, err)
 	}
 }
