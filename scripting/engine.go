@@ -155,8 +155,12 @@ func (e *Engine) Reload() error {
 		if errors.Is(err, errTimeout) {
 			err = fmt.Errorf("loading the scripts took longer than %v: %w", e.timeout, err)
 		}
-		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
 		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Reason: "reload failed: " + err.Error()})
+		if e.current.Load() == nil {
+			// Nothing to keep: the caller (New) fails, and says why.
+			return fmt.Errorf("the scripts cannot be loaded, so the server cannot start: %w", err)
+		}
+		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
 		return fmt.Errorf("reload scripts: %w", err)
 	}
 	e.reloadsOK.Add(1)

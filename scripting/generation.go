@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -97,13 +98,26 @@ func compileFile(fsys fs.FS, file string) (*lua.FunctionProto, error) {
 	}
 	chunk, err := parse.Parse(strings.NewReader(string(src)), file)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s", syntaxErrorText(file, err))
 	}
 	proto, err := lua.Compile(chunk, file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return proto, nil
+}
+
+// gopherSyntaxError matches gopher-lua's "NAME line:L(column:C) near 'X': msg".
+var gopherSyntaxError = regexp.MustCompile(`^(.*) line:(\d+)\(column:(\d+)\) (.*)$`)
+
+// syntaxErrorText words a parse error as file:line:column: message, the
+// form editors and compilers use.
+func syntaxErrorText(file string, err error) string {
+	text := strings.TrimSpace(err.Error())
+	if m := gopherSyntaxError.FindStringSubmatch(text); m != nil {
+		return fmt.Sprintf("%s:%s:%s: %s", file, m[2], m[3], strings.Join(strings.Fields(m[4]), " "))
+	}
+	return file + ": " + text
 }
 
 // routeNames lists the routes, sorted, for logs.

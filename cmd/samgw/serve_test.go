@@ -84,7 +84,8 @@ func TestServeRejectsBrokenScripts(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "default.lua"), "function on_data(msg)\n  return (\nend\n")
 	code, _, errOut := runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--scripts", dir)
-	if code == 0 || !strings.Contains(errOut, "default.lua") {
+	if code == 0 || !strings.Contains(errOut, "default.lua:3:") || !strings.Contains(errOut, "near 'end': syntax error") || !strings.Contains(errOut, "cannot start") ||
+		strings.Contains(errOut, "keeping the previous version") {
 		t.Fatalf("exit %d, stderr %s", code, errOut)
 	}
 	code, _, errOut = runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--scripts", filepath.Join(dir, "missing"))
