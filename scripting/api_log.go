@@ -20,9 +20,10 @@ func (st *luaState) apiLog(level slog.Level) int {
 		attrs = append(attrs, "conn", st.call.conn.ID())
 	}
 	if fields, ok := L.Get(2).(*lua.LTable); ok {
-		fields.ForEach(func(k, v lua.LValue) {
+		// Next keeps the order the fields were given in (ForEach would not).
+		for k, v := fields.Next(lua.LNil); k != lua.LNil; k, v = fields.Next(k) {
 			attrs = append(attrs, k.String(), st.logValue(v))
-		})
+		}
 	}
 	log.Log(context.Background(), level, msg, attrs...)
 	return 0

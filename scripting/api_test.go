@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/lua"
@@ -180,7 +182,7 @@ end`}, Config{})
 	for _, want := range []string{
 		`level=DEBUG msg="debug line" script=default.lua generation=1 conn=c1`,
 		`level=INFO msg=hello script=default.lua generation=1 conn=c1`,
-		`user=john`, `n=3`, `ok=true`, `t=[1,2]`,
+		`user=john n=3 ok=true t=[1,2]`, // in the order given
 		`level=WARN msg=careful`, `level=ERROR msg=broken`, `level=INFO msg="printed\t1\tnil"`,
 	} {
 		if !strings.Contains(logs, want) {
@@ -380,5 +382,26 @@ function on_data(msg, conn) return conn.identity end`})
 	defer b.Disconnect("done")
 	if r := <-lost; !strings.Contains(r, "identity blocked is blocked") {
 		t.Fatalf("rejection reason %q", r)
+	}
+}
+
+// TestFailedHandlerLogNamesTheRequest: "Handler failed" and "Handler timed
+// out" lines name the connection, the message id and the route.
+func TestFailedHandlerLogNamesTheRequest(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"boom.lua": `function on_data(msg) error("bad input") end`,
+		"slow.lua": `function on_data(msg) while true do end end`,
+	}, Config{Timeout: 100 * time.Millisecond})
+	c, _ := f.client()
+	mustFail(t, c, "boom", `1`, protocol.CodeHandlerError, "bad input")
+	mustFail(t, c, "slow", `1`, protocol.CodeHandlerTimeout, "100ms")
+	logs := f.logs.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`msg="Handler failed" script=boom.lua generation=1 conn=c1 id=\S+ route=boom error="boom.lua:1: bad input"`),
+		regexp.MustCompile(`msg="Handler timed out" script=slow.lua generation=1 conn=c1 id=\S+ route=slow timeout=100ms`),
+	} {
+		if !want.MatchString(logs) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
 	}
 }

@@ -249,32 +249,35 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 		e.observe(route, time.Since(start), outcome)
 	}
 	if err != nil {
-		return e.callFailed(gen, route, err)
+		return e.callFailed(gen, route, c, msg.ID, err)
 	}
 	return nil
 }
 
 // callFailed turns a failed call into the error frame the peer gets, and
 // logs it.
-func (e *Engine) callFailed(gen *generation, route string, err error) error {
+func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id string, err error) error {
 	script := route + ".lua"
+	// Every line names the script, the connection, the message and its
+	// route, so one failing request can be found in the log.
+	attrs := []any{"script", script, "generation", gen.number, "conn", c.ID(), "id", id, "route", route}
 	var se *scriptError
 	switch {
 	case errors.Is(err, errTimeout):
-		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Route: route, Reason: script + ": timed out"})
-		e.log.Warn("Handler timed out", "script", script, "generation", gen.number, "timeout", e.timeout.String())
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Conn: c.ID(), Route: route, Reason: script + ": timed out"})
+		e.log.Warn("Handler timed out", append(attrs, "timeout", e.timeout.String())...)
 		return protocol.Errorf(protocol.CodeHandlerTimeout, "handler did not finish within %v", e.timeout)
 	case errors.As(err, &se):
-		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Route: route, Reason: script + ": raised an error"}) // not the text: it may quote a payload
-		e.log.Warn("Handler failed", "script", script, "generation", gen.number, "error", se.text)
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Conn: c.ID(), Route: route, Reason: script + ": raised an error"}) // not the text: it may quote a payload
+		e.log.Warn("Handler failed", append(attrs, "error", se.text)...)
 		return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
 	}
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
-		e.log.Warn("Handler failed", "script", script, "generation", gen.number, "error", pe)
+		e.log.Warn("Handler failed", append(attrs, "error", pe)...)
 		return pe
 	}
-	e.log.Error("Handler failed", "script", script, "generation", gen.number, "error", err)
+	e.log.Error("Handler failed", append(attrs, "error", err)...)
 	return protocol.Errorf(protocol.CodeHandlerError, "handler failed")
 }
 
@@ -290,12 +293,12 @@ func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 	}
 	st, err := gen.get(e.timeout)
 	if err != nil {
-		return e.callFailed(gen, defaultRoute, err)
+		return e.callFailed(gen, defaultRoute, c, "", err)
 	}
 	reason, err := st.callConnect(c)
 	gen.put(st)
 	if err != nil {
-		return e.callFailed(gen, defaultRoute, err)
+		return e.callFailed(gen, defaultRoute, c, "", err)
 	}
 	if reason != "" {
 		return protocol.Errorf(protocol.CodeHandlerError, "%s", reason)
@@ -314,13 +317,13 @@ func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 	}
 	st, err := gen.get(e.timeout)
 	if err != nil {
-		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged
+		e.callFailed(gen, defaultRoute, c, "", err) //nolint:errcheck // logged
 		return
 	}
 	err = st.callClose(c, reason)
 	gen.put(st)
 	if err != nil {
-		e.callFailed(gen, defaultRoute, err) //nolint:errcheck // logged
+		e.callFailed(gen, defaultRoute, c, "", err) //nolint:errcheck // logged
 	}
 }
 
