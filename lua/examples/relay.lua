@@ -2,7 +2,8 @@
 -- {"to": <connection id>, "body": <anything>} is pushed to that connection
 -- as {"from": <sender id>, "body": <body>} on route "relay". The sender gets
 -- {"delivered": true|false}. Connection ids are listed by route "relay" with
--- payload {"list": true}.
+-- payload {"list": true}: every node's in a cluster (--nats), this node's
+-- otherwise.
 
 function on_data(msg, conn)
   local p = msg.payload
@@ -10,7 +11,7 @@ function on_data(msg, conn)
     error("payload must be an object: {to, body} or {list: true}")
   end
   if p.list then
-    return { connections = gateway.connections(), you = conn.id }
+    return { connections = gateway.connections("cluster"), you = conn.id }
   end
   if type(p.to) ~= "string" then
     error("payload.to must be a connection id")
