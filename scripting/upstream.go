@@ -3,12 +3,15 @@ package scripting
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -117,7 +120,7 @@ func (st *luaState) callContext(timeoutMs lua.LValue) (context.Context, context.
 // the failure so that an error the script then raises is reported as
 // upstream_error or upstream_timeout.
 func (st *luaState) outboundFailure(ctx context.Context, err error) int {
-	reason := "upstream error"
+	reason := "upstream error: " + errorCause(err)
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
 		reason = "timeout"
@@ -145,6 +148,39 @@ func (st *luaState) outboundFailure(ctx context.Context, err error) int {
 }
 
 var errBodyTooLarge = errors.New("response body too large")
+
+// errUnsupportedScheme refuses URLs other than http and https.
+var errUnsupportedScheme = errors.New("unsupported URL scheme: want http or https")
+
+// errorCause is the short cause of an outbound failure a script may see:
+// what went wrong, never the addresses or internals around it.
+func errorCause(err error) string {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, errUnsupportedScheme):
+		return errUnsupportedScheme.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "no route to the host"
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return "host not found"
+		}
+		return "DNS lookup failed"
+	case errors.As(err, &certErr):
+		return "TLS certificate not trusted"
+	case errors.As(err, &recordErr):
+		return "TLS expected, the peer does not speak it"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the connection closed early"
+	}
+	return "request failed"
+}
 
 // registerUpstreamAPI installs http and upstream.
 func (st *luaState) registerUpstreamAPI() {
@@ -193,6 +229,9 @@ func (st *luaState) httpRequest(opts *lua.LTable) int {
 	ctx, cancel := st.callContext(opts.RawGetString("timeout_ms"))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, string(url), body)
+	if err == nil && req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		err = fmt.Errorf("%w (%q)", errUnsupportedScheme, req.URL.Scheme)
+	}
 	if err != nil {
 		L.RaiseError("http.request: %s", err)
 	}

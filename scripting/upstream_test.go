@@ -341,3 +341,29 @@ end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"*"}}})
 	}
 	f.engine.Close()
 }
+
+// TestUpstreamErrorsNameTheirCause: a failed call tells the script why.
+func TestUpstreamErrorsNameTheirCause(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  local p = msg.payload
+  if p.named then
+    local reply, err = upstream.request("gone", 1, 500)
+    return err
+  end
+  local res, err = http.get(p.url, {timeout_ms = 2000})
+  return err or res.status
+end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1"}, Named: map[string]gateway.ClientConfig{
+		"gone": {Addr: closed, Logger: quietLogger()}}}})
+	c, _ := f.client()
+	mustReply(t, c, "", fmt.Sprintf(`{"url":"http://%s/"}`, closed), `"upstream error: connection refused"`)
+	mustReply(t, c, "", `{"named":true}`, `"upstream error: connection refused"`)
+	mustFail(t, c, "", `{"url":"ftp://127.0.0.1/"}`, protocol.CodeHandlerError, "unsupported URL scheme")
+	f.engine.Close()
+}
