@@ -131,14 +131,15 @@ type Client struct {
 	idPrefix string
 	seq      atomic.Uint64
 
-	mu      sync.Mutex
-	cur     *wire    // the live connection; nil while disconnected
-	queue   [][]byte // frames waiting for a connection, oldest first
-	waiters map[string]chan *protocol.Message
-	started bool
-	closed  bool
-	lost    string // why the last connection ended, for the requests it fails
-	quit    bool   // Disconnect was called (closed may also come from a loss)
+	mu        sync.Mutex
+	cur       *wire    // the live connection; nil while disconnected
+	queue     [][]byte // frames waiting for a connection, oldest first
+	waiters   map[string]chan *protocol.Message
+	started   bool
+	closed    bool
+	lost      string // why the last connection ended, for the requests it fails
+	lastError error  // the last error frame that answered no request (what the server said before hanging up)
+	quit      bool   // Disconnect was called (closed may also come from a loss)
 
 	authResult   chan error    // the answer to the auth frame of the first connection
 	lastActivity atomic.Int64  // Unix nanoseconds
@@ -397,7 +398,11 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) CloseCause
 		}
 		if m.ID == "" {
 			if m.Type == protocol.TypeError {
-				c.log.Warn("Error from server", "error", errorFromFrame(m))
+				err := errorFromFrame(m)
+				c.log.Warn("Error from server", "error", err)
+				c.mu.Lock()
+				c.lastError = err
+				c.mu.Unlock()
 			}
 			break
 		}
@@ -549,10 +554,13 @@ func (c *Client) RequestMessage(ctx context.Context, m protocol.Message) (*proto
 	case r, ok := <-reply:
 		if !ok {
 			c.mu.Lock()
-			quit, reason := c.quit, c.lost
+			quit, reason, said := c.quit, c.lost, c.lastError
 			c.mu.Unlock()
 			if quit {
 				return nil, fmt.Errorf("request %s: %w", m.ID, ErrClientClosed)
+			}
+			if said != nil { // what the server said before it hung up (tls_required, unauthorized, …)
+				return nil, fmt.Errorf("request %s: %w (%s): %w", m.ID, ErrConnectionLost, reason, said)
 			}
 			return nil, fmt.Errorf("request %s: %w (%s)", m.ID, ErrConnectionLost, reason)
 		}

@@ -183,6 +183,19 @@ func (c *Conn) handshake() bool {
 	tc := c.w.nc.(*tls.Conn)
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
 	defer cancel()
+	if sc, ok := tc.NetConn().(*sniffConn); ok {
+		deadline, _ := ctx.Deadline()
+		isTLS, err := sc.sniff(deadline)
+		if err != nil {
+			c.log.Info("TLS handshake failed", "error", err)
+			return false
+		}
+		if !isTLS {
+			c.log.Info("TLS handshake failed: the client speaks plaintext")
+			sc.refusePlaintext()
+			return false
+		}
+	}
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.log.Info("TLS handshake failed", "error", err)
 		return false

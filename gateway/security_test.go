@@ -348,11 +348,12 @@ func TestTLSAndMutualTLS(t *testing.T) {
 
 	// A plaintext client on the TLS port is dropped, and so is one that
 	// stalls in the handshake; neither disturbs the TLS client.
+	// The plaintext client is told, in plaintext, that the port speaks TLS.
 	plain := dialPeer(t, addr)
 	plain.send(`{"type":"ping","id":"p"}` + "\n")
-	if f, err := plain.read(waitTimeout); err == nil || isTimeout(err) {
-		t.Fatalf("a plaintext client got %s (%v)", f.raw, err)
-	}
+	expectError(t, plain.next(), protocol.CodeTLSRequired, "")
+	expectFrame(t, plain.next(), "close", "", `{"reason":"tls required"}`)
+	plain.expectEOF()
 	start := time.Now()
 	stalled := dialPeer(t, addr)
 	if _, err := stalled.read(waitTimeout); err == nil || isTimeout(err) || time.Since(start) > 5*time.Second {

@@ -145,7 +145,7 @@ func (s *Server) accept(nc net.Conn) {
 	if s.cfg.TLSConfig != nil {
 		// Wrapped now, handshaken later on the connection's goroutine: the
 		// wire's socket never changes once other goroutines can see it.
-		nc = tls.Server(nc, s.cfg.TLSConfig)
+		nc = tls.Server(&sniffConn{Conn: nc}, s.cfg.TLSConfig)
 	}
 	id := s.cfg.IDPrefix + "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
 	ctx, cancel := context.WithCancel(s.baseCtx)

@@ -5,9 +5,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // DefaultHandshakeTimeout bounds a TLS handshake: a plaintext client on a
@@ -149,4 +153,48 @@ func CertIdentity(cert *x509.Certificate) string {
 		return cert.DNSNames[0]
 	}
 	return cert.Subject.CommonName
+}
+
+// sniffConn is the socket under a server's TLS connection. Before the
+// handshake, sniff reads the first byte: a TLS client starts with a
+// handshake record (0x16); anything else is a plaintext client, told so in
+// plaintext instead of a handshake error it cannot read. The byte read is
+// handed to TLS first.
+type sniffConn struct {
+	net.Conn
+	first []byte // read by sniff, not yet returned by Read
+}
+
+// tlsHandshakeRecord is the content type of a TLS handshake record.
+const tlsHandshakeRecord = 0x16
+
+// sniff reads the peer's first byte and reports whether it can start TLS.
+func (c *sniffConn) sniff(deadline time.Time) (bool, error) {
+	var b [1]byte
+	c.Conn.SetReadDeadline(deadline) //nolint:errcheck // the read reports it
+	if _, err := io.ReadFull(c.Conn, b[:]); err != nil {
+		return false, err
+	}
+	c.Conn.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
+	c.first = b[:]
+	return b[0] == tlsHandshakeRecord, nil
+}
+
+func (c *sniffConn) Read(p []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// refusePlaintext tells a plaintext client that the port speaks TLS, with
+// an error frame and a close frame it can read, then hangs up.
+func (c *sniffConn) refusePlaintext() {
+	msg := protocol.Errorf(protocol.CodeTLSRequired, "this port speaks TLS: connect with TLS (samgw: --tls or --tls-ca)")
+	frames := protocol.AppendErrorFrame(nil, "", msg)
+	frames = appendCloseFrame(frames, "reason", "tls required")
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Second)) //nolint:errcheck // best effort
+	c.Conn.Write(frames)                                 //nolint:errcheck // best effort
 }

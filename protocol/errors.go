@@ -49,6 +49,9 @@ const (
 	// CodeClusterUnavailable: a handler needed another node (a send, a
 	// broadcast, the shared store) while the cluster was unreachable.
 	CodeClusterUnavailable Code = "cluster_unavailable"
+	// CodeTLSRequired: a plaintext client reached a TLS port; it is sent in
+	// plaintext before the connection closes, so the client can say so.
+	CodeTLSRequired Code = "tls_required"
 )
 
 // Error is a protocol-level failure that is reported to the peer as an

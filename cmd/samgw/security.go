@@ -20,6 +20,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/devcert"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // serveSecurityFlags are the TLS, authentication and limit flags of serve.
@@ -206,4 +207,16 @@ func keygenCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// fixHint says what the user can do about an error the server answered, if
+// the flags can change it: " (…)" or "".
+func fixHint(pe *protocol.Error, cfg gateway.ClientConfig) string {
+	switch {
+	case pe.Code == protocol.CodeTLSRequired && cfg.TLS == nil:
+		return " (the server expects TLS: use --tls, or --tls-ca with its CA)"
+	case pe.Code == protocol.CodeUnauthorized && cfg.Token == "" && cfg.TLS == nil:
+		return " (the server requires authentication: pass --token or set SAMGW_TOKEN)"
+	}
+	return ""
 }

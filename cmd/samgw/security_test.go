@@ -169,3 +169,26 @@ func TestNonLoopbackWarning(t *testing.T) {
 		return strings.Contains(log.String(), "without TLS") && strings.Contains(log.String(), "without --identities")
 	})
 }
+
+// TestSendNamesTheFix: a plaintext send to a TLS port, and one without a
+// token to a server that wants one, say what to pass.
+func TestSendNamesTheFix(t *testing.T) {
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if code, _, errOut := runSamgw(t, "", "certs", "--dir", certs); code != 0 {
+		t.Fatal(errOut)
+	}
+	identities := filepath.Join(dir, "identities.yaml")
+	writeFile(t, identities, "- name: a\n  token_sha256: "+strings.Repeat("0", 64)+"\n")
+	tlsAddr, _, _ := startServe(t, "--tls-cert", filepath.Join(certs, "server.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"))
+	authAddr, _, _ := startServe(t, "--identities", identities)
+	for _, tt := range []struct{ addr, want string }{
+		{tlsAddr, "the server expects TLS: use --tls, or --tls-ca with its CA"},
+		{authAddr, "the server requires authentication: pass --token or set SAMGW_TOKEN"},
+	} {
+		code, _, errOut := runSamgw(t, "", "send", "--addr", tt.addr, "1")
+		if code == 0 || !strings.Contains(errOut, tt.want) {
+			t.Errorf("send to %s: exit %d, stderr %q, want %q", tt.addr, code, errOut, tt.want)
+		}
+	}
+}

@@ -72,7 +72,7 @@ func send(cctx *cli.Context) error {
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
-			return fmt.Errorf("send: the server answered with error %s: %s", pe.Code, pe.Message)
+			return fmt.Errorf("send: the server answered with error %s: %s%s", pe.Code, pe.Message, fixHint(pe, ccfg))
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("send: no reply within %v", cctx.Duration("timeout"))
