@@ -112,7 +112,7 @@ func TestServeSettingsFromEnvAndFlags(t *testing.T) {
 		t.Fatalf("SAMGW_MAX_FRAME and SAMGW_LOG_FORMAT not applied: %s", log.String())
 	}
 	code, _, errOut := runSamgw(t, "", "send", "--addr", addr, `"`+strings.Repeat("x", 100)+`"`)
-	if code == 0 || !strings.Contains(errOut, "frame too large") {
+	if code == 0 || !strings.Contains(errOut, "frame_too_large: frame exceeds the limit of 64 bytes") {
 		t.Fatalf("oversized send: exit %d, stderr %q", code, errOut)
 	}
 	// A flag beats the environment.
