@@ -370,7 +370,13 @@ func (c *Client) serveSession(w *wire) string {
 		}
 	}
 	c.mu.Unlock()
-	c.reportAuth(errors.New("the connection ended before authentication: " + reason)) // unless answered already
+	authErr := errors.New("the connection ended before authentication: " + reason)
+	c.mu.Lock()
+	if c.lastError != nil { // what the server said before it hung up
+		authErr = fmt.Errorf("%w: %w", authErr, c.lastError)
+	}
+	c.mu.Unlock()
+	c.reportAuth(authErr) // unless answered already
 	w.finish(cause)
 	return reason
 }

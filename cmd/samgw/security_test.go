@@ -182,11 +182,15 @@ func TestSendNamesTheFix(t *testing.T) {
 	writeFile(t, identities, "- name: a\n  token_sha256: "+strings.Repeat("0", 64)+"\n")
 	tlsAddr, _, _ := startServe(t, "--tls-cert", filepath.Join(certs, "server.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"))
 	authAddr, _, _ := startServe(t, "--identities", identities)
-	for _, tt := range []struct{ addr, want string }{
-		{tlsAddr, "the server expects TLS: use --tls, or --tls-ca with its CA"},
-		{authAddr, "the server requires authentication: pass --token or set SAMGW_TOKEN"},
+	for _, tt := range []struct {
+		addr, want string
+		args       []string
+	}{
+		{tlsAddr, "the server expects TLS: use --tls, or --tls-ca with its CA", nil},
+		{tlsAddr, "the server expects TLS: use --tls, or --tls-ca with its CA", []string{"--token", "t"}},
+		{authAddr, "the server requires authentication: pass --token or set SAMGW_TOKEN", nil},
 	} {
-		code, _, errOut := runSamgw(t, "", "send", "--addr", tt.addr, "1")
+		code, _, errOut := runSamgw(t, "", append(append([]string{"send", "--addr", tt.addr}, tt.args...), "1")...)
 		if code == 0 || !strings.Contains(errOut, tt.want) {
 			t.Errorf("send to %s: exit %d, stderr %q, want %q", tt.addr, code, errOut, tt.want)
 		}

@@ -65,6 +65,10 @@ func send(cctx *cli.Context) error {
 		return fmt.Errorf("send: %w", err)
 	}
 	if err := client.Connect(ctx); err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			return fmt.Errorf("send: %w%s", err, fixHint(pe, ccfg))
+		}
 		return fmt.Errorf("send: %w", err)
 	}
 	defer client.Disconnect("done")
