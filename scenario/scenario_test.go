@@ -32,7 +32,8 @@ func runSource(t *testing.T, addr, src string, scale float64) (string, error) {
 }
 
 func TestDemoScenario(t *testing.T) {
-	addr := scenarioServer(t, nil)
+	// The server's keep-alive interval at the demo's time scale: 10 s / 100.
+	_, addr := gatewaytest.Serve(t, "", gateway.Config{KeepAliveInterval: 100 * time.Millisecond})
 	out := &testutil.SyncBuffer{}
 	res := Run(t.Context(), Config{Name: "demo.lua", Source: lua.Demo(),
 		Client: gateway.ClientConfig{Addr: addr}, TimeScale: 0.01, Out: out})
@@ -64,8 +65,8 @@ func TestDemoScenario(t *testing.T) {
 			t.Fatalf("line %d: %q, want %s\n%s", i, lines[i], re, out)
 		}
 	}
-	if keepalives == 0 {
-		t.Fatalf("no keep-alive:\n%s", out)
+	if keepalives < 2 || keepalives > 3 { // at 100, 200 and (racing the disconnect) 300 ms
+		t.Fatalf("%d keep-alive lines, want the server's 2 or 3:\n%s", keepalives, out)
 	}
 	if res.Requests.Count() != 1 { // the ping
 		t.Fatalf("%d round trips recorded", res.Requests.Count())

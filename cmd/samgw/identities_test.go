@@ -115,7 +115,7 @@ func TestReadmeIdentitiesExampleLoads(t *testing.T) {
 	if _, err := gateway.NewServer(gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}}); err != nil {
 		t.Fatalf("the server refuses the README's example: %v", err)
 	}
-	if len(ids) != 2 || ids[1].PublicKey == "" || len(ids[1].Routes) != 2 {
+	if len(ids) != 2 || ids[1].PublicKey == "" || len(ids[1].Routes) != 3 {
 		t.Fatalf("parsed %+v", ids)
 	}
 }

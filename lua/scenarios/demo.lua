@@ -5,7 +5,13 @@
 -- 30 s, printing what arrives.
 
 on("data", function(msg) log("Data received:", json.encode(msg.payload)) end)
-on("keepalive", function() log("Keep-alive received") end)
+-- The server's own keepalives ({"message":"keepalive"}, every 10 s), not
+-- its answers to ours ({"status":"alive"}): what the prototype printed.
+on("keepalive", function(msg)
+  if type(msg.payload) == "table" and msg.payload.message == "keepalive" then
+    log("Keep-alive received")
+  end
+end)
 
 log("Connected to server")
 send({name = "John", age = 30, email = "john@example.com"})
