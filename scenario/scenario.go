@@ -20,6 +20,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/histogram"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // DefaultWaitTimeout bounds expect, request and ping when the script gives
@@ -54,6 +55,10 @@ type Config struct {
 type Result struct {
 	// Err is why the scenario failed (file:line: message), or nil.
 	Err error
+	// Refused is the server's error when it refused the connection itself
+	// (unauthorized, tls_required): the scenario stops at once, and a
+	// caller can say what to change.
+	Refused *protocol.Error
 	// Requests holds the round-trip time of every request and ping.
 	Requests histogram.Histogram
 }

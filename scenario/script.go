@@ -308,6 +308,14 @@ func (s *scenario) dispatch(m *protocol.Message, match func(*protocol.Message) b
 	if s.hungUp {
 		return false
 	}
+	if m.Type == protocol.TypeError {
+		// The server refusing the connection itself ends the scenario: every
+		// later step would only time out, reconnect and be refused again.
+		if pe := protocol.ParseError(m.Payload); pe.Code == protocol.CodeUnauthorized || pe.Code == protocol.CodeTLSRequired {
+			s.result.Refused = pe
+			s.L.RaiseError("the server refused the connection: %s: %s", pe.Code, pe.Message)
+		}
+	}
 	claimed := match != nil && match(m)
 	if !claimed {
 		if len(s.unclaimed) == maxUnclaimed {

@@ -75,6 +75,9 @@ func runClient(cctx *cli.Context) error {
 	}
 	if n == 1 {
 		if res := scenario.Run(cctx.Context, cfg); res.Err != nil {
+			if res.Refused != nil {
+				return fmt.Errorf("%w%s", res.Err, fixHint(res.Refused, cfg.Client))
+			}
 			return res.Err
 		}
 		return nil

@@ -196,3 +196,16 @@ func TestSendNamesTheFix(t *testing.T) {
 		}
 	}
 }
+
+// TestClientNamesTheFix: a scenario against a server that wants a token
+// stops at once and says what to pass.
+func TestClientNamesTheFix(t *testing.T) {
+	identities := filepath.Join(t.TempDir(), "identities.yaml")
+	writeFile(t, identities, "- name: a\n  token_sha256: "+strings.Repeat("0", 64)+"\n")
+	addr, _, _ := startServe(t, "--identities", identities)
+	code, _, errOut := runSamgw(t, "", "client", "--addr", addr, "--time-scale", "0.01")
+	if code == 0 || !strings.Contains(errOut, "the server refused the connection: unauthorized") ||
+		!strings.Contains(errOut, "pass --token or set SAMGW_TOKEN") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
