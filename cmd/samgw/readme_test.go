@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -88,4 +89,72 @@ func TestReadmeSecureDeployment(t *testing.T) {
 	if len(expected) < 4 {
 		t.Fatalf("only %d expected lines found in the README block", len(expected))
 	}
+}
+
+// TestReadmeSendExamples runs the README's `samgw send` examples against
+// the embedded default server (SAMGW_ADDR points them at it) and compares
+// what they print, "…" standing for any text.
+func TestReadmeSendExamples(t *testing.T) {
+	block := readmeBlock(t, "### `samgw send`")
+	addr, _, _ := startServe(t)
+	t.Setenv("SAMGW_ADDR", addr)
+	type example struct {
+		cmd  string
+		want []string
+	}
+	var examples []example
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		if cmd, ok := strings.CutPrefix(line, "$ "); ok {
+			examples = append(examples, example{cmd: cmd})
+		} else if len(examples) > 0 {
+			examples[len(examples)-1].want = append(examples[len(examples)-1].want, line)
+		}
+	}
+	if len(examples) < 3 {
+		t.Fatalf("only %d examples found", len(examples))
+	}
+	for _, ex := range examples {
+		t.Run(ex.cmd, func(t *testing.T) {
+			stdin, args := "", ex.cmd
+			if before, after, ok := strings.Cut(ex.cmd, " | "); ok { // echo '…' | samgw send -
+				stdin = strings.Trim(strings.TrimPrefix(before, "echo "), "'") + "\n"
+				args = after
+			}
+			args, printExit := strings.CutSuffix(args, "; echo $?")
+			fields := shellWords(t, strings.TrimPrefix(args, "samgw "))
+			code, out, errOut := runSamgw(t, stdin, fields...)
+			got := out + errOut
+			if printExit {
+				got += fmt.Sprintln(code)
+			}
+			rest := got
+			for _, fragment := range strings.Split(strings.Join(ex.want, "\n"), "…") {
+				i := strings.Index(rest, fragment)
+				if i < 0 {
+					t.Fatalf("printed %q, want %q", got, strings.Join(ex.want, "\n"))
+				}
+				rest = rest[i+len(fragment):]
+			}
+		})
+	}
+}
+
+// shellWords splits a command line with single quotes, as the examples
+// write them.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	var words []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		if rest, ok := strings.CutPrefix(s, "'"); ok {
+			word, after, found := strings.Cut(rest, "'")
+			if !found {
+				t.Fatalf("unbalanced quote in %q", s)
+			}
+			words, s = append(words, word), after
+			continue
+		}
+		word, after, _ := strings.Cut(s, " ")
+		words, s = append(words, word), after
+	}
+	return words
 }
