@@ -387,21 +387,7 @@ func TestConnectRetriesARefusedFirstDial(t *testing.T) {
 	connected := make(chan error, 1)
 	go func() { connected <- c.Connect(context.Background()) }()
 	<-refused // the first dial of this Connect was refused; now the server starts
-	srvLn, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(Config{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(srvLn) }()
-	defer func() {
-		c.Disconnect("done")
-		srv.Shutdown(context.Background())
-		<-served
-	}()
+	startServerOn(t, addr, Config{})
 	select {
 	case err := <-connected:
 		if err != nil {

@@ -31,10 +31,16 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // the test ends.
 func startServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
+	return startServerOn(t, "127.0.0.1:0", cfg)
+}
+
+// startServerOn is startServer on a given address.
+func startServerOn(t *testing.T, addr string, cfg Config) (*Server, string) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

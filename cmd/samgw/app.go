@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,30 +60,13 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
-// setEnvVar gives a flag its SAMGW_ variable when it has none yet.
+// setEnvVar gives a flag its SAMGW_ variable when it has none yet. Every
+// flag type of urfave/cli has an EnvVars field.
 func setEnvVar(f cli.Flag) {
-	name := f.Names()[0]
-	switch f := f.(type) {
-	case *cli.StringFlag:
-		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
-	case *cli.IntFlag:
-		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
-	case *cli.Float64Flag:
-		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
-	case *cli.DurationFlag:
-		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
-	case *cli.BoolFlag:
-		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
-	case *cli.StringSliceFlag:
-		f.EnvVars = cmpOr(f.EnvVars, envVar(name))
+	vars := reflect.ValueOf(f).Elem().FieldByName("EnvVars")
+	if vars.IsValid() && vars.Len() == 0 {
+		vars.Set(reflect.ValueOf(envVar(f.Names()[0])))
 	}
-}
-
-func cmpOr(a, b []string) []string {
-	if len(a) > 0 {
-		return a
-	}
-	return b
 }
 
 // negativePayload lets `samgw send -5` send the number -5: the flag
