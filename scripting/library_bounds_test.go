@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,13 +49,13 @@ func TestLibraryCallsOnLargePayloadsAreBounded(t *testing.T) {
 	for route, src := range boundedLibraryHandlers {
 		files[route+".lua"] = src
 	}
-	var callsMu sync.Mutex
-	calls := map[string]time.Duration{} // the last call's duration, by route
-	observe := func(route string, d time.Duration, _ string) {
-		callsMu.Lock()
-		calls[route] = d
-		callsMu.Unlock()
+	type call struct {
+		route string
+		took  time.Duration
 	}
+	// Observed after the reply is queued, so it may come after the reply.
+	calls := make(chan call, 64)
+	observe := func(route string, d time.Duration, _ string) { calls <- call{route, d} }
 	f := newFixtureWith(t, files, Config{Timeout: timeout, ObserveCall: observe}, gateway.Config{MaxFrameSize: 2 << 20})
 	attacker, err := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, MaxFrameSize: 2 << 20, Logger: quietLogger()})
 	if err != nil {
@@ -99,10 +98,18 @@ func TestLibraryCallsOnLargePayloadsAreBounded(t *testing.T) {
 			}()
 			mustReply(t, bystander, "echo", `"still served"`, "12")
 			<-done
-			callsMu.Lock()
-			took := calls[tc.route]
-			callsMu.Unlock()
-			if limit := timeout + 100*time.Millisecond; took == 0 || took > limit {
+			var took time.Duration
+			for took == 0 {
+				select {
+				case c := <-calls:
+					if c.route == tc.route {
+						took = c.took
+					}
+				case <-time.After(waitTimeout):
+					t.Fatal("the call was never observed")
+				}
+			}
+			if limit := timeout + 100*time.Millisecond; took > limit {
 				t.Fatalf("the call took %v; the bound is %v", took, limit)
 			}
 			var pe *protocol.Error
