@@ -176,7 +176,7 @@ func (s *scenario) luaRequest(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("request: %s", err)
 	}
-	reply := s.await("request", timeout, func(m *protocol.Message) bool {
+	reply := s.await("request", timeout, true, func(m *protocol.Message) bool {
 		return m.ID == id && (m.Type == protocol.TypeData || m.Type == protocol.TypeError)
 	})
 	s.result.Requests.Record(time.Since(start))
@@ -195,7 +195,7 @@ func (s *scenario) luaPing(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("ping: %s", err)
 	}
-	s.await("ping", timeout, func(m *protocol.Message) bool { return m.Type == protocol.TypePong && m.ID == id })
+	s.await("ping", timeout, true, func(m *protocol.Message) bool { return m.Type == protocol.TypePong && m.ID == id })
 	rtt := time.Since(start)
 	s.result.Requests.Record(rtt)
 	L.Push(lua.LNumber(float64(rtt) / float64(time.Millisecond)))
@@ -213,14 +213,14 @@ func (s *scenario) luaExpect(L *lua.LState) int {
 			return 1
 		}
 	}
-	m := s.await("expect "+string(typ), timeout, func(m *protocol.Message) bool { return m.Type == typ })
+	m := s.await("expect "+string(typ), timeout, false, func(m *protocol.Message) bool { return m.Type == typ })
 	L.Push(s.messageTable(m))
 	return 1
 }
 
 // sleep(ms): callbacks run meanwhile.
 func (s *scenario) luaSleep(L *lua.LState) int {
-	s.wait(s.msArg(1, 0), nil)
+	s.wait(s.msArg(1, 0), false, nil)
 	return 0
 }
 
@@ -263,8 +263,13 @@ func (s *scenario) luaLog(L *lua.LState) int {
 // await waits up to timeout for a message that match claims, running
 // callbacks for everything that arrives meanwhile; on timeout it raises
 // "<what>: timed out after <ms>" at the script's current line.
-func (s *scenario) await(what string, timeout time.Duration, match func(*protocol.Message) bool) *protocol.Message {
-	m := s.wait(timeout, match)
+//
+// With exclusive (request and ping), the message match claims is the
+// caller's alone: it reaches no on() callback. A reply belongs to the step
+// that asked for it; everything else (pushes, replies to send) goes to the
+// callbacks.
+func (s *scenario) await(what string, timeout time.Duration, exclusive bool, match func(*protocol.Message) bool) *protocol.Message {
+	m := s.wait(timeout, exclusive, match)
 	if m == nil {
 		s.L.RaiseError("%s: timed out after %v", what, timeout.Round(time.Millisecond))
 	}
@@ -273,13 +278,13 @@ func (s *scenario) await(what string, timeout time.Duration, match func(*protoco
 
 // wait dispatches arriving messages until match claims one (returned) or
 // timeout passes (nil). With a nil match it simply waits out the timeout.
-func (s *scenario) wait(timeout time.Duration, match func(*protocol.Message) bool) *protocol.Message {
+func (s *scenario) wait(timeout time.Duration, exclusive bool, match func(*protocol.Message) bool) *protocol.Message {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
 		select {
 		case m := <-s.inbox:
-			if s.dispatch(m, match) {
+			if s.dispatch(m, exclusive, match) {
 				return m
 			}
 		case <-timer.C:
@@ -295,7 +300,7 @@ func (s *scenario) drain() {
 	for {
 		select {
 		case m := <-s.inbox:
-			s.dispatch(m, nil)
+			s.dispatch(m, false, nil)
 		default:
 			return
 		}
@@ -304,7 +309,7 @@ func (s *scenario) drain() {
 
 // dispatch runs the callbacks for m and reports whether match claims it;
 // an unclaimed message is kept for a later expect.
-func (s *scenario) dispatch(m *protocol.Message, match func(*protocol.Message) bool) bool {
+func (s *scenario) dispatch(m *protocol.Message, exclusive bool, match func(*protocol.Message) bool) bool {
 	if s.hungUp {
 		return false
 	}
@@ -322,6 +327,9 @@ func (s *scenario) dispatch(m *protocol.Message, match func(*protocol.Message) b
 			s.unclaimed = s.unclaimed[1:]
 		}
 		s.unclaimed = append(s.unclaimed, m)
+	}
+	if claimed && exclusive {
+		return true
 	}
 	for _, fn := range s.handlers[m.Type] {
 		s.L.Push(fn)
