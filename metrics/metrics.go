@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +32,7 @@ type Metrics struct {
 	srv      *gateway.Server
 	engine   Scripts
 	checks   []check
+	pprof    bool
 }
 
 // check is an extra readiness condition, such as the cluster's.
@@ -81,9 +84,26 @@ func (m *Metrics) Attach(srv *gateway.Server, engine Scripts) {
 	m.reg.MustRegister(&collector{m: m})
 }
 
+// EnablePprof adds Go's profiler under /debug/pprof/ (CPU, heap,
+// goroutines, and the mutex and block profiles, which it switches on: a
+// small cost on every contended lock while the process runs). Off unless
+// asked for: profiles show internals an operator's metrics port should not.
+func (m *Metrics) EnablePprof() {
+	m.pprof = true
+	runtime.SetMutexProfileFraction(100)
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+}
+
 // Handler serves /metrics, /healthz and /readyz.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if m.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

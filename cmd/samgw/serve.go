@@ -57,6 +57,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "nats-ca", Usage: "CA of the NATS servers' TLS certificates", EnvVars: envVar("nats-ca")},
 			&cli.StringSliceFlag{Name: "nats-subject-allow", Usage: "subject prefix Lua may publish and request on (repeatable)", EnvVars: envVar("nats-subject-allow")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
+			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
 		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),
@@ -87,6 +88,11 @@ func serve(cctx *cli.Context) error {
 	var reg *metrics.Metrics
 	if cctx.String("metrics-listen") != "" {
 		reg = metrics.New()
+		if cctx.Bool("pprof") {
+			reg.EnablePprof()
+		}
+	} else if cctx.Bool("pprof") {
+		return errors.New("--pprof is served on --metrics-listen: set that too")
 	}
 	clu, err := joinCluster(cctx, log)
 	if err != nil {

@@ -336,3 +336,38 @@ func TestAuditLogFolderIsCreated(t *testing.T) {
 		t.Fatalf("audit log: %q %v", b, err)
 	}
 }
+
+// TestServePprof: the profiler is off unless --pprof, and then served on
+// the metrics listener, mutex and block profiles included.
+func TestServePprof(t *testing.T) {
+	metricsAddr := func(log string) string {
+		t.Helper()
+		m := regexp.MustCompile(`msg="Metrics listening" addr=(\S+)`).FindStringSubmatch(log)
+		if m == nil {
+			t.Fatalf("no metrics address in the log: %s", log)
+		}
+		return m[1]
+	}
+	status := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	_, log, _ := startServe(t, "--metrics-listen", "127.0.0.1:0")
+	if code := status("http://" + metricsAddr(log.String()) + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("without --pprof: /debug/pprof/ answered %d", code)
+	}
+	_, log, _ = startServe(t, "--metrics-listen", "127.0.0.1:0", "--pprof")
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/mutex?debug=1", "/debug/pprof/block?debug=1", "/debug/pprof/goroutine?debug=1"} {
+		if code := status("http://" + metricsAddr(log.String()) + path); code != http.StatusOK {
+			t.Errorf("with --pprof: %s answered %d", path, code)
+		}
+	}
+	if code, _, errOut := runSamgw(t, "", "serve", "--pprof"); code == 0 || !strings.Contains(errOut, "--metrics-listen") {
+		t.Fatalf("--pprof alone: exit %d, %s", code, errOut)
+	}
+}
