@@ -208,13 +208,17 @@ func (e *Engine) Store() *Store { return e.store }
 // pooling and reloads: conn.state, as JSON.
 type connData struct {
 	state []byte
+	hint  uint64 // which shard of the state pools this connection uses
 }
+
+// connHints spreads connections over the pools' shards.
+var connHints atomic.Uint64
 
 func dataOf(c *gateway.Conn) *connData {
 	if d, ok := c.Value().(*connData); ok {
 		return d
 	}
-	d := &connData{}
+	d := &connData{hint: connHints.Add(1)}
 	c.SetValue(d)
 	return d
 }
@@ -233,10 +237,11 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 	if e.observe != nil {
 		start = time.Now()
 	}
-	st, err := gen.get(e.timeout)
+	hint := dataOf(c).hint
+	st, err := gen.get(hint, e.timeout)
 	if err == nil {
 		err = st.callData(route, c, msg)
-		gen.put(st)
+		gen.put(hint, st)
 	}
 	if e.observe != nil {
 		outcome := "ok"
@@ -291,12 +296,12 @@ func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 	if !gen.hasOnConnect {
 		return nil
 	}
-	st, err := gen.get(e.timeout)
+	st, err := gen.get(dataOf(c).hint, e.timeout)
 	if err != nil {
 		return e.callFailed(gen, defaultRoute, c, "", err)
 	}
 	reason, err := st.callConnect(c)
-	gen.put(st)
+	gen.put(dataOf(c).hint, st)
 	if err != nil {
 		return e.callFailed(gen, defaultRoute, c, "", err)
 	}
@@ -315,13 +320,13 @@ func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 	if !gen.hasOnClose {
 		return
 	}
-	st, err := gen.get(e.timeout)
+	st, err := gen.get(dataOf(c).hint, e.timeout)
 	if err != nil {
 		e.callFailed(gen, defaultRoute, c, "", err) //nolint:errcheck // logged
 		return
 	}
 	err = st.callClose(c, reason)
-	gen.put(st)
+	gen.put(dataOf(c).hint, st)
 	if err != nil {
 		e.callFailed(gen, defaultRoute, c, "", err) //nolint:errcheck // logged
 	}

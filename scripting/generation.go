@@ -31,9 +31,8 @@ type generation struct {
 	// hooks from default.lua, known once the first state loaded
 	hasOnConnect, hasOnClose bool
 
-	idle    chan *luaState // ready states
-	slots   chan struct{}  // one token per state alive: bounds their number
-	retired atomic.Bool    // replaced by a newer generation
+	pool    *statePool  // ready states, and the count of all of them
+	retired atomic.Bool // replaced by a newer generation
 }
 
 // compileGeneration compiles the handler files (*.lua) and modules
@@ -45,8 +44,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 		number: number,
 		routes: make(map[string]*lua.FunctionProto),
 		libs:   make(map[string]*lua.FunctionProto),
-		idle:   make(chan *luaState, maxStates),
-		slots:  make(chan struct{}, maxStates),
+		pool:   newStatePool(maxStates),
 	}
 	for _, dir := range []struct {
 		name   string
@@ -78,7 +76,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	if len(g.routes) == 0 {
 		return g, nil
 	}
-	g.slots <- struct{}{}
+	g.pool.reserve()
 	st, err := newState(g)
 	if err != nil {
 		return nil, err
@@ -86,7 +84,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	if d := st.routes[defaultRoute]; d != nil {
 		g.hasOnConnect, g.hasOnClose = d.onConnect != nil, d.onClose != nil
 	}
-	g.idle <- st
+	g.pool.give(0, st)
 	return g, nil
 }
 
@@ -132,36 +130,28 @@ func (g *generation) routeNames() []string {
 
 // get returns a ready state: an idle one, a new one while the pool is below
 // its bound, or the first one returned within timeout.
-func (g *generation) get(timeout time.Duration) (*luaState, error) {
-	select {
-	case st := <-g.idle:
+func (g *generation) get(hint uint64, timeout time.Duration) (*luaState, error) {
+	if st := g.pool.take(hint); st != nil {
 		return st, nil
-	default:
 	}
-	select {
-	case st := <-g.idle:
-		return st, nil
-	case g.slots <- struct{}{}:
+	if g.pool.reserve() {
 		return g.newState()
-	default:
 	}
-	wait := time.NewTimer(timeout)
-	defer wait.Stop()
-	select {
-	case st := <-g.idle:
+	st, mayMake := g.pool.wait(hint, timeout)
+	switch {
+	case st != nil:
 		return st, nil
-	case g.slots <- struct{}{}:
+	case mayMake:
 		return g.newState()
-	case <-wait.C:
-		return nil, errTimeout
 	}
+	return nil, errTimeout
 }
 
-// newState builds a state in a slot already taken.
+// newState builds a state in a place already reserved.
 func (g *generation) newState() (*luaState, error) {
 	st, err := newState(g)
 	if err != nil {
-		<-g.slots
+		g.pool.release()
 		return nil, err
 	}
 	return st, nil
@@ -169,29 +159,29 @@ func (g *generation) newState() (*luaState, error) {
 
 // put returns a state after a call. A broken state (a call overran its
 // deadline) or one of a retired generation is closed instead.
-func (g *generation) put(st *luaState) {
+func (g *generation) put(hint uint64, st *luaState) {
 	if st.broken || g.retired.Load() {
 		g.discard(st)
 		return
 	}
-	g.idle <- st // never blocks: there are no more states than slots
+	g.pool.give(hint, st)
+	if g.retired.Load() { // retired meanwhile: what retire drained may not include st
+		for _, st := range g.pool.drain() {
+			g.discard(st)
+		}
+	}
 }
 
 func (g *generation) discard(st *luaState) {
 	st.close()
-	<-g.slots
+	g.pool.release()
 }
 
 // retire closes the idle states of a generation that was replaced; states
 // still in calls are closed when they come back.
 func (g *generation) retire() {
 	g.retired.Store(true)
-	for {
-		select {
-		case st := <-g.idle:
-			g.discard(st)
-		default:
-			return
-		}
+	for _, st := range g.pool.drain() {
+		g.discard(st)
 	}
 }
