@@ -84,7 +84,7 @@ type Engine struct {
 	upstreams *upstreams
 	kv        KV
 	cluster   Cluster
-	memory    *memoryGuard
+	watch     *watchdog
 
 	reloadsOK, reloadsFailed atomic.Uint64
 
@@ -105,7 +105,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		audit:     cfg.Audit,
 		observe:   cfg.ObserveCall,
-		memory:    newMemoryGuard(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
+		watch:     newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)

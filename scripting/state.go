@@ -53,7 +53,7 @@ func newState(gen *generation) (*luaState, error) {
 	st := &luaState{L: L, gen: gen, conv: luabox.NewConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
 		modules: make(map[string]lua.LValue), deadline: luabox.NewCallDeadline()}
 	L.SetContext(st.deadline)
-	gen.engine.memory.add(st)
+	gen.engine.watch.add(st)
 	st.registerAPI()
 	st.registerUpstreamAPI()
 	luabox.Seal(L)
@@ -96,7 +96,7 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 // on the stack. Script errors come back as *scriptError; a call cut off by
 // the deadline as errTimeout. A state whose deadline fired is marked broken.
 func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
-	guard := st.gen.engine.memory
+	guard := st.gen.engine.watch
 	guard.enter()
 	st.deadline.Arm(st.gen.engine.timeout)
 	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
@@ -119,8 +119,7 @@ func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
 
 // close releases the state's VM and timer.
 func (st *luaState) close() {
-	st.gen.engine.memory.remove(st)
-	st.deadline.Release()
+	st.gen.engine.watch.remove(st)
 	st.L.Close()
 }
 

@@ -1,36 +1,31 @@
 package luabox
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// CallDeadline is the context of every call made on one Lua state. It is
-// reused from call to call: arming it costs a timer reset instead of the
-// allocations (and parent bookkeeping) of a context.WithTimeout per message.
+// CallDeadline is the context of every call made on one Lua state. Arming
+// it for a call is one atomic store of the deadline: no timer per call, no
+// context.WithTimeout. A watchdog that owns many deadlines looks at them
+// every few milliseconds and stops the overdue ones (see Overdue), so a
+// call is stopped within its timeout plus the watchdog's period.
 //
-// Once it has fired, the state is thrown away with it: Done never reopens.
+// Once it has been stopped, the state is thrown away with it: Done never
+// reopens.
 type CallDeadline struct {
-	timer   *time.Timer
-	done    chan struct{}
-	once    sync.Once
-	at      time.Time   // the deadline of the call in progress; owner goroutine only
-	running atomic.Bool // a call is in progress
-	cause   atomic.Pointer[error]
+	done  chan struct{}
+	once  sync.Once
+	at    atomic.Int64 // Unix nanoseconds of the running call's deadline; 0 between calls
+	cause atomic.Pointer[error]
 }
 
 // NewCallDeadline returns a deadline for the calls of one state; set it as
 // the state's context.
 func NewCallDeadline() *CallDeadline {
-	d := &CallDeadline{done: make(chan struct{})}
-	d.timer = time.AfterFunc(time.Hour, d.expire)
-	d.timer.Stop()
-	return d
+	return &CallDeadline{done: make(chan struct{})}
 }
-
-func (d *CallDeadline) expire() { d.Stop(context.DeadlineExceeded) }
 
 // Stop ends the call in progress for cause (the first cause wins).
 func (d *CallDeadline) Stop(cause error) {
@@ -40,16 +35,21 @@ func (d *CallDeadline) Stop(cause error) {
 
 // Arm starts a call that may last timeout.
 func (d *CallDeadline) Arm(timeout time.Duration) {
-	d.at = time.Now().Add(timeout)
-	d.running.Store(true)
-	d.timer.Reset(timeout)
+	d.at.Store(time.Now().Add(timeout).UnixNano())
 }
 
 // Disarm ends the call and reports whether it finished in time; when it did
 // not, the deadline (and its state) must not be used again.
 func (d *CallDeadline) Disarm() bool {
-	d.running.Store(false)
-	return d.timer.Stop() && !d.expired()
+	d.at.Store(0)
+	return !d.expired()
+}
+
+// Overdue reports whether a call is running past its deadline at now (Unix
+// nanoseconds); the watchdog then stops it.
+func (d *CallDeadline) Overdue(now int64) bool {
+	at := d.at.Load()
+	return at != 0 && now >= at
 }
 
 // StoppedBy is why the call was stopped, once it was.
@@ -61,7 +61,7 @@ func (d *CallDeadline) StoppedBy() error {
 }
 
 // Running reports whether a call is in progress (armed, not yet disarmed).
-func (d *CallDeadline) Running() bool { return d.running.Load() }
+func (d *CallDeadline) Running() bool { return d.at.Load() != 0 }
 
 func (d *CallDeadline) expired() bool {
 	select {
@@ -72,16 +72,14 @@ func (d *CallDeadline) expired() bool {
 	}
 }
 
-// Release stops the timer for good.
-func (d *CallDeadline) Release() {
-	d.timer.Stop()
-}
-
 // Deadline, Done, Err and Value make a CallDeadline a context.Context, for
 // gopher-lua's instruction loop and for anything a script calls out to.
-func (d *CallDeadline) Deadline() (time.Time, bool) { return d.at, true }
-func (d *CallDeadline) Done() <-chan struct{}       { return d.done }
-func (d *CallDeadline) Value(any) any               { return nil }
+func (d *CallDeadline) Deadline() (time.Time, bool) {
+	at := d.at.Load()
+	return time.Unix(0, at), at != 0
+}
+func (d *CallDeadline) Done() <-chan struct{} { return d.done }
+func (d *CallDeadline) Value(any) any         { return nil }
 func (d *CallDeadline) Err() error {
 	if d.expired() {
 		return d.StoppedBy()

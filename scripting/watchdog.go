@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"context"
 	"errors"
 	"runtime/metrics"
 	"sync"
@@ -12,8 +13,10 @@ import (
 // are stopped.
 const DefaultMemoryLimit = 1 << 30
 
-// memoryPoll is how often the heap is checked while calls run.
-const memoryPoll = 25 * time.Millisecond
+// watchPeriod is how often the watchdog looks at the running calls (their
+// deadlines, the heap) while any run: a call overruns its timeout by at
+// most this much.
+const watchPeriod = 10 * time.Millisecond
 
 // errMemoryLimit marks a call stopped because the heap grew past the limit.
 var errMemoryLimit = errors.New("scripting: memory limit exceeded")
@@ -23,15 +26,17 @@ var errMemoryLimit = errors.New("scripting: memory limit exceeded")
 // library call grows a stack, not the heap).
 var guardedMemory = []string{"/memory/classes/heap/objects:bytes", "/memory/classes/heap/stacks:bytes"}
 
-// memoryGuard stops handler calls when the heap grows past a limit: a
-// handler that builds tables without end would otherwise take the machine
-// long before its deadline. gopher-lua has no allocation hook, so the guard
-// samples the Go heap while calls run and, past the limit, stops every call
-// in progress (it cannot tell which one allocates); their states are
-// discarded and the memory comes back.
+// watchdog stops handler calls that run past their deadline or while the
+// heap grows past a limit. Deadlines: each state's CallDeadline is armed by
+// an atomic store, no timer per call, and the watchdog stops the overdue
+// ones. Memory: a handler that builds tables without end would take the
+// machine long before its deadline, and gopher-lua has no allocation hook,
+// so the watchdog samples the heap and goroutine stacks and, past the
+// limit, stops every call in progress (it cannot tell which one
+// allocates); their states are discarded and the memory comes back.
 //
 // It runs on timers only while calls are in flight: no goroutine to stop.
-type memoryGuard struct {
+type watchdog struct {
 	limit    uint64
 	inflight atomic.Int64
 	polling  atomic.Bool
@@ -41,60 +46,63 @@ type memoryGuard struct {
 	sample []metrics.Sample
 }
 
-func newMemoryGuard(limit uint64) *memoryGuard {
-	g := &memoryGuard{limit: limit, states: make(map[*luaState]struct{})}
+func newWatchdog(limit uint64) *watchdog {
+	g := &watchdog{limit: limit, states: make(map[*luaState]struct{})}
 	for _, name := range guardedMemory {
 		g.sample = append(g.sample, metrics.Sample{Name: name})
 	}
 	return g
 }
 
-func (g *memoryGuard) add(st *luaState) {
+func (g *watchdog) add(st *luaState) {
 	g.mu.Lock()
 	g.states[st] = struct{}{}
 	g.mu.Unlock()
 }
 
-func (g *memoryGuard) remove(st *luaState) {
+func (g *watchdog) remove(st *luaState) {
 	g.mu.Lock()
 	delete(g.states, st)
 	g.mu.Unlock()
 }
 
 // enter marks a call started and makes sure the heap is being watched.
-func (g *memoryGuard) enter() {
+func (g *watchdog) enter() {
 	g.inflight.Add(1)
 	if g.polling.CompareAndSwap(false, true) {
-		time.AfterFunc(memoryPoll, g.poll)
+		time.AfterFunc(watchPeriod, g.poll)
 	}
 }
 
-func (g *memoryGuard) exit() { g.inflight.Add(-1) }
+func (g *watchdog) exit() { g.inflight.Add(-1) }
 
-// poll checks the heap, stops the running calls when it is past the
-// limit, and reschedules itself while calls remain.
-func (g *memoryGuard) poll() {
+// poll stops the overdue calls, and every running call when the heap is
+// past the limit, and reschedules itself while calls remain.
+func (g *watchdog) poll() {
 	g.mu.Lock()
 	metrics.Read(g.sample)
 	var used uint64
 	for _, s := range g.sample {
 		used += s.Value.Uint64()
 	}
-	if used > g.limit {
-		for st := range g.states {
-			if st.deadline.Running() {
-				st.deadline.Stop(errMemoryLimit)
-			}
+	overLimit := used > g.limit
+	now := time.Now().UnixNano()
+	for st := range g.states {
+		switch {
+		case overLimit && st.deadline.Running():
+			st.deadline.Stop(errMemoryLimit)
+		case st.deadline.Overdue(now):
+			st.deadline.Stop(context.DeadlineExceeded)
 		}
 	}
 	g.mu.Unlock()
 	if g.inflight.Load() > 0 {
-		time.AfterFunc(memoryPoll, g.poll)
+		time.AfterFunc(watchPeriod, g.poll)
 		return
 	}
 	g.polling.Store(false)
 	// A call that entered between the check and the store must be watched.
 	if g.inflight.Load() > 0 && g.polling.CompareAndSwap(false, true) {
-		time.AfterFunc(memoryPoll, g.poll)
+		time.AfterFunc(watchPeriod, g.poll)
 	}
 }
