@@ -96,12 +96,10 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 // on the stack. Script errors come back as *scriptError; a call cut off by
 // the deadline as errTimeout. A state whose deadline fired is marked broken.
 func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
-	guard := st.gen.engine.watch
-	guard.enter()
 	st.deadline.Arm(st.gen.engine.timeout)
+	st.gen.engine.watch.watch() // after Arm: see watchdog.poll
 	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
 	inTime := st.deadline.Disarm()
-	guard.exit()
 	if !inTime {
 		st.broken = true
 		if err != nil {

@@ -37,9 +37,8 @@ var guardedMemory = []string{"/memory/classes/heap/objects:bytes", "/memory/clas
 //
 // It runs on timers only while calls are in flight: no goroutine to stop.
 type watchdog struct {
-	limit    uint64
-	inflight atomic.Int64
-	polling  atomic.Bool
+	limit   uint64
+	polling atomic.Bool // read by every call, written only when polling starts or stops
 
 	mu     sync.Mutex
 	states map[*luaState]struct{} // every live state, to find the running ones
@@ -66,15 +65,14 @@ func (g *watchdog) remove(st *luaState) {
 	g.mu.Unlock()
 }
 
-// enter marks a call started and makes sure the heap is being watched.
-func (g *watchdog) enter() {
-	g.inflight.Add(1)
-	if g.polling.CompareAndSwap(false, true) {
+// watch makes sure a call whose deadline was just armed is watched. Calls
+// share no counter: the common case is one read of a flag that only changes
+// when polling starts or stops.
+func (g *watchdog) watch() {
+	if !g.polling.Load() && g.polling.CompareAndSwap(false, true) {
 		time.AfterFunc(watchPeriod, g.poll)
 	}
 }
-
-func (g *watchdog) exit() { g.inflight.Add(-1) }
 
 // poll stops the overdue calls, and every running call when the heap is
 // past the limit, and reschedules itself while calls remain.
@@ -87,6 +85,7 @@ func (g *watchdog) poll() {
 	}
 	overLimit := used > g.limit
 	now := time.Now().UnixNano()
+	running := false
 	for st := range g.states {
 		switch {
 		case overLimit && st.deadline.Running():
@@ -94,15 +93,28 @@ func (g *watchdog) poll() {
 		case st.deadline.Overdue(now):
 			st.deadline.Stop(context.DeadlineExceeded)
 		}
+		running = running || st.deadline.Running()
 	}
 	g.mu.Unlock()
-	if g.inflight.Load() > 0 {
+	if running {
 		time.AfterFunc(watchPeriod, g.poll)
 		return
 	}
 	g.polling.Store(false)
-	// A call that entered between the check and the store must be watched.
-	if g.inflight.Load() > 0 && g.polling.CompareAndSwap(false, true) {
+	// A call arms its deadline before it looks at polling: one that saw
+	// polling still true is running now, and this second look finds it.
+	if g.anyRunning() && g.polling.CompareAndSwap(false, true) {
 		time.AfterFunc(watchPeriod, g.poll)
 	}
+}
+
+func (g *watchdog) anyRunning() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for st := range g.states {
+		if st.deadline.Running() {
+			return true
+		}
+	}
+	return false
 }
