@@ -68,11 +68,7 @@ func TestRateLimitFloodIsAggregated(t *testing.T) {
 	audit := &auditBuffer{}
 	_, addr := startServer(t, Config{Rate: 1, RateBurst: 1, Audit: audit})
 	p := dialPeer(t, addr)
-	var flood strings.Builder
-	for i := range 1000 {
-		fmt.Fprintf(&flood, `{"type":"data","payload":%d,"id":"%d"}`+"\n", i, i)
-	}
-	p.send(flood.String())
+	p.send(dataFrames(1000))
 	refused := 0
 	for range 1000 {
 		if f := p.nextSkipping(); f.Type == "error" {

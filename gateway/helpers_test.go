@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -177,4 +178,13 @@ func expectError(t *testing.T, f frame, code protocol.Code, id string) {
 	if f.Type != "error" || p.Code != string(code) || f.ID != id || p.Message == "" {
 		t.Fatalf("got %s, want error %s for id %q", f.raw, code, id)
 	}
+}
+
+// dataFrames is n data frames with payloads and ids 0..n-1, for one write.
+func dataFrames(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"type":"data","payload":%d,"id":"%d"}`+"\n", i, i)
+	}
+	return b.String()
 }

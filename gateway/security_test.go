@@ -210,11 +210,7 @@ func TestRateLimit(t *testing.T) {
 	audit := &auditBuffer{}
 	_, addr := startServer(t, Config{Rate: 1, RateBurst: 5, Audit: audit})
 	p := dialPeer(t, addr)
-	var batch strings.Builder
-	for i := range 20 {
-		fmt.Fprintf(&batch, `{"type":"data","payload":%d,"id":"%d"}`+"\n", i, i)
-	}
-	p.send(batch.String())
+	p.send(dataFrames(20))
 	answered, limited := 0, 0
 	for range 20 {
 		f := p.nextSkipping()
