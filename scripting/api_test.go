@@ -405,3 +405,31 @@ func TestFailedHandlerLogNamesTheRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestWhereStateLives runs the README's example of where state lives:
+// conn.state counts per connection and store for all, whichever pooled
+// state serves the call.
+func TestWhereStateLives(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+local count = 0
+function on_data(msg, conn)
+  count = count + 1
+  conn.state.n = (conn.state.n or 0) + 1
+  return { here = count, conn = conn.state.n, all = store.incr("messages") }
+end`}, Config{})
+	a, _ := f.client()
+	b, _ := f.client()
+	for i, tc := range []struct {
+		c         *gateway.Client
+		conn, all int
+	}{{a, 1, 1}, {a, 2, 2}, {b, 1, 3}, {a, 3, 4}, {b, 2, 5}} {
+		got, err := request(t, tc.c, "", `1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct{ Here, Conn, All int }
+		if err := json.Unmarshal([]byte(got), &r); err != nil || r.Conn != tc.conn || r.All != tc.all || r.Here < 1 {
+			t.Fatalf("message %d: %s, want conn %d all %d", i, got, tc.conn, tc.all)
+		}
+	}
+}
