@@ -371,3 +371,21 @@ func TestServePprof(t *testing.T) {
 		t.Fatalf("--pprof alone: exit %d, %s", code, errOut)
 	}
 }
+
+// TestExampleConfigListsEveryServeFlag: samgw.example.yaml says it lists
+// every flag of serve; it does (set or commented out).
+func TestExampleConfigListsEveryServeFlag(t *testing.T) {
+	example, err := os.ReadFile("../../samgw.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range serveCommand().Flags {
+		name := f.Names()[0]
+		if name == "config" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^(# )?` + regexp.QuoteMeta(name) + `:`).Match(example) {
+			t.Errorf("samgw.example.yaml lacks %s", name)
+		}
+	}
+}
