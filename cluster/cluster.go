@@ -49,6 +49,10 @@ var (
 	_ scripting.KV      = (*Store)(nil)
 )
 
+// ErrNoJetStream is returned by Connect when the NATS server (or the
+// account) has no JetStream, which the cluster's buckets need.
+var ErrNoJetStream = errors.New("cluster: JetStream is not enabled")
+
 // ErrSubjectNotAllowed is returned by Publish and Request for a subject
 // outside the allowed prefixes.
 var ErrSubjectNotAllowed = errors.New("cluster: subject not allowed")
@@ -152,6 +156,15 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, fmt.Errorf("%w: NATS %s at %s has no JetStream (presence, the store and the replay check are JetStream key-value buckets): start nats-server with -js, or enable JetStream for this account",
+				ErrNoJetStream, nc.ConnectedServerVersion(), nc.ConnectedUrlRedacted())
+		}
+		return nil, fmt.Errorf("cluster: JetStream at %s: %w", nc.ConnectedUrlRedacted(), err)
+	}
+	log.Info("NATS connected", "server_version", nc.ConnectedServerVersion(), "url", nc.ConnectedUrlRedacted())
 	presence, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: presenceBucket, TTL: cfg.PresenceTTL})
 	if err != nil {
 		nc.Close()

@@ -7,11 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
@@ -117,5 +120,23 @@ func TestSignedFrameIsAcceptedOnceByTheCluster(t *testing.T) {
 	one.send(frame("pay-2"))
 	if m := one.next(); errorCode(m) != protocol.CodeClusterUnavailable {
 		t.Fatalf("with NATS down: %s %s", m.Type, m.Payload)
+	}
+}
+
+// TestConnectNamesMissingJetStream: a NATS server without JetStream is
+// refused at once, saying what is missing and how to fix it.
+func TestConnectNamesMissingJetStream(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(testutil.WaitTimeout) {
+		t.Fatal("NATS did not start")
+	}
+	defer ns.Shutdown()
+	_, err = Connect(context.Background(), Config{URLs: ns.ClientURL(), Node: "n1", Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, ErrNoJetStream) || !strings.Contains(err.Error(), "start nats-server with -js") {
+		t.Fatalf("Connect to NATS without JetStream: %v", err)
 	}
 }
