@@ -1,0 +1,290 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// stepTimeout bounds every wait of a step.
+const stepTimeout = 15 * time.Second
+
+// TestGoClientConformance runs steps.json with the Go client against real
+// samgw serve processes, as the TypeScript and Python suites do.
+func TestGoClientConformance(t *testing.T) {
+	steps, err := Steps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin, err := BuildSamgw(ctx, "../..", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedWriter{}
+	servers, err := Start(ctx, bin, dir, "scripts", logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(servers.Close)
+	r := &goRunner{servers: servers}
+	t.Cleanup(r.close)
+	for i, step := range steps {
+		if err := r.run(ctx, step); err != nil {
+			t.Fatalf("step %d %s: %v\nserver logs:\n%s", i+1, step.Step, err, logs.String())
+		}
+	}
+}
+
+// goRunner runs steps with one gateway.Client at a time.
+type goRunner struct {
+	servers *Servers
+	client  *gateway.Client
+	nextReq int
+
+	mu       sync.Mutex
+	requests map[string]bool // ids of this runner's requests: their replies are not data
+	inbox    []*protocol.Message
+	changed  chan struct{} // closed and replaced when inbox or connected changes
+	up       bool
+}
+
+func (r *goRunner) run(ctx context.Context, s Step) error {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	switch s.Step {
+	case "connect":
+		return r.connect(ctx, s)
+	case "request":
+		return r.request(ctx, s)
+	case "send":
+		_, err := r.client.SendMessage(protocol.Message{Type: protocol.TypeData, Route: s.Route, Payload: s.Payload})
+		return err
+	case "ping":
+		_, err := r.client.PingWait(ctx)
+		return err
+	case "expect_data":
+		return r.expectData(ctx, s)
+	case "stop_server":
+		return r.servers.StopServer(s.Server)
+	case "start_server":
+		return r.servers.StartServer(ctx, s.Server)
+	case "wait_disconnected", "wait_connected":
+		want := s.Step == "wait_connected"
+		return r.wait(ctx, func() bool { return r.up == want })
+	case "disconnect":
+		err := r.client.Disconnect(s.Reason)
+		r.client = nil
+		return err
+	}
+	return fmt.Errorf("unknown step %q", s.Step)
+}
+
+func (r *goRunner) connect(ctx context.Context, s Step) error {
+	fix := r.servers.Fixture
+	r.mu.Lock()
+	r.requests, r.inbox, r.up = make(map[string]bool), nil, false
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	cfg := gateway.ClientConfig{
+		Addr:       fix.Servers[s.Server],
+		Token:      fix.Tokens[s.Token],
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+		OnMessage:    r.onMessage,
+		OnConnect:    func() { r.setUp(true) },
+		OnDisconnect: func(string) { r.setUp(false) },
+	}
+	if s.Cert != "" {
+		tlsCfg, err := gateway.NewClientTLSConfig(gateway.ClientTLS{CAFile: fix.CA, CertFile: fix.Certs[s.Cert].Cert, KeyFile: fix.Certs[s.Cert].Key})
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tlsCfg
+	}
+	if s.Sign != "" {
+		key, err := readSignKey(fix.SignKeys[s.Sign])
+		if err != nil {
+			return err
+		}
+		cfg.SignKey = key
+	}
+	c, err := gateway.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	err = c.Connect(ctx)
+	if s.ExpectError != "" {
+		return wantCode(err, s.ExpectError)
+	}
+	if err != nil {
+		return err
+	}
+	r.client = c
+	return nil
+}
+
+func (r *goRunner) request(ctx context.Context, s Step) error {
+	r.nextReq++
+	id := "conformance-" + strconv.Itoa(r.nextReq)
+	r.mu.Lock()
+	r.requests[id] = true
+	r.mu.Unlock()
+	reply, err := r.client.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, ID: id, Route: s.Route, Payload: s.Payload})
+	if s.ExpectError != "" {
+		return wantCode(err, s.ExpectError)
+	}
+	if err != nil {
+		return err
+	}
+	return sameJSON(reply.Payload, s.ExpectReply)
+}
+
+// onMessage keeps data frames that answer none of the runner's requests.
+func (r *goRunner) onMessage(m *protocol.Message) {
+	if m.Type != protocol.TypeData {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.requests[m.ID] {
+		return
+	}
+	r.inbox = append(r.inbox, m.Clone())
+	r.notifyLocked()
+}
+
+func (r *goRunner) setUp(up bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.up = up
+	r.notifyLocked()
+}
+
+func (r *goRunner) notifyLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// wait waits until cond (called with r.mu held) holds.
+func (r *goRunner) wait(ctx context.Context, cond func() bool) error {
+	for {
+		r.mu.Lock()
+		ok, changed := cond(), r.changed
+		r.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting: %w", ctx.Err())
+		}
+	}
+}
+
+func (r *goRunner) expectData(ctx context.Context, s Step) error {
+	if err := r.wait(ctx, func() bool { return len(r.inbox) >= len(s.Payloads) }); err != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return fmt.Errorf("%w: %d of %d data frames arrived", err, len(r.inbox), len(s.Payloads))
+	}
+	r.mu.Lock()
+	got := r.inbox[:len(s.Payloads)]
+	r.inbox = r.inbox[len(s.Payloads):]
+	r.mu.Unlock()
+	for i, m := range got {
+		if s.Route != "" && m.Route != s.Route {
+			return fmt.Errorf("data frame %d: route %q, want %q", i+1, m.Route, s.Route)
+		}
+		if err := sameJSON(m.Payload, s.Payloads[i]); err != nil {
+			return fmt.Errorf("data frame %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (r *goRunner) close() {
+	if r.client != nil {
+		r.client.Disconnect("test over") //nolint:errcheck // cleanup
+	}
+}
+
+// wantCode checks that err carries a protocol error with code.
+func wantCode(err error, code string) error {
+	var perr *protocol.Error
+	if !errors.As(err, &perr) {
+		return fmt.Errorf("got %v, want an error with code %s", err, code)
+	}
+	if string(perr.Code) != code {
+		return fmt.Errorf("got code %s (%v), want %s", perr.Code, err, code)
+	}
+	return nil
+}
+
+// sameJSON compares two JSON texts by value.
+func sameJSON(got, want json.RawMessage) error {
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		return fmt.Errorf("payload %s: %w", got, err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		return fmt.Errorf("expected %s: %w", want, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		return fmt.Errorf("payload %s, want %s", got, want)
+	}
+	return nil
+}
+
+func readSignKey(file string) (ed25519.PrivateKey, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(src)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", file)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	priv, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an Ed25519 key", file)
+	}
+	return priv, nil
+}
+
+// lockedWriter serialises the two server processes' log writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  bytes.Buffer
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

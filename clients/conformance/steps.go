@@ -1,0 +1,51 @@
+package conformance
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+)
+
+//go:embed steps.json
+var stepsJSON []byte
+
+// Step is one step of the scenario; which fields matter depends on Step.
+// The clients' READMEs and steps.json's own "about" say what each does:
+//
+//   - connect: to Server, with the token named Token, the certificate named
+//     Cert, signing with the key of identity Sign; ExpectError: the code
+//     the connection attempt must fail with.
+//   - request: Payload (on Route) and wait for the reply: ExpectReply, or
+//     the error frame's code ExpectError.
+//   - send: Payload, fire and forget (queued while disconnected).
+//   - ping: wait for the pong.
+//   - expect_data: the next data frames that answered no request carry
+//     Payloads, in order (and Route, when given).
+//   - stop_server, start_server: Server, gracefully stopped or started
+//     again on its port.
+//   - wait_disconnected, wait_connected: the client noticed.
+//   - disconnect: with Reason.
+type Step struct {
+	Step        string            `json:"step"`
+	Server      string            `json:"server,omitempty"`
+	Token       string            `json:"token,omitempty"`
+	Cert        string            `json:"cert,omitempty"`
+	Sign        string            `json:"sign,omitempty"`
+	Route       string            `json:"route,omitempty"`
+	Payload     json.RawMessage   `json:"payload,omitempty"`
+	Payloads    []json.RawMessage `json:"payloads,omitempty"`
+	ExpectReply json.RawMessage   `json:"expect_reply,omitempty"`
+	ExpectError string            `json:"expect_error,omitempty"`
+	Reason      string            `json:"reason,omitempty"`
+}
+
+// Steps returns the scenario of steps.json.
+func Steps() ([]Step, error) {
+	var doc struct {
+		Steps []Step `json:"steps"`
+	}
+	if err := json.Unmarshal(stepsJSON, &doc); err != nil {
+		return nil, fmt.Errorf("steps.json: %w", err)
+	}
+	return doc.Steps, nil
+}
