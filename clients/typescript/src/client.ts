@@ -1,0 +1,534 @@
+import { EventEmitter } from 'node:events';
+import { randomBytes, KeyObject } from 'node:crypto';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { ClientCode, SamgwError } from './errors.js';
+import { FrameReader } from './framing.js';
+import { encodeFrame, invalidMessage, type ErrorPayload, type Message, type MessageType } from './message.js';
+import { loadSignKey, signFrame, type SignKey } from './sign.js';
+
+/** TLS settings: what node:tls's connect takes (ca, cert, key, servername, …). */
+export type TLSOptions = tls.ConnectionOptions;
+
+/** Client settings; every field has the Go client's default. Durations are milliseconds. */
+export interface ClientOptions {
+  /** Server host; default 127.0.0.1. */
+  host?: string;
+  /** Server port; default 4000. */
+  port?: number;
+  /** Send a keepalive this often; default 10 000. */
+  keepAliveInterval?: number;
+  /** Declare the connection dead when nothing arrived for this long; default 30 000. */
+  keepAliveTimeout?: number;
+  /** Longest frame accepted from the server; default 1 MiB. */
+  maxFrameSize?: number;
+  /** Frames kept while disconnected; beyond it send throws queue_full. Default 1024. */
+  queueSize?: number;
+  /** Bound on each connection attempt (TCP, TLS handshake); default 5 000. */
+  connectTimeout?: number;
+  /** How long disconnect() waits for the server to acknowledge; default 2 000. */
+  lingerTimeout?: number;
+  /** Reconnection backoff: doubles from min to max, with jitter; default 100 and 30 000. */
+  backoffMin?: number;
+  backoffMax?: number;
+  /** false makes a lost connection final; default true. */
+  reconnect?: boolean;
+  /** Default timeout of request() and ping(); default 30 000. */
+  requestTimeout?: number;
+  /** Speak TLS: true for the system roots, or node:tls options (ca, cert and key for mTLS). */
+  tls?: boolean | TLSOptions;
+  /** Sent in an auth frame first on every connection. */
+  token?: string;
+  /** Signs every data frame (Ed25519; PKCS#8 PEM from `samgw keygen`, or a KeyObject). */
+  signKey?: SignKey;
+}
+
+/** Options of one send or request. */
+export interface SendOptions {
+  /** The handler route (DIR/<route>.lua on the server). */
+  route?: string;
+  /** The message id; default a fresh one. */
+  id?: string;
+}
+
+/** Options of one request. */
+export interface RequestOptions extends SendOptions {
+  /** Reject with timeout after this many ms; default the client's requestTimeout. */
+  timeout?: number;
+}
+
+/** The events a Client emits, with their arguments. */
+export interface ClientEvents {
+  /** Every frame received, replies included. */
+  message: [Message];
+  /** Data frames that answer none of this client's requests: pushes, echoes of send(). */
+  data: [Message];
+  ping: [Message];
+  pong: [Message];
+  keepalive: [Message];
+  close: [Message];
+  auth: [Message];
+  /** A connection is up (the first and every reconnection). */
+  connect: [];
+  /** A connection was lost (or closed); reason says why. */
+  disconnect: [string];
+  /** The client stopped for good: after disconnect(), or a loss with reconnect: false. */
+  end: [];
+  /**
+   * Server `error` frames that answer no request, and invalid input from
+   * the server. Without a listener they are dropped, never thrown.
+   */
+  error: [SamgwError];
+}
+
+interface Waiter {
+  resolve(m: Message): void;
+  reject(e: SamgwError): void;
+  timer: NodeJS.Timeout;
+}
+
+interface Queued {
+  id: string;
+  frame: string;
+}
+
+/** A live connection and its timers. */
+interface Session {
+  socket: net.Socket;
+  keepAlive?: NodeJS.Timeout;
+  deadPeer?: NodeJS.Timeout;
+  reader: FrameReader;
+  lost?: string; // why it ended, once it has
+}
+
+const pongPayload = '{"message":"pong"}';
+
+/** Bound on bytes written but not yet taken by the kernel (a server that stopped reading). */
+const maxUnsentBytes = 4 << 20;
+
+/**
+ * Client is a connection to a samgw server that survives the server: it
+ * reconnects with backoff after any loss disconnect() did not ask for, and
+ * keeps what was sent meanwhile in a bounded queue, delivered in order once
+ * connected again.
+ *
+ * Delivery is at most once: a frame already written to a connection that
+ * then breaks is not sent again, and a request waiting for its reply
+ * rejects with connection_lost. Frames still queued when a connection
+ * breaks are sent on the next one.
+ */
+export class Client extends EventEmitter<ClientEvents> {
+  private readonly opts: Required<Omit<ClientOptions, 'tls' | 'token' | 'signKey'>>;
+  private readonly tlsOptions?: TLSOptions;
+  private readonly token?: string;
+  private readonly signKey?: KeyObject;
+  private readonly idPrefix = randomBytes(4).toString('hex') + '-';
+  private seq = 0;
+
+  private session?: Session; // set while a connection is up
+  private queue: Queued[] = [];
+  private readonly waiters = new Map<string, Waiter>();
+  private started = false;
+  private closed = false;
+  private backoff: number;
+  private reconnectTimer?: NodeJS.Timeout;
+  private lastActivityMs = 0;
+  private lastServerError?: SamgwError;
+  private authWait?: { resolve(): void; reject(e: SamgwError): void };
+  private endWait?: () => void;
+  private ended = false;
+
+  constructor(options: ClientOptions = {}) {
+    super();
+    const o = options;
+    this.opts = {
+      host: o.host ?? '127.0.0.1',
+      port: o.port ?? 4000,
+      keepAliveInterval: o.keepAliveInterval ?? 10_000,
+      keepAliveTimeout: o.keepAliveTimeout ?? 30_000,
+      maxFrameSize: o.maxFrameSize ?? 1 << 20,
+      queueSize: o.queueSize ?? 1024,
+      connectTimeout: o.connectTimeout ?? 5_000,
+      lingerTimeout: o.lingerTimeout ?? 2_000,
+      backoffMin: o.backoffMin ?? 100,
+      backoffMax: Math.max(o.backoffMax ?? 30_000, o.backoffMin ?? 100),
+      reconnect: o.reconnect ?? true,
+      requestTimeout: o.requestTimeout ?? 30_000,
+    };
+    for (const [k, v] of Object.entries(this.opts)) {
+      if (typeof v === 'number' && !(v > 0)) throw new RangeError(`${k} must be positive, got ${v}`);
+    }
+    if (o.tls) this.tlsOptions = o.tls === true ? {} : o.tls;
+    this.token = o.token;
+    if (o.signKey !== undefined) this.signKey = loadSignKey(o.signKey);
+    this.backoff = this.opts.backoffMin;
+  }
+
+  /**
+   * connect makes the first connection and, with a token, waits until the
+   * server accepted it. It rejects (connect_failed, or the server's code
+   * such as unauthorized) when that fails; later losses are repaired in the
+   * background.
+   */
+  async connect(): Promise<void> {
+    if (this.started || this.closed) throw new SamgwError(ClientCode.ClientClosed, 'connect: the client was already started');
+    this.started = true;
+    let socket: net.Socket;
+    try {
+      socket = await this.dial();
+    } catch (err) {
+      this.finish();
+      throw new SamgwError(ClientCode.ConnectFailed, `connect to ${this.opts.host}:${this.opts.port}: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.closed) {
+      // disconnect() was called while dialling.
+      socket.destroy();
+      throw new SamgwError(ClientCode.ClientClosed, 'connect: disconnected while connecting');
+    }
+    const authed = this.token
+      ? new Promise<void>((resolve, reject) => (this.authWait = { resolve, reject }))
+      : Promise.resolve();
+    this.startSession(socket);
+    try {
+      await withTimeout(authed, this.opts.connectTimeout, () => new SamgwError(ClientCode.Timeout, 'no answer to the auth frame'));
+    } catch (err) {
+      await this.disconnect('authentication failed');
+      const e = err as SamgwError;
+      throw new SamgwError(e.code, `authenticate to ${this.opts.host}:${this.opts.port}: ${e.message}`, { cause: err });
+    } finally {
+      this.authWait = undefined;
+    }
+  }
+
+  /** send sends a data message and returns its id; queued while disconnected. */
+  send(payload: unknown, options: SendOptions = {}): string {
+    return this.sendMessage('data', payload, options);
+  }
+
+  /** sendMessage sends a message of any type; payload undefined means none. */
+  sendMessage(type: MessageType, payload: unknown, options: SendOptions = {}): string {
+    const id = options.id ?? this.nextId();
+    this.write(id, this.frame(type, id, payload, options.route));
+    return id;
+  }
+
+  /**
+   * request sends a data message and resolves with the reply carrying its
+   * id; an `error` reply rejects with the server's code and message.
+   */
+  request<P = unknown>(payload: unknown, options: RequestOptions = {}): Promise<Message<P>> {
+    return this.requestMessage('data', payload, options) as Promise<Message<P>>;
+  }
+
+  /** ping sends a ping and resolves with the round trip in milliseconds. */
+  async ping(timeout?: number): Promise<number> {
+    const start = performance.now();
+    await this.requestMessage('ping', { message: 'ping' }, { timeout });
+    return performance.now() - start;
+  }
+
+  /**
+   * disconnect sends close {"reason": reason}, waits (up to lingerTimeout)
+   * for the server to acknowledge, and stops the client for good: queued
+   * frames are dropped and waiting requests reject with client_closed.
+   */
+  async disconnect(reason = 'client disconnect'): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    const s = this.session;
+    if (s && !s.lost && !s.socket.destroyed) {
+      const ended = new Promise<void>((resolve) => (this.endWait = resolve));
+      s.socket.write(encodeFrame({ type: 'close', id: this.nextId(), timestamp: Date.now(), payloadText: JSON.stringify({ reason }) }));
+      const linger = setTimeout(() => s.socket.destroy(), this.opts.lingerTimeout);
+      await ended;
+      clearTimeout(linger);
+    }
+    this.finish();
+  }
+
+  /** isConnected reports whether a connection is up now. */
+  isConnected(): boolean {
+    return this.session !== undefined && !this.session.lost;
+  }
+
+  /** lastActivity is when the last frame arrived (or the connection was made), Unix ms. */
+  lastActivity(): number {
+    return this.lastActivityMs;
+  }
+
+  // --- sending ---
+
+  private nextId(): string {
+    return this.idPrefix + ++this.seq;
+  }
+
+  private frame(type: MessageType, id: string, payload: unknown, route?: string): string {
+    const payloadText = payload === undefined ? undefined : JSON.stringify(payload);
+    if (payload !== undefined && payloadText === undefined) throw new TypeError('payload is not JSON-serialisable');
+    const timestamp = Date.now();
+    let sig: string | undefined;
+    if (this.signKey && type === 'data') sig = signFrame(this.signKey, id, timestamp, route ?? '', payloadText ?? '');
+    return encodeFrame({ type, id, timestamp, payloadText, route, sig });
+  }
+
+  private write(id: string, frame: string): void {
+    if (this.closed) throw new SamgwError(ClientCode.ClientClosed, 'the client is closed');
+    const s = this.session;
+    if (s && !s.lost) {
+      if (s.socket.writableLength > maxUnsentBytes) {
+        throw new SamgwError(ClientCode.QueueFull, `more than ${maxUnsentBytes} bytes are waiting for the server to read them`);
+      }
+      s.socket.write(frame);
+      return;
+    }
+    if (this.queue.length >= this.opts.queueSize) {
+      throw new SamgwError(ClientCode.QueueFull, `${this.opts.queueSize} frames are already waiting for a connection`);
+    }
+    this.queue.push({ id, frame });
+  }
+
+  private requestMessage(type: MessageType, payload: unknown, options: RequestOptions): Promise<Message> {
+    const id = options.id ?? this.nextId();
+    const timeout = options.timeout ?? this.opts.requestTimeout;
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(id);
+        reject(new SamgwError(ClientCode.Timeout, `request ${id}: no reply within ${timeout} ms`));
+      }, timeout);
+      this.waiters.set(id, { resolve, reject, timer });
+      try {
+        this.write(id, this.frame(type, id, payload, options.route));
+      } catch (err) {
+        clearTimeout(timer);
+        this.waiters.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  // --- connections ---
+
+  private dial(): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      const { host, port, connectTimeout } = this.opts;
+      const ready = this.tlsOptions ? 'secureConnect' : 'connect';
+      const socket = this.tlsOptions
+        ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...this.tlsOptions })
+        : net.connect({ host, port });
+      const timer = setTimeout(() => socket.destroy(new Error(`no connection within ${connectTimeout} ms`)), connectTimeout);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      socket.once('error', fail);
+      socket.once(ready, () => {
+        clearTimeout(timer);
+        socket.off('error', fail);
+        resolve(socket);
+      });
+    });
+  }
+
+  private startSession(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    const s: Session = { socket, reader: new FrameReader(this.opts.maxFrameSize) };
+    this.session = s;
+    this.lastActivityMs = Date.now();
+    this.lastServerError = undefined;
+    if (this.token) {
+      const id = this.nextId();
+      socket.write(encodeFrame({ type: 'auth', id, timestamp: Date.now(), payloadText: JSON.stringify({ token: this.token }) }));
+    }
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) socket.write(q.frame);
+    s.keepAlive = setInterval(() => {
+      if (!s.lost) socket.write(encodeFrame({ type: 'keepalive', id: this.nextId(), timestamp: Date.now(), payloadText: '{"message":"keepalive"}' }));
+    }, this.opts.keepAliveInterval);
+    s.keepAlive.unref();
+    s.deadPeer = setTimeout(() => this.lose(s, 'keepalive timeout'), this.opts.keepAliveTimeout);
+    s.deadPeer.unref();
+    socket.on('data', (chunk: Buffer) => this.onData(s, chunk));
+    socket.on('error', (err) => this.lose(s, err.message));
+    socket.on('end', () => this.lose(s, 'connection closed by the server'));
+    socket.on('close', () => this.lose(s, 'connection closed'));
+    this.emit('connect');
+  }
+
+  private onData(s: Session, chunk: Buffer): void {
+    if (s.lost) return;
+    this.lastActivityMs = Date.now();
+    s.deadPeer?.refresh();
+    let frames: Buffer[];
+    try {
+      frames = s.reader.push(chunk);
+    } catch (err) {
+      this.emitError(err as SamgwError);
+      this.lose(s, (err as SamgwError).message);
+      return;
+    }
+    for (const f of frames) {
+      if (s.lost) return;
+      this.dispatch(s, f);
+    }
+  }
+
+  private dispatch(s: Session, frame: Buffer): void {
+    let m: Message;
+    try {
+      m = JSON.parse(utf8.decode(frame));
+    } catch (err) {
+      this.emitError(new SamgwError(ClientCode.InvalidJSON, `the server sent a frame that is not JSON: ${(err as Error).message}`));
+      return;
+    }
+    const bad = invalidMessage(m);
+    if (bad) {
+      this.emitError(new SamgwError(ClientCode.InvalidMessage, `the server sent an invalid message: ${bad}`));
+      return;
+    }
+    if (m.id === null) delete m.id;
+    if (m.route === null) delete m.route;
+    this.emit('message', m);
+    switch (m.type) {
+      case 'ping':
+        s.socket.write(encodeFrame({ type: 'pong', id: m.id ?? this.nextId(), timestamp: Date.now(), payloadText: pongPayload }));
+        this.emit('ping', m);
+        return;
+      case 'close': {
+        const p = (m.payload ?? {}) as { reason?: string; message?: string };
+        this.emit('close', m);
+        this.lose(s, `closed by the server: ${p.reason ?? p.message ?? 'no reason given'}`);
+        return;
+      }
+      case 'auth':
+        this.authWait?.resolve();
+        this.emit('auth', m);
+        return;
+      case 'keepalive':
+        this.emit('keepalive', m);
+        return;
+    }
+    // data, pong, error: a reply goes to its request only.
+    let err: SamgwError | undefined;
+    if (m.type === 'error') {
+      const p = (m.payload ?? {}) as Partial<ErrorPayload>;
+      err = new SamgwError(String(p.code ?? 'error'), String(p.message ?? ''));
+      if (err.code === 'unauthorized') this.authWait?.reject(err);
+    }
+    const w = m.id === undefined ? undefined : this.waiters.get(m.id);
+    if (w) {
+      this.waiters.delete(m.id!);
+      clearTimeout(w.timer);
+      if (err) w.reject(err);
+      else w.resolve(m);
+      return;
+    }
+    if (err) {
+      this.lastServerError = err;
+      this.emitError(err);
+    } else if (m.type === 'data') {
+      this.emit('data', m);
+    } else {
+      this.emit('pong', m);
+    }
+  }
+
+  private emitError(err: SamgwError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** lose ends session s (once) and decides what comes next. */
+  private lose(s: Session, reason: string): void {
+    if (s.lost) return;
+    s.lost = reason;
+    clearInterval(s.keepAlive);
+    clearTimeout(s.deadPeer);
+    s.socket.destroy();
+    if (this.session === s) this.session = undefined;
+    // Requests whose frames were written may never be answered; queued
+    // ones (none: the queue only fills while disconnected) keep waiting.
+    const said = this.lastServerError ? ` (the server said ${this.lastServerError.message})` : '';
+    const queued = new Set(this.queue.map((q) => q.id));
+    for (const [id, w] of this.waiters) {
+      if (queued.has(id)) continue;
+      this.waiters.delete(id);
+      clearTimeout(w.timer);
+      w.reject(this.closed
+        ? new SamgwError(ClientCode.ClientClosed, `request ${id}: the client disconnected`)
+        : new SamgwError(ClientCode.ConnectionLost, `request ${id}: the connection was lost (${reason})${said}`));
+    }
+    const authErr = this.lastServerError ?? new SamgwError(ClientCode.ConnectionLost, `the connection ended before authentication: ${reason}`);
+    this.authWait?.reject(authErr);
+    this.emit('disconnect', reason);
+    if (this.endWait) {
+      this.endWait();
+      this.endWait = undefined;
+      return;
+    }
+    if (this.closed) return;
+    if (!this.opts.reconnect) {
+      this.closed = true;
+      this.finish();
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    // Equal jitter: between half and all of the backoff, so clients dropped
+    // together do not return together.
+    const delay = this.backoff / 2 + Math.random() * (this.backoff / 2);
+    this.backoff = Math.min(2 * this.backoff, this.opts.backoffMax);
+    this.reconnectTimer = setTimeout(() => {
+      this.dial().then(
+        (socket) => {
+          if (this.closed) {
+            socket.destroy();
+            return;
+          }
+          this.backoff = this.opts.backoffMin;
+          this.startSession(socket);
+        },
+        () => {
+          if (!this.closed) this.scheduleReconnect();
+        },
+      );
+    }, delay);
+  }
+
+  /** finish stops the client for good. */
+  private finish(): void {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    this.queue = [];
+    for (const [id, w] of this.waiters) {
+      clearTimeout(w.timer);
+      w.reject(new SamgwError(ClientCode.ClientClosed, `request ${id}: the client disconnected`));
+    }
+    this.waiters.clear();
+    if (this.session) this.lose(this.session, 'client closed');
+    if (!this.ended) {
+      this.ended = true;
+      this.emit('end');
+    }
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function withTimeout<T>(p: Promise<T>, ms: number, err: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(err()), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}

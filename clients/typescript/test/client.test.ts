@@ -1,0 +1,297 @@
+// The client against fake servers over real loopback sockets: what a real
+// samgw never does (coalesced and split writes on purpose, garbage, silence,
+// oversized frames, dropped connections at chosen moments).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { generateKeyPairSync, verify } from 'node:crypto';
+import { Client, FrameReader, SamgwError, TCPClient, signedBytes, type Message } from '../src/index.js';
+import { FakeServer, Lines, withDeadline } from './harness.js';
+
+function frame(m: Record<string, unknown>): string {
+  return JSON.stringify(m) + '\n';
+}
+
+/** collect gathers a client's events of one kind. */
+function collect<T>(c: Client, event: 'data' | 'error' | 'disconnect' | 'keepalive'): { items: T[]; next(n: number): Promise<T[]> } {
+  const items: T[] = [];
+  let wake: (() => void) | undefined;
+  c.on(event, (x: unknown) => {
+    items.push(x as T);
+    wake?.();
+  });
+  return {
+    items,
+    next: (n) =>
+      withDeadline((async () => {
+        while (items.length < n) await new Promise<void>((resolve) => (wake = resolve));
+        return items.slice(0, n);
+      })(), 10_000, `${n} ${event} events (got ${items.length})`),
+  };
+}
+
+test('FrameReader: split at every byte, coalesced, CRLF, empty lines, the limit', () => {
+  const stream = Buffer.from('{"a":1}\n\r\n{"b":"ü"}\r\n\n{"c":[1,2]}\n');
+  const want = ['{"a":1}', '{"b":"ü"}', '{"c":[1,2]}'];
+  for (let cut = 0; cut <= stream.length; cut++) {
+    const r = new FrameReader(64);
+    const got = [...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))].map((b) => b.toString());
+    assert.deepEqual(got, want, `cut at ${cut}`);
+  }
+  const r = new FrameReader(64);
+  assert.deepEqual(Buffer.concat(r.push(Buffer.from('x'.repeat(64) + '\r\n'))).length, 64);
+  assert.throws(() => new FrameReader(64).push(Buffer.from('y'.repeat(65) + '\n')), (e: SamgwError) => e.code === 'frame_too_large');
+  // The bound holds before any newline arrives: a frame that never ends is refused at the limit.
+  const slow = new FrameReader(64);
+  for (let i = 0; i < 6; i++) slow.push(Buffer.from('z'.repeat(10)));
+  assert.throws(() => slow.push(Buffer.from('z'.repeat(10))), (e: SamgwError) => e.code === 'frame_too_large');
+});
+
+test('signedBytes: the README example, byte for byte', () => {
+  assert.equal(signedBytes('m1', 1764100000000, 'chat', '{"a":1}').toString(), 'samgw-sig-v1\nm1\n1764100000000\nchat\n{"a":1}');
+});
+
+test('coalesced and split frames from the server all arrive, in order', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port });
+  const data = collect<Message>(c, 'data');
+  await c.connect();
+  const s = await srv.accept(0);
+  s.write(frame({ type: 'data', payload: 1 }) + frame({ type: 'data', payload: 2 }) + frame({ type: 'data', payload: 3 }));
+  const split = frame({ type: 'data', payload: { text: 'split ✓' } });
+  const bytes = Buffer.from(split);
+  s.write(bytes.subarray(0, 5));
+  s.write(bytes.subarray(5, 16)); // inside the multi-byte ✓
+  s.write(bytes.subarray(16));
+  const got = await data.next(4);
+  assert.deepEqual(got.map((m) => m.payload), [1, 2, 3, { text: 'split ✓' }]);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('invalid input from the server is an error event, and the connection stays', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port });
+  const errors = collect<SamgwError>(c, 'error');
+  const data = collect<Message>(c, 'data');
+  await c.connect();
+  const s = await srv.accept(0);
+  s.write('not json\n[1,2]\n{"type":"teleport"}\n{"type":"data","id":7}\n');
+  s.write(Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a])); // invalid UTF-8
+  s.write(frame({ type: 'error', payload: { code: 'rate_limited', message: 'slow down' } }));
+  s.write(frame({ type: 'data', payload: 'still here' }));
+  const got = await errors.next(6);
+  assert.deepEqual(got.map((e) => e.code), ['invalid_json', 'invalid_message', 'invalid_message', 'invalid_message', 'invalid_json', 'rate_limited']);
+  assert.match(got[5]!.message, /slow down/);
+  assert.equal((await data.next(1))[0]!.payload, 'still here');
+  assert.equal(c.isConnected(), true);
+  assert.equal(srv.sockets.length, 1);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('a frame over maxFrameSize drops the connection and the client reconnects', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, maxFrameSize: 1024, backoffMin: 20, backoffMax: 100 });
+  const errors = collect<SamgwError>(c, 'error');
+  const lost = collect<string>(c, 'disconnect');
+  await c.connect();
+  const s = await srv.accept(0);
+  s.write('x'.repeat(600));
+  s.write('x'.repeat(600)); // no newline yet: refused at the limit, not at the newline
+  assert.equal((await errors.next(1))[0]!.code, 'frame_too_large');
+  assert.match((await lost.next(1))[0]!, /longer than 1024 bytes/);
+  await srv.accept(1);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('keep-alive: a keepalive every interval with fresh ids; server pings get pongs', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, keepAliveInterval: 30 });
+  await c.connect();
+  const lines = new Lines(await srv.accept(0));
+  const k1 = await lines.next('keepalive');
+  const k2 = await lines.next('keepalive');
+  assert.deepEqual(k1.payload, { message: 'keepalive' });
+  assert.notEqual(k1.id, k2.id);
+  srv.sockets[0]!.write(frame({ type: 'ping', id: 'srv-ping-1' }));
+  const pong = await lines.next('pong');
+  assert.equal(pong.id, 'srv-ping-1');
+  await c.disconnect();
+  await srv.close();
+});
+
+test('a silent server is declared dead after keepAliveTimeout, not before', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, keepAliveTimeout: 200, keepAliveInterval: 10_000, backoffMin: 5_000 });
+  const lost = collect<string>(c, 'disconnect');
+  await c.connect();
+  const start = performance.now();
+  const s = await srv.accept(0);
+  s.write(frame({ type: 'keepalive', payload: { message: 'keepalive' } }));
+  const [reason] = await lost.next(1);
+  const elapsed = performance.now() - start;
+  assert.equal(reason, 'keepalive timeout');
+  assert.ok(elapsed >= 190, `declared dead after ${elapsed} ms`);
+  assert.equal(c.isConnected(), false);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('at most once: a written request fails with connection_lost; sends queued while down go out in order, once', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, backoffMin: 20, backoffMax: 50, token: 'tok' });
+  let queuedIds: string[] = [];
+  c.once('disconnect', () => {
+    // Disconnected now: these three wait in the queue for the next connection.
+    queuedIds = [c.send({ q: 1 }), c.send({ q: 2 }), c.send({ q: 3 })];
+  });
+  const connecting = c.connect();
+  const first = new Lines(await srv.accept(0));
+  const auth1 = await first.next('auth');
+  assert.deepEqual(auth1.payload, { token: 'tok' });
+  srv.sockets[0]!.write(frame({ type: 'auth', payload: { ok: true, identity: 'a' }, id: auth1.id }));
+  await connecting;
+  const req = c.request({ r: 1 });
+  const written = await first.next('data');
+  assert.deepEqual(written.payload, { r: 1 });
+  srv.sockets[0]!.destroy();
+  await assert.rejects(req, (e: SamgwError) => e.code === 'connection_lost');
+  const second = new Lines(await srv.accept(1));
+  assert.deepEqual((await second.next()).type, 'auth', 'auth comes first on every connection');
+  const got = [await second.next('data'), await second.next('data'), await second.next('data')];
+  assert.deepEqual(got.map((m) => m.payload), [{ q: 1 }, { q: 2 }, { q: 3 }]);
+  assert.deepEqual(got.map((m) => m.id), queuedIds);
+  // The written request was not sent again.
+  c.send({ marker: true });
+  assert.deepEqual((await second.next('data')).payload, { marker: true });
+  await c.disconnect();
+  await srv.close();
+});
+
+test('the queue is bounded while disconnected', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, queueSize: 2, backoffMin: 10_000 });
+  await c.connect();
+  const lost = collect<string>(c, 'disconnect');
+  (await srv.accept(0)).destroy();
+  await lost.next(1);
+  c.send(1);
+  c.send(2);
+  assert.throws(() => c.send(3), (e: SamgwError) => e.code === 'queue_full');
+  await c.disconnect();
+  assert.throws(() => c.send(4), (e: SamgwError) => e.code === 'client_closed');
+  await srv.close();
+});
+
+test('request: an error reply rejects with its code; ids are unique', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port });
+  await c.connect();
+  const lines = new Lines(await srv.accept(0));
+  const ok = c.request({ n: 1 }, { route: 'calc' });
+  const bad = c.request({ n: 2 });
+  const m1 = await lines.next('data');
+  const m2 = await lines.next('data');
+  assert.equal(m1.route, 'calc');
+  srv.sockets[0]!.write(frame({ type: 'error', id: m2.id, payload: { code: 'forbidden', message: 'no' } }) + frame({ type: 'data', id: m1.id, payload: 42 }));
+  assert.equal((await ok).payload, 42);
+  await assert.rejects(bad, (e: SamgwError) => e.code === 'forbidden' && /no/.test(e.message));
+  const ids = new Set<string>();
+  for (let i = 0; i < 10_000; i++) ids.add(c.send(i));
+  assert.equal(ids.size, 10_000);
+  const other = new Client({ port: srv.port }); // never connected: its send is queued
+  assert.notEqual(other.send(0).split('-')[0], c.send(0).split('-')[0], 'each client has its own id prefix');
+  await other.disconnect();
+  await c.disconnect();
+  await srv.close();
+});
+
+test('request timeout, and disconnect rejects what still waits', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port });
+  await c.connect();
+  const lines = new Lines(await srv.accept(0));
+  await assert.rejects(c.request(1, { timeout: 50 }), (e: SamgwError) => e.code === 'timeout');
+  const pending = c.request(2);
+  const closing = c.disconnect('bye');
+  const close = await lines.next('close');
+  assert.deepEqual(close.payload, { reason: 'bye' });
+  await closing; // the fake server hangs up after the close frame, as samgw does
+  await assert.rejects(pending, (e: SamgwError) => e.code === 'client_closed');
+  await srv.close();
+});
+
+test('signing: every data frame carries an Ed25519 sig over the exact bytes sent', async () => {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, signKey: privateKey.export({ format: 'pem', type: 'pkcs8' }) });
+  await c.connect();
+  const s = await srv.accept(0);
+  let raw = '';
+  s.setEncoding('utf8');
+  s.on('data', (d: string) => (raw += d));
+  c.send({ text: 'héllo', n: [1, 2.5] }, { route: 'chat' });
+  c.send('no route');
+  await withDeadline((async () => {
+    while ((raw.match(/"type":"data"/g) ?? []).length < 2) await once(s, 'data');
+  })(), 10_000, 'two data frames');
+  for (const line of raw.split('\n').filter((l) => l.includes('"type":"data"'))) {
+    const m = JSON.parse(line) as { id: string; timestamp: number; route?: string; sig: string };
+    const payloadText = line.slice(line.indexOf('"payload":') + 10, line.indexOf(',"timestamp":'));
+    assert.ok(verify(null, signedBytes(m.id, m.timestamp, m.route ?? '', payloadText), publicKey, Buffer.from(m.sig, 'base64')), line);
+  }
+  assert.throws(() => new Client({ signKey: generateKeyPairSync('x25519').privateKey }), /Ed25519/);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('a first connection that is refused rejects connect with connect_failed', async () => {
+  const srv = await FakeServer.start();
+  const port = srv.port;
+  await srv.close();
+  const c = new Client({ port });
+  await assert.rejects(c.connect(), (e: SamgwError) => e.code === 'connect_failed');
+});
+
+test("TCPClient: the prototype's constructor, methods and console lines", async () => {
+  const srv = await FakeServer.start();
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  const log = (line: string, ...args: unknown[]) => {
+    lines.push([line, ...args.map((a) => JSON.stringify(a))].join(' '));
+    wake?.();
+  };
+  const until = (text: string) =>
+    withDeadline((async () => {
+      while (!lines.some((l) => l.startsWith(text))) await new Promise<void>((resolve) => (wake = resolve));
+    })(), 10_000, `"${text}" logged (got ${JSON.stringify(lines)})`);
+  const client = new TCPClient('127.0.0.1', srv.port, 30_000, 10_000, { log });
+  client.connect();
+  await until('Connected to server');
+  assert.equal(client.isConnectedToServer(), true);
+  const peer = new Lines(await srv.accept(0));
+  client.send({ name: 'John', age: 30 });
+  const sent = await peer.next('data');
+  srv.sockets[0]!.write(frame({ type: 'data', payload: sent.payload, id: sent.id }));
+  await until('Data received:');
+  client.ping();
+  const ping = await peer.next('ping');
+  srv.sockets[0]!.write(frame({ type: 'pong', payload: { message: 'pong' }, id: ping.id }));
+  await until('Pong received');
+  srv.sockets[0]!.write(frame({ type: 'keepalive', payload: { message: 'keepalive' } }));
+  await until('Keep-alive received');
+  assert.ok(Date.now() - client.getLastActivity() < 10_000);
+  client.disconnect();
+  await peer.next('close');
+  await until('Disconnected from server');
+  assert.deepEqual(lines, [
+    'Connected to server',
+    'Data received: {"name":"John","age":30}',
+    'Pong received',
+    'Keep-alive received',
+    'Disconnected from server',
+  ]);
+  await srv.close();
+});
