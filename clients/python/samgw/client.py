@@ -1,0 +1,461 @@
+"""The asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import ssl as ssl_module
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import errors
+from .errors import SamgwError
+from .framing import FrameReader
+from .message import Message, decode, encode_frame, payload_text
+from .sign import load_sign_key, sign
+
+log = logging.getLogger("samgw")
+
+EVENTS = frozenset({"message", "data", "ping", "pong", "keepalive", "close", "auth",
+                    "connect", "disconnect", "end", "error"})
+
+# Bound on bytes written but not yet taken by the kernel (a server that
+# stopped reading).
+MAX_UNSENT_BYTES = 4 << 20
+
+_PONG = '{"message":"pong"}'
+_KEEPALIVE = '{"message":"keepalive"}'
+_READ_SIZE = 64 * 1024
+
+
+def tls_context(ca: str | None = None, cert: str | None = None, key: str | None = None) -> ssl_module.SSLContext:
+    """A client TLS context: verify the server with ca (default: the system
+    roots); present cert and key for mTLS."""
+    ctx = ssl_module.create_default_context(cafile=ca)
+    ctx.minimum_version = ssl_module.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class _Session:
+    """A live connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_frame: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.frames = FrameReader(max_frame)
+        self.lost: str | None = None
+
+
+class Client:
+    """A connection to a samgw server that survives the server: it reconnects
+    with backoff after any loss disconnect() did not ask for, and keeps what
+    was sent meanwhile in a bounded queue, delivered in order once connected
+    again.
+
+    Delivery is at most once: a frame already written to a connection that
+    then breaks is not sent again, and a request waiting for its reply raises
+    connection_lost. Frames still queued when a connection breaks are sent on
+    the next one. Durations are seconds; every default is the Go client's.
+
+    All methods must be called from the event loop the client runs on (see
+    SyncClient for threads)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 4000, *,
+                 keepalive_interval: float = 10.0, keepalive_timeout: float = 30.0,
+                 max_frame_size: int = 1 << 20, queue_size: int = 1024,
+                 connect_timeout: float = 5.0, linger_timeout: float = 2.0,
+                 backoff_min: float = 0.1, backoff_max: float = 30.0, reconnect: bool = True,
+                 request_timeout: float = 30.0, ssl: ssl_module.SSLContext | None = None,
+                 server_hostname: str | None = None, token: str | None = None,
+                 sign_key: Any = None) -> None:
+        for name, v in (("keepalive_interval", keepalive_interval), ("keepalive_timeout", keepalive_timeout),
+                        ("max_frame_size", max_frame_size), ("queue_size", queue_size),
+                        ("connect_timeout", connect_timeout), ("linger_timeout", linger_timeout),
+                        ("backoff_min", backoff_min), ("backoff_max", backoff_max),
+                        ("request_timeout", request_timeout)):
+            if not v > 0:
+                raise ValueError(f"{name} must be positive, got {v}")
+        self.host, self.port = host, port
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
+        self.max_frame_size = max_frame_size
+        self.queue_size = queue_size
+        self.connect_timeout = connect_timeout
+        self.linger_timeout = linger_timeout
+        self.backoff_min = backoff_min
+        self.backoff_max = max(backoff_max, backoff_min)
+        self.reconnect = reconnect
+        self.request_timeout = request_timeout
+        self._ssl = ssl
+        self._server_hostname = server_hostname
+        self._token = token
+        self._sign_key = load_sign_key(sign_key) if sign_key is not None else None
+
+        self._id_prefix = os.urandom(4).hex() + "-"
+        self._seq = 0
+        self._handlers: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: _Session | None = None
+        self._queue: list[tuple[str, bytes]] = []  # (id, frame) waiting for a connection
+        self._waiters: dict[str, asyncio.Future[Message]] = {}
+        self._started = False
+        self._closed = False
+        self._ended = False
+        self._stop = asyncio.Event()
+        self._run_task: asyncio.Task[None] | None = None
+        self._auth: asyncio.Future[None] | None = None
+        self._last_activity = 0.0
+        self._last_server_error: SamgwError | None = None
+
+    # --- events ---
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        """Registers callback for event; usable as a decorator. Callbacks may
+        be plain functions or coroutine functions; an exception in one is
+        logged, never raised into the client.
+
+        Events: message (every frame), then by type: data (frames that answer
+        none of your requests: pushes, echoes of send), ping (answered with a
+        pong for you), pong, keepalive, close, auth; connect, disconnect
+        (reason), end (stopped for good), error (a SamgwError: a server error
+        frame that answers no request, or invalid input from the server)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; one of {sorted(EVENTS)}")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._handlers[event].append(fn)
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for fn in list(self._handlers[event]):
+            try:
+                result = fn(*args)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._callback_done)
+            except Exception:
+                log.exception("samgw: %s callback failed", event)
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("samgw: callback failed", exc_info=task.exception())
+
+    # --- public API ---
+
+    async def connect(self) -> None:
+        """Makes the first connection and, with a token, waits until the
+        server accepted it. Raises SamgwError connect_failed, or the server's
+        code (unauthorized, ...); later losses are repaired in the background."""
+        if self._started or self._closed:
+            raise SamgwError(errors.CLIENT_CLOSED, "connect: the client was already started")
+        self._started = True
+        try:
+            reader, writer = await self._dial()
+        except (OSError, asyncio.TimeoutError, ssl_module.SSLError) as e:
+            self._finish()
+            raise SamgwError(errors.CONNECT_FAILED, f"connect to {self.host}:{self.port}: {e or type(e).__name__}") from e
+        loop = asyncio.get_running_loop()
+        if self._token:
+            self._auth = loop.create_future()
+        self._start_session(reader, writer)
+        self._run_task = asyncio.create_task(self._run())
+        if self._auth is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._auth), self.connect_timeout)
+        except (SamgwError, asyncio.TimeoutError) as e:
+            await self.disconnect("authentication failed")
+            if isinstance(e, SamgwError):
+                raise SamgwError(e.code, f"authenticate to {self.host}:{self.port}: {e.detail}") from e
+            raise SamgwError(errors.TIMEOUT, "no answer to the auth frame") from e
+        finally:
+            self._auth = None
+
+    def send(self, payload: Any, *, route: str | None = None, id: str | None = None) -> str:
+        """Sends a data message and returns its id; queued while disconnected."""
+        return self.send_message("data", payload, route=route, id=id)
+
+    def send_message(self, type: str, payload: Any = None, *, route: str | None = None, id: str | None = None) -> str:
+        """Sends a message of any type (payload None: none) and returns its id."""
+        id = id or self._next_id()
+        self._write(id, self._frame(type, id, payload, route))
+        return id
+
+    async def request(self, payload: Any, *, route: str | None = None, timeout: float | None = None) -> Message:
+        """Sends a data message and returns the reply carrying its id; an
+        ``error`` reply raises SamgwError with the server's code and message."""
+        return await self._request("data", payload, route, timeout)
+
+    async def ping(self, timeout: float | None = None) -> float:
+        """Sends a ping and returns the round trip in seconds."""
+        start = time.perf_counter()
+        await self._request("ping", {"message": "ping"}, None, timeout)
+        return time.perf_counter() - start
+
+    async def disconnect(self, reason: str = "client disconnect") -> None:
+        """Sends close {"reason": reason}, waits (up to linger_timeout) for the
+        server to acknowledge, and stops the client for good: queued frames
+        are dropped and waiting requests raise client_closed."""
+        if self._closed:
+            if self._run_task is not None:
+                await asyncio.shield(self._run_task)
+            return
+        self._closed = True
+        self._stop.set()
+        s = self._session
+        if s is not None and s.lost is None:
+            close = encode_frame("close", self._next_id(), _now(), payload_text({"reason": reason}))
+            s.writer.write(close)
+        if self._run_task is not None and not self._run_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._run_task), self.linger_timeout)
+            except asyncio.TimeoutError:
+                if self._session is not None:
+                    self._session.writer.transport.abort()
+                await self._run_task
+        self._finish()
+
+    def is_connected(self) -> bool:
+        """Whether a connection is up now."""
+        return self._session is not None and self._session.lost is None
+
+    def last_activity(self) -> float:
+        """When the last frame arrived (or the connection was made), Unix seconds."""
+        return self._last_activity
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.disconnect()
+
+    # --- sending ---
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self._id_prefix}{self._seq}"
+
+    def _frame(self, type: str, id: str, payload: Any, route: str | None) -> bytes:
+        text = None if payload is None else payload_text(payload)
+        ts = _now()
+        sig = None
+        if self._sign_key is not None and type == "data":
+            sig = sign(self._sign_key, id, ts, route or "", text or "")
+        return encode_frame(type, id, ts, text, route, sig)
+
+    def _write(self, id: str, frame: bytes) -> None:
+        if self._closed:
+            raise SamgwError(errors.CLIENT_CLOSED, "the client is closed")
+        s = self._session
+        if s is not None and s.lost is None:
+            if s.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                raise SamgwError(errors.QUEUE_FULL, f"more than {MAX_UNSENT_BYTES} bytes wait for the server to read them")
+            s.writer.write(frame)
+            return
+        if len(self._queue) >= self.queue_size:
+            raise SamgwError(errors.QUEUE_FULL, f"{self.queue_size} frames already wait for a connection")
+        self._queue.append((id, frame))
+
+    async def _request(self, type: str, payload: Any, route: str | None, timeout: float | None) -> Message:
+        id = self._next_id()
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiters[id] = fut
+        try:
+            self._write(id, self._frame(type, id, payload, route))
+            return await asyncio.wait_for(fut, timeout if timeout is not None else self.request_timeout)
+        except asyncio.TimeoutError:
+            raise SamgwError(errors.TIMEOUT, f"request {id}: no reply in time") from None
+        finally:
+            self._waiters.pop(id, None)
+
+    # --- connections ---
+
+    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        kwargs: dict[str, Any] = {}
+        if self._ssl is not None:
+            kwargs = {"ssl": self._ssl, "server_hostname": self._server_hostname or self.host,
+                      "ssl_handshake_timeout": self.connect_timeout}
+        return await asyncio.wait_for(asyncio.open_connection(self.host, self.port, **kwargs), self.connect_timeout)
+
+    def _start_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        s = _Session(reader, writer, self.max_frame_size)
+        self._session = s
+        self._last_activity = time.time()
+        self._last_server_error = None
+        if self._token:
+            writer.write(encode_frame("auth", self._next_id(), _now(), payload_text({"token": self._token})))
+        queued, self._queue = self._queue, []
+        for _, frame in queued:
+            writer.write(frame)
+        self._emit("connect")
+
+    async def _run(self) -> None:
+        """The connection loop: serve a connection until it ends, then
+        reconnect with backoff unless the client is closing."""
+        backoff = self.backoff_min
+        while True:
+            s = self._session
+            assert s is not None
+            reason = await self._serve(s)
+            self._lose(s, reason)
+            if self._closed:
+                return
+            if not self.reconnect:
+                self._finish()
+                return
+            while True:
+                # Equal jitter: between half and all of the backoff, so
+                # clients dropped together do not return together.
+                delay = backoff / 2 + random.uniform(0, backoff / 2)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                    return  # disconnect() was called
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(2 * backoff, self.backoff_max)
+                try:
+                    reader, writer = await self._dial()
+                except (OSError, asyncio.TimeoutError, ssl_module.SSLError) as e:
+                    log.debug("samgw: reconnect failed: %s", e)
+                    continue
+                if self._closed:
+                    writer.close()
+                    return
+                backoff = self.backoff_min
+                self._start_session(reader, writer)
+                break
+
+    async def _serve(self, s: _Session) -> str:
+        """Reads s until it ends and returns why."""
+        keepalive = asyncio.create_task(self._keepalive(s))
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(s.reader.read(_READ_SIZE), self.keepalive_timeout)
+                except asyncio.TimeoutError:
+                    return "keepalive timeout"
+                except (OSError, ssl_module.SSLError) as e:
+                    return str(e) or type(e).__name__
+                if not chunk:
+                    return "connection closed by the server"
+                self._last_activity = time.time()
+                try:
+                    frames = s.frames.push(chunk)
+                except SamgwError as e:
+                    self._emit("error", e)
+                    return e.detail
+                for frame in frames:
+                    reason = self._dispatch(s, frame)
+                    if reason is not None:
+                        return reason
+        finally:
+            keepalive.cancel()
+            s.writer.close()
+
+    async def _keepalive(self, s: _Session) -> None:
+        while True:
+            await asyncio.sleep(self.keepalive_interval)
+            if s.lost is None:
+                s.writer.write(encode_frame("keepalive", self._next_id(), _now(), _KEEPALIVE))
+
+    def _dispatch(self, s: _Session, frame: bytes) -> str | None:
+        """Handles one frame; returns a reason when the server closed."""
+        try:
+            m = decode(frame)
+        except SamgwError as e:
+            self._emit("error", e)
+            return None
+        self._emit("message", m)
+        if m.type == "ping":
+            s.writer.write(encode_frame("pong", m.id or self._next_id(), _now(), _PONG))
+            self._emit("ping", m)
+            return None
+        if m.type == "close":
+            p = m.payload if isinstance(m.payload, dict) else {}
+            self._emit("close", m)
+            return f"closed by the server: {p.get('reason') or p.get('message') or 'no reason given'}"
+        if m.type == "auth":
+            if self._auth is not None and not self._auth.done():
+                self._auth.set_result(None)
+            self._emit("auth", m)
+            return None
+        if m.type == "keepalive":
+            self._emit("keepalive", m)
+            return None
+        # data, pong, error: a reply goes to its request only.
+        err = None
+        if m.type == "error":
+            p = m.payload if isinstance(m.payload, dict) else {}
+            err = SamgwError(str(p.get("code", "error")), str(p.get("message", "")))
+            if err.code == "unauthorized" and self._auth is not None and not self._auth.done():
+                self._auth.set_exception(err)
+        fut = self._waiters.pop(m.id, None) if m.id is not None else None
+        if fut is not None:
+            if not fut.done():
+                if err is not None:
+                    fut.set_exception(err)
+                else:
+                    fut.set_result(m)
+            return None
+        if err is not None:
+            self._last_server_error = err
+            self._emit("error", err)
+        elif m.type == "data":
+            self._emit("data", m)
+        else:
+            self._emit("pong", m)
+        return None
+
+    def _lose(self, s: _Session, reason: str) -> None:
+        """Ends session s: requests whose frames were written fail."""
+        if s.lost is not None:
+            return
+        s.lost = reason
+        s.writer.close()
+        if self._session is s:
+            self._session = None
+        said = f" (the server said {self._last_server_error})" if self._last_server_error else ""
+        queued = {id for id, _ in self._queue}
+        for id, fut in list(self._waiters.items()):
+            if id in queued or fut.done():
+                continue
+            del self._waiters[id]
+            if self._closed:
+                fut.set_exception(SamgwError(errors.CLIENT_CLOSED, f"request {id}: the client disconnected"))
+            else:
+                fut.set_exception(SamgwError(errors.CONNECTION_LOST, f"request {id}: the connection was lost ({reason}){said}"))
+        if self._auth is not None and not self._auth.done():
+            self._auth.set_exception(self._last_server_error or SamgwError(
+                errors.CONNECTION_LOST, f"the connection ended before authentication: {reason}"))
+        self._emit("disconnect", reason)
+
+    def _finish(self) -> None:
+        """Stops the client for good."""
+        self._closed = True
+        self._stop.set()
+        self._queue = []
+        for id, fut in list(self._waiters.items()):
+            if not fut.done():
+                fut.set_exception(SamgwError(errors.CLIENT_CLOSED, f"request {id}: the client disconnected"))
+        self._waiters.clear()
+        if self._session is not None:
+            self._lose(self._session, "client closed")
+        if not self._ended:
+            self._ended = True
+            self._emit("end")
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+

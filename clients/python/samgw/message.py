@@ -1,0 +1,71 @@
+"""Messages of the samgw protocol and their encoding."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import INVALID_JSON, INVALID_MESSAGE, SamgwError
+
+TYPES = frozenset({"data", "ping", "pong", "keepalive", "close", "error", "auth"})
+
+
+@dataclass
+class Message:
+    """One frame as received. A reply carries its request's id; server
+    pushes have ids ``s-N``. timestamp is the sender's clock in Unix ms."""
+
+    type: str
+    payload: Any = None
+    id: str | None = None
+    timestamp: int | None = None
+    route: str | None = None
+    sig: str | None = None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode(frame: bytes) -> Message:
+    """Parses one frame; raises SamgwError invalid_json or invalid_message."""
+    try:
+        v = json.loads(frame.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SamgwError(INVALID_JSON, f"the server sent a frame that is not JSON: {e}") from None
+    if not isinstance(v, dict):
+        raise SamgwError(INVALID_MESSAGE, "the server sent a frame that is not a JSON object")
+    t = v.get("type")
+    if not isinstance(t, str):
+        raise SamgwError(INVALID_MESSAGE, '"type" missing or not a string')
+    if t not in TYPES:
+        raise SamgwError(INVALID_MESSAGE, f"unknown message type {t!r}")
+    for k in ("id", "route", "sig"):
+        if v.get(k) is not None and not isinstance(v[k], str):
+            raise SamgwError(INVALID_MESSAGE, f'"{k}" is not a string')
+    ts = v.get("timestamp")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
+        raise SamgwError(INVALID_MESSAGE, '"timestamp" is not a number')
+    return Message(type=t, payload=v.get("payload"), id=v.get("id"), timestamp=ts, route=v.get("route"), sig=v.get("sig"))
+
+
+def payload_text(payload: Any) -> str:
+    """The compact JSON text of a payload, exactly as it goes on the wire."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_frame(type: str, id: str, timestamp: int, text: str | None = None,
+                 route: str | None = None, sig: str | None = None) -> bytes:
+    """Writes a frame around the payload's text verbatim, so the bytes the
+    server sees are the bytes that were signed."""
+    parts = ['{"type":', json.dumps(type)]
+    if text is not None:
+        parts += [',"payload":', text]
+    parts += [',"timestamp":', str(timestamp), ',"id":', json.dumps(id, ensure_ascii=False)]
+    if route:
+        parts += [',"route":', json.dumps(route)]
+    if sig:
+        parts += [',"sig":', json.dumps(sig)]
+    parts.append("}\n")
+    return "".join(parts).encode("utf-8")
