@@ -173,6 +173,28 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return ed, nil
 }
 
+// ErrSignKey is returned for a signing key that is not an Ed25519 private
+// key in PKCS#8 PEM form.
+var ErrSignKey = errors.New("gateway: not an Ed25519 private key (want the PKCS#8 PEM that samgw keygen writes)")
+
+// ParseSignKey reads an Ed25519 private key from its PKCS#8 PEM form (what
+// `samgw keygen` writes), for ClientConfig.SignKey.
+func ParseSignKey(pemBytes []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, fmt.Errorf("%w: no PEM block", ErrSignKey)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSignKey, err)
+	}
+	ed, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: a %T", ErrSignKey, key)
+	}
+	return ed, nil
+}
+
 // byToken returns the identity whose token this is. Every identity's hash
 // is compared in constant time, so timing tells nothing about the tokens.
 func (a *authority) byToken(token string) *principal {

@@ -87,19 +87,11 @@ func loadSignKey(file string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--sign-key: %w", err)
 	}
-	block, _ := pem.Decode(src)
-	if block == nil {
-		return nil, fmt.Errorf("--sign-key %s: not a PEM file", file)
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, err := gateway.ParseSignKey(src)
 	if err != nil {
 		return nil, fmt.Errorf("--sign-key %s: %w", file, err)
 	}
-	ed, ok := key.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("--sign-key %s: not an Ed25519 key", file)
-	}
-	return ed, nil
+	return key, nil
 }
 
 func certsCommand() *cli.Command {
