@@ -29,12 +29,17 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "route", Usage: "route of the frames"},
 			&cli.Float64Flag{Name: "rate", Usage: "open loop: frames per second in all, latency from when each was due (0: as fast as replies allow)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
+			&cli.IntFlag{Name: "hold", Usage: "density mode: hold this many quiet connections for --duration (keepalives only, from 127.0.0.x source addresses), timing a ping every 100 ms on one more"},
+			&cli.DurationFlag{Name: "hold-keepalive", Value: 10 * time.Second, Usage: "with --hold: how often each held connection sends a keepalive"},
 		}, clientSecurityFlags()...),
 		Action: runBench,
 	}
 }
 
 func runBench(cctx *cli.Context) error {
+	if n := cctx.Int("hold"); n > 0 {
+		return runHold(cctx, n)
+	}
 	for _, name := range []string{"conns", "size", "pipeline"} {
 		if cctx.Int(name) <= 0 {
 			return fmt.Errorf("--%s must be positive, got %d", name, cctx.Int(name))
@@ -113,4 +118,24 @@ func isTerminal(w io.Writer) bool {
 	}
 	info, err := f.Stat()
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// runHold is `samgw bench --hold N`: it prints "held N connections" on
+// stderr once all are open (so a harness can measure the server then) and
+// the result at the end.
+func runHold(cctx *cli.Context, n int) error {
+	res, err := bench.Hold(cctx.Context, bench.HoldConfig{
+		Addr: cctx.String("addr"), Conns: n, Duration: cctx.Duration("duration"),
+		KeepAlive: cctx.Duration("hold-keepalive"),
+		Opened:    func() { fmt.Fprintf(cctx.App.ErrWriter, "held %d connections\n", n) },
+	})
+	if err != nil {
+		return err
+	}
+	if cctx.Bool("json") {
+		return json.NewEncoder(cctx.App.Writer).Encode(res)
+	}
+	fmt.Fprintf(cctx.App.Writer, "held %d connections (%d lost); ping every 100 ms: %d pings, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		res.Conns, res.Lost, res.Pings, res.PingP50, res.PingP99, res.PingMax)
+	return nil
 }
