@@ -327,7 +327,7 @@ func (c *Client) startSession(nc net.Conn) *wire {
 	c.cur = w
 	c.mu.Unlock()
 	c.lastActivity.Store(time.Now().UnixNano())
-	go w.writeLoop()
+	go w.keepAliveLoop()
 	if c.cfg.OnConnect != nil {
 		c.cfg.OnConnect()
 	}

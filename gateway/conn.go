@@ -141,8 +141,18 @@ func (c *Conn) Close(reason string) {
 	c.w.requestClose(CloseCause{Kind: CloseRequested, Detail: reason})
 }
 
-// serve runs the connection on its reader goroutine until it closes.
+// serve runs the connection on its reader goroutine until it closes (or
+// until the reader moves to a fresh goroutine, which then carries on; see
+// wire.repark). The goroutine that ends the connection ends its share of
+// the server's connection count.
 func (c *Conn) serve() {
+	moved := false
+	defer func() {
+		if !moved {
+			c.srv.connWG.Done()
+		}
+	}()
+	defer c.srv.contain(c)
 	if c.srv.cfg.TLSConfig != nil && !c.handshake() {
 		c.w.nc.Close()
 		c.cancel()
@@ -152,13 +162,46 @@ func (c *Conn) serve() {
 	if c.srv.cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(c.srv.cfg.Rate), c.srv.cfg.RateBurst)
 	}
-	go c.w.writeLoop()
+	if k := c.srv.keepAlives; k != nil {
+		k.add(c.w)
+	}
 	c.log.Info("Client connected", c.identityAttrs()...)
 	c.audit(AuditConnect, "", "")
-	c.w.finish(c.readLoop())
+	cause, ok := c.welcome()
+	if ok {
+		// The handshake, authentication and logging above grew this
+		// goroutine's stack; the frames are read on a fresh one, which
+		// waits for the peer on the smallest stack.
+		moved = true
+		go c.resume()
+		return
+	}
+	c.end(cause)
+}
+
+// resume carries on serving frames on a fresh goroutine after a repark.
+func (c *Conn) resume() {
+	moved := false
+	defer func() {
+		if !moved {
+			c.srv.connWG.Done()
+		}
+	}()
+	defer c.srv.contain(c)
+	var cause CloseCause
+	if cause, moved = c.frames(); moved {
+		go c.resume()
+		return
+	}
+	c.end(cause)
+}
+
+// end closes the connection for cause and reports it.
+func (c *Conn) end(cause CloseCause) {
+	c.w.finish(cause)
 	c.cancel()
 	c.srv.remove(c)
-	cause := c.w.closeCause()
+	cause = c.w.closeCause()
 	reason := cause.String()
 	switch cause.Kind {
 	case CloseSlowConsumer:
@@ -227,17 +270,19 @@ func (c *Conn) audit(event, route, reason string) {
 
 // readLoop reads and dispatches frames until the connection must close, and
 // returns why.
-func (c *Conn) readLoop() CloseCause {
+// welcome authenticates the connection (when the server requires it) and
+// runs OnConnect; it reports whether the connection may go on to frames.
+func (c *Conn) welcome() (CloseCause, bool) {
 	switch {
 	case c.srv.auth != nil && c.Identity() == "":
 		if cause, ok := c.authenticate(); !ok {
-			return cause
+			return cause, false
 		}
 	case c.srv.auth != nil && c.principal == nil:
 		// With identities, the file is the allow-list: a certificate from
 		// the CA whose identity is not listed gets no access at all (not
 		// access without a route ACL or a signature requirement).
-		return c.refuseAuth("client certificate identity "+strconv.Quote(c.Identity())+" is not listed", "")
+		return c.refuseAuth("client certificate identity "+strconv.Quote(c.Identity())+" is not listed", ""), false
 	case c.Identity() != "":
 		c.audit(AuditAuthOK, "", "client certificate")
 	}
@@ -251,16 +296,27 @@ func (c *Conn) readLoop() CloseCause {
 			if errors.As(err, &pe) {
 				text = pe.Message
 			}
-			return CloseCause{Kind: CloseRejected, Detail: text}
+			return CloseCause{Kind: CloseRejected, Detail: text}, false
 		}
 	}
+	return CloseCause{}, true
+}
+
+// frames reads and handles frames until the connection ends, or until the
+// reader is asked to move to a fresh goroutine (moved).
+func (c *Conn) frames() (cause CloseCause, moved bool) {
+	c.w.reparkable.Store(true)
+	defer c.w.reparkable.Store(false)
 	for {
 		frame, err := c.w.readFrame()
 		if err != nil {
-			return c.readFailed(err)
+			if errors.Is(err, errRepark) {
+				return CloseCause{}, true
+			}
+			return c.readFailed(err), false
 		}
 		if c.dispatch(frame) {
-			return causeByPeer
+			return causeByPeer, false
 		}
 	}
 }

@@ -35,12 +35,15 @@ type Server struct {
 	evicting  int            // evicted connections still closing
 	closed    bool
 
-	connSeq  atomic.Uint64
-	pushSeq  atomic.Uint64
-	connWG   sync.WaitGroup // one per connection goroutine
-	done     chan struct{}  // closed by Shutdown
-	baseCtx  context.Context
-	stopBase context.CancelFunc
+	connSeq atomic.Uint64
+	pushSeq atomic.Uint64
+	connWG  sync.WaitGroup // one per connection goroutine
+	done    chan struct{}  // closed by Shutdown
+
+	keepAlives     *keepAliveScheduler // nil without a keep-alive interval
+	keepAlivesOnce sync.Once
+	baseCtx        context.Context
+	stopBase       context.CancelFunc
 }
 
 // NewServer returns a Server for cfg; zero fields take their defaults. It
@@ -59,9 +62,14 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var keepAlives *keepAliveScheduler
+	if cfg.KeepAliveInterval > 0 {
+		keepAlives = newKeepAliveScheduler(cfg.KeepAliveInterval)
+	}
 	return &Server{
-		auth: auth,
-		cfg:  cfg,
+		keepAlives: keepAlives,
+		auth:       auth,
+		cfg:        cfg,
 		wcfg: newWireConfig(protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth}, cfg.KeepAliveInterval,
 			cfg.KeepAliveTimeout, cfg.WriteTimeout, cfg.LingerTimeout, cfg.MaxQueueBytes, true).oneFramePerWrite(cfg.OneFramePerWrite, cfg.FramePacing),
 		log:       cfg.Logger,
@@ -110,6 +118,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	defer s.untrack(ln)
+	if s.keepAlives != nil {
+		s.keepAlivesOnce.Do(func() { go s.keepAlives.run(s.done) })
+	}
 	s.log.Info("TCP server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSConfig != nil, "auth", s.auth != nil,
 		"keepalive_timeout", s.cfg.KeepAliveTimeout.String(), "keepalive_interval", s.cfg.KeepAliveInterval.String(),
 		"max_frame", s.cfg.MaxFrameSize, "max_conns", s.cfg.MaxConns)
@@ -213,11 +224,7 @@ func (s *Server) accept(nc net.Conn) {
 		victim.log.Info("Closing an unauthenticated connection to admit a new one", "max_unauthenticated", s.cfg.MaxUnauthenticated)
 		victim.w.requestCloseNow(causeEvicted)
 	}
-	go func() {
-		defer s.connWG.Done()
-		defer s.contain(c)
-		c.serve()
-	}()
+	go c.serve()
 }
 
 // contain stops a panic in a connection's goroutine from taking the server

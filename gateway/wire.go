@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
@@ -67,30 +69,42 @@ var errCloseRequested = errors.New("gateway: close requested")
 const spareBufferLimit = 256 << 10
 
 // wire is one framed connection, shared by Server and Client: it owns the
-// socket, the outbound buffer and the writer goroutine.
+// socket and the outbound buffer.
 //
 // Concurrency: any goroutine may enqueue frames and request a close; only the
 // reader goroutine (the owner, which calls readFrame and finish) reads the
-// socket; only the writer goroutine (writeLoop) writes it.
+// socket; only the flusher writes it. There is no writer goroutine while
+// there is nothing to write: the enqueue that finds no flusher running
+// starts one, and it exits when the buffer is empty, handing its buffers
+// back to a pool, so a quiet connection holds one goroutine (its reader)
+// and no write buffer.
 type wire struct {
 	nc     net.Conn
+	raw    syscall.RawConn // nc's socket when it is plain TCP: reads wait for data without a buffer
+	rawRd  rawRead         // the state of ReadReady's read, kept here so a read allocates nothing
 	cfg    wireConfig
 	reader *protocol.Reader
 
 	mu      sync.Mutex
-	pending []byte     // encoded frames not yet handed to the writer
-	closing bool       // no more frames are accepted; the writer exits once pending is written
+	pending []byte     // encoded frames not yet handed to the socket
+	spare   []byte     // the flusher's last written batch, reused for pending
+	writing bool       // a flusher runs (or has finished for good)
+	closing bool       // no more frames are accepted; the flusher ends once pending is written
 	aborted bool       // the socket was closed outright; pending is discarded
 	cause   CloseCause // why the connection closes; the first cause wins
 
-	wake       chan struct{} // wakes the writer; capacity 1
-	writerDone chan struct{} // closed when writeLoop returns
+	writerDone chan struct{} // closed when writing has ended for good
+	doneOnce   sync.Once
 
 	closeRequested atomic.Bool
+	reparkable     atomic.Bool // the reader is in its frame loop and can move to a fresh goroutine
+	reparkAsked    atomic.Bool // repark was asked and the reader has not answered yet
+	parkedSince    atomic.Int64 // lastFrame value when the reader last moved to a fresh goroutine
 	requested      atomic.Pointer[CloseCause]
 	noLinger       atomic.Bool  // close right after the last frame is out, without draining the peer
 	lastFrame      atomic.Int64 // Unix nanoseconds of the last inbound frame (or of the connect)
 	keepAliveOut   atomic.Int64 // Unix nanoseconds a keepalive frame was last queued
+	nextKeepAlive  int64        // Unix nanoseconds the periodic keepalive is due; keep-alive scheduler only
 	lastWrite      time.Time    // when the last frame was written, with framePacing; writer only
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
 
@@ -102,8 +116,11 @@ func newWire(nc net.Conn, cfg wireConfig) *wire {
 	w := &wire{
 		nc:         nc,
 		cfg:        cfg,
-		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		w.raw, _ = tc.SyscallConn() // nil on error: plain reads then
+		w.rawRd.try = w.rawRd.read
 	}
 	w.lastFrame.Store(time.Now().UnixNano())
 	w.reader = protocol.NewReader(deadlineReader{w}, cfg.limits)
@@ -117,12 +134,77 @@ func newWire(nc net.Conn, cfg wireConfig) *wire {
 type deadlineReader struct{ w *wire }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
+	if err := d.beforeRead(); err != nil {
+		return 0, err
+	}
+	n, err := d.w.nc.Read(p)
+	d.w.bytesIn.Add(uint64(n))
+	return n, err
+}
+
+// ReadReady is Read for a Reader with nothing buffered: on a plain TCP
+// socket it waits for data holding no buffer and takes one (buf) only to
+// read what arrived, so a quiet connection costs no read buffer. Elsewhere
+// (TLS) it is Read.
+func (d deadlineReader) ReadReady(buf func() []byte, release func()) (int, error) {
+	w := d.w
+	if w.raw == nil {
+		return d.Read(buf())
+	}
+	if err := d.beforeRead(); err != nil {
+		return 0, err
+	}
+	rd := &w.rawRd
+	rd.buf, rd.release = buf, release
+	err := w.raw.Read(rd.try)
+	n, rerr := max(rd.n, 0), rd.err
+	rd.buf, rd.release, rd.n, rd.err = nil, nil, 0, nil
+	w.bytesIn.Add(uint64(n))
+	switch {
+	case err != nil: // deadline, closed socket
+		return n, err
+	case rerr != nil:
+		return n, &net.OpError{Op: "read", Net: "tcp", Source: w.nc.LocalAddr(), Addr: w.nc.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// rawRead is the callback of a raw socket read: it reads what is there
+// into a buffer taken only then, and gives the buffer back to wait when
+// nothing is (so waiting holds none).
+type rawRead struct {
+	try     func(fd uintptr) bool // read, as a func value made once
+	buf     func() []byte
+	release func()
+	n       int
+	err     error
+}
+
+func (rd *rawRead) read(fd uintptr) bool {
+	for {
+		rd.n, rd.err = syscall.Read(int(fd), rd.buf())
+		if rd.err != syscall.EINTR {
+			break
+		}
+	}
+	if rd.err == syscall.EAGAIN {
+		rd.release() // nothing yet: wait (deadlines apply) without the buffer
+		return false
+	}
+	return true
+}
+
+// beforeRead moves the read deadline for the keep-alive timeout and fails
+// once a close was requested.
+func (d deadlineReader) beforeRead() error {
 	w := d.w
 	if w.cfg.keepAliveTimeout > 0 {
 		if last := w.lastFrame.Load(); last != w.deadlineFor {
 			w.deadlineFor = last
 			if err := w.nc.SetReadDeadline(time.Unix(0, last).Add(w.cfg.keepAliveTimeout)); err != nil {
-				return 0, err
+				return err
 			}
 		}
 	}
@@ -130,11 +212,29 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 	// it moves the deadline into the past, so either we see the flag here or
 	// its deadline overrides ours and the read returns at once.
 	if w.closeRequested.Load() {
-		return 0, errCloseRequested
+		return errCloseRequested
 	}
-	n, err := w.nc.Read(p)
-	w.bytesIn.Add(uint64(n))
-	return n, err
+	return nil
+}
+
+// errRepark is what the reader sees when it was asked to continue on a
+// fresh goroutine (see repark).
+var errRepark = errors.New("gateway: repark requested")
+
+// repark asks a reader that has been waiting since its last frame to wake
+// and continue on a fresh goroutine. A goroutine's stack grows while it
+// handles frames (and logs, and runs Lua) and shrinks only slowly at GC, so
+// a quiet connection would keep a grown stack while it waits; a fresh one
+// waits on the smallest stack. It is asked for at most once per quiet spell.
+// It reports whether it asked.
+func (w *wire) repark() bool {
+	last := w.lastFrame.Load()
+	if !w.reparkable.Load() || w.parkedSince.Load() == last || !w.reparkAsked.CompareAndSwap(false, true) {
+		return false
+	}
+	w.parkedSince.Store(last)
+	w.nc.SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // a closed socket needs no waking
+	return true
 }
 
 // readFrame returns the next frame and records its arrival.
@@ -143,6 +243,13 @@ func (w *wire) readFrame() ([]byte, error) {
 	if err != nil {
 		if w.closeRequested.Load() {
 			return nil, errCloseRequested
+		}
+		if isTimeout(err) && w.reparkAsked.CompareAndSwap(true, false) {
+			// Our own wake-up: the keep-alive deadline is set again by the
+			// next read (and fires at once if it has passed meanwhile).
+			w.deadlineFor = 0
+			w.reader.Resume()
+			return nil, errRepark
 		}
 		return nil, err
 	}
@@ -183,6 +290,9 @@ func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
 		w.mu.Unlock()
 		return ErrConnClosed
 	}
+	if w.pending == nil {
+		w.pending = writeBuffers.get()
+	}
 	w.pending = encode(w.pending)
 	w.out[typeIndex(t)].Add(1)
 	if t == protocol.TypeKeepAlive {
@@ -193,9 +303,22 @@ func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
 		w.abort(causeSlowConsumer)
 		return ErrSlowConsumer
 	}
+	start := w.claimFlusherLocked()
 	w.mu.Unlock()
-	w.signal()
+	if start {
+		go w.flush()
+	}
 	return nil
+}
+
+// claimFlusherLocked reports whether the caller must start the flusher
+// (none runs); w.mu is held.
+func (w *wire) claimFlusherLocked() bool {
+	if w.writing {
+		return false
+	}
+	w.writing = true
+	return true
 }
 
 // enqueueMessage encodes m into the outbound buffer.
@@ -206,13 +329,6 @@ func (w *wire) enqueueMessage(m *protocol.Message) error {
 // enqueueError queues an `error` frame answering the message with id.
 func (w *wire) enqueueError(id string, err error) error {
 	return w.enqueue(protocol.TypeError, func(dst []byte) []byte { return protocol.AppendErrorFrame(dst, id, err) })
-}
-
-func (w *wire) signal() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
 }
 
 // beginClose stops accepting frames, queues the close frame cause calls
@@ -230,8 +346,11 @@ func (w *wire) beginClose(cause CloseCause) {
 		w.pending = appendCloseFrame(w.pending, key, text)
 		w.out[typeIndex(protocol.TypeClose)].Add(1)
 	}
+	start := w.claimFlusherLocked()
 	w.mu.Unlock()
-	w.signal()
+	if start {
+		go w.flush() // writes what is left, then half-closes
+	}
 }
 
 func appendCloseFrame(dst []byte, key, text string) []byte {
@@ -251,11 +370,14 @@ func (w *wire) abort(cause CloseCause) {
 	already := w.aborted
 	w.aborted = true
 	w.pending = nil
+	idle := w.claimFlusherLocked() // no flusher will see the abort
 	w.mu.Unlock()
 	if !already {
 		w.nc.Close()
 	}
-	w.signal()
+	if idle {
+		w.writingEnded()
+	}
 }
 
 // closeCause is why the connection closed or is closing.
@@ -284,65 +406,92 @@ func appendKeepAlive(dst []byte) []byte {
 	return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeKeepAlive, Payload: keepAlivePayload})
 }
 
-// writeLoop is the writer goroutine. It writes the outbound buffer in
-// batches (one write for everything queued since the last one), sends a
-// keepalive frame every interval (the one keep-alive loop of server and
-// client connections), and once the connection is closing and everything is
-// written, half-closes the socket so the peer sees the end after the last
-// frame.
-func (w *wire) writeLoop() {
-	defer close(w.writerDone)
-	var tick <-chan time.Time
-	if w.cfg.keepAliveInterval > 0 {
-		t := time.NewTicker(w.cfg.keepAliveInterval)
-		defer t.Stop()
-		tick = t.C
+// periodicKeepAlive queues the keepalive frame sent every keep-alive
+// interval (the prototype sends it to busy connections too). With one frame
+// per write it is skipped when a keepalive (an answer to the peer's) went
+// out within half an interval: a second one now would fall due with it. It
+// fails once the connection is closing.
+func (w *wire) periodicKeepAlive() error {
+	if w.cfg.framePacing > 0 && time.Since(time.Unix(0, w.keepAliveOut.Load())) < w.cfg.keepAliveInterval/2 {
+		return nil
 	}
-	var spare []byte
+	return w.enqueue(protocol.TypeKeepAlive, appendKeepAlive)
+}
+
+// keepAliveLoop sends the periodic keepalives of a client's connection until
+// writing ends; a server's connections share one keepAliveScheduler.
+func (w *wire) keepAliveLoop() {
+	if w.cfg.keepAliveInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(w.cfg.keepAliveInterval)
+	defer t.Stop()
 	for {
 		select {
-		case <-w.wake:
-		case <-tick:
-			if w.cfg.framePacing > 0 && time.Since(time.Unix(0, w.keepAliveOut.Load())) < w.cfg.keepAliveInterval/2 {
-				// One frame per write: a keepalive (the answer to the peer's)
-				// just went out; a second one now would fall due with it.
-				break
-			}
-			w.enqueue(protocol.TypeKeepAlive, appendKeepAlive) //nolint:errcheck // closing or slow: the loop below sees it
-		}
-		for {
-			w.mu.Lock()
-			batch, closing, aborted := w.pending, w.closing, w.aborted
-			w.pending = spare[:0]
-			w.mu.Unlock()
-			if aborted {
+		case <-w.writerDone:
+			return
+		case <-t.C:
+			if w.periodicKeepAlive() != nil {
 				return
-			}
-			if len(batch) == 0 {
-				spare = batch
-				if closing {
-					w.finishWrites()
-					return
-				}
-				break
-			}
-			if err := w.write(batch); err != nil {
-				cause := CloseCause{Kind: CloseWriteFailed, Detail: err.Error()}
-				if errors.Is(err, net.ErrClosed) {
-					cause = causePeerGone
-				} else if isTimeout(err) {
-					cause = causeSlowConsumer
-				}
-				w.abort(cause)
-				return
-			}
-			if cap(batch) <= spareBufferLimit {
-				spare = batch[:0]
-			} else {
-				spare = nil
 			}
 		}
 	}
+}
+
+// flush is the flusher: it writes the outbound buffer in batches (one write
+// for everything queued since the last one) until it is empty, then exits,
+// returning its buffers to the pool. Once the connection is closing and
+// everything is written, it half-closes the socket so the peer sees the end
+// after the last frame, and ends writing for good.
+func (w *wire) flush() {
+	for {
+		w.mu.Lock()
+		batch, closing, aborted := w.pending, w.closing, w.aborted
+		if aborted {
+			w.mu.Unlock()
+			w.writingEnded()
+			return
+		}
+		if len(batch) == 0 {
+			if closing {
+				w.mu.Unlock()
+				w.finishWrites()
+				w.writingEnded()
+				return
+			}
+			// Idle: the buffers go back to the pool; the next enqueue
+			// takes one and starts a flusher again.
+			spare := w.spare
+			w.pending, w.spare = nil, nil
+			w.writing = false
+			w.mu.Unlock()
+			writeBuffers.put(batch)
+			writeBuffers.put(spare)
+			return
+		}
+		w.pending, w.spare = w.spare, nil
+		w.mu.Unlock()
+		if err := w.write(batch); err != nil {
+			cause := CloseCause{Kind: CloseWriteFailed, Detail: err.Error()}
+			if errors.Is(err, net.ErrClosed) {
+				cause = causePeerGone
+			} else if isTimeout(err) {
+				cause = causeSlowConsumer
+			}
+			w.abort(cause)
+			return
+		}
+		if cap(batch) <= spareBufferLimit {
+			w.mu.Lock()
+			w.spare = batch[:0]
+			w.mu.Unlock()
+		}
+	}
+}
+
+// writingEnded marks the end of all writing on w.
+func (w *wire) writingEnded() {
+	w.doneOnce.Do(func() { close(w.writerDone) })
 }
 
 // write writes a batch of frames: in one write, or with framePacing in one
@@ -416,3 +565,24 @@ func isTimeout(err error) bool {
 
 // isEOF reports whether err means the peer ended the stream cleanly.
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// writeBuffers recycles the outbound buffers of connections that went
+// quiet. Buffers that grew past spareBufferLimit (after a burst) are let go.
+var writeBuffers bufferPool
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return (*buf)[:0]
+	}
+	return make([]byte, 0, 512)
+}
+
+func (b *bufferPool) put(buf []byte) {
+	if cap(buf) == 0 || cap(buf) > spareBufferLimit {
+		return
+	}
+	buf = buf[:0]
+	b.p.Put(&buf)
+}

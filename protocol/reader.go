@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // Reader sizes: a connection starts with a small buffer (most frames are
@@ -20,7 +21,11 @@ const (
 // A Reader is not safe for concurrent use.
 type Reader struct {
 	r          io.Reader
-	buf        []byte
+	ready      ReadySource // r, when it can wait without a buffer
+	take       func() []byte // takeBuffer and releaseBuffer as func values, made once
+	release    func()
+	buf        []byte      // nil while waiting on a ReadySource with nothing unread
+	pooled     *readBuffer // where buf came from, when it came from the pool
 	start, end int // unread bytes are buf[start:end]
 	scanned    int // bytes of buf[start:end] known to hold no '\n'
 	max        int
@@ -29,10 +34,57 @@ type Reader struct {
 
 // NewReader returns a Reader of r that accepts frames of at most
 // limits.MaxFrameSize bytes.
+//
+// When r is also a ReadySource, the Reader holds no buffer while it waits
+// for the peer with nothing unread: it takes a pooled one when data is
+// there and gives it back when everything read has been returned as
+// frames, so a quiet connection costs no read buffer.
 func NewReader(r io.Reader, limits Limits) *Reader {
 	max := limits.maxFrameSize()
-	size := min(initialReadBuffer, max+2)
-	return &Reader{r: r, buf: make([]byte, size), max: max}
+	rd := &Reader{r: r, max: max}
+	if rs, ok := r.(ReadySource); ok {
+		rd.ready, rd.take, rd.release = rs, rd.takeBuffer, rd.releaseBuffer
+		return rd
+	}
+	rd.buf = make([]byte, min(initialReadBuffer, max+2))
+	return rd
+}
+
+// ReadySource is a source that can wait for the peer without a buffer.
+// ReadReady blocks until data is ready, then reads it into the slice buf()
+// returns (calling buf only then) and reports what a Read would. When it
+// called buf but found nothing to read after all, it calls release before
+// waiting again.
+type ReadySource interface {
+	ReadReady(buf func() []byte, release func()) (int, error)
+}
+
+// readBuffer is a pooled read buffer of the initial size.
+type readBuffer [initialReadBuffer]byte
+
+var readBuffers = sync.Pool{New: func() any { return new(readBuffer) }}
+
+// takeBuffer gives the Reader a buffer when it has none and returns the
+// free part; it is the buf callback of ReadReady.
+func (r *Reader) takeBuffer() []byte {
+	if r.buf == nil {
+		r.pooled = readBuffers.Get().(*readBuffer)
+		r.buf = r.pooled[:min(initialReadBuffer, r.max+2)]
+		r.start, r.end, r.scanned = 0, 0, 0
+	}
+	return r.buf[r.end:]
+}
+
+// releaseBuffer gives the buffer back while nothing unread is in it.
+func (r *Reader) releaseBuffer() {
+	if r.buf == nil || r.start != r.end {
+		return
+	}
+	if r.pooled != nil {
+		readBuffers.Put(r.pooled)
+	}
+	r.buf, r.pooled = nil, nil
+	r.start, r.end, r.scanned = 0, 0, 0
 }
 
 // SetMaxFrameSize changes the frame limit for the frames still to be read:
@@ -42,6 +94,12 @@ func (r *Reader) SetMaxFrameSize(n int) {
 		r.max = n
 	}
 }
+
+// Resume clears the error of a read that failed for a reason the caller
+// made and knows to be passing (a read deadline set only to wake the
+// reader): reading goes on where it stopped, buffered bytes kept. It must
+// not be used after io.EOF or an oversized frame.
+func (r *Reader) Resume() { r.err = nil }
 
 // Buffered returns how many bytes have been read from the underlying reader
 // but not yet returned as frames.
@@ -85,8 +143,17 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 			}
 			return nil, r.err // a partial frame before a failure is not a frame
 		}
-		r.makeRoom()
-		n, err := r.r.Read(r.buf[r.end:])
+		var n int
+		var err error
+		if r.ready != nil && r.start == r.end {
+			// Nothing unread: wait for the peer without a buffer.
+			r.releaseBuffer()
+			n, err = r.ready.ReadReady(r.take, r.release)
+		} else {
+			r.takeBuffer()
+			r.makeRoom()
+			n, err = r.r.Read(r.buf[r.end:])
+		}
 		r.end += n
 		if err != nil {
 			r.err = err
@@ -118,7 +185,7 @@ func (r *Reader) makeRoom() {
 		if len(r.buf) > retainReadBuffer && unread <= initialReadBuffer/2 {
 			small := make([]byte, initialReadBuffer)
 			copy(small, r.buf[r.start:r.end])
-			r.buf = small
+			r.buf, r.pooled = small, nil
 		} else {
 			copy(r.buf, r.buf[r.start:r.end])
 		}
@@ -136,6 +203,10 @@ func (r *Reader) makeRoom() {
 	}
 	grown := make([]byte, size)
 	copy(grown, r.buf[:r.end])
+	if r.pooled != nil {
+		readBuffers.Put(r.pooled)
+		r.pooled = nil
+	}
 	r.buf = grown
 }
 
