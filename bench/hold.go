@@ -182,4 +182,3 @@ func pingSample(ctx context.Context, addr string) (*histogram.Histogram, error) 
 		h.Record(time.Since(start))
 	}
 }
-

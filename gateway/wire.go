@@ -97,8 +97,8 @@ type wire struct {
 	doneOnce   sync.Once
 
 	closeRequested atomic.Bool
-	reparkable     atomic.Bool // the reader is in its frame loop and can move to a fresh goroutine
-	reparkAsked    atomic.Bool // repark was asked and the reader has not answered yet
+	reparkable     atomic.Bool  // the reader is in its frame loop and can move to a fresh goroutine
+	reparkAsked    atomic.Bool  // repark was asked and the reader has not answered yet
 	parkedSince    atomic.Int64 // lastFrame value when the reader last moved to a fresh goroutine
 	requested      atomic.Pointer[CloseCause]
 	noLinger       atomic.Bool  // close right after the last frame is out, without draining the peer

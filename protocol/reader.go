@@ -21,13 +21,13 @@ const (
 // A Reader is not safe for concurrent use.
 type Reader struct {
 	r          io.Reader
-	ready      ReadySource // r, when it can wait without a buffer
+	ready      ReadySource   // r, when it can wait without a buffer
 	take       func() []byte // takeBuffer and releaseBuffer as func values, made once
 	release    func()
 	buf        []byte      // nil while waiting on a ReadySource with nothing unread
 	pooled     *readBuffer // where buf came from, when it came from the pool
-	start, end int // unread bytes are buf[start:end]
-	scanned    int // bytes of buf[start:end] known to hold no '\n'
+	start, end int         // unread bytes are buf[start:end]
+	scanned    int         // bytes of buf[start:end] known to hold no '\n'
 	max        int
 	err        error // sticky read error, returned once buffered frames are consumed
 }
