@@ -10,7 +10,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -33,7 +35,7 @@ import (
 func main() {
 	seconds := flag.Int("seconds", 5, "length of each measurement")
 	peerScript := flag.String("peer", "../shared/bench/haproxy-peer.sh", "the HAProxy peer script (skipped if missing)")
-	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per idle connection")
+	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per held connection")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "samgw-report")
 	if err != nil {
@@ -49,7 +51,7 @@ func main() {
 	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }}
 	bin, transform := build(dir)
 	if *memoryOnly {
-		fmt.Printf("Memory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
+		fmt.Printf("Memory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 		return
 	}
 	servers := []server{
@@ -64,7 +66,7 @@ func main() {
 	duration := time.Duration(*seconds) * time.Second
 	results := measure(servers, duration)
 	fmt.Print(table(servers, results, *seconds))
-	fmt.Printf("\nMemory per idle connection (Lua echo server, 10,000 connections): %s\n", r.idleMemory(bin))
+	fmt.Printf("\nMemory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 }
 
 // peerName names the HAProxy peer's row.
@@ -247,40 +249,66 @@ func (r *reporter) startPeer(script string) string {
 	return addr
 }
 
-// idleMemory opens 10,000 idle connections to a fresh Lua echo server and
-// returns its RSS growth per connection.
-func (r *reporter) idleMemory(bin string) string {
-	const n = 10000
+// heldConns is how many connections the density measurement holds (under
+// the 20,000 descriptors a process may have here).
+const heldConns = 15000
+
+// heldMemory measures what a held connection costs: a fresh Lua echo
+// server, 15,000 connections held by `samgw bench --hold` in a process of
+// its own (from 127.0.0.x source addresses), each sending a keepalive every
+// 10 s; the server's RSS growth per connection 25 s after the last one
+// opened, and the p99 of a ping sample taken meanwhile.
+func (r *reporter) heldMemory(bin string) string {
 	var lim syscall.Rlimit
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	if lim.Cur < 3*n {
-		lim.Cur = min(3*n, lim.Max)
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < n+1000 {
+	if lim.Cur < heldConns+2000 {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < heldConns+1000 {
 			return fmt.Sprintf("not measured (file descriptor limit %d)", lim.Cur)
 		}
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	metricsAddr := ln.Addr().String()
-	ln.Close()
-	addr := r.startSamgw(bin, "--metrics-listen", metricsAddr, "--max-conns", "20000")
+	addr := r.startSamgw(bin, "--max-conns", strconv.Itoa(heldConns+1000))
 	pid := serverPid(addr)
 	before := rss(pid)
-	conns := make([]net.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
+	hold := exec.Command(bin, "bench", "--addr", addr, "--hold", strconv.Itoa(heldConns), "--duration", "30s", "--json")
+	var out strings.Builder
+	hold.Stdout = &out
+	stderr, err := hold.StderrPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := hold.Start(); err != nil {
+		log.Fatal(err)
+	}
+	held := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "held ") {
+				close(held)
+			} else {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
 		}
 	}()
-	for range n {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return fmt.Sprintf("not measured (%v after %d connections)", err, len(conns))
-		}
-		conns = append(conns, c)
+	select {
+	case <-held:
+	case <-time.After(2 * time.Minute):
+		hold.Process.Kill()
+		hold.Wait()
+		return "not measured (the connections did not open)"
 	}
-	poll(30*time.Second, 50*time.Millisecond, func() bool { return openConns(metricsAddr) >= n })
+	time.Sleep(25 * time.Second) // the measurement's own schedule, not a wait for an event
 	after := rss(pid)
-	return fmt.Sprintf("%.1f KiB (RSS %d MiB → %d MiB)", float64(after-before)/n/1024, before>>20, after>>20)
+	if err := hold.Wait(); err != nil {
+		return fmt.Sprintf("not measured (%v)", err)
+	}
+	var res bench.HoldResult
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		return fmt.Sprintf("not measured (%v)", err)
+	}
+	return fmt.Sprintf("%.1f KiB (RSS %d MiB → %d MiB for %d connections each sending a keepalive every 10 s, %d lost); ping p99 %.2f ms meanwhile",
+		float64(after-before)/heldConns/1024, before>>20, after>>20, res.Conns, res.Lost, res.PingP99)
 }
 
 // serverPid finds the process listening on addr among our children.
