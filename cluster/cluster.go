@@ -10,9 +10,10 @@
 //     node (connection ids carry their node: "<node>.c7");
 //   - samgw.broadcast: a broadcast, answered by each node with its count;
 //   - bucket samgw_presence (entries expire after the presence TTL unless
-//     the owning node refreshes them): node.<node>, conn.<id> and
-//     ident.<identity>.<id>, so a crashed node's entries go away by
-//     themselves;
+//     the owning node refreshes them): node.<node>, and conn.<identity>.<id>
+//     for each connection (identity base64url, "-" before authentication),
+//     so a connection and its identity appear and go in one update, and a
+//     crashed node's entries go away by themselves;
 //   - bucket samgw_store: the script store;
 //   - bucket samgw_replay: the ids of signed messages within the replay
 //     window (see Claim).
@@ -52,6 +53,54 @@ var (
 // ErrNoJetStream is returned by Connect when the NATS server (or the
 // account) has no JetStream, which the cluster's buckets need.
 var ErrNoJetStream = errors.New("cluster: JetStream is not enabled")
+
+// ErrNATSVersion is returned by Connect when the NATS server is older than
+// MinNATSVersion.
+var ErrNATSVersion = errors.New("cluster: NATS server too old")
+
+// MinNATSVersion is the oldest nats-server the cluster works with: its
+// buckets are JetStream key-value buckets with a TTL, listed through
+// single-filter consumers and claimed with create-if-absent, all there in
+// 2.9 (tried by hand with Debian's 2.9.10; the tests run 2.15).
+const MinNATSVersion = "2.9.0"
+
+// checkNATSVersion refuses a server older than MinNATSVersion. A version
+// it cannot read (a custom build) is let through: the bucket calls that
+// follow fail with the server's own words if something is missing.
+func checkNATSVersion(version string) error {
+	have, ok := parseVersion(version)
+	if !ok {
+		return nil
+	}
+	want, _ := parseVersion(MinNATSVersion)
+	for i := range have {
+		if have[i] != want[i] {
+			if have[i] < want[i] {
+				return fmt.Errorf("%w: nats-server %s; samgw needs %s or later (JetStream key-value buckets with a TTL): upgrade the NATS servers", ErrNATSVersion, version, MinNATSVersion)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// parseVersion reads "major.minor.patch" (with any "-suffix" ignored).
+func parseVersion(v string) ([3]int, bool) {
+	var out [3]int
+	v, _, _ = strings.Cut(strings.TrimPrefix(v, "v"), "-")
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return out, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return out, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
 
 // ErrSubjectNotAllowed is returned by Publish and Request for a subject
 // outside the allowed prefixes.
@@ -150,6 +199,11 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 	nc, err := nats.Connect(cfg.URLs, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to NATS %s: %w", cfg.URLs, err)
+	}
+	if err := checkNATSVersion(nc.ConnectedServerVersion()); err != nil {
+		url := nc.ConnectedUrlRedacted()
+		nc.Close()
+		return nil, fmt.Errorf("%w (at %s)", err, url)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -369,23 +423,48 @@ func (c *Cluster) Connections(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	ids := make([]string, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
-		ids = append(ids, strings.TrimPrefix(k, "conn."))
+		// A connection that just authenticated may briefly have its old
+		// entry too, until the refresh that wrote the new one removes it.
+		if id := connOfKey(k); !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
 	}
 	return ids, nil
+}
+
+// noIdentity stands for the identity of a connection that has none yet;
+// encodeKey never yields it.
+const noIdentity = "-"
+
+// presenceKey is the presence entry of a connection and its identity.
+func presenceKey(connID, identity string) string {
+	ident := noIdentity
+	if identity != "" {
+		ident = encodeKey(identity)
+	}
+	return "conn." + ident + "." + connID
+}
+
+// connOfKey is the connection id of a presence key from presenceKey.
+func connOfKey(key string) string {
+	rest := strings.TrimPrefix(key, "conn.")
+	_, id, _ := strings.Cut(rest, ".")
+	return id
 }
 
 // SendTo pushes payload to every connection of identity, on any node, and
 // returns how many it reached.
 func (c *Cluster) SendTo(ctx context.Context, identity string, payload []byte, route string) (int, error) {
-	keys, err := c.presenceKeys(ctx, "ident."+encodeKey(identity)+".>")
+	keys, err := c.presenceKeys(ctx, "conn."+encodeKey(identity)+".>")
 	if err != nil {
 		return 0, err
 	}
 	count := 0
 	for _, k := range keys {
-		connID := k[strings.Index(k[len("ident."):], ".")+len("ident.")+1:]
-		ok, err := c.Send(ctx, connID, payload, route)
+		ok, err := c.Send(ctx, connOfKey(k), payload, route)
 		if err != nil {
 			return count, err
 		}
@@ -481,10 +560,7 @@ func (c *Cluster) refresh() {
 	}
 	put("node."+c.cfg.Node, time.Now().UTC().Format(time.RFC3339))
 	c.srv.Range(func(conn *gateway.Conn) bool {
-		put("conn."+conn.ID(), conn.Identity())
-		if id := conn.Identity(); id != "" {
-			put("ident."+encodeKey(id)+"."+conn.ID(), conn.ID())
-		}
+		put(presenceKey(conn.ID(), conn.Identity()), conn.Identity())
 		return true
 	})
 	c.mu.Lock()

@@ -227,10 +227,11 @@ func TestThreeNodes(t *testing.T) {
 		if got := call(t, a, `{"op":"connections"}`); got != fmt.Sprintf("[%q]", a.id) {
 			t.Fatalf("local connections: %s", got)
 		}
-		// Identity entries are written beside connection entries: wait on
-		// what send_to reads, not on the connection count.
+		// A connection and its identity are one presence entry, so the four
+		// connections being there means both of agent-b's are found by
+		// identity too; waiting on what send_to reads costs nothing more.
 		testutil.Eventually(t, "both connections of agent-b in presence", func() bool {
-			keys, err := n1.cluster.presenceKeys(context.Background(), "ident."+encodeKey("agent-b")+".>")
+			keys, err := n1.cluster.presenceKeys(context.Background(), "conn."+encodeKey("agent-b")+".>")
 			return err == nil && len(keys) == 2
 		})
 		if got := call(t, a, `{"op":"send_to","identity":"agent-b","body":"for b"}`); got != "2" {

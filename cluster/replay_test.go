@@ -140,3 +140,23 @@ func TestConnectNamesMissingJetStream(t *testing.T) {
 		t.Fatalf("Connect to NATS without JetStream: %v", err)
 	}
 }
+
+func TestNATSVersionFloor(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		ok      bool
+	}{
+		{"2.9.0", true}, {"2.9.10", true}, {"2.10.4", true}, {"2.15.2", true}, {"3.0.0", true},
+		{"2.11.0-dev", true}, {"v2.12.1", true},
+		{"2.8.4", false}, {"2.2.0", false}, {"1.4.1", false},
+		{"unknown", true}, {"", true}, // unreadable: let through, the bucket calls speak then
+	} {
+		err := checkNATSVersion(tc.version)
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: err = %v, want ok=%v", tc.version, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrNATSVersion) || !strings.Contains(err.Error(), MinNATSVersion)) {
+			t.Errorf("%q: %v does not name the version required", tc.version, err)
+		}
+	}
+}
