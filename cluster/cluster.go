@@ -30,12 +30,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripting"
 )
 
@@ -142,14 +144,19 @@ type Config struct {
 // Cluster is this node's membership. Create it with Connect, start it with
 // Start once the gateway server exists, stop it with Close.
 type Cluster struct {
-	cfg      Config
-	log      *slog.Logger
-	nc       *nats.Conn
-	presence jetstream.KeyValue
-	store    jetstream.KeyValue
-	replay   jetstream.KeyValue
-	srv      *gateway.Server
-	subs     []*nats.Subscription
+	cfg       Config
+	log       *slog.Logger
+	nc        *nats.Conn
+	presence  jetstream.KeyValue
+	store     jetstream.KeyValue
+	replay    jetstream.KeyValue
+	srv       *gateway.Server
+	subs      []*nats.Subscription
+	roster    *roster            // this node's copy of presence, for sends without a round trip
+	published atomic.Uint64      // cross-node sends made as a plain publish
+	asked     atomic.Uint64      // cross-node sends made as a request (target not in the roster)
+	stopWatch context.CancelFunc // ends the roster's watch
+	watchDone chan struct{}      // closed when it has ended
 
 	stop    chan struct{}
 	done    chan struct{}
@@ -234,7 +241,7 @@ func Connect(ctx context.Context, cfg Config) (*Cluster, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: replay bucket: %w", err)
 	}
-	return &Cluster{cfg: cfg, log: log, nc: nc, presence: presence, store: store, replay: replay,
+	return &Cluster{cfg: cfg, log: log, nc: nc, presence: presence, store: store, replay: replay, roster: newRoster(cfg.PresenceTTL),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}, 1), written: make(map[string]bool)}, nil
 }
 
@@ -260,6 +267,12 @@ func (c *Cluster) Start(srv *gateway.Server) error {
 	c.subs = append(c.subs, sub)
 	c.refresh()
 	go c.refreshLoop()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stopWatch, c.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(c.watchDone)
+		c.roster.watch(ctx, c.presence, c.log)
+	}()
 	return nil
 }
 
@@ -293,6 +306,10 @@ func (c *Cluster) stopRefresh() {
 	}
 	if c.srv != nil {
 		<-c.done
+	}
+	if c.stopWatch != nil {
+		c.stopWatch()
+		<-c.watchDone
 	}
 }
 
@@ -330,6 +347,14 @@ func (c *Cluster) deliverLocal(connID string, payload []byte, route string) bool
 
 // Send pushes payload to a connection on any node. It reports false when
 // the connection does not exist; ErrUnavailable when NATS is down.
+//
+// Across nodes, a connection this node's roster knows (from presence) gets
+// the push as a plain publish to its node, with no round trip: true then
+// means the connection existed as of the last presence update seen here and
+// the push was handed to NATS; like every push it is delivered at most once
+// (lost if the connection closes meanwhile, or NATS drops it). A connection
+// the roster does not know yet (younger than its node's last presence
+// update) is asked for directly: true then means it was queued on it.
 func (c *Cluster) Send(ctx context.Context, connID string, payload []byte, route string) (bool, error) {
 	node := nodeOf(connID)
 	if node == c.cfg.Node {
@@ -338,7 +363,15 @@ func (c *Cluster) Send(ctx context.Context, connID string, payload []byte, route
 	if !c.nc.IsConnected() {
 		return false, ErrUnavailable
 	}
-	data, _ := json.Marshal(envelope{Conn: connID, Route: route, Payload: payload})
+	data := appendEnvelope(nil, connID, route, payload)
+	if c.roster.has(connID) {
+		if err := c.nc.Publish(subjectSend+node, data); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		c.published.Add(1)
+		return true, nil
+	}
+	c.asked.Add(1)
 	reply, err := c.nc.RequestWithContext(ctx, subjectSend+node, data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
@@ -349,10 +382,28 @@ func (c *Cluster) Send(ctx context.Context, connID string, payload []byte, route
 	return string(reply.Data) == "true", nil
 }
 
+// appendEnvelope encodes a send envelope without encoding/json: the
+// payload is JSON already and goes in as it is.
+func appendEnvelope(dst []byte, connID, route string, payload []byte) []byte {
+	dst = append(dst, `{"conn":`...)
+	dst = protocol.AppendString(dst, connID)
+	if route != "" {
+		dst = append(dst, `,"route":`...)
+		dst = protocol.AppendString(dst, route)
+	}
+	if len(payload) > 0 {
+		dst = append(dst, `,"payload":`...)
+		dst = append(dst, payload...)
+	}
+	return append(dst, '}')
+}
+
 func (c *Cluster) serveSend(m *nats.Msg) {
 	var e envelope
 	ok := json.Unmarshal(m.Data, &e) == nil && c.deliverLocal(e.Conn, e.Payload, e.Route)
-	m.Respond([]byte(strconv.FormatBool(ok))) //nolint:errcheck // the sender times out
+	if m.Reply != "" { // the sender asked whether it was delivered
+		m.Respond([]byte(strconv.FormatBool(ok))) //nolint:errcheck // the sender times out
+	}
 }
 
 // Broadcast pushes payload to every connection of every node but except,

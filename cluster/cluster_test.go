@@ -234,6 +234,16 @@ func TestThreeNodes(t *testing.T) {
 			keys, err := n1.cluster.presenceKeys(context.Background(), "conn."+encodeKey("agent-b")+".>")
 			return err == nil && len(keys) == 2
 		})
+		// Known from presence now: cross-node sends go out without a round trip.
+		published, asked := n1.cluster.published.Load(), n1.cluster.asked.Load()
+		if got := call(t, a, fmt.Sprintf(`{"op":"send","to":%q,"body":"fast"}`, b.id)); got != "true" {
+			t.Fatalf("send to a connection in presence: %s", got)
+		}
+		expectPush(t, b, "direct", `"fast"`)
+		if n1.cluster.published.Load() != published+1 || n1.cluster.asked.Load() != asked {
+			t.Fatalf("the send to a known connection was not a plain publish (published %d→%d, asked %d→%d)",
+				published, n1.cluster.published.Load(), asked, n1.cluster.asked.Load())
+		}
 		if got := call(t, a, `{"op":"send_to","identity":"agent-b","body":"for b"}`); got != "2" {
 			t.Fatalf("send_to agent-b reached %s, want 2", got)
 		}

@@ -160,3 +160,21 @@ func TestNATSVersionFloor(t *testing.T) {
 		}
 	}
 }
+
+func TestSendEnvelopeIsJSON(t *testing.T) {
+	for _, tc := range []struct{ conn, route, payload string }{
+		{"n2.c7", "", `{"a":1}`},
+		{"n2.c7", "chat.room-1", `"text"`},
+		{"n2.c\u00e9\n\"7", "r\u2028\x01", `[1,2,{"x":null}]`},
+		{"n2.c7", "r", ``},
+	} {
+		raw := appendEnvelope(nil, tc.conn, tc.route, []byte(tc.payload))
+		var e envelope
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if e.Conn != tc.conn || e.Route != tc.route || string(e.Payload) != tc.payload {
+			t.Errorf("%s decoded as %+v", raw, e)
+		}
+	}
+}
