@@ -1,13 +1,16 @@
 package bench
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/internal/histogram"
@@ -17,8 +20,13 @@ import (
 // HoldConfig describes a density run: many long-lived, mostly quiet
 // connections, the way agents and devices hold them.
 type HoldConfig struct {
-	// Addr is the server; default 127.0.0.1:4000.
-	Addr string
+	// Addr is the server; default 127.0.0.1:4000. Addrs, when set, spreads
+	// the connections over several servers (the nodes of a cluster), in
+	// turn; the ping sample and the broadcasts use the first.
+	Addr  string
+	Addrs []string
+	// Token, when set, authenticates every connection (an auth frame first).
+	Token string
 	// Conns is how many connections to hold.
 	Conns int
 	// Duration is how long to hold them once all are open.
@@ -32,6 +40,20 @@ type HoldConfig struct {
 	SourceAddrs int
 	// Opened, if set, is called once every connection is open.
 	Opened func()
+	// Broadcasts, with BroadcastRoute, measures fan-out: once the
+	// connections are open, a frame {"broadcast": i} is sent that many
+	// times (a second apart) to BroadcastRoute on one more connection,
+	// whose handler is to broadcast it (e.g. gateway.broadcast(msg.payload,
+	// route, conn.id)); each time is reported from the send until the last
+	// held connection has it.
+	Broadcasts     int
+	BroadcastRoute string
+}
+
+// BroadcastResult is one broadcast of a density run.
+type BroadcastResult struct {
+	Reached int     `json:"reached"`
+	LastMs  float64 `json:"last_ms"` // from the send until the last held connection had it
 }
 
 // HoldResult is what a density run saw.
@@ -45,14 +67,17 @@ type HoldResult struct {
 	PingP50 float64 `json:"ping_p50_ms"`
 	PingP99 float64 `json:"ping_p99_ms"`
 	PingMax float64 `json:"ping_max_ms"`
+	// Broadcasts are the fan-out measurements, when asked for.
+	Broadcasts []BroadcastResult `json:"broadcasts,omitempty"`
 }
 
 // Hold opens cfg.Conns connections, keeps each alive with keepalive frames
 // for cfg.Duration while timing pings on one more, and closes them all.
 func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:4000"
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{cmp.Or(cfg.Addr, "127.0.0.1:4000")}
 	}
+	cfg.Addr = cfg.Addrs[0]
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 10 * time.Second
 	}
@@ -64,28 +89,37 @@ func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
 	}
 	conns := make([]net.Conn, 0, cfg.Conns)
 	var lost sync.WaitGroup
-	var mu sync.Mutex
-	nLost := 0
+	var nLost atomic.Int64
+	closing := make(chan struct{})
+	fan := newFanOut(cfg.Broadcasts)
 	defer func() {
+		close(closing)
 		for _, c := range conns {
 			c.Close()
 		}
 		lost.Wait()
 	}()
+	var auth []byte
+	if cfg.Token != "" {
+		auth = protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAuth, ID: "hold-auth", Payload: protocol.AppendAuthPayload(nil, cfg.Token)})
+	}
 	for i := range cfg.Conns {
-		c, err := dialFrom(ctx, cfg.Addr, i%cfg.SourceAddrs)
+		c, err := dialFrom(ctx, cfg.Addrs[i%len(cfg.Addrs)], i%cfg.SourceAddrs)
+		if err == nil && auth != nil {
+			_, err = c.Write(auth)
+		}
 		if err != nil {
 			return HoldResult{}, fmt.Errorf("bench: hold: after %d connections: %w", len(conns), err)
 		}
 		conns = append(conns, c)
 		lost.Add(1)
-		go func() { // discards what the server sends; notes a connection the server ended
+		go func() { // reads what the server sends; notes broadcasts, and a connection the server ended
 			defer lost.Done()
-			io.Copy(io.Discard, c) //nolint:errcheck // ends with the connection
-			if ctx.Err() == nil {
-				mu.Lock()
-				nLost++
-				mu.Unlock()
+			fan.read(c)
+			select {
+			case <-closing:
+			default:
+				nLost.Add(1)
 			}
 		}()
 	}
@@ -100,18 +134,107 @@ func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
 		defer wg.Done()
 		keepAlives(runCtx, conns, cfg.KeepAlive)
 	}()
-	pings, err := pingSample(runCtx, cfg.Addr)
+	var broadcasts []BroadcastResult
+	var bErr error
+	if cfg.Broadcasts > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			broadcasts, bErr = fan.run(runCtx, cfg, len(conns))
+		}()
+	}
+	pings, err := pingSample(runCtx, cfg.Addr, cfg.Token)
 	wg.Wait()
-	if err != nil {
+	if err = cmp.Or(err, bErr); err != nil {
 		return HoldResult{}, err
 	}
-	res := HoldResult{Conns: len(conns), Pings: int(pings.Count()),
-		PingP50: ms(pings.Quantile(0.5)), PingP99: ms(pings.Quantile(0.99)), PingMax: ms(pings.Max())}
-	// Connections that ended because we are closing them are not lost.
-	mu.Lock()
-	res.Lost = nLost
-	mu.Unlock()
-	return res, nil
+	return HoldResult{Conns: len(conns), Lost: int(nLost.Load()), Pings: int(pings.Count()),
+		PingP50: ms(pings.Quantile(0.5)), PingP99: ms(pings.Quantile(0.99)), PingMax: ms(pings.Max()),
+		Broadcasts: broadcasts}, nil
+}
+
+// fanOut counts, for each broadcast, the held connections that got it and
+// when the last one did.
+type fanOut struct {
+	got  []atomic.Int64 // connections that have broadcast i
+	last []atomic.Int64 // Unix nanoseconds the last of them got it
+}
+
+func newFanOut(n int) *fanOut {
+	return &fanOut{got: make([]atomic.Int64, n), last: make([]atomic.Int64, n)}
+}
+
+// read reads a held connection until it ends, noting broadcasts.
+func (f *fanOut) read(c net.Conn) {
+	if len(f.got) == 0 {
+		io.Copy(io.Discard, c) //nolint:errcheck // ends with the connection
+		return
+	}
+	r := protocol.NewReader(c, protocol.Limits{})
+	var m protocol.Message
+	for {
+		frame, err := r.ReadFrame()
+		if err != nil {
+			return
+		}
+		if protocol.Decode(frame, &m, protocol.Limits{}) != nil || m.Type != protocol.TypeData {
+			continue
+		}
+		var p struct {
+			Broadcast *int `json:"broadcast"`
+		}
+		if json.Unmarshal(m.Payload, &p) != nil || p.Broadcast == nil || *p.Broadcast < 0 || *p.Broadcast >= len(f.got) {
+			continue
+		}
+		i := *p.Broadcast
+		now := time.Now().UnixNano()
+		for last := f.last[i].Load(); now > last && !f.last[i].CompareAndSwap(last, now); last = f.last[i].Load() {
+		}
+		f.got[i].Add(1)
+	}
+}
+
+// run sends the broadcasts a second apart and waits (up to 10 s each) for
+// every held connection to have each.
+func (f *fanOut) run(ctx context.Context, cfg HoldConfig, held int) ([]BroadcastResult, error) {
+	c, err := dialFrom(ctx, cfg.Addr, 0)
+	if err != nil {
+		return nil, fmt.Errorf("bench: hold: broadcast connection: %w", err)
+	}
+	defer c.Close()
+	go io.Copy(io.Discard, c) //nolint:errcheck // replies are not needed; ends with the connection
+	if cfg.Token != "" {
+		if _, err := c.Write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAuth, ID: "b-auth", Payload: protocol.AppendAuthPayload(nil, cfg.Token)})); err != nil {
+			return nil, err
+		}
+	}
+	results := make([]BroadcastResult, 0, len(f.got))
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for i := range f.got {
+		select {
+		case <-ctx.Done():
+			return results, nil
+		case <-tick.C:
+		}
+		start := time.Now()
+		payload := []byte(`{"broadcast":` + strconv.Itoa(i) + `}`)
+		if _, err := c.Write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeData, ID: "b-" + strconv.Itoa(i), Route: cfg.BroadcastRoute, Payload: payload})); err != nil {
+			return results, fmt.Errorf("bench: hold: broadcast: %w", err)
+		}
+		deadline := start.Add(10 * time.Second)
+		for f.got[i].Load() < int64(held) && time.Now().Before(deadline) && ctx.Err() == nil {
+			<-poll.C
+		}
+		r := BroadcastResult{Reached: int(f.got[i].Load())}
+		if last := f.last[i].Load(); last > 0 {
+			r.LastMs = ms(time.Unix(0, last).Sub(start))
+		}
+		results = append(results, r)
+	}
+	return results, nil
 }
 
 // dialFrom dials addr from 127.0.0.(1+source).
@@ -147,13 +270,18 @@ func keepAlives(ctx context.Context, conns []net.Conn, interval time.Duration) {
 }
 
 // pingSample pings every 100 ms on a connection of its own until ctx ends.
-func pingSample(ctx context.Context, addr string) (*histogram.Histogram, error) {
+func pingSample(ctx context.Context, addr, token string) (*histogram.Histogram, error) {
 	h := &histogram.Histogram{}
 	c, err := dialFrom(ctx, addr, 0)
 	if err != nil {
 		return nil, fmt.Errorf("bench: hold: ping connection: %w", err)
 	}
 	defer c.Close()
+	if token != "" {
+		if _, err := c.Write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAuth, ID: "p-auth", Payload: protocol.AppendAuthPayload(nil, token)})); err != nil {
+			return nil, fmt.Errorf("bench: hold: ping connection: %w", err)
+		}
+	}
 	r := protocol.NewReader(c, protocol.Limits{})
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

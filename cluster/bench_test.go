@@ -2,9 +2,14 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/secureagentmessaging/samgw/bench"
@@ -56,4 +61,55 @@ func drain(a *agent) {
 			return
 		}
 	}
+}
+
+// BenchmarkBroadcast15000 measures a broadcast's fan-out over three nodes
+// holding 15,000 connections between them: the connections are held by
+// `samgw bench --hold` in a process of its own (file descriptors: this one
+// holds the servers' side), which sends ten broadcasts a second apart and
+// times each until the last connection has it. Run it with -benchtime 1x.
+func BenchmarkBroadcast15000(b *testing.B) {
+	const conns = 15000
+	ns := natsServer(b, -1, b.TempDir())
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	scripts := b.TempDir()
+	os.WriteFile(filepath.Join(scripts, "default.lua"), []byte(handler), 0o644)
+	os.WriteFile(filepath.Join(scripts, "broadcast.lua"), []byte(`function on_data(msg, conn) return {reached = gateway.broadcast(msg.payload, "b", conn.id)} end`), 0o644)
+	nodes := []*node{startNode(b, "n1", ns.ClientURL(), scripts), startNode(b, "n2", ns.ClientURL(), scripts), startNode(b, "n3", ns.ClientURL(), scripts)}
+	bin := filepath.Join(b.TempDir(), "samgw")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/samgw").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.addr
+	}
+	hold := exec.Command(bin, "bench", "--addr", strings.Join(addrs, ","), "--token", "c", "--hold", strconv.Itoa(conns),
+		"--duration", "14s", "--broadcasts", "10", "--broadcast-route", "broadcast", "--json")
+	hold.Stderr = os.Stderr
+	out, err := hold.Output()
+	if err != nil {
+		b.Fatalf("hold: %v", err)
+	}
+	var res bench.HoldResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		b.Fatalf("%v: %s", err, out)
+	}
+	if len(res.Broadcasts) == 0 || res.Lost != 0 {
+		b.Fatalf("result %+v", res)
+	}
+	var times []float64
+	for _, r := range res.Broadcasts {
+		if r.Reached != conns {
+			b.Errorf("a broadcast reached %d of %d", r.Reached, conns)
+		}
+		times = append(times, r.LastMs)
+	}
+	slices.Sort(times)
+	b.ReportMetric(times[len(times)/2], "median-ms-to-last")
+	b.ReportMetric(times[len(times)-1], "max-ms-to-last")
+	b.ReportMetric(res.PingP99, "ping-p99-ms")
 }

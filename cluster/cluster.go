@@ -408,31 +408,30 @@ func (c *Cluster) serveSend(m *nats.Msg) {
 
 // Broadcast pushes payload to every connection of every node but except,
 // and returns how many it reached: this node's, plus what the other live
-// nodes report within a short window. NATS being down is ErrUnavailable
-// after the local delivery.
+// nodes report within a short window. The other nodes are told first (the
+// live ones from the roster, without a round trip), so they deliver while
+// this one does. NATS being down is ErrUnavailable after the local
+// delivery.
 func (c *Cluster) Broadcast(ctx context.Context, payload []byte, route, except string) (int, error) {
-	count := c.broadcastLocal(payload, route, except)
 	if !c.nc.IsConnected() {
-		return count, ErrUnavailable
+		return c.broadcastLocal(payload, route, except), ErrUnavailable
 	}
-	others, err := c.liveNodes(ctx)
-	if err != nil {
-		return count, err
-	}
+	others := c.roster.liveNodes()
 	delete(others, c.cfg.Node)
 	if len(others) == 0 {
-		return count, nil
+		return c.broadcastLocal(payload, route, except), nil
 	}
 	inbox := c.nc.NewRespInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
-		return count, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return c.broadcastLocal(payload, route, except), fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // done with it
 	data, _ := json.Marshal(envelope{Route: route, Payload: payload, Except: except, Origin: c.cfg.Node})
 	if err := c.nc.PublishRequest(subjectBroadcast, inbox, data); err != nil {
-		return count, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return c.broadcastLocal(payload, route, except), fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	count := c.broadcastLocal(payload, route, except)
 	deadline := time.Now().Add(gatherWindow)
 	for answered := 0; answered < len(others); answered++ {
 		m, err := sub.NextMsg(time.Until(deadline))
@@ -524,19 +523,6 @@ func (c *Cluster) SendTo(ctx context.Context, identity string, payload []byte, r
 		}
 	}
 	return count, nil
-}
-
-// liveNodes are the nodes whose presence is fresh.
-func (c *Cluster) liveNodes(ctx context.Context) (map[string]bool, error) {
-	keys, err := c.presenceKeys(ctx, "node.>")
-	if err != nil {
-		return nil, err
-	}
-	nodes := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		nodes[strings.TrimPrefix(k, "node.")] = true
-	}
-	return nodes, nil
 }
 
 func (c *Cluster) presenceKeys(ctx context.Context, filter string) ([]string, error) {

@@ -99,3 +99,16 @@ func (r *roster) watch(ctx context.Context, kv jetstream.KeyValue, log interface
 		w.Stop() //nolint:errcheck // closed already, or being stopped
 	}
 }
+
+// liveNodes are the nodes whose presence was written within the TTL.
+func (r *roster) liveNodes() map[string]bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	live := make(map[string]bool, len(r.nodes))
+	for node, seen := range r.nodes {
+		if time.Since(seen) < r.ttl {
+			live[node] = true
+		}
+	}
+	return live
+}

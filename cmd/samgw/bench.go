@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -31,6 +32,8 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
 			&cli.IntFlag{Name: "hold", Usage: "density mode: hold this many quiet connections for --duration (keepalives only, from 127.0.0.x source addresses), timing a ping every 100 ms on one more"},
 			&cli.DurationFlag{Name: "hold-keepalive", Value: 10 * time.Second, Usage: "with --hold: how often each held connection sends a keepalive"},
+			&cli.IntFlag{Name: "broadcasts", Usage: "with --hold: send this many frames {\"broadcast\": i} to --broadcast-route, a second apart, and time each until every held connection has it"},
+			&cli.StringFlag{Name: "broadcast-route", Value: "broadcast", Usage: "with --broadcasts: the route whose handler broadcasts what it gets"},
 		}, clientSecurityFlags()...),
 		Action: runBench,
 	}
@@ -125,9 +128,10 @@ func isTerminal(w io.Writer) bool {
 // the result at the end.
 func runHold(cctx *cli.Context, n int) error {
 	res, err := bench.Hold(cctx.Context, bench.HoldConfig{
-		Addr: cctx.String("addr"), Conns: n, Duration: cctx.Duration("duration"),
-		KeepAlive: cctx.Duration("hold-keepalive"),
-		Opened:    func() { fmt.Fprintf(cctx.App.ErrWriter, "held %d connections\n", n) },
+		Addrs: strings.Split(cctx.String("addr"), ","), Conns: n, Duration: cctx.Duration("duration"),
+		KeepAlive: cctx.Duration("hold-keepalive"), Token: cctx.String("token"),
+		Broadcasts: cctx.Int("broadcasts"), BroadcastRoute: cctx.String("broadcast-route"),
+		Opened: func() { fmt.Fprintf(cctx.App.ErrWriter, "held %d connections\n", n) },
 	})
 	if err != nil {
 		return err
@@ -137,5 +141,8 @@ func runHold(cctx *cli.Context, n int) error {
 	}
 	fmt.Fprintf(cctx.App.Writer, "held %d connections (%d lost); ping every 100 ms: %d pings, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 		res.Conns, res.Lost, res.Pings, res.PingP50, res.PingP99, res.PingMax)
+	for i, b := range res.Broadcasts {
+		fmt.Fprintf(cctx.App.Writer, "broadcast %d: reached %d of %d, the last after %.1f ms\n", i, b.Reached, res.Conns, b.LastMs)
+	}
 	return nil
 }
