@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"testing"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 func TestHoldKeepsConnectionsAndTimesPings(t *testing.T) {
@@ -35,5 +38,49 @@ func TestHoldKeepsConnectionsAndTimesPings(t *testing.T) {
 func TestHoldValidates(t *testing.T) {
 	if _, err := Hold(context.Background(), HoldConfig{Conns: 0, Duration: time.Second}); err == nil {
 		t.Fatal("Hold with no connections: no error")
+	}
+}
+
+func TestHoldTimesBroadcastsOverSeveralServers(t *testing.T) {
+	sum := sha256.Sum256([]byte("tok"))
+	var servers []*gateway.Server
+	broadcast := gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		if m.Route != "fanout" {
+			return c.Reply(m, m.Payload)
+		}
+		for _, s := range servers { // the "cluster": every server's connections
+			s.Range(func(conn *gateway.Conn) bool {
+				if conn != c {
+					conn.Send(m.Payload, "b") //nolint:errcheck // counted by the holder
+				}
+				return true
+			})
+		}
+		return nil
+	})
+	auth := &gateway.AuthConfig{Identities: []gateway.Identity{{Name: "x", TokenSHA256: hex.EncodeToString(sum[:])}}}
+	var addrs []string
+	for range 2 {
+		srv, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: broadcast, Auth: auth})
+		servers = append(servers, srv)
+		addrs = append(addrs, addr)
+	}
+	res, err := Hold(context.Background(), HoldConfig{Addrs: addrs, Token: "tok", Conns: 30, Duration: 2500 * time.Millisecond,
+		Broadcasts: 2, BroadcastRoute: "fanout",
+		Opened: func() { // spread in turn over both servers
+			testutil.Eventually(t, "15 connections on each server", func() bool {
+				return servers[0].ConnectionCount() >= 15 && servers[1].ConnectionCount() >= 15
+			})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Lost != 0 || len(res.Broadcasts) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	for i, b := range res.Broadcasts {
+		if b.Reached != 30 || b.LastMs <= 0 {
+			t.Errorf("broadcast %d: %+v, want all 30 reached", i, b)
+		}
 	}
 }
