@@ -313,7 +313,7 @@ func (c *Client) run(w *wire) {
 
 // startSession makes nc the live connection and hands it the queued frames.
 func (c *Client) startSession(nc net.Conn) *wire {
-	w := newWire(nc, c.wcfg)
+	w := newWire(nc, &c.wcfg)
 	if c.cfg.Token != "" {
 		var buf [512]byte
 		payload := protocol.AppendAuthPayload(buf[:0], c.cfg.Token)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,9 +33,9 @@ type Conn struct {
 	remote      string
 	connectedAt time.Time
 	w           *wire
-	ctx         context.Context
-	cancel      context.CancelFunc
-	log         *slog.Logger
+	ctx         atomic.Pointer[connContext] // made when first asked for (see Context)
+	ctxMu       sync.Mutex                  // guards making and ending ctx
+	ctxEnded    bool                        // the connection closed: a context made now is cancelled already
 	ip          string
 	msg         protocol.Message // the message being handled; reader goroutine only
 	value       any              // the handler's per-connection data; reader goroutine only
@@ -99,8 +100,60 @@ func (c *Conn) Value() any { return c.value }
 // SetValue keeps v with the connection for the handler.
 func (c *Conn) SetValue(v any) { c.value = v }
 
+// logger is the server's logger with the connection's id and address. It
+// is made when something is logged, not kept: a quiet connection should not
+// pay for a logger of its own.
+func (c *Conn) logger() *slog.Logger {
+	return c.srv.log.With("conn", c.id, "remote", c.remote)
+}
+
 // Context returns a context that is cancelled when the connection closes.
-func (c *Conn) Context() context.Context { return c.ctx }
+//
+// It is made on first use: a quiet connection whose handlers never ask for
+// it costs no context (and no entry in the server's).
+func (c *Conn) Context() context.Context {
+	if cc := c.ctx.Load(); cc != nil {
+		return cc.ctx
+	}
+	c.ctxMu.Lock()
+	defer c.ctxMu.Unlock()
+	if cc := c.ctx.Load(); cc != nil {
+		return cc.ctx
+	}
+	ctx, cancel := context.WithCancel(c.srv.baseCtx)
+	if c.ctxEnded {
+		cancel()
+	}
+	c.ctx.Store(&connContext{ctx: ctx, cancel: cancel})
+	return ctx
+}
+
+// connContext is a connection's context and its cancel.
+type connContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// cancelContext ends the connection's context, if it was made, and any
+// made later.
+func (c *Conn) cancelContext() {
+	c.ctxMu.Lock()
+	c.ctxEnded = true
+	cc := c.ctx.Load()
+	c.ctxMu.Unlock()
+	if cc != nil {
+		cc.cancel()
+	}
+}
+
+// lazyContext is the connection's context for a callee that may never use
+// it: only its methods make it.
+type lazyContext struct{ c *Conn }
+
+func (l lazyContext) Deadline() (time.Time, bool) { return l.c.Context().Deadline() }
+func (l lazyContext) Done() <-chan struct{}       { return l.c.Context().Done() }
+func (l lazyContext) Err() error                  { return l.c.Context().Err() }
+func (l lazyContext) Value(key any) any           { return l.c.Context().Value(key) }
 
 // Info returns a snapshot of the connection's statistics.
 func (c *Conn) Info() ConnInfo {
@@ -155,7 +208,7 @@ func (c *Conn) serve() {
 	defer c.srv.contain(c)
 	if c.srv.cfg.TLSConfig != nil && !c.handshake() {
 		c.w.nc.Close()
-		c.cancel()
+		c.cancelContext()
 		c.srv.remove(c)
 		return
 	}
@@ -165,18 +218,29 @@ func (c *Conn) serve() {
 	if k := c.srv.keepAlives; k != nil {
 		k.add(c.w)
 	}
-	c.log.Info("Client connected", c.identityAttrs()...)
+	c.logger().Info("Client connected", c.identityAttrs()...)
 	c.audit(AuditConnect, "", "")
 	cause, ok := c.welcome()
 	if ok {
 		// The handshake, authentication and logging above grew this
-		// goroutine's stack; the frames are read on a fresh one, which
-		// waits for the peer on the smallest stack.
+		// goroutine's stack; the frames are read elsewhere: the parker holds
+		// the connection until its peer sends (at once if it has already),
+		// or a fresh goroutine waits on the smallest stack.
 		moved = true
-		go c.resume()
+		c.moveOn()
 		return
 	}
 	c.end(cause)
+}
+
+// moveOn hands the frame loop on when the reader was asked to (see
+// wire.repark): to the parker, which holds the connection without a
+// goroutine until it has something to do, or to a fresh goroutine.
+func (c *Conn) moveOn() {
+	if p := c.srv.parker; p != nil && p.park(c) {
+		return
+	}
+	go c.resume()
 }
 
 // resume carries on serving frames on a fresh goroutine after a repark.
@@ -190,7 +254,6 @@ func (c *Conn) resume() {
 	defer c.srv.contain(c)
 	var cause CloseCause
 	if cause, moved = c.frames(); moved {
-		go c.resume()
 		return
 	}
 	c.end(cause)
@@ -198,8 +261,11 @@ func (c *Conn) resume() {
 
 // end closes the connection for cause and reports it.
 func (c *Conn) end(cause CloseCause) {
+	if p := c.srv.parker; p != nil {
+		p.forget(c)
+	}
 	c.w.finish(cause)
-	c.cancel()
+	c.cancelContext()
 	c.srv.remove(c)
 	cause = c.w.closeCause()
 	reason := cause.String()
@@ -216,7 +282,7 @@ func (c *Conn) end(cause CloseCause) {
 		c.safely("OnClose", func() { h.OnClose(c, reason) })
 	}
 	info := c.Info()
-	c.log.Info("Client disconnected", append(c.identityAttrs(), "reason", reason, "frames_in", info.FramesIn, "frames_out", info.FramesOut,
+	c.logger().Info("Client disconnected", append(c.identityAttrs(), "reason", reason, "frames_in", info.FramesIn, "frames_out", info.FramesOut,
 		"duration", time.Since(c.connectedAt).Round(time.Millisecond).String())...)
 }
 
@@ -224,23 +290,23 @@ func (c *Conn) end(cause CloseCause) {
 // the identity of a verified client certificate.
 func (c *Conn) handshake() bool {
 	tc := c.w.nc.(*tls.Conn)
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(c.Context(), c.srv.cfg.HandshakeTimeout)
 	defer cancel()
 	if sc, ok := tc.NetConn().(*sniffConn); ok {
 		deadline, _ := ctx.Deadline()
 		isTLS, err := sc.sniff(deadline)
 		if err != nil {
-			c.log.Info("TLS handshake failed", "error", err)
+			c.logger().Info("TLS handshake failed", "error", err)
 			return false
 		}
 		if !isTLS {
-			c.log.Info("TLS handshake failed: the client speaks plaintext")
+			c.logger().Info("TLS handshake failed: the client speaks plaintext")
 			sc.refusePlaintext()
 			return false
 		}
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
-		c.log.Info("TLS handshake failed", "error", err)
+		c.logger().Info("TLS handshake failed", "error", err)
 		return false
 	}
 	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
@@ -289,7 +355,7 @@ func (c *Conn) welcome() (CloseCause, bool) {
 	c.srv.authenticated(c)
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
-		c.safely("OnConnect", func() { err = h.OnConnect(c.ctx, c) })
+		c.safely("OnConnect", func() { err = h.OnConnect(lazyContext{c}, c) })
 		if err != nil {
 			text := "rejected"
 			var pe *protocol.Error
@@ -304,18 +370,26 @@ func (c *Conn) welcome() (CloseCause, bool) {
 
 // frames reads and handles frames until the connection ends, or until the
 // reader is asked to move to a fresh goroutine (moved).
+//
+// When moved, the frame loop goes on elsewhere (moveOn) and the caller
+// must return without touching the connection.
 func (c *Conn) frames() (cause CloseCause, moved bool) {
+	if k := c.srv.keepAlives; k != nil {
+		k.recheckLater(c.w)
+	}
 	c.w.reparkable.Store(true)
-	defer c.w.reparkable.Store(false)
 	for {
 		frame, err := c.w.readFrame()
 		if err != nil {
+			c.w.reparkable.Store(false)
 			if errors.Is(err, errRepark) {
+				c.moveOn()
 				return CloseCause{}, true
 			}
 			return c.readFailed(err), false
 		}
 		if c.dispatch(frame) {
+			c.w.reparkable.Store(false)
 			return causeByPeer, false
 		}
 	}
@@ -358,7 +432,7 @@ func (c *Conn) refuseAuth(why, id string) CloseCause {
 	c.w.enqueueError(id, protocol.Errorf(protocol.CodeUnauthorized, "%s", why)) //nolint:errcheck // closing
 	c.srv.counters.authFailures.Add(1)
 	c.audit(AuditAuthFailed, "", why)
-	c.log.Info("Authentication failed", "reason", why)
+	c.logger().Info("Authentication failed", "reason", why)
 	return CloseCause{Kind: CloseUnauthorized, Detail: why}
 }
 
@@ -409,7 +483,7 @@ func (c *Conn) admit(m *protocol.Message) error {
 	}
 	if p.key != nil {
 		var err error
-		if c.scratch, err = c.srv.auth.verify(c.ctx, p, m, c.scratch); err != nil {
+		if c.scratch, err = c.srv.auth.verify(c.Context(), p, m, c.scratch); err != nil {
 			switch pe := err.(*protocol.Error); pe.Code {
 			case protocol.CodeBadSignature:
 				c.srv.counters.badSigs.Add(1)
@@ -454,16 +528,16 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 	m := &c.msg
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil {
 		c.srv.counters.invalid.Add(1)
-		c.log.Debug("Invalid frame", "error", err, "id", m.ID)
+		c.logger().Debug("Invalid frame", "error", err, "id", m.ID)
 		c.w.enqueueError(m.ID, err) //nolint:errcheck // a closing connection needs no answer
 		return false
 	}
 	c.w.in[typeIndex(m.Type)].Add(1)
-	if c.log.Enabled(c.ctx, slog.LevelDebug) {
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		if m.Type == protocol.TypeAuth {
-			c.log.Debug("Received auth", "id", m.ID) // its payload is a credential: never logged
+			c.logger().Debug("Received auth", "id", m.ID) // its payload is a credential: never logged
 		} else {
-			c.log.Debug("Received "+string(m.Type), "id", m.ID, "route", m.Route, "payload", truncatePayload(m.Payload))
+			c.logger().Debug("Received "+string(m.Type), "id", m.ID, "route", m.Route, "payload", truncatePayload(m.Payload))
 		}
 	}
 	switch m.Type {
@@ -490,11 +564,11 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 func (c *Conn) handleData(m *protocol.Message) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("Handler panicked", "panic", r, "id", m.ID, "stack", string(debug.Stack()))
+			c.logger().Error("Handler panicked", "panic", r, "id", m.ID, "stack", string(debug.Stack()))
 			c.w.enqueueError(m.ID, errInternal) //nolint:errcheck // closing
 		}
 	}()
-	err := c.srv.cfg.Handler.HandleData(c.ctx, c, m)
+	err := c.srv.cfg.Handler.HandleData(lazyContext{c}, c, m)
 	if err == nil {
 		return
 	}
@@ -506,7 +580,7 @@ func (c *Conn) handleData(m *protocol.Message) {
 	if errors.Is(err, ErrConnClosed) || errors.Is(err, ErrSlowConsumer) {
 		return // the connection is going away; nobody to tell
 	}
-	c.log.Warn("Handler failed", "error", err, "id", m.ID)
+	c.logger().Warn("Handler failed", "error", err, "id", m.ID)
 	c.w.enqueueError(m.ID, errInternal) //nolint:errcheck // closing
 }
 
@@ -514,7 +588,7 @@ func (c *Conn) handleData(m *protocol.Message) {
 func (c *Conn) safely(what string, f func()) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error(what+" panicked", "panic", r, "stack", string(debug.Stack()))
+			c.logger().Error(what+" panicked", "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
 	f()

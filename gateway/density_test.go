@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,16 +47,18 @@ func TestQuietReaderMovesAndServesOn(t *testing.T) {
 		}
 		break
 	}
-	if waited := time.Since(last); waited < timeout-50*time.Millisecond {
-		t.Fatalf("closed after %v of silence, before the %v keep-alive timeout", waited, timeout)
+	if waited := time.Since(last); waited < timeout-50*time.Millisecond || waited > timeout+2*time.Second {
+		t.Fatalf("closed after %v of silence, want the %v keep-alive timeout (parked or not)", waited, timeout)
 	}
 }
 
-// A quiet connection holds one goroutine (its reader) and no writer: the
-// flusher runs only while there is something to write.
-func TestQuietConnectionsHoldOneGoroutineEach(t *testing.T) {
+// Quiet connections hold no goroutine at all: no writer while there is
+// nothing to write, and their readers parked (epoll) until the peer sends,
+// the keep-alive timeout passes or a close is asked for.
+func TestQuietConnectionsHoldNoGoroutine(t *testing.T) {
 	const n = 40
-	_, addr := startServer(t, Config{KeepAliveInterval: time.Hour, Handler: echoHandler()})
+	srv, addr := startServer(t, Config{KeepAliveInterval: 20 * time.Millisecond, KeepAliveTimeout: time.Minute, Handler: echoHandler()})
+	srv.keepAlives.quiet.Store(int64(30 * time.Millisecond))
 	before := runtime.NumGoroutine()
 	peers := make([]*peer, n)
 	for i := range peers {
@@ -66,17 +70,91 @@ func TestQuietConnectionsHoldOneGoroutineEach(t *testing.T) {
 			t.Fatalf("got %s, want the echo", f.raw)
 		}
 	}
-	// Slack: Serve's accept loop and the keep-alive scheduler may have
-	// started after before was counted.
-	const slack = 2
+	// Slack: Serve's accept loop, the keep-alive scheduler and the parker
+	// may have started after before was counted.
+	const slack = 3
+	waitGoroutines(t, before+slack, "no goroutine per quiet connection")
+	// Parked connections wake for their peers' frames, and park again.
+	for i, p := range peers {
+		id := "p" + strconv.Itoa(i)
+		p.send(`{"type":"ping","id":"` + id + `"}` + "\n")
+		expectFrame(t, p.nextSkipping(), "pong", id, `{"message":"pong"}`)
+	}
+	waitGoroutines(t, before+slack, "the woken connections to park again")
+	// A close asked for wakes a parked connection, which says so and ends.
+	var target *Conn
+	for _, info := range srv.Connections() {
+		if info.RemoteAddr == peers[0].nc.LocalAddr().String() {
+			target = srv.Conn(info.ID)
+		}
+	}
+	if target == nil || !target.w.parked.Load() {
+		t.Fatalf("peer 0's connection %v is not parked", target)
+	}
+	target.Close("bye")
+	if f := peers[0].nextSkipping(); f.Type != "close" || !strings.Contains(string(f.Payload), "bye") {
+		t.Fatalf("got %s, want close bye", f.raw)
+	}
+}
+
+func waitGoroutines(t *testing.T, atMost int, what string) {
+	t.Helper()
 	deadline := time.Now().Add(testutil.WaitTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for runtime.NumGoroutine() > before+n+slack {
+	for runtime.NumGoroutine() > atMost {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines for %d quiet connections (%d before):\n%s", runtime.NumGoroutine(), n, before, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("waiting for %s: %d goroutines, want at most %d:\n%s", what, runtime.NumGoroutine(), atMost, buf[:runtime.Stack(buf, true)])
 		}
 		<-tick.C
 	}
+}
+
+// Shutdown reaches parked connections: each gets close "server shutdown".
+func TestShutdownWakesParkedConnections(t *testing.T) {
+	srv, addr := startServer(t, Config{KeepAliveInterval: 20 * time.Millisecond, KeepAliveTimeout: time.Minute, Handler: echoHandler()})
+	srv.keepAlives.quiet.Store(int64(20 * time.Millisecond))
+	peers := make([]*peer, 10)
+	for i := range peers {
+		peers[i] = dialPeer(t, addr)
+		peers[i].send(`{"type":"ping","id":"p"}` + "\n")
+		expectFrame(t, peers[i].nextSkipping(), "pong", "p", `{"message":"pong"}`)
+	}
+	testutil.Eventually(t, "the connections to park", func() bool { return srv.parker != nil && srv.parker.parkedCount() == len(peers) })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	for _, p := range peers {
+		f := p.nextSkipping()
+		if f.Type != "close" || !strings.Contains(string(f.Payload), "server shutdown") {
+			t.Fatalf("got %s, want close server shutdown", f.raw)
+		}
+		p.nc.Close()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// A write that fails (the peer reset the connection) ends the connection:
+// the flusher that saw the failure ends the writing, so the reader's
+// finish does not wait for a writer that is gone.
+func TestFailedWriteEndsTheConnection(t *testing.T) {
+	srv, addr := startServer(t, Config{KeepAliveInterval: time.Hour, Handler: echoHandler()})
+	p := dialPeer(t, addr)
+	p.send(`{"type":"ping","id":"p"}` + "\n")
+	expectFrame(t, p.nextSkipping(), "pong", "p", `{"message":"pong"}`)
+	c := srv.Conn(srv.Connections()[0].ID)
+	p.nc.(*net.TCPConn).SetLinger(0) //nolint:errcheck // a reset, not a clean close
+	p.nc.Close()
+	payload := []byte(`"` + strings.Repeat("z", 1000) + `"`)
+	testutil.Eventually(t, "a push to fail", func() bool {
+		_, err := c.Send(payload, "")
+		return err != nil
+	})
+	testutil.Eventually(t, "the connection to end", func() bool { return srv.ConnectionCount() == 0 })
 }

@@ -19,9 +19,30 @@ type keepAliveScheduler struct {
 	quiet    atomic.Int64  // quietBeforeRepark, in nanoseconds (tests shorten it)
 	reparked atomic.Uint64 // readers moved to fresh goroutines
 
+	parker *parker // where quiet readers go, when there is one
+
 	mu   sync.Mutex
 	due  []*wire // ordered by nextKeepAlive
 	head int
+
+	// recheck holds readers that just started, to look again one quiet
+	// spell later whether they went quiet (ordered by due time).
+	recheck     []recheckEntry
+	recheckHead int
+}
+
+type recheckEntry struct {
+	w   *wire
+	due int64
+}
+
+// recheckLater looks at w's reader again once it could have been quiet for
+// quietBeforeRepark, so a connection woken by one frame is parked again
+// soon, not only at its next keepalive.
+func (k *keepAliveScheduler) recheckLater(w *wire) {
+	k.mu.Lock()
+	k.recheck = append(k.recheck, recheckEntry{w: w, due: time.Now().UnixNano() + k.quiet.Load()})
+	k.mu.Unlock()
 }
 
 // quietBeforeRepark is how long a connection must have sent nothing before
@@ -57,6 +78,9 @@ func (k *keepAliveScheduler) run(done <-chan struct{}) {
 			return
 		case now := <-t.C:
 			k.fire(now.UnixNano())
+			if k.parker != nil {
+				k.parker.expire(now.UnixNano())
+			}
 		}
 	}
 }
@@ -88,5 +112,18 @@ func (k *keepAliveScheduler) fire(now int64) {
 	if k.head > len(k.due)/2 && k.head > 64 {
 		k.due = append(k.due[:0], k.due[k.head:]...)
 		k.head = 0
+	}
+	quiet := k.quiet.Load()
+	for k.recheckHead < len(k.recheck) && k.recheck[k.recheckHead].due <= now {
+		w := k.recheck[k.recheckHead].w
+		k.recheck[k.recheckHead] = recheckEntry{}
+		k.recheckHead++
+		if now-w.lastFrame.Load() > quiet && w.repark() {
+			k.reparked.Add(1)
+		}
+	}
+	if k.recheckHead > len(k.recheck)/2 && k.recheckHead > 64 {
+		k.recheck = append(k.recheck[:0], k.recheck[k.recheckHead:]...)
+		k.recheckHead = 0
 	}
 }

@@ -42,6 +42,7 @@ type Server struct {
 
 	keepAlives     *keepAliveScheduler // nil without a keep-alive interval
 	keepAlivesOnce sync.Once
+	parker         *parker // quiet plain-TCP connections without a goroutine; nil where unsupported
 	baseCtx        context.Context
 	stopBase       context.CancelFunc
 }
@@ -119,7 +120,20 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	defer s.untrack(ln)
 	if s.keepAlives != nil {
-		s.keepAlivesOnce.Do(func() { go s.keepAlives.run(s.done) })
+		s.keepAlivesOnce.Do(func() {
+			// The parker lives from the first Serve to Shutdown; the
+			// keep-alive scheduler, which decides who is quiet, feeds it.
+			s.mu.Lock()
+			if !s.closed {
+				s.parker = newParker(s.cfg.KeepAliveTimeout)
+				s.keepAlives.parker = s.parker
+			}
+			s.mu.Unlock()
+			if s.parker != nil {
+				go s.parker.run()
+			}
+			go s.keepAlives.run(s.done)
+		})
 	}
 	s.log.Info("TCP server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSConfig != nil, "auth", s.auth != nil,
 		"keepalive_timeout", s.cfg.KeepAliveTimeout.String(), "keepalive_interval", s.cfg.KeepAliveInterval.String(),
@@ -159,29 +173,27 @@ func (s *Server) accept(nc net.Conn) {
 		nc = tls.Server(&sniffConn{Conn: nc}, s.cfg.TLSConfig)
 	}
 	id := s.cfg.IDPrefix + "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
-	ctx, cancel := context.WithCancel(s.baseCtx)
 	remote := nc.RemoteAddr().String()
 	c := &Conn{
 		srv:         s,
 		id:          id,
 		remote:      remote,
 		connectedAt: time.Now(),
-		w:           newWire(nc, s.wcfg),
-		ctx:         ctx,
-		cancel:      cancel,
-		log:         s.log.With("conn", id, "remote", remote),
+		w:           newWire(nc, &s.wcfg),
 	}
+	c.w.onUnpark = func() { go c.resume() }
 	ip := remoteIP(nc)
 	s.mu.Lock()
+	if s.parker != nil {
+		c.w.fd = socketFD(c.w)
+	}
 	if s.closed {
 		s.mu.Unlock()
-		cancel()
 		nc.Close()
 		return
 	}
 	if s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP {
 		s.mu.Unlock()
-		cancel()
 		s.log.Warn("Connection refused: too many from one address", "remote", remote, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
 		s.counters.refused.Add(1)
 		s.turnAway(nc, CloseCause{Kind: CloseTooManyFromAddress})
@@ -200,7 +212,6 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	if full || crowded {
 		s.mu.Unlock()
-		cancel()
 		cause := CloseCause{Kind: CloseServerFull}
 		if !full {
 			cause = causeEvicted
@@ -221,7 +232,7 @@ func (s *Server) accept(nc net.Conn) {
 	s.connWG.Add(1)
 	s.mu.Unlock()
 	if victim != nil {
-		victim.log.Info("Closing an unauthenticated connection to admit a new one", "max_unauthenticated", s.cfg.MaxUnauthenticated)
+		victim.logger().Info("Closing an unauthenticated connection to admit a new one", "max_unauthenticated", s.cfg.MaxUnauthenticated)
 		victim.w.requestCloseNow(causeEvicted)
 	}
 	go c.serve()
@@ -236,7 +247,7 @@ func (s *Server) contain(c *Conn) {
 	}
 	s.log.Error("Connection goroutine panicked; closing the connection", "conn", c.id, "panic", r, "stack", string(debug.Stack()))
 	c.w.abort(causeInternal)
-	c.cancel()
+	c.cancelContext()
 	s.mu.Lock()
 	_, registered := s.conns[c.id]
 	s.mu.Unlock()
@@ -371,6 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-finished:
 		s.stopBase()
 		s.closeAuth()
+		s.stopParker()
 		return nil
 	case <-ctx.Done():
 	}
@@ -384,7 +396,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopBase()
 	s.closeAuth()
+	s.stopParker()
 	return fmt.Errorf("shutdown: %w", ctx.Err())
+}
+
+// stopParker stops the parker once no connection is parked (Shutdown has
+// woken them all).
+func (s *Server) stopParker() {
+	s.mu.Lock()
+	p := s.parker
+	s.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
 }
 
 // closeAuth stops the authority's timers once no connection can use it.

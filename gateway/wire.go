@@ -82,7 +82,7 @@ type wire struct {
 	nc     net.Conn
 	raw    syscall.RawConn // nc's socket when it is plain TCP: reads wait for data without a buffer
 	rawRd  rawRead         // the state of ReadReady's read, kept here so a read allocates nothing
-	cfg    wireConfig
+	cfg    *wireConfig // shared by the connections of a server (or a client)
 	reader *protocol.Reader
 
 	mu      sync.Mutex
@@ -97,6 +97,12 @@ type wire struct {
 	doneOnce   sync.Once
 
 	closeRequested atomic.Bool
+	fd             int          // the socket's fd when the server may park it, else -1
+	parked         atomic.Bool  // no reader goroutine: the socket waits in the parker
+	dead           atomic.Bool  // aborted: a parked connection must wake to end
+	onUnpark       func()       // starts a reader for a parked connection
+	parkSeq        uint64       // parks so far; guarded by the parker's mutex
+	inEpoll        bool         // registered with the parker; reader only
 	reparkable     atomic.Bool  // the reader is in its frame loop and can move to a fresh goroutine
 	reparkAsked    atomic.Bool  // repark was asked and the reader has not answered yet
 	parkedSince    atomic.Int64 // lastFrame value when the reader last moved to a fresh goroutine
@@ -112,10 +118,11 @@ type wire struct {
 	bytesIn, bytesOut atomic.Uint64
 }
 
-func newWire(nc net.Conn, cfg wireConfig) *wire {
+func newWire(nc net.Conn, cfg *wireConfig) *wire {
 	w := &wire{
 		nc:         nc,
 		cfg:        cfg,
+		fd:         -1,
 		writerDone: make(chan struct{}),
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
@@ -263,6 +270,15 @@ func (w *wire) requestClose(cause CloseCause) {
 	w.requested.CompareAndSwap(nil, &cause)
 	w.closeRequested.Store(true)
 	w.nc.SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // a closed socket needs no waking
+	w.unpark()
+}
+
+// unpark gives a parked connection its reader goroutine back (once, however
+// many wake it).
+func (w *wire) unpark() {
+	if w.parked.CompareAndSwap(true, false) {
+		w.onUnpark()
+	}
 }
 
 // requestCloseNow is requestClose for a peer owed no lingering: once the
@@ -373,11 +389,13 @@ func (w *wire) abort(cause CloseCause) {
 	idle := w.claimFlusherLocked() // no flusher will see the abort
 	w.mu.Unlock()
 	if !already {
+		w.dead.Store(true)
 		w.nc.Close()
 	}
 	if idle {
 		w.writingEnded()
 	}
+	w.unpark() // its reader ends it
 }
 
 // closeCause is why the connection closed or is closing.
@@ -478,7 +496,8 @@ func (w *wire) flush() {
 			} else if isTimeout(err) {
 				cause = causeSlowConsumer
 			}
-			w.abort(cause)
+			w.abort(cause) // finds this flusher running: ending the writing is ours
+			w.writingEnded()
 			return
 		}
 		if cap(batch) <= spareBufferLimit {
