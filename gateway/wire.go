@@ -82,7 +82,7 @@ type wire struct {
 	nc     net.Conn
 	raw    syscall.RawConn // nc's socket when it is plain TCP: reads wait for data without a buffer
 	rawRd  rawRead         // the state of ReadReady's read, kept here so a read allocates nothing
-	cfg    *wireConfig // shared by the connections of a server (or a client)
+	cfg    *wireConfig     // shared by the connections of a server (or a client)
 	reader *protocol.Reader
 
 	mu      sync.Mutex
