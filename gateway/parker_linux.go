@@ -142,10 +142,11 @@ func (p *parker) park(c *Conn) bool {
 // number may be reused by the next connection). The reader calls it.
 func (p *parker) forget(c *Conn) {
 	w := c.w
+	p.mu.Lock() // inEpoll too: a parking goroutine may still be writing it
+	defer p.mu.Unlock()
 	if !w.inEpoll {
 		return
 	}
-	p.mu.Lock()
 	if !p.stopped {
 		syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, w.fd, nil) //nolint:errcheck // closing the socket removes it anyway
 	}
@@ -153,7 +154,6 @@ func (p *parker) forget(c *Conn) {
 		delete(p.conns, int32(w.fd))
 	}
 	w.inEpoll = false
-	p.mu.Unlock()
 }
 
 // expire wakes the parked connections whose keep-alive timeout has passed:

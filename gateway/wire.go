@@ -102,7 +102,7 @@ type wire struct {
 	dead           atomic.Bool  // aborted: a parked connection must wake to end
 	onUnpark       func()       // starts a reader for a parked connection
 	parkSeq        uint64       // parks so far; guarded by the parker's mutex
-	inEpoll        bool         // registered with the parker; reader only
+	inEpoll        bool         // registered with the parker; guarded by the parker's mutex
 	reparkable     atomic.Bool  // the reader is in its frame loop and can move to a fresh goroutine
 	reparkAsked    atomic.Bool  // repark was asked and the reader has not answered yet
 	parkedSince    atomic.Int64 // lastFrame value when the reader last moved to a fresh goroutine
