@@ -146,8 +146,13 @@ func (r *Reader) ReadFrame() ([]byte, error) {
 		var n int
 		var err error
 		if r.ready != nil && r.start == r.end {
-			// Nothing unread: wait for the peer without a buffer.
-			r.releaseBuffer()
+			// Nothing unread: the source gives the buffer back (release)
+			// if it has to wait for the peer, and takes one (take) when
+			// data is there; while data keeps coming the buffer stays.
+			r.start, r.end, r.scanned = 0, 0, 0
+			if len(r.buf) > retainReadBuffer {
+				r.releaseBuffer() // after a large frame: back to a small one
+			}
 			n, err = r.ready.ReadReady(r.take, r.release)
 		} else {
 			r.takeBuffer()
