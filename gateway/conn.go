@@ -237,7 +237,9 @@ func (c *Conn) serve() {
 // wire.repark): to the parker, which holds the connection without a
 // goroutine until it has something to do, or to a fresh goroutine.
 func (c *Conn) moveOn() {
-	if p := c.srv.parker; p != nil && p.park(c) {
+	// Frames already read (those that came with the auth frame) must be
+	// served first: the parker wakes only for new data.
+	if p := c.srv.parker; p != nil && c.w.reader.Buffered() == 0 && p.park(c) {
 		return
 	}
 	go c.resume()

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"runtime"
 	"strconv"
@@ -157,4 +159,26 @@ func TestFailedWriteEndsTheConnection(t *testing.T) {
 		return err != nil
 	})
 	testutil.Eventually(t, "the connection to end", func() bool { return srv.ConnectionCount() == 0 })
+}
+
+// Frames that arrive together with the auth frame are served at once: the
+// connection is not parked while they wait in its reader.
+func TestFramesAfterAuthInOneWriteAreServed(t *testing.T) {
+	sum := sha256.Sum256([]byte("tok"))
+	_, addr := startServer(t, Config{KeepAliveInterval: time.Hour, Handler: echoHandler(),
+		Auth: &AuthConfig{Identities: []Identity{{Name: "a", TokenSHA256: hex.EncodeToString(sum[:])}}}})
+	for i := range 20 {
+		p := dialPeer(t, addr)
+		p.send(`{"type":"auth","id":"a","payload":{"token":"tok"}}` + "\n" + `{"type":"data","id":"d1","payload":1}` + "\n" + `{"type":"data","id":"d2","payload":2}` + "\n")
+		if f := p.nextSkipping(); f.Type != "auth" {
+			t.Fatalf("connection %d: got %s, want the auth answer", i, f.raw)
+		}
+		for _, want := range []string{"d1", "d2"} {
+			f, err := p.read(2 * time.Second) // not the next keepalive or anything else: now
+			if err != nil || f.Type != "data" || f.ID != want {
+				t.Fatalf("connection %d: got %s, %v; want the echo of %s at once", i, f.raw, err, want)
+			}
+		}
+		p.nc.Close()
+	}
 }
