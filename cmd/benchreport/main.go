@@ -1,12 +1,16 @@
 // Command benchreport produces the benchmark table of the README: it builds
 // samgw, starts it as (a) the Go echo, (b) the embedded Lua echo and (c) a Lua
 // handler that decodes, transforms and re-encodes, plus (d) the HAProxy + Lua
-// + cjson peer of ../shared/bench when present, and measures each with 1, 16
-// and 64 connections and pipelines of 1 and 16, alternating servers within
-// each configuration so they share the machine's conditions. Then it measures
-// memory per idle connection. Run it from the repository root:
+// + cjson peer and (f, g) the OpenResty stream-lua peer (echo and transform)
+// of ../shared/bench when present, and measures each with 1, 16 and 64
+// connections and pipelines of 1 and 16, alternating servers within each
+// configuration so they share the machine's conditions. With -pin (the
+// default where taskset exists and there are two cores or more) every server
+// runs on core 0 (samgw with GOMAXPROCS=1, the peers with one worker) and
+// the load generator on core 1, so servers are compared per core. Then it
+// measures memory per held connection. Run it from the repository root:
 //
-//	go run ./cmd/benchreport [-seconds 5] [-peer ../shared/bench/haproxy-peer.sh]
+//	go run ./cmd/benchreport [-seconds 5] [-pin=false] [-peer …] [-openresty …]
 package main
 
 import (
@@ -35,6 +39,9 @@ import (
 func main() {
 	seconds := flag.Int("seconds", 5, "length of each measurement")
 	peerScript := flag.String("peer", "../shared/bench/haproxy-peer.sh", "the HAProxy peer script (skipped if missing)")
+	openresty := flag.String("openresty", "../shared/bench/openresty-peer.sh", "the OpenResty stream-lua peer script (skipped if missing)")
+	_, tasksetErr := exec.LookPath("taskset")
+	pin := flag.Bool("pin", tasksetErr == nil && runtime.NumCPU() >= 2, "servers on core 0, the load generator on core 1")
 	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per held connection")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "samgw-report")
@@ -48,8 +55,9 @@ func main() {
 			cleanups[i]()
 		}
 	}()
-	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }}
+	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }, pin: *pin}
 	bin, transform := build(dir)
+	r.bin = bin
 	if *memoryOnly {
 		fmt.Printf("Memory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 		return
@@ -59,18 +67,28 @@ func main() {
 		{"(b) samgw Lua echo (default)", r.startSamgw(bin)},
 		{"(c) samgw Lua decode/transform/encode", r.startSamgw(bin, "--scripts", transform)},
 	}
-	if peer := r.startPeer(*peerScript); peer != "" {
+	if peer := r.startPeer(*peerScript, "HAProxy"); peer != "" {
 		servers = append(servers, server{peerName, peer})
 	}
 	servers = append(servers, server{"(e) samgw Go echo, --one-frame-per-write", r.startSamgw(bin, "--no-scripts", "--one-frame-per-write")})
+	if peer := r.startPeer(*openresty, "OpenResty"); peer != "" {
+		servers = append(servers, server{openrestyName, peer})
+	}
+	if peer := r.startPeer(*openresty, "OpenResty", "TRANSFORM=1"); peer != "" {
+		servers = append(servers, server{openrestyTransformName, peer})
+	}
 	duration := time.Duration(*seconds) * time.Second
-	results := measure(servers, duration)
-	fmt.Print(table(servers, results, *seconds))
+	results := r.measure(servers, duration)
+	fmt.Print(table(servers, results, *seconds, r.pin))
 	fmt.Printf("\nMemory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 }
 
-// peerName names the HAProxy peer's row.
-const peerName = "(d) HAProxy 2.6 + Lua + lua-cjson"
+// Names of the peers' rows.
+const (
+	peerName               = "(d) HAProxy 2.6 + Lua + lua-cjson"
+	openrestyName          = "(f) OpenResty stream-lua echo (LuaJIT + cjson)"
+	openrestyTransformName = "(g) OpenResty stream-lua transform (TRANSFORM=1)"
+)
 
 // server is one server under measurement.
 type server struct {
@@ -104,15 +122,14 @@ end`), 0o644)
 
 // measure runs every load shape against every server, alternating servers
 // within each shape so they share the machine's conditions.
-func measure(servers []server, duration time.Duration) map[string]map[config]bench.Result {
+func (r *reporter) measure(servers []server, duration time.Duration) map[string]map[config]bench.Result {
 	results := make(map[string]map[config]bench.Result)
 	for _, s := range servers {
 		results[s.name] = make(map[config]bench.Result)
 	}
 	for _, c := range configs {
 		for _, s := range servers {
-			res, err := bench.Run(context.Background(), bench.Config{Addr: s.addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128,
-				Duration: duration})
+			res, err := r.load(s.addr, c, duration)
 			if err != nil || res.Errors != 0 {
 				log.Fatalf("%s %+v: %v (%d errors: %s)", s.name, c, err, res.Errors, res.FirstError)
 			}
@@ -123,11 +140,33 @@ func measure(servers []server, duration time.Duration) map[string]map[config]ben
 	return results
 }
 
+// load runs one measurement: in this process, or pinned to core 1 as a
+// `samgw bench` process of its own.
+func (r *reporter) load(addr string, c config, duration time.Duration) (bench.Result, error) {
+	if !r.pin {
+		return bench.Run(context.Background(), bench.Config{Addr: addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128, Duration: duration})
+	}
+	out, err := exec.Command("taskset", "-c", "1", r.bin, "bench", "--addr", addr, "--conns", strconv.Itoa(c.conns),
+		"--pipeline", strconv.Itoa(c.pipeline), "--size", "128", "--duration", duration.String(), "--json").Output()
+	if err != nil {
+		return bench.Result{}, fmt.Errorf("samgw bench: %w", err)
+	}
+	var res bench.Result
+	if err := json.Unmarshal(out, &res); err != nil {
+		return bench.Result{}, fmt.Errorf("samgw bench output %q: %w", out, err)
+	}
+	return res, nil
+}
+
 // table formats the results as the README's Markdown table, with ratios to
 // the first server.
-func table(servers []server, results map[string]map[config]bench.Result, seconds int) string {
+func table(servers []server, results map[string]map[config]bench.Result, seconds int, pinned bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, 128-byte payloads.\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), seconds)
+	where := "servers and load generator sharing the cores"
+	if pinned {
+		where = "each server pinned to core 0 (samgw GOMAXPROCS=1, peers one worker), the load generator to core 1"
+	}
+	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, 128-byte payloads; %s.\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), seconds, where)
 	b.WriteString("| server |")
 	for _, c := range configs {
 		fmt.Fprintf(&b, " %d conn × %d |", c.conns, c.pipeline)
@@ -153,12 +192,32 @@ func table(servers []server, results map[string]map[config]bench.Result, seconds
 			results[servers[1].name][config{64, 16}].FramesPerSec/peer,
 			results[servers[2].name][config{64, 16}].FramesPerSec/peer)
 	}
+	if or, ok := results[openrestyName]; ok {
+		ratio := func(name string, c config) float64 { return results[name][c].FramesPerSec / or[c].FramesPerSec }
+		fmt.Fprintf(&b, "Against OpenResty: at 64 × 16 Go echo %.2f×, Lua echo %.2f×; at 16 × 1 Lua echo %.2f× (p99 %.2f vs %.2f ms)",
+			ratio(servers[0].name, config{64, 16}), ratio(servers[1].name, config{64, 16}), ratio(servers[1].name, config{16, 1}),
+			results[servers[1].name][config{16, 1}].P99, or[config{16, 1}].P99)
+		if ort, ok := results[openrestyTransformName]; ok {
+			fmt.Fprintf(&b, "; Lua transform at 64 × 16 %.2f× OpenResty's transform", results[servers[2].name][config{64, 16}].FramesPerSec/ort[config{64, 16}].FramesPerSec)
+		}
+		b.WriteString(".\n")
+	}
 	return b.String()
 }
 
 // reporter owns the processes the report starts.
 type reporter struct {
 	cleanup func(func())
+	pin     bool   // servers on core 0, load on core 1
+	bin     string // the samgw binary
+}
+
+// serverCommand is name args…, pinned to core 0 when the report pins.
+func (r *reporter) serverCommand(name string, args ...string) *exec.Cmd {
+	if r.pin {
+		return exec.Command("taskset", append([]string{"-c", "0", name}, args...)...)
+	}
+	return exec.Command(name, args...)
 }
 
 // poll calls cond every interval until it holds or timeout passes.
@@ -177,7 +236,10 @@ func poll(timeout, interval time.Duration, cond func() bool) bool {
 
 // startSamgw runs `samgw serve` on a free port and returns its address.
 func (r *reporter) startSamgw(bin string, args ...string) string {
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	cmd := r.serverCommand(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	if r.pin {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
@@ -218,16 +280,17 @@ func listeningAddr(pid int) string {
 
 // startPeer runs the HAProxy peer script if it exists, and returns its
 // address ("" if there is none).
-func (r *reporter) startPeer(script string) string {
+func (r *reporter) startPeer(script, what string, env ...string) string {
 	if _, err := os.Stat(script); err != nil {
-		log.Printf("no HAProxy peer at %s: skipping (d)", script)
+		log.Printf("no %s peer at %s: skipping it", what, script)
 		return ""
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("bash", script, port, "1")
+	cmd := r.serverCommand("bash", script, port, "1")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
@@ -244,7 +307,7 @@ func (r *reporter) startPeer(script string) string {
 		}
 		return err == nil
 	}) {
-		log.Fatal("the HAProxy peer did not start")
+		log.Fatalf("the %s peer did not start", what)
 	}
 	return addr
 }
