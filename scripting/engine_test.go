@@ -24,6 +24,8 @@ func TestEchoRoundTripsPayloadsExactly(t *testing.T) {
 		`"text"`, `""`, `"quote \" backslash \\ newline \n tab \t"`, `"ünïcödé ✓ 😀"`,
 		`[1,null,3]`, `{"x":null}`, `[null]`, `{"nested":{"deep":[1,[2,[3,{"k":"v"}]]]}}`,
 		`{"1":"string key one"}`, `["a","b","c"]`,
+		// Integers a float64 cannot hold come back verbatim, not rounded.
+		`12345678901234567890`, `9007199254740993`, `-9007199254740993`, `{"id":18446744073709551617,"ids":[9007199254740993,1]}`,
 	} {
 		got, err := request(t, c, "", payload)
 		if err != nil {

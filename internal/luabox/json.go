@@ -54,6 +54,7 @@ const convertCheckEvery = 4096
 type Converter struct {
 	L         *lua.LState
 	arrayMeta *lua.LTable
+	exactMeta *lua.LTable // of ExactInteger userdata
 	null      *lua.LUserData
 	values    int // converted since the last check
 }
@@ -88,7 +89,7 @@ func NewConverter(L *lua.LState) *Converter {
 	}))
 	nullMeta.RawSetString("__metatable", lua.LString("json.null"))
 	null.Metatable = nullMeta
-	return &Converter{L: L, arrayMeta: meta, null: null}
+	return &Converter{L: L, arrayMeta: meta, exactMeta: newExactMeta(L), null: null}
 }
 
 // NewArray returns an empty table that encodes as a JSON array.
@@ -318,6 +319,12 @@ func (d *jsonDecoder) number() (lua.LValue, error) {
 		}
 		return lua.LNumber(v), nil
 	}
+	if integer && needsExact(num) {
+		u := d.c.L.NewUserData()
+		u.Value = ExactInteger{Text: string(num)}
+		u.Metatable = d.c.exactMeta
+		return u, nil
+	}
 	// ParseFloat copies the string into any error it returns, so handing
 	// it a view of the buffer is safe and saves an allocation.
 	f, err := strconv.ParseFloat(unsafe.String(&num[0], len(num)), 64)
@@ -476,6 +483,13 @@ func OpenJSON(L *lua.LState, conv *Converter) {
 			L.RaiseError("json.decode: %s", err)
 		}
 		L.Push(v)
+		return 1
+	}))
+	// json.is_exact(v) → whether v is an integer kept exactly (see
+	// ExactInteger): type() calls it "userdata".
+	mod.RawSetString("is_exact", L.NewFunction(func(L *lua.LState) int {
+		_, ok := asExact(L.Get(1))
+		L.Push(lua.LBool(ok))
 		return 1
 	}))
 	// json.array([table]) → the table (a new one if none), marked to encode

@@ -1,9 +1,13 @@
 package luabox
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
+	"math/big"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	lua "github.com/yuin/gopher-lua"
@@ -47,9 +51,12 @@ func FuzzLuaConversion(f *testing.F) {
 		if !json.Valid(out) {
 			t.Fatalf("%q became invalid JSON %q", data, out)
 		}
-		var in, back any
-		json.Unmarshal(data, &in)
-		if err := json.Unmarshal(out, &back); err != nil {
+		in, err := decodeNumbers(data)
+		if err != nil {
+			t.Fatalf("%q: %v", data, err)
+		}
+		back, err := decodeNumbers(out)
+		if err != nil {
 			t.Fatalf("%q → %q: %v", data, out, err)
 		}
 		if !reflect.DeepEqual(normalise(in), normalise(back)) {
@@ -70,10 +77,34 @@ func hasInfinity(v lua.LValue) bool {
 	return false
 }
 
+// decodeNumbers decodes JSON keeping numbers as text (json.Number), so
+// integers of any size compare exactly.
+func decodeNumbers(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
 // normalise makes decoded JSON comparable across the conversion: invalid
-// UTF-8 is replaced the same way on both sides by encoding/json.
+// UTF-8 is replaced the same way on both sides by encoding/json; integers
+// compare by value (exactly, whatever their size: -0 is 0), other numbers
+// as float64s.
 func normalise(v any) any {
 	switch v := v.(type) {
+	case json.Number:
+		if !strings.ContainsAny(string(v), ".eE") {
+			n, ok := new(big.Int).SetString(string(v), 10)
+			if ok {
+				return n.String()
+			}
+		}
+		f, _ := strconv.ParseFloat(string(v), 64)
+		if f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
+			return strconv.FormatInt(int64(f), 10) // 0e+0 and 0 are one number
+		}
+		return f
 	case map[string]any:
 		for k, item := range v {
 			v[k] = normalise(item)
