@@ -96,6 +96,18 @@ type Engine struct {
 // New loads the scripts and returns the Engine serving them. It fails when
 // they do not load.
 func New(cfg Config) (*Engine, error) {
+	e, err := newEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Reload(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// newEngine is New without the first load.
+func newEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
 		dir:       cfg.Dir,
 		fsys:      cfg.FS,
@@ -134,9 +146,6 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if e.log == nil {
 		e.log = slog.Default()
-	}
-	if err := e.Reload(); err != nil {
-		return nil, err
 	}
 	return e, nil
 }

@@ -47,6 +47,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			certsCommand(),
 			tokenCommand(),
 			keygenCommand(),
+			checkCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, by run, with the command's name.
