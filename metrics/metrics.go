@@ -75,6 +75,8 @@ func (m *Metrics) ObserveCall(route string, d time.Duration, outcome string) {
 type Scripts interface {
 	Generation() uint64
 	Reloads() (ok, failed uint64)
+	// ReloadError is why the last reload failed, "" when it succeeded.
+	ReloadError() string
 }
 
 // Attach registers the server's and the engine's counters (engine may be
@@ -112,6 +114,13 @@ func (m *Metrics) Handler() http.Handler {
 		if err := m.ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if m.engine != nil {
+			if failed := m.engine.ReloadError(); failed != "" {
+				// Still ready: the previous version of the scripts serves.
+				fmt.Fprintf(w, "ready; the last reload of the scripts failed, the previous version serves: %s\n", failed)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ready")
 	})

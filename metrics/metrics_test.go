@@ -193,3 +193,23 @@ func TestReadinessChecks(t *testing.T) {
 		t.Fatalf("readyz with the cluster up: %d", rec.Code)
 	}
 }
+
+// failedScripts is an engine whose last reload failed.
+type failedScripts struct{}
+
+func (failedScripts) Generation() uint64           { return 3 }
+func (failedScripts) Reloads() (ok, failed uint64) { return 3, 1 }
+func (failedScripts) ReloadError() string          { return "orders.lua:3: near 'end': syntax error" }
+
+func TestReadyzNamesAFailedReload(t *testing.T) {
+	m := New()
+	srv, _ := gatewaytest.Serve(t, "", gateway.Config{})
+	m.Attach(srv, failedScripts{})
+	testutil.Eventually(t, "listening", srv.Listening)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	want := "ready; the last reload of the scripts failed, the previous version serves: orders.lua:3: near 'end': syntax error\n"
+	if rec.Code != http.StatusOK || rec.Body.String() != want {
+		t.Fatalf("readyz: %d %q, want 200 %q", rec.Code, rec.Body, want)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"regexp"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,7 @@ type Engine struct {
 	watch     *watchdog
 
 	reloadsOK, reloadsFailed atomic.Uint64
+	failure                  atomic.Pointer[reloadFailure] // the last reload's, while it failed
 
 	current  atomic.Pointer[generation]
 	reloadMu sync.Mutex // one reload at a time
@@ -170,8 +172,10 @@ func (e *Engine) Reload() error {
 			return fmt.Errorf("the scripts cannot be loaded, so the server cannot start: %w", err)
 		}
 		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
+		e.failure.Store(&reloadFailure{file: failingFile(err.Error()), text: err.Error()})
 		return fmt.Errorf("reload scripts: %w", err)
 	}
+	e.failure.Store(nil)
 	e.reloadsOK.Add(1)
 	if old := e.current.Swap(gen); old != nil {
 		old.retire()
@@ -197,6 +201,28 @@ func (e *Engine) report(ev gateway.AuditEvent) {
 	if e.audit != nil {
 		e.audit.Audit(ev)
 	}
+}
+
+// reloadFailure is why the last reload failed, while it is the last one.
+type reloadFailure struct {
+	file string // the file named first in text, if any
+	text string
+}
+
+// failingFile is the first Lua file an error names.
+func failingFile(text string) string {
+	return luaFile.FindString(text)
+}
+
+var luaFile = regexp.MustCompile(`[\w./-]+\.lua`)
+
+// ReloadError is why the last reload failed ("" when it succeeded): the
+// previous version of the scripts serves meanwhile.
+func (e *Engine) ReloadError() string {
+	if f := e.failure.Load(); f != nil {
+		return f.text
+	}
+	return ""
 }
 
 // Reloads returns how many loads of the scripts succeeded (the first one
@@ -239,6 +265,9 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 	if _, ok := gen.routes[route]; !ok {
 		if route == defaultRoute {
 			return c.Reply(msg, msg.Payload) // no default.lua: the built-in echo
+		}
+		if f := e.failure.Load(); f != nil && f.file == route+".lua" {
+			return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q: %s failed to load, so the scripts were not reloaded: %s", route, f.file, f.text)
 		}
 		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", route)
 	}

@@ -204,3 +204,21 @@ func TestRewritesUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d messages answered across 20 rewrites", answered.Load())
 }
+
+// A route whose new file failed to load is answered with no_route that
+// says so (and why), until a reload succeeds; ReloadError says it too.
+func TestFailedRouteIsNamedInNoRoute(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": echo}, Config{})
+	f.watch(10 * time.Millisecond)
+	c, _ := f.client()
+	writeScripts(t, f.dir, map[string]string{"orders.lua": "function on_data(msg)\n  return {\nend\n"})
+	testutil.Eventually(t, "the failed reload", func() bool { return f.engine.ReloadError() != "" })
+	mustFail(t, c, "orders", `1`, protocol.CodeNoRoute, `no handler for route "orders": orders.lua failed to load, so the scripts were not reloaded: orders.lua:3`)
+	mustFail(t, c, "other", `1`, protocol.CodeNoRoute, `no handler for route "other"`)
+	writeScripts(t, f.dir, map[string]string{"orders.lua": "function on_data(msg) return 'ok' end\n"})
+	f.waitGeneration(2)
+	if got := f.engine.ReloadError(); got != "" {
+		t.Fatalf("ReloadError after a good reload: %q", got)
+	}
+	mustReply(t, c, "orders", `1`, `"ok"`)
+}
