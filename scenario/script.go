@@ -77,6 +77,7 @@ func runScenario(ctx context.Context, cfg Config, proto *lua.FunctionProto, inde
 	s.L.SetContext(ctx)
 	s.conv = luabox.NewConverter(s.L)
 	luabox.OpenJSON(s.L, s.conv)
+	luabox.OpenHelpers(s.L)
 	s.register(index, cfg.Args)
 	luabox.Seal(s.L)
 

@@ -36,6 +36,7 @@ func (st *luaState) registerAPI() {
 	}
 	L.SetGlobal("log", logMod)
 	luabox.OpenJSON(L, st.conv)
+	luabox.OpenHelpers(L)
 	L.SetGlobal("store", st.module(map[string]lua.LGFunction{
 		"get":    st.apiStoreGet,
 		"set":    st.apiStoreSet,
