@@ -42,6 +42,11 @@ type Config struct {
 	Dir string
 	// FS holds the scripts when Dir is empty (the embedded defaults).
 	FS fs.FS
+	// ConfigFile, when set, is a YAML or JSON file of settings for the
+	// scripts, which see it as the read-only table `config`. It is read at
+	// every load, so a reload picks up its changes; a file that does not
+	// parse fails the reload like a script error.
+	ConfigFile string
 	// Timeout bounds each call into a script (and the loading of a file).
 	Timeout time.Duration
 	// MaxStates bounds the Lua states of a generation.
@@ -87,6 +92,7 @@ type Engine struct {
 	cluster   Cluster
 	watch     *watchdog
 
+	configFile               string
 	reloadsOK, reloadsFailed atomic.Uint64
 	failure                  atomic.Pointer[reloadFailure] // the last reload's, while it failed
 
@@ -111,15 +117,16 @@ func New(cfg Config) (*Engine, error) {
 // newEngine is New without the first load.
 func newEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
-		dir:       cfg.Dir,
-		fsys:      cfg.FS,
-		timeout:   cmp.Or(cfg.Timeout, DefaultTimeout),
-		maxStates: cmp.Or(cfg.MaxStates, DefaultMaxStates),
-		store:     cfg.Store,
-		log:       cfg.Logger,
-		audit:     cfg.Audit,
-		observe:   cfg.ObserveCall,
-		watch:     newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
+		configFile: cfg.ConfigFile,
+		dir:        cfg.Dir,
+		fsys:       cfg.FS,
+		timeout:    cmp.Or(cfg.Timeout, DefaultTimeout),
+		maxStates:  cmp.Or(cfg.MaxStates, DefaultMaxStates),
+		store:      cfg.Store,
+		log:        cfg.Logger,
+		audit:      cfg.Audit,
+		observe:    cfg.ObserveCall,
+		watch:      newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)

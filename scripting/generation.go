@@ -27,6 +27,7 @@ type generation struct {
 	number uint64
 	routes map[string]*lua.FunctionProto // route name → its file, compiled
 	libs   map[string]*lua.FunctionProto // module name → lib/<name>.lua, compiled
+	config []byte                        // the scripts' settings (JSON), or nil
 
 	// hooks from default.lua, known once the first state loaded
 	hasOnConnect, hasOnClose bool
@@ -45,6 +46,12 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 		routes: make(map[string]*lua.FunctionProto),
 		libs:   make(map[string]*lua.FunctionProto),
 		pool:   newStatePool(maxStates),
+	}
+	if e.configFile != "" {
+		var err error
+		if g.config, err = readScriptConfig(e.configFile); err != nil {
+			return nil, err
+		}
 	}
 	for _, dir := range []struct {
 		name   string

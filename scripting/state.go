@@ -56,6 +56,16 @@ func newState(gen *generation) (*luaState, error) {
 	gen.engine.watch.add(st)
 	st.registerAPI()
 	st.registerUpstreamAPI()
+	config := lua.LValue(L.NewTable())
+	if gen.config != nil {
+		v, err := st.conv.DecodeUntrusted(gen.config)
+		if err != nil {
+			st.close()
+			return nil, fmt.Errorf("script config: %w", err)
+		}
+		config = v
+	}
+	L.SetGlobal("config", config) // sealed below with the rest: read-only
 	luabox.Seal(L)
 	st.connMeta = st.newConnMeta()
 	st.msgMeta = st.newMsgMeta()

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -305,10 +307,14 @@ func TestGatewayExamples(t *testing.T) {
 		<-leftServed
 	}()
 	quiet := slog.New(slog.DiscardHandler)
+	settings := filepath.Join(t.TempDir(), "settings.yaml") // the bridge reads its URL from the script config
+	if err := os.WriteFile(settings, []byte("http_bridge:\n  url: http://"+backend+"/ok\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	f := newFixture(t, map[string]string{
-		"http_bridge.lua": strings.Replace(string(bridge), "http://127.0.0.1:8081/", "http://"+backend+"/ok", 1),
+		"http_bridge.lua": string(bridge),
 		"fanout.lua":      string(fanout),
-	}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1:" + port}, Named: map[string]gateway.ClientConfig{
+	}, Config{ConfigFile: settings, Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1:" + port}, Named: map[string]gateway.ClientConfig{
 		"left":  {Addr: leftAddr, Logger: quiet},
 		"right": {Addr: "127.0.0.1:1", Logger: quiet, DialTimeout: 200 * time.Millisecond}, // nobody there
 	}}})

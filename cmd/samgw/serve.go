@@ -40,6 +40,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: gateway.DefaultShutdownTimeout,
 				Usage: "how long a graceful shutdown may take", EnvVars: envVar("shutdown-timeout")},
 			&cli.StringFlag{Name: "scripts", Usage: "directory of Lua handlers, reloaded on change (default: the embedded echo)", EnvVars: envVar("scripts")},
+			&cli.StringFlag{Name: "script-config", Usage: "YAML or JSON file of settings the handlers read as the table config (re-read at every reload)", EnvVars: envVar("script-config")},
 			&cli.BoolFlag{Name: "no-scripts", Usage: "serve the built-in Go echo instead of Lua handlers", EnvVars: envVar("no-scripts")},
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
@@ -339,6 +340,7 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	cfg := scripting.Config{
 		MemoryLimit: uint64(memLimit),
 		Dir:         cctx.String("scripts"),
+		ConfigFile:  cctx.String("script-config"),
 		Timeout:     cctx.Duration("script-timeout"),
 		MaxStates:   cctx.Int("lua-states"),
 		Logger:      log,
