@@ -60,8 +60,10 @@ function on_data(msg, conn)
   if p.op == "broadcast" then return gateway.broadcast(p.body, "all", conn.id) end
   if p.op == "connections" then return gateway.connections(p.scope) end
   if p.op == "incr" then return store.incr("count") end
-  if p.op == "set" then store.set(p.key, p.value) return true end
+  if p.op == "set" then store.set(p.key, p.value, p.opts) return true end
+  if p.op == "cas" then return store.cas(p.key, p.old, p.new) end
   if p.op == "get" then return store.get(p.key) end
+  if p.op == "getv" then return {v = store.get(p.key)} end
   if p.op == "publish" then nats.publish(p.subject, p.body) return true end
   if p.op == "request" then return {reply = nats.request(p.subject, p.body, 1000)} end
   return p
@@ -277,6 +279,48 @@ func TestThreeNodes(t *testing.T) {
 		call(t, a, `{"op":"set","key":"odd key: ✓/*>","value":{"x":[1]}}`)
 		if got := call(t, c, `{"op":"get","key":"odd key: ✓/*>"}`); got != `{"x":[1]}` {
 			t.Fatalf("store across nodes: %s", got)
+		}
+	})
+	t.Run("store cas is one step across nodes, ttl expires everywhere", func(t *testing.T) {
+		var wg sync.WaitGroup
+		wins := make(chan string, 30)
+		for i, ag := range []*agent{a, b, c} {
+			wg.Add(1)
+			go func() { // reports through wins: t.Fatal belongs to the test's goroutine
+				defer wg.Done()
+				for j := range 10 {
+					got, err := tryCall(ag, fmt.Sprintf(`{"op":"cas","key":"leader","new":"n%d-%d"}`, i, j))
+					if err != nil {
+						got = err.Error()
+					}
+					wins <- got
+				}
+			}()
+		}
+		wg.Wait()
+		close(wins)
+		won := 0
+		for w := range wins {
+			switch w {
+			case "true":
+				won++
+			case "false":
+			default:
+				t.Errorf("cas: %s", w)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d of 30 concurrent creates of one key won, want exactly 1", won)
+		}
+		call(t, a, `{"op":"set","key":"session","value":"s1","opts":{"ttl_ms":300}}`)
+		if got := call(t, c, `{"op":"get","key":"session"}`); got != `"s1"` {
+			t.Fatalf("a ttl value on another node: %s", got)
+		}
+		testutil.Eventually(t, "the value to expire on every node", func() bool {
+			return call(t, b, `{"op":"getv","key":"session"}`) == "{}" && call(t, c, `{"op":"getv","key":"session"}`) == "{}"
+		})
+		if got := call(t, c, `{"op":"cas","key":"session","new":"s2"}`); got != "true" {
+			t.Fatalf("creating over an expired value: %s", got)
 		}
 	})
 	t.Run("NATS subjects for scripts, allowed prefixes only", func(t *testing.T) {

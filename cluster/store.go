@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -38,18 +40,95 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return entry.Value(), nil
+	value, live := unwrapStored(entry.Value(), time.Now())
+	if !live {
+		return nil, nil
+	}
+	return value, nil
 }
 
-// Set stores the JSON value of key.
-func (s *Store) Set(ctx context.Context, key string, value []byte) error {
+// Set stores the JSON value of key; a positive ttl makes it expire.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if !s.c.nc.IsConnected() { // fail at once rather than at the deadline
 		return ErrUnavailable
 	}
-	if _, err := s.c.store.Put(ctx, storeKey(key), value); err != nil {
+	if _, err := s.c.store.Put(ctx, storeKey(key), wrapStored(value, ttl, time.Now())); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// CAS sets key to value (nil: deletes it) if it holds old now (nil: absent
+// or expired), with the bucket's revisions making it one step across nodes.
+func (s *Store) CAS(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error) {
+	if !s.c.nc.IsConnected() { // fail at once rather than at the deadline
+		return false, ErrUnavailable
+	}
+	k := storeKey(key)
+	for range maxIncrAttempts {
+		entry, err := s.c.store.Get(ctx, k)
+		found := err == nil
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		var current []byte
+		live := false
+		if found {
+			current, live = unwrapStored(entry.Value(), time.Now())
+		}
+		if live != (old != nil) || live && !bytes.Equal(current, old) {
+			return false, nil
+		}
+		switch {
+		case value == nil && !found:
+			return true, nil
+		case value == nil:
+			err = s.c.store.Delete(ctx, k, jetstream.LastRevision(entry.Revision()))
+		case !found:
+			_, err = s.c.store.Create(ctx, k, wrapStored(value, ttl, time.Now()))
+		default:
+			_, err = s.c.store.Update(ctx, k, wrapStored(value, ttl, time.Now()), entry.Revision())
+		}
+		if err == nil {
+			return true, nil
+		}
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		}
+		// Another node wrote the key since we read it: read again.
+	}
+	return false, fmt.Errorf("cluster: cas %q: too much contention", key)
+}
+
+// A value with a time to live is kept as 0x00, its expiry in Unix
+// milliseconds, 0x00, then the JSON (which never starts with a zero byte),
+// so expiry works on any JetStream (no per-message TTL needed). An expired
+// value is absent for every node; its bytes stay until the key is written
+// or deleted.
+func wrapStored(value []byte, ttl time.Duration, now time.Time) []byte {
+	if ttl <= 0 {
+		return value
+	}
+	out := append([]byte{0}, strconv.FormatInt(now.Add(ttl).UnixMilli(), 10)...)
+	out = append(out, 0)
+	return append(out, value...)
+}
+
+// unwrapStored returns the JSON of a stored value and whether it is live
+// at now.
+func unwrapStored(stored []byte, now time.Time) ([]byte, bool) {
+	if len(stored) == 0 || stored[0] != 0 {
+		return stored, true
+	}
+	i := bytes.IndexByte(stored[1:], 0)
+	if i < 0 {
+		return nil, false // not ours: treat as absent
+	}
+	expires, err := strconv.ParseInt(string(stored[1:1+i]), 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	return stored[2+i:], now.UnixMilli() < expires
 }
 
 // Delete removes key.
@@ -83,12 +162,20 @@ func (s *Store) Incr(ctx context.Context, key string, n float64) (float64, error
 		if err != nil {
 			return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		v, err := strconv.ParseFloat(string(entry.Value()), 64)
-		if err != nil {
-			return 0, scripting.ErrNotANumber
+		current, live := unwrapStored(entry.Value(), time.Now())
+		var v float64
+		if live {
+			if v, err = strconv.ParseFloat(string(current), 64); err != nil {
+				return 0, scripting.ErrNotANumber
+			}
 		}
 		v += n
-		if _, err := s.c.store.Update(ctx, k, []byte(formatNumber(v)), entry.Revision()); err == nil {
+		// The key keeps its expiry (an expired one starts again without).
+		updated := []byte(formatNumber(v))
+		if raw := entry.Value(); live && len(raw) > 0 && raw[0] == 0 {
+			updated = append(raw[:len(raw)-len(current):len(raw)-len(current)], updated...)
+		}
+		if _, err := s.c.store.Update(ctx, k, updated, entry.Revision()); err == nil {
 			return v, nil
 		}
 		if ctx.Err() != nil {

@@ -42,6 +42,7 @@ func (st *luaState) registerAPI() {
 		"set":    st.apiStoreSet,
 		"delete": st.apiStoreDelete,
 		"incr":   st.apiStoreIncr,
+		"cas":    st.apiStoreCAS,
 	}))
 	L.SetGlobal("print", L.NewFunction(st.apiPrint))
 	L.SetGlobal("require", L.NewFunction(st.apiRequire))

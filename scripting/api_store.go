@@ -2,6 +2,8 @@ package scripting
 
 import (
 	"errors"
+	"fmt"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -33,14 +35,15 @@ func (st *luaState) apiStoreGet(L *lua.LState) int {
 	return 1
 }
 
-// store.set(key, value); a nil value deletes the key.
+// store.set(key, value[, {ttl_ms = N}]); a nil value deletes the key.
 func (st *luaState) apiStoreSet(L *lua.LState) int {
 	key := L.CheckString(1)
+	ttl := storeTTL(L, 3)
 	var err error
 	if L.Get(2) == lua.LNil {
 		err = st.gen.engine.kv.Delete(st.deadline, key)
 	} else {
-		err = st.gen.engine.kv.Set(st.deadline, key, st.payloadArg(2))
+		err = st.gen.engine.kv.Set(st.deadline, key, st.payloadArg(2), ttl)
 	}
 	if err != nil {
 		st.storeFailure("store.set", err)
@@ -63,5 +66,47 @@ func (st *luaState) apiStoreIncr(L *lua.LState) int {
 		st.storeFailure("store.incr", err)
 	}
 	L.Push(lua.LNumber(v))
+	return 1
+}
+
+// MaxStoreTTL bounds a store value's time to live.
+const MaxStoreTTL = 365 * 24 * time.Hour
+
+// storeTTL reads the {ttl_ms = N} options at argument n: 0 without them.
+func storeTTL(L *lua.LState, n int) time.Duration {
+	opts, ok := L.Get(n).(*lua.LTable)
+	if !ok {
+		if L.Get(n) != lua.LNil {
+			L.ArgError(n, "options table expected")
+		}
+		return 0
+	}
+	v := opts.RawGetString("ttl_ms")
+	if v == lua.LNil {
+		return 0
+	}
+	ms, ok := v.(lua.LNumber)
+	if !ok || ms <= 0 || float64(ms) > float64(MaxStoreTTL/time.Millisecond) {
+		L.ArgError(n, fmt.Sprintf("ttl_ms must be a number of milliseconds between 1 and %d", MaxStoreTTL/time.Millisecond))
+	}
+	return time.Duration(float64(ms) * float64(time.Millisecond))
+}
+
+// store.cas(key, old, new[, {ttl_ms = N}]) → whether key held old (nil:
+// absent) and now holds new (nil: deleted).
+func (st *luaState) apiStoreCAS(L *lua.LState) int {
+	key := L.CheckString(1)
+	var old, value []byte
+	if L.Get(2) != lua.LNil {
+		old = st.payloadArg(2)
+	}
+	if L.Get(3) != lua.LNil {
+		value = st.payloadArg(3)
+	}
+	ok, err := st.gen.engine.kv.CAS(st.deadline, key, old, value, storeTTL(L, 4))
+	if err != nil {
+		st.storeFailure("store.cas", err)
+	}
+	L.Push(lua.LBool(ok))
 	return 1
 }

@@ -3,6 +3,7 @@ package scripting
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrClusterUnavailable is wrapped by the errors of Cluster and KV
@@ -13,13 +14,18 @@ var ErrClusterUnavailable = errors.New("scripting: cluster unavailable")
 // KV is the script store behind `store`: the in-process Store, or a shared
 // one (cluster.Store) when nodes form a cluster. Values are JSON.
 type KV interface {
-	// Get returns the value of key, or nil when it has none.
+	// Get returns the value of key, or nil when it has none (or it expired).
 	Get(ctx context.Context, key string) ([]byte, error)
-	Set(ctx context.Context, key string, value []byte) error
+	// Set stores value; a positive ttl makes it expire that long from now.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	Delete(ctx context.Context, key string) error
 	// Incr adds n atomically and returns the new value; a non-number is
 	// ErrNotANumber.
 	Incr(ctx context.Context, key string, n float64) (float64, error)
+	// CAS sets key to value (nil: deletes it) if its value is old now (nil:
+	// absent or expired), atomically, and reports whether it did; values
+	// compare as their JSON bytes. A positive ttl makes the new value expire.
+	CAS(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
 }
 
 // Cluster reaches the connections of other nodes (cluster.Cluster). Without
@@ -40,8 +46,14 @@ type Cluster interface {
 type localKV struct{ s *Store }
 
 func (l localKV) Get(_ context.Context, key string) ([]byte, error) { return l.s.Get(key), nil }
-func (l localKV) Set(_ context.Context, key string, v []byte) error { l.s.Set(key, v); return nil }
-func (l localKV) Delete(_ context.Context, key string) error        { l.s.Delete(key); return nil }
+func (l localKV) Set(_ context.Context, key string, v []byte, ttl time.Duration) error {
+	l.s.Set(key, v, ttl)
+	return nil
+}
+func (l localKV) CAS(_ context.Context, key string, old, v []byte, ttl time.Duration) (bool, error) {
+	return l.s.CAS(key, old, v, ttl), nil
+}
+func (l localKV) Delete(_ context.Context, key string) error { l.s.Delete(key); return nil }
 func (l localKV) Incr(_ context.Context, key string, n float64) (float64, error) {
 	return l.s.Incr(key, n)
 }
