@@ -120,6 +120,14 @@ func (st *luaState) callContext(timeoutMs lua.LValue) (context.Context, context.
 // the failure so that an error the script then raises is reported as
 // upstream_error or upstream_timeout.
 func (st *luaState) outboundFailure(ctx context.Context, err error) int {
+	st.L.Push(lua.LNil)
+	st.L.Push(lua.LString(st.outboundReason(ctx, err)))
+	return 2
+}
+
+// outboundReason words an outbound call's failure for the script and
+// remembers its kind (see outboundFailure).
+func (st *luaState) outboundReason(ctx context.Context, err error) string {
 	reason := "upstream error: " + errorCause(err)
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
@@ -142,9 +150,7 @@ func (st *luaState) outboundFailure(ctx context.Context, err error) int {
 		st.call.upstream = protocol.CodeUpstreamError
 	}
 	st.gen.engine.log.Debug("Upstream call failed", "script", st.call.script, "error", err)
-	st.L.Push(lua.LNil)
-	st.L.Push(lua.LString(reason))
-	return 2
+	return reason
 }
 
 var errBodyTooLarge = errors.New("response body too large")
@@ -202,7 +208,7 @@ func (st *luaState) registerUpstreamAPI() {
 		},
 	})
 	L.SetGlobal("http", httpMod)
-	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": st.upstreamRequest}))
+	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": st.upstreamRequest, "all": st.upstreamAll}))
 }
 
 // http.request{method=, url=, headers=, body=, timeout_ms=} →
@@ -300,5 +306,95 @@ func (st *luaState) upstreamRequest(L *lua.LState) int {
 		return st.outboundFailure(ctx, err)
 	}
 	L.Push(v)
+	return 1
+}
+
+// MaxParallelCalls bounds the calls of one upstream.all.
+const MaxParallelCalls = 64
+
+// parallelCall is one call of upstream.all.
+type parallelCall struct {
+	name, route string
+	payload     []byte
+	timeout     lua.LValue
+	ctx         context.Context
+	cancel      context.CancelFunc
+	reply       *protocol.Message
+	err         error
+}
+
+// upstream.all{ {name, payload[, route][, timeout_ms]}, … } → an array, in
+// the same order, of {reply = value} or {error = reason}. The calls run at
+// once, so the slowest bounds the wait, not their sum; each has its own
+// timeout, within the handler's.
+func (st *luaState) upstreamAll(L *lua.LState) int {
+	specs := L.CheckTable(1)
+	n := specs.Len()
+	if n > MaxParallelCalls {
+		L.ArgError(1, fmt.Sprintf("at most %d calls", MaxParallelCalls))
+	}
+	calls := make([]parallelCall, n)
+	for i := range calls {
+		spec, ok := specs.RawGetInt(i + 1).(*lua.LTable)
+		if !ok {
+			L.ArgError(1, fmt.Sprintf("call %d: a table {name, payload[, route][, timeout_ms]} expected", i+1))
+		}
+		c := &calls[i]
+		name, ok := spec.RawGetInt(1).(lua.LString)
+		if !ok {
+			L.ArgError(1, fmt.Sprintf("call %d: the upstream's name expected", i+1))
+		}
+		c.name = string(name)
+		payload, err := st.conv.Encode(nil, spec.RawGetInt(2))
+		if err != nil {
+			L.ArgError(1, fmt.Sprintf("call %d: payload: %v", i+1, err))
+		}
+		c.payload = payload
+		timeoutArg := spec.RawGetInt(3)
+		if route, ok := timeoutArg.(lua.LString); ok {
+			if !protocol.ValidRoute(string(route)) {
+				L.ArgError(1, fmt.Sprintf("call %d: invalid route name", i+1))
+			}
+			c.route, timeoutArg = string(route), spec.RawGetInt(4)
+		}
+		c.timeout = timeoutArg
+	}
+	var wg sync.WaitGroup
+	for i := range calls { // every call checked: no argument error from here on
+		c := &calls[i]
+		c.ctx, c.cancel = st.callContext(c.timeout)
+		wg.Add(1)
+		go func() { // Go only: the Lua state stays on this goroutine
+			defer wg.Done()
+			client, err := st.gen.engine.upstreams.client(c.ctx, c.name)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.reply, c.err = client.RequestMessage(c.ctx, protocol.Message{Type: protocol.TypeData, Route: c.route, Payload: c.payload})
+		}()
+	}
+	wg.Wait()
+	results := L.CreateTable(n, 0)
+	for i := range calls {
+		c := &calls[i]
+		r := L.NewTable()
+		switch {
+		case c.err != nil && strings.HasPrefix(c.err.Error(), "no upstream named"):
+			r.RawSetString("error", lua.LString(c.err.Error()))
+		case c.err != nil:
+			r.RawSetString("error", lua.LString(st.outboundReason(c.ctx, c.err)))
+		case c.reply.Payload != nil:
+			v, err := st.conv.Decode(c.reply.Payload)
+			if err != nil {
+				r.RawSetString("error", lua.LString(st.outboundReason(c.ctx, err)))
+			} else {
+				r.RawSetString("reply", v)
+			}
+		}
+		c.cancel()
+		results.RawSetInt(i+1, r)
+	}
+	L.Push(results)
 	return 1
 }

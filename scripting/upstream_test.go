@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -372,4 +373,57 @@ end`}, Config{Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1"}, Named: map
 	mustReply(t, c, "", `{"named":true}`, `"upstream error: connection refused"`)
 	mustFail(t, c, "", `{"url":"ftp://127.0.0.1/"}`, protocol.CodeHandlerError, "unsupported URL scheme")
 	f.engine.Close()
+}
+
+// Two slow upstreams called with upstream.all cost the slower one's time,
+// not the sum: with a handler timeout shorter than the sum, each is
+// reported as its own timeout instead of the handler timing out; an
+// upstream nobody listens on says why, and an unknown name is reported.
+func TestUpstreamAllRunsCallsAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	quiet := slog.New(slog.DiscardHandler)
+	var addrs []string
+	for range 2 {
+		srv, addr, served := upstreamServer(t, "127.0.0.1:0", release)
+		defer func() {
+			srv.Shutdown(context.Background())
+			<-served
+		}()
+		addrs = append(addrs, addr)
+	}
+	defer close(release) // first of the defers: the slow handlers finish, then the servers shut down
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  local out = {}
+  for i, r in ipairs(upstream.all{
+    {"left", msg.payload, "slow", 400}, {"right", msg.payload, "slow", 400},
+    {"fast", msg.payload}, {"nobody", msg.payload, 400}, {"unknown", 1},
+  }) do
+    out[i] = r.reply or r.error
+  end
+  return out
+end`}, Config{Timeout: 700 * time.Millisecond, Upstream: &UpstreamConfig{Named: map[string]gateway.ClientConfig{
+		"left":   {Addr: addrs[0], Logger: quiet},
+		"right":  {Addr: addrs[1], Logger: quiet},
+		"fast":   {Addr: addrs[1], Logger: quiet},
+		"nobody": {Addr: "127.0.0.1:1", Logger: quiet, DialTimeout: 200 * time.Millisecond},
+	}}})
+	defer f.engine.Close()
+	c, _ := f.client()
+	got, err := request(t, c, "", `{"q":1}`)
+	if err != nil {
+		t.Fatalf("upstream.all: %v (the calls ran one after the other?)", err)
+	}
+	var out []string
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(got), &raw); err != nil || len(raw) != 5 {
+		t.Fatalf("reply %s", got)
+	}
+	for _, r := range raw {
+		out = append(out, string(r))
+	}
+	if out[0] != `"timeout"` || out[1] != `"timeout"` || out[2] != `{"q":1}` ||
+		!strings.Contains(out[3], "refused") || !strings.Contains(out[4], `no upstream named`) {
+		t.Fatalf("results %v", out)
+	}
 }
