@@ -9,10 +9,13 @@
 //   - Client dials a server, keeps the connection alive, reconnects with
 //     backoff and queues sends while disconnected.
 //
-// Both sides run the same machinery per connection: one reader goroutine
-// (decodes, tracks activity, dispatches in order) and one writer goroutine
-// (drains a bounded outbound buffer in batches, sends keep-alives, sets write
-// deadlines). Only the writer writes to a socket; only the reader reads.
+// Both sides run the same machinery per connection: a reader (decodes,
+// tracks activity, dispatches in order) and a flusher that runs only while
+// there is something to write (drains a bounded outbound buffer in batches,
+// sets write deadlines). Only the flusher writes to a socket; only the
+// reader reads. A server's quiet plain-TCP connections are parked without a
+// reader goroutine until they have something to do, and one scheduler sends
+// every connection's keep-alives.
 // The package knows nothing of Lua: scripting implements Handler.
 package gateway
 
