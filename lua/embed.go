@@ -4,7 +4,8 @@
 //
 //   - default.lua: the echo handler, served when no --scripts is given;
 //   - examples/: a scripts directory of example handlers;
-//   - scenarios/: client scenarios, among them demo.lua.
+//   - scenarios/: client scenarios, among them demo.lua;
+//   - types/samgw.d.lua: LuaLS/EmmyLua type stubs of the handler API.
 package lua
 
 import (
@@ -12,7 +13,7 @@ import (
 	"io/fs"
 )
 
-//go:embed *.lua examples scenarios
+//go:embed *.lua examples scenarios types
 var files embed.FS
 
 // FS returns every shipped file, rooted at this directory.
@@ -33,6 +34,16 @@ func Examples() fs.FS {
 // Demo returns the demo scenario, run by `samgw client` without --scenario.
 func Demo() []byte {
 	src, err := files.ReadFile("scenarios/demo.lua")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return src
+}
+
+// Types returns the LuaLS/EmmyLua type stubs of the handler API, printed
+// by `samgw lua-types`.
+func Types() []byte {
+	src, err := files.ReadFile("types/samgw.d.lua")
 	if err != nil {
 		panic(err) // embedded at build time
 	}

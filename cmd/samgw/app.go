@@ -48,6 +48,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			tokenCommand(),
 			keygenCommand(),
 			checkCommand(),
+			luaTypesCommand(),
 			versionCommand(),
 		},
 		// Errors are printed once, by run, with the command's name.

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -32,4 +33,11 @@ func TestCheckCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, out)
 		}
 	})
+}
+
+func TestLuaTypesCommand(t *testing.T) {
+	code, out, _ := runSamgw(t, "", "lua-types")
+	if code != 0 || !strings.HasPrefix(out, "---@meta samgw") || !strings.Contains(out, "function store.cas(") {
+		t.Fatalf("exit %d, output starts %q", code, out[:min(len(out), 80)])
+	}
 }

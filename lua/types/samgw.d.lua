@@ -1,0 +1,205 @@
+---@meta samgw
+-- Type stubs of the samgw handler API for LuaLS / EmmyLua: print them with
+-- `samgw lua-types > samgw.d.lua` and point your editor's workspace.library
+-- at the file (see the README). A test keeps them in step with the API.
+
+---@class samgw.Message
+---@field type "data"
+---@field id string|nil the message id; a reply carries it
+---@field route string|nil the route ("default" when absent)
+---@field timestamp integer|nil the sender's clock, Unix milliseconds
+---@field payload any the payload as Lua values (JSON null is json.null)
+
+---@class samgw.Conn
+---@field id string the connection id (with the node prefix in a cluster)
+---@field remote string the peer's address
+---@field identity string|nil the authenticated identity
+---@field state table per-connection data, kept across this connection's messages
+
+---Called for every data message of this file's route; the return value is the reply (nil: none).
+---@type fun(msg: samgw.Message, conn: samgw.Conn): any
+on_data = nil
+---default.lua only: when a connection is admitted; return a string to refuse it with that reason.
+---@type fun(conn: samgw.Conn): string|nil
+on_connect = nil
+---default.lua only: when a connection has closed.
+---@type fun(conn: samgw.Conn, reason: string)
+on_close = nil
+
+gateway = {}
+---Push a data frame to a connection (on any node); false if it is gone.
+---@param conn_id string
+---@param payload any
+---@param route? string
+---@return boolean
+function gateway.send(conn_id, payload, route) end
+---Push to every connection of an authenticated identity; returns how many.
+---@param identity string
+---@param payload any
+---@param route? string
+---@return integer
+function gateway.send_to(identity, payload, route) end
+---Push to every connection (every node's in a cluster) but except_id; returns how many.
+---@param payload any
+---@param route? string
+---@param except_id? string
+---@return integer
+function gateway.broadcast(payload, route, except_id) end
+---The open connections: this node's ("local", default) or the cluster's.
+---@param scope? "local"|"cluster"
+---@return string[]
+function gateway.connections(scope) end
+---Close a connection: it gets close {"reason": reason}.
+---@param conn_id string
+---@param reason? string
+---@return boolean
+function gateway.close(conn_id, reason) end
+
+log = {}
+---@param message string
+---@param fields? table
+function log.debug(message, fields) end
+---@param message string
+---@param fields? table
+function log.info(message, fields) end
+---@param message string
+---@param fields? table
+function log.warn(message, fields) end
+---@param message string
+---@param fields? table
+function log.error(message, fields) end
+
+json = {}
+---@param v any
+---@return string
+function json.encode(v) end
+---@param s string
+---@return any
+function json.decode(s) end
+---@param t? table
+---@return table
+function json.array(t) end
+---Whether v is an integer beyond 2^53 kept exactly (type() says "userdata").
+---@param v any
+---@return boolean
+function json.is_exact(v) end
+---JSON null.
+json.null = nil
+
+---@class samgw.StoreOptions
+---@field ttl_ms? integer the value expires this many milliseconds from now
+
+store = {}
+---@param key string
+---@return any
+function store.get(key) end
+---Store a value (nil deletes).
+---@param key string
+---@param value any
+---@param opts? samgw.StoreOptions
+function store.set(key, value, opts) end
+---@param key string
+function store.delete(key) end
+---Add n (default 1) atomically; returns the new number.
+---@param key string
+---@param n? number
+---@return number
+function store.incr(key, n) end
+---Compare-and-set in one step: set new if the key holds old now (nil: absent).
+---@param key string
+---@param old any
+---@param new any
+---@param opts? samgw.StoreOptions
+---@return boolean
+function store.cas(key, old, new, opts) end
+
+---@class samgw.HTTPResponse
+---@field status integer
+---@field headers table<string, string>
+---@field body string
+
+---@class samgw.HTTPRequest
+---@field url string
+---@field method? string
+---@field headers? table<string, string>
+---@field body? any
+---@field timeout_ms? integer
+
+http = {}
+---@param req samgw.HTTPRequest
+---@return samgw.HTTPResponse|nil, string|nil
+function http.request(req) end
+---@param url string
+---@param opts? samgw.HTTPRequest
+---@return samgw.HTTPResponse|nil, string|nil
+function http.get(url, opts) end
+---@param url string
+---@param body any
+---@param opts? samgw.HTTPRequest
+---@return samgw.HTTPResponse|nil, string|nil
+function http.post(url, body, opts) end
+
+upstream = {}
+---A request to the upstream named with --upstream name=host:port.
+---@param name string
+---@param payload? any
+---@param route? string
+---@param timeout_ms? integer
+---@return any|nil, string|nil
+function upstream.request(name, payload, route, timeout_ms) end
+---Requests to several upstreams at once: { {name, payload[, route][, timeout_ms]}, … }.
+---@param calls table[]
+---@return { reply: any, error: string|nil }[]
+function upstream.all(calls) end
+
+nats = {}
+---@param subject string
+---@param payload any
+function nats.publish(subject, payload) end
+---@param subject string
+---@param payload any
+---@param timeout_ms? integer
+---@return any
+function nats.request(subject, payload, timeout_ms) end
+
+crypto = {}
+---The raw 32-byte SHA-256 digest.
+---@param s string
+---@return string
+function crypto.sha256(s) end
+---The raw 32-byte HMAC-SHA-256.
+---@param key string
+---@param s string
+---@return string
+function crypto.hmac_sha256(key, s) end
+---@param n integer at most 1 MiB
+---@return string
+function crypto.random_bytes(n) end
+
+base64 = {}
+---@param s string
+---@return string
+function base64.encode(s) end
+---@param s string
+---@return string
+function base64.decode(s) end
+
+hex = {}
+---@param s string
+---@return string
+function hex.encode(s) end
+---@param s string
+---@return string
+function hex.decode(s) end
+
+---A random version 4 UUID.
+---@return string
+function uuid() end
+
+---Unix milliseconds.
+---@return integer
+function now() end
+
+---The settings of --script-config (read-only; {} without it).
+---@type table
+config = {}
