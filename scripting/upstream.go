@@ -40,12 +40,15 @@ type UpstreamConfig struct {
 type upstreams struct {
 	http    *http.Client
 	maxBody int64
-	mu      sync.Mutex
-	named   map[string]*namedUpstream
+	named   map[string]*namedUpstream // fixed after newUpstreams
 }
 
+// namedUpstream is one named upstream. Its own mutex guards its client, so
+// a slow connection to one upstream never holds up calls to the others
+// (upstream.all calls them at once).
 type namedUpstream struct {
 	cfg    gateway.ClientConfig
+	mu     sync.Mutex
 	client *gateway.Client // nil until first used, replaced if it stopped
 }
 
@@ -70,12 +73,12 @@ func newUpstreams(cfg *UpstreamConfig) (*upstreams, error) {
 // client returns the named upstream's connected client, connecting (again)
 // when needed.
 func (u *upstreams) client(ctx context.Context, name string) (*gateway.Client, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	n, ok := u.named[name]
 	if !ok {
 		return nil, fmt.Errorf("no upstream named %q", name)
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.client != nil {
 		select {
 		case <-n.client.Done():
@@ -96,13 +99,13 @@ func (u *upstreams) client(ctx context.Context, name string) (*gateway.Client, e
 
 // close disconnects the named upstreams and drops idle HTTP connections.
 func (u *upstreams) close() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	for _, n := range u.named {
+		n.mu.Lock()
 		if n.client != nil {
 			n.client.Disconnect("gateway stopping")
 			n.client = nil
 		}
+		n.mu.Unlock()
 	}
 	u.http.CloseIdleConnections()
 }

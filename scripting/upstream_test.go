@@ -397,7 +397,7 @@ function on_data(msg)
   local out = {}
   for i, r in ipairs(upstream.all{
     {"left", msg.payload, "slow", 400}, {"right", msg.payload, "slow", 400},
-    {"fast", msg.payload}, {"nobody", msg.payload, 400}, {"unknown", 1},
+    {"fast", msg.payload}, {"nobody", msg.payload, 650}, {"unknown", 1},
   }) do
     out[i] = r.reply or r.error
   end
