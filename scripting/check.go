@@ -2,9 +2,6 @@ package scripting
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
-	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -48,33 +45,24 @@ func Check(cfg Config) ([]Problem, error) {
 	var problems []Problem
 	routes := make(map[string]*lua.FunctionProto)
 	libs := make(map[string]*lua.FunctionProto)
-	for _, dir := range []struct {
-		name   string
-		protos map[string]*lua.FunctionProto
-	}{{".", routes}, {"lib", libs}} {
-		entries, err := fs.ReadDir(e.fsys, dir.name)
-		if err != nil {
-			if dir.name == "lib" && errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("read scripts: %w", err)
+	files, err := listScripts(e.fsys)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if !validName.MatchString(f.name) {
+			problems = append(problems, Problem{File: f.path, Message: errBadScriptName.Error() + ": the file would stop every reload"})
+			continue
 		}
-		for _, entry := range entries {
-			name, ok := strings.CutSuffix(entry.Name(), ".lua")
-			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") {
-				continue
-			}
-			file := path.Join(dir.name, entry.Name())
-			if !validName.MatchString(name) {
-				problems = append(problems, Problem{File: file, Message: "the name is not a valid route or module name ([A-Za-z0-9_.-]+): the file would stop every reload"})
-				continue
-			}
-			proto, err := compileFile(e.fsys, file)
-			if err != nil {
-				problems = append(problems, problemOf(file, err.Error()))
-				continue
-			}
-			dir.protos[name] = proto
+		proto, err := compileFile(e.fsys, f.path)
+		if err != nil {
+			problems = append(problems, problemOf(f.path, err.Error()))
+			continue
+		}
+		if f.module {
+			libs[f.name] = proto
+		} else {
+			routes[f.name] = proto
 		}
 	}
 	names := make([]string, 0, len(routes))

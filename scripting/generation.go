@@ -53,31 +53,22 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 			return nil, err
 		}
 	}
-	for _, dir := range []struct {
-		name   string
-		protos map[string]*lua.FunctionProto
-	}{{".", g.routes}, {"lib", g.libs}} {
-		entries, err := fs.ReadDir(fsys, dir.name)
-		if err != nil {
-			if dir.name == "lib" && errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("read scripts: %w", err)
+	files, err := listScripts(fsys)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if !validName.MatchString(f.name) {
+			return nil, fmt.Errorf("%s: %s", f.path, errBadScriptName)
 		}
-		for _, entry := range entries {
-			name, ok := strings.CutSuffix(entry.Name(), ".lua")
-			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") {
-				continue
-			}
-			if !validName.MatchString(name) {
-				return nil, fmt.Errorf("%s: the name is not a valid route or module name ([A-Za-z0-9_.-]+)", entry.Name())
-			}
-			file := path.Join(dir.name, entry.Name())
-			proto, err := compileFile(fsys, file)
-			if err != nil {
-				return nil, err
-			}
-			dir.protos[name] = proto
+		proto, err := compileFile(fsys, f.path)
+		if err != nil {
+			return nil, err
+		}
+		if f.module {
+			g.libs[f.name] = proto
+		} else {
+			g.routes[f.name] = proto
 		}
 	}
 	if len(g.routes) == 0 {
@@ -93,6 +84,40 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	}
 	g.pool.give(0, st)
 	return g, nil
+}
+
+// errBadScriptName is the complaint about a file named outside the route
+// and module name syntax.
+var errBadScriptName = errors.New("the name is not a valid route or module name ([A-Za-z0-9_.-]+)")
+
+// scriptFile is one Lua file of a scripts directory: a route's handler
+// (top level) or a module (lib/).
+type scriptFile struct {
+	name, path string
+	module     bool
+}
+
+// listScripts lists the handler files and modules of fsys: *.lua at the
+// top and in lib/, hidden files and directories left out.
+func listScripts(fsys fs.FS) ([]scriptFile, error) {
+	var files []scriptFile
+	for _, dir := range []string{".", "lib"} {
+		entries, err := fs.ReadDir(fsys, dir)
+		if err != nil {
+			if dir == "lib" && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("read scripts: %w", err)
+		}
+		for _, entry := range entries {
+			name, ok := strings.CutSuffix(entry.Name(), ".lua")
+			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") {
+				continue
+			}
+			files = append(files, scriptFile{name: name, path: path.Join(dir, entry.Name()), module: dir == "lib"})
+		}
+	}
+	return files, nil
 }
 
 // compileFile parses and compiles one file; errors name the file and line.
