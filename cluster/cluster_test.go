@@ -109,6 +109,35 @@ func startNode(t testing.TB, name, natsURL, scripts string) *node {
 	return n
 }
 
+// callsFromEach has every agent make n calls at once (the j-th call of
+// agent i sends frame(i, j)) and returns every answer; a call that failed
+// answers with its error, prefixed "error". Failures come back as values:
+// t.Fatal belongs to the test's goroutine.
+func callsFromEach(agents []*agent, n int, frame func(i, j int) string) []string {
+	var wg sync.WaitGroup
+	answers := make(chan string, len(agents)*n)
+	for i, ag := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range n {
+				got, err := tryCall(ag, frame(i, j))
+				if err != nil {
+					got = "error: " + err.Error()
+				}
+				answers <- got
+			}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	var all []string
+	for a := range answers {
+		all = append(all, a)
+	}
+	return all
+}
+
 // agent is a client of one node that collects pushes.
 type agent struct {
 	c      *gateway.Client
@@ -253,25 +282,10 @@ func TestThreeNodes(t *testing.T) {
 		expectPush(t, b2, "ident", `"for b"`)
 	})
 	t.Run("one store, concurrent increments from every node", func(t *testing.T) {
-		var wg sync.WaitGroup
-		failures := make(chan string, 60)
-		for _, ag := range []*agent{a, b, c} {
-			wg.Add(1)
-			go func() { // reports through failures: t.Fatal belongs to the test's goroutine
-				defer wg.Done()
-				for range 20 {
-					if got, err := tryCall(ag, `{"op":"incr"}`); err != nil {
-						failures <- err.Error()
-					} else if strings.HasPrefix(got, "error") {
-						failures <- got
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(failures)
-		for f := range failures {
-			t.Errorf("incr: %s", f)
+		for _, got := range callsFromEach([]*agent{a, b, c}, 20, func(int, int) string { return `{"op":"incr"}` }) {
+			if strings.HasPrefix(got, "error") {
+				t.Errorf("incr: %s", got)
+			}
 		}
 		if got := call(t, b2, `{"op":"get","key":"count"}`); got != "60" {
 			t.Fatalf("count after 60 concurrent increments on three nodes: %s", got)
@@ -282,25 +296,11 @@ func TestThreeNodes(t *testing.T) {
 		}
 	})
 	t.Run("store cas is one step across nodes, ttl expires everywhere", func(t *testing.T) {
-		var wg sync.WaitGroup
-		wins := make(chan string, 30)
-		for i, ag := range []*agent{a, b, c} {
-			wg.Add(1)
-			go func() { // reports through wins: t.Fatal belongs to the test's goroutine
-				defer wg.Done()
-				for j := range 10 {
-					got, err := tryCall(ag, fmt.Sprintf(`{"op":"cas","key":"leader","new":"n%d-%d"}`, i, j))
-					if err != nil {
-						got = err.Error()
-					}
-					wins <- got
-				}
-			}()
-		}
-		wg.Wait()
-		close(wins)
+		wins := callsFromEach([]*agent{a, b, c}, 10, func(i, j int) string {
+			return fmt.Sprintf(`{"op":"cas","key":"leader","new":"n%d-%d"}`, i, j)
+		})
 		won := 0
-		for w := range wins {
+		for _, w := range wins {
 			switch w {
 			case "true":
 				won++
