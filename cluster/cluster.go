@@ -115,6 +115,7 @@ const DefaultPresenceTTL = 15 * time.Second
 const (
 	subjectSend      = "samgw.send."
 	subjectBroadcast = "samgw.broadcast"
+	subjectTopic     = "samgw.topic." // + the topic: scripts' gateway.publish
 	presenceBucket   = "samgw_presence"
 	storeBucket      = "samgw_store"
 	// gatherWindow bounds how long a broadcast waits for other nodes' counts.
@@ -152,11 +153,13 @@ type Cluster struct {
 	replay    jetstream.KeyValue
 	srv       *gateway.Server
 	subs      []*nats.Subscription
-	roster    *roster            // this node's copy of presence, for sends without a round trip
-	published atomic.Uint64      // cross-node sends made as a plain publish
-	asked     atomic.Uint64      // cross-node sends made as a request (target not in the roster)
-	stopWatch context.CancelFunc // ends the roster's watch
-	watchDone chan struct{}      // closed when it has ended
+	roster    *roster       // this node's copy of presence, for sends without a round trip
+	published atomic.Uint64 // cross-node sends made as a plain publish
+	asked     atomic.Uint64 // cross-node sends made as a request (target not in the roster)
+	// how this node delivers other nodes' topic pushes (see DeliverTopics)
+	deliverTopic atomic.Pointer[func(topic string, payload []byte, route string) int]
+	stopWatch    context.CancelFunc // ends the roster's watch
+	watchDone    chan struct{}      // closed when it has ended
 
 	stop    chan struct{}
 	done    chan struct{}
@@ -261,6 +264,11 @@ func (c *Cluster) Start(srv *gateway.Server) error {
 	}
 	c.subs = append(c.subs, sub)
 	sub, err = c.nc.Subscribe(subjectBroadcast, c.serveBroadcast)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.subs = append(c.subs, sub)
+	sub, err = c.nc.Subscribe(subjectTopic+">", c.serveTopic)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -413,25 +421,47 @@ func (c *Cluster) serveSend(m *nats.Msg) {
 // this one does. NATS being down is ErrUnavailable after the local
 // delivery.
 func (c *Cluster) Broadcast(ctx context.Context, payload []byte, route, except string) (int, error) {
+	data, _ := json.Marshal(envelope{Route: route, Payload: payload, Except: except, Origin: c.cfg.Node})
+	return c.tellOthers(subjectBroadcast, data, func() int { return c.broadcastLocal(payload, route, except) })
+}
+
+// PublishTopic pushes payload to the subscribers of topic on the other
+// nodes, over the subject samgw.topic.<topic>, and returns how many they
+// reported reaching within a short window. Every node listens on the
+// topic subjects, so each live node answers (0 when it has no subscriber)
+// and the wait ends as soon as all have.
+func (c *Cluster) PublishTopic(ctx context.Context, topic string, payload []byte, route string) (int, error) {
+	data, _ := json.Marshal(envelope{Route: route, Payload: payload, Origin: c.cfg.Node})
+	return c.tellOthers(subjectTopic+topic, data, func() int { return 0 })
+}
+
+// DeliverTopics sets how this node delivers the topic pushes of other
+// nodes to its subscribers (the script engine's).
+func (c *Cluster) DeliverTopics(deliver func(topic string, payload []byte, route string) int) {
+	c.deliverTopic.Store(&deliver)
+}
+
+// tellOthers publishes data on subject to the other live nodes, runs local
+// meanwhile, and adds up the counts the nodes answer within gatherWindow.
+func (c *Cluster) tellOthers(subject string, data []byte, local func() int) (int, error) {
 	if !c.nc.IsConnected() {
-		return c.broadcastLocal(payload, route, except), ErrUnavailable
+		return local(), ErrUnavailable
 	}
 	others := c.roster.liveNodes()
 	delete(others, c.cfg.Node)
 	if len(others) == 0 {
-		return c.broadcastLocal(payload, route, except), nil
+		return local(), nil
 	}
 	inbox := c.nc.NewRespInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
-		return c.broadcastLocal(payload, route, except), fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return local(), fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // done with it
-	data, _ := json.Marshal(envelope{Route: route, Payload: payload, Except: except, Origin: c.cfg.Node})
-	if err := c.nc.PublishRequest(subjectBroadcast, inbox, data); err != nil {
-		return c.broadcastLocal(payload, route, except), fmt.Errorf("%w: %v", ErrUnavailable, err)
+	if err := c.nc.PublishRequest(subject, inbox, data); err != nil {
+		return local(), fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	count := c.broadcastLocal(payload, route, except)
+	count := local()
 	deadline := time.Now().Add(gatherWindow)
 	for answered := 0; answered < len(others); answered++ {
 		m, err := sub.NextMsg(time.Until(deadline))
@@ -464,6 +494,20 @@ func (c *Cluster) serveBroadcast(m *nats.Msg) {
 	}
 	n := c.broadcastLocal(e.Payload, e.Route, e.Except)
 	m.Respond([]byte(strconv.Itoa(n))) //nolint:errcheck // the broadcaster stops waiting
+}
+
+// serveTopic delivers another node's topic push to this node's subscribers
+// and answers how many it reached.
+func (c *Cluster) serveTopic(m *nats.Msg) {
+	var e envelope
+	if json.Unmarshal(m.Data, &e) != nil || e.Origin == c.cfg.Node {
+		return
+	}
+	n := 0
+	if deliver := c.deliverTopic.Load(); deliver != nil {
+		n = (*deliver)(strings.TrimPrefix(m.Subject, subjectTopic), e.Payload, e.Route)
+	}
+	m.Respond([]byte(strconv.Itoa(n))) //nolint:errcheck // the publisher stops waiting
 }
 
 // Connections lists the connections of every live node, from presence.

@@ -66,6 +66,9 @@ function on_data(msg, conn)
   if p.op == "getv" then return {v = store.get(p.key)} end
   if p.op == "publish" then nats.publish(p.subject, p.body) return true end
   if p.op == "request" then return {reply = nats.request(p.subject, p.body, 1000)} end
+  if p.op == "subscribe" then return gateway.subscribe(conn.id, p.topic) end
+  if p.op == "unsubscribe" then return gateway.unsubscribe(conn.id, p.topic) end
+  if p.op == "publish_topic" then return gateway.publish(p.topic, p.body, "topic") end
   return p
 end`
 
@@ -247,6 +250,40 @@ func TestThreeNodes(t *testing.T) {
 		}
 		for _, ag := range []*agent{b, b2, c} {
 			expectPush(t, ag, "all", `"to all"`)
+		}
+	})
+	t.Run("topics reach their subscribers on every node", func(t *testing.T) {
+		for _, sub := range []struct {
+			ag    *agent
+			topic string
+		}{{b, "room.1"}, {c, "room.1"}, {b2, "room.2"}} {
+			if got := call(t, sub.ag, `{"op":"subscribe","topic":"`+sub.topic+`"}`); got != "true" {
+				t.Fatalf("subscribe: %s", got)
+			}
+		}
+		if got := call(t, a, `{"op":"publish_topic","topic":"room.1","body":{"n":1}}`); got != "2" {
+			t.Fatalf("publish reached %s, want 2 (b on n2, c on n3)", got)
+		}
+		expectPush(t, b, "topic", `{"n":1}`)
+		expectPush(t, c, "topic", `{"n":1}`)
+		if got := call(t, c, `{"op":"unsubscribe","topic":"room.1"}`); got != "true" {
+			t.Fatalf("unsubscribe: %s", got)
+		}
+		if got := call(t, b2, `{"op":"publish_topic","topic":"room.1","body":{"n":2}}`); got != "1" {
+			t.Fatalf("publish after an unsubscribe reached %s, want 1", got)
+		}
+		expectPush(t, b, "topic", `{"n":2}`)
+		if got := call(t, a, `{"op":"publish_topic","topic":"room.2","body":3}`); got != "1" {
+			t.Fatalf("publish to room.2 reached %s, want 1", got)
+		}
+		expectPush(t, b2, "topic", `3`)
+		// No strays: c (unsubscribed) and a (never subscribed) got nothing.
+		for _, ag := range []*agent{a, c} {
+			select {
+			case m := <-ag.pushes:
+				t.Fatalf("unexpected push %s on %q", m.Payload, m.Route)
+			default:
+			}
 		}
 	})
 	t.Run("presence of connections and identities", func(t *testing.T) {

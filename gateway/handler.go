@@ -44,6 +44,15 @@ type CloseHandler interface {
 	OnClose(c *Conn, reason string)
 }
 
+// ServeHandler is implemented by handlers that do work of their own while
+// the server serves, not only in answer to a connection (timers, say).
+// OnServe runs once, when the server first serves, with the server and a
+// context that ends when its Shutdown begins: the handler stops that work
+// then. It must not block.
+type ServeHandler interface {
+	OnServe(ctx context.Context, s *Server)
+}
+
 // Echo answers every data message with a data message carrying the same
 // payload, id and route. It is the server's default handler.
 var Echo Handler = HandlerFunc(func(_ context.Context, c *Conn, msg *protocol.Message) error {

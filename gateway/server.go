@@ -45,6 +45,9 @@ type Server struct {
 	parker         *parker // quiet plain-TCP connections without a goroutine; nil where unsupported
 	baseCtx        context.Context
 	stopBase       context.CancelFunc
+	servingOnce    sync.Once
+	servingCtx     context.Context // ends when Shutdown begins; see ServeHandler
+	stopServing    context.CancelFunc
 }
 
 // NewServer returns a Server for cfg; zero fields take their defaults. It
@@ -63,6 +66,7 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	servingCtx, stopServing := context.WithCancel(context.Background())
 	var keepAlives *keepAliveScheduler
 	if cfg.KeepAliveInterval > 0 {
 		keepAlives = newKeepAliveScheduler(cfg.KeepAliveInterval)
@@ -73,13 +77,15 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		wcfg: newWireConfig(protocol.Limits{MaxFrameSize: cfg.MaxFrameSize, MaxDepth: cfg.MaxDepth}, cfg.KeepAliveInterval,
 			cfg.KeepAliveTimeout, cfg.WriteTimeout, cfg.LingerTimeout, cfg.MaxQueueBytes, true).oneFramePerWrite(cfg.OneFramePerWrite, cfg.FramePacing),
-		log:       cfg.Logger,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[string]*Conn),
-		perIP:     make(map[string]int),
-		done:      make(chan struct{}),
-		baseCtx:   ctx,
-		stopBase:  cancel,
+		log:         cfg.Logger,
+		listeners:   make(map[net.Listener]struct{}),
+		conns:       make(map[string]*Conn),
+		perIP:       make(map[string]int),
+		done:        make(chan struct{}),
+		baseCtx:     ctx,
+		stopBase:    cancel,
+		servingCtx:  servingCtx,
+		stopServing: stopServing,
 	}, nil
 }
 
@@ -134,6 +140,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			go s.keepAlives.run(s.done)
 		})
+	}
+	if h, ok := s.cfg.Handler.(ServeHandler); ok {
+		s.servingOnce.Do(func() { h.OnServe(s.servingCtx, s) })
 	}
 	s.log.Info("TCP server listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSConfig != nil, "auth", s.auth != nil,
 		"keepalive_timeout", s.cfg.KeepAliveTimeout.String(), "keepalive_interval", s.cfg.KeepAliveInterval.String(),
@@ -363,6 +372,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closed {
 		s.closed = true
 		close(s.done)
+		s.stopServing()
 		for ln := range s.listeners {
 			ln.Close()
 		}

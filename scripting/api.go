@@ -25,6 +25,9 @@ func (st *luaState) registerAPI() {
 		"broadcast":   st.apiBroadcast,
 		"connections": st.apiConnections,
 		"close":       st.apiClose,
+		"subscribe":   st.apiSubscribe,
+		"unsubscribe": st.apiUnsubscribe,
+		"publish":     st.apiPublish,
 	}))
 	L.SetGlobal("nats", st.module(map[string]lua.LGFunction{
 		"publish": st.apiNATSPublish,
@@ -58,10 +61,16 @@ func (st *luaState) module(funcs map[string]lua.LGFunction) *lua.LTable {
 
 // server returns the gateway the current call runs in.
 func (st *luaState) server() *gateway.Server {
-	if st.call.conn == nil {
-		st.L.RaiseError("the gateway module is not available while a script loads")
+	if st.call.conn != nil {
+		return st.call.conn.Server()
 	}
-	return st.call.conn.Server()
+	if st.call.background {
+		if srv := st.gen.engine.served.Load(); srv != nil {
+			return srv
+		}
+	}
+	st.L.RaiseError("the gateway module is not available while a script loads")
+	return nil
 }
 
 // payloadArg encodes argument n as a JSON payload.

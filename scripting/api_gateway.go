@@ -1,6 +1,8 @@
 package scripting
 
 import (
+	"fmt"
+
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/secureagentmessaging/samgw/gateway"
@@ -124,5 +126,58 @@ func (st *luaState) apiClose(L *lua.LState) int {
 		c.Close(reason)
 	}
 	L.Push(lua.LBool(c != nil))
+	return 1
+}
+
+// topicArg reads a topic name at argument n.
+func (st *luaState) topicArg(n int) string {
+	topic := st.L.CheckString(n)
+	if !ValidTopic(topic) {
+		st.L.ArgError(n, fmt.Sprintf("invalid topic %q: want dot-separated words of [A-Za-z0-9_-], at most %d bytes", truncate(topic, 64), MaxTopicLen))
+	}
+	return topic
+}
+
+// gateway.subscribe(conn_id, topic) → false when the connection is not on
+// this node (or gone)
+func (st *luaState) apiSubscribe(L *lua.LState) int {
+	id, topic := L.CheckString(1), st.topicArg(2)
+	c := st.server().Conn(id)
+	if c == nil {
+		L.Push(lua.LFalse)
+		return 1
+	}
+	if err := st.gen.engine.topics.subscribe(c, topic); err != nil {
+		L.RaiseError("gateway.subscribe: %s", err)
+	}
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// gateway.unsubscribe(conn_id, topic) → whether it was subscribed
+func (st *luaState) apiUnsubscribe(L *lua.LState) int {
+	id, topic := L.CheckString(1), st.topicArg(2)
+	c := st.server().Conn(id)
+	L.Push(lua.LBool(c != nil && st.gen.engine.topics.unsubscribe(c, topic)))
+	return 1
+}
+
+// gateway.publish(topic, payload[, route]) → how many subscribers it
+// reached, on every node
+func (st *luaState) apiPublish(L *lua.LState) int {
+	topic := st.topicArg(1)
+	payload := st.payloadArg(2)
+	route := st.routeArg(3)
+	st.server() // only where the gateway module works
+	n := 0
+	if cl := st.gen.engine.cluster; cl != nil {
+		remote, err := cl.PublishTopic(st.deadline, topic, payload, route)
+		if err != nil {
+			st.clusterFailure("gateway.publish")
+		}
+		n = remote
+	}
+	n += st.gen.engine.topics.publish(topic, payload, route)
+	L.Push(lua.LNumber(n))
 	return 1
 }

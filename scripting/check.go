@@ -98,10 +98,14 @@ func (e *Engine) checkRoute(name string, proto *lua.FunctionProto, libs map[stri
 	defer st.close()
 	var problems []Problem
 	if f := st.routes[name]; f != nil && name != defaultRoute {
-		for hook, fn := range map[string]*lua.LFunction{"on_connect": f.onConnect, "on_close": f.onClose} {
-			if fn != nil {
-				problems = append(problems, Problem{File: file, Line: fn.Proto.LineDefined, Warning: true,
-					Message: hook + " is never called here: connection hooks run only from default.lua"})
+		hooks := []struct {
+			name string
+			fn   *lua.LFunction
+		}{{"on_connect", f.onConnect}, {"on_close", f.onClose}, {"on_start", f.onStart}}
+		for _, h := range hooks {
+			if h.fn != nil {
+				problems = append(problems, Problem{File: file, Line: h.fn.Proto.LineDefined, Warning: true,
+					Message: h.name + " is never called here: the connection and start hooks run only from default.lua"})
 			}
 		}
 	}

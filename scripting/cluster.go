@@ -35,6 +35,11 @@ type Cluster interface {
 	Broadcast(ctx context.Context, payload []byte, route, except string) (int, error)
 	Connections(ctx context.Context) ([]string, error)
 	SendTo(ctx context.Context, identity string, payload []byte, route string) (int, error)
+	// PublishTopic pushes payload to the subscribers of topic on the other
+	// nodes and returns how many they reached; DeliverTopics tells the
+	// cluster how this node delivers what other nodes publish.
+	PublishTopic(ctx context.Context, topic string, payload []byte, route string) (int, error)
+	DeliverTopics(deliver func(topic string, payload []byte, route string) int)
 	Publish(subject string, payload []byte) error
 	Request(ctx context.Context, subject string, payload []byte) ([]byte, error)
 	// Announce is called when a connection comes (authenticated) or goes,

@@ -51,6 +51,9 @@ type Config struct {
 	Timeout time.Duration
 	// MaxStates bounds the Lua states of a generation.
 	MaxStates int
+	// MaxTimers bounds the pending timers of the scripts (timer.after,
+	// timer.every); zero means DefaultMaxTimers.
+	MaxTimers int
 	// MemoryLimit is the Go heap size (bytes) past which running handler
 	// calls are stopped with handler_error; zero means DefaultMemoryLimit.
 	MemoryLimit uint64
@@ -91,6 +94,12 @@ type Engine struct {
 	kv        KV
 	cluster   Cluster
 	watch     *watchdog
+	topics    *topics
+	clock     timerClock
+	maxTimers int
+
+	served  atomic.Pointer[gateway.Server] // set by OnServe: the server timers and on_start act on
+	stopped bool                           // the server stopped serving; guarded by reloadMu
 
 	configFile               string
 	reloadsOK, reloadsFailed atomic.Uint64
@@ -127,6 +136,12 @@ func newEngine(cfg Config) (*Engine, error) {
 		audit:      cfg.Audit,
 		observe:    cfg.ObserveCall,
 		watch:      newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
+		clock:      realClock{},
+		topics:     newTopics(),
+		maxTimers:  cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
+	}
+	if e.maxTimers < 0 {
+		return nil, fmt.Errorf("scripting: MaxTimers %d: want zero (the default) or more", e.maxTimers)
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)
@@ -150,6 +165,9 @@ func newEngine(cfg Config) (*Engine, error) {
 		e.store = NewStore()
 	}
 	e.kv, e.cluster = cfg.KV, cfg.Cluster
+	if e.cluster != nil {
+		e.cluster.DeliverTopics(e.topics.publish)
+	}
 	if e.kv == nil {
 		e.kv = localKV{e.store}
 	}
@@ -187,6 +205,12 @@ func (e *Engine) Reload() error {
 	if old := e.current.Swap(gen); old != nil {
 		old.retire()
 	}
+	switch {
+	case e.stopped:
+		gen.timers.stop()
+	case e.served.Load() != nil:
+		e.runStart(gen) // the new on_start sets up its timers
+	}
 	msg := "Scripts reloaded"
 	if gen.number == 1 {
 		msg = "Scripts loaded"
@@ -196,11 +220,59 @@ func (e *Engine) Reload() error {
 	return nil
 }
 
-// Close releases the engine's outbound connections (named upstreams, idle
-// HTTP connections). Handlers must not run after it.
+// Close stops the scripts' timers and releases the engine's outbound
+// connections (named upstreams, idle HTTP connections). Handlers must not
+// run after it.
 func (e *Engine) Close() error {
+	e.stopServing()
 	e.upstreams.close()
 	return nil
+}
+
+// OnServe runs default.lua's on_start, if any, once the server serves, and
+// again after every reload: it is where scripts set up their timers. When
+// ctx ends (the server is shutting down) every timer stops.
+func (e *Engine) OnServe(ctx context.Context, srv *gateway.Server) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	if e.stopped {
+		return
+	}
+	e.served.Store(srv)
+	e.runStart(e.current.Load())
+	context.AfterFunc(ctx, e.stopServing)
+}
+
+// stopServing stops every timer for good.
+func (e *Engine) stopServing() {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	e.stopped = true
+	if gen := e.current.Load(); gen != nil {
+		gen.timers.stop()
+	}
+}
+
+// runStart runs gen's on_start on one of its states (whose timers then live
+// there); a failure is logged.
+func (e *Engine) runStart(gen *generation) {
+	if !gen.hasOnStart || gen.retired.Load() {
+		return
+	}
+	st, err := gen.get(0, e.timeout)
+	if err != nil {
+		e.log.Error("on_start did not run: no Lua state was free", "script", "default.lua", "generation", gen.number, "error", err)
+		return
+	}
+	st.call = callInfo{script: "default.lua", background: true}
+	st.ranStart = true
+	err = st.run(st.routes[defaultRoute].onStart, 0)
+	st.end()
+	gen.put(0, st)
+	if err != nil {
+		e.log.Error("on_start failed", "script", "default.lua", "generation", gen.number, "error", timerErrorText(err))
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Route: defaultRoute, Reason: "default.lua: on_start failed"})
+	}
 }
 
 // report sends an audit event if auditing is on.
@@ -358,6 +430,7 @@ func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 
 // OnClose runs default.lua's on_close, if any.
 func (e *Engine) OnClose(c *gateway.Conn, reason string) {
+	e.topics.drop(c)
 	if e.cluster != nil {
 		e.cluster.Announce()
 	}

@@ -23,3 +23,6 @@ func (st *luaState) echoOnly(msg *protocol.Message) error {
 	st.buf, err = st.conv.Encode(st.buf[:0], ret)
 	return err
 }
+
+// pendingTimers is how many timers of the serving generation wait to run.
+func (e *Engine) pendingTimers() int { return e.current.Load().timers.pending() }

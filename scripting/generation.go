@@ -30,7 +30,9 @@ type generation struct {
 	config []byte                        // the scripts' settings (JSON), or nil
 
 	// hooks from default.lua, known once the first state loaded
-	hasOnConnect, hasOnClose bool
+	hasOnConnect, hasOnClose, hasOnStart bool
+
+	timers *timerSet // made by this generation's scripts
 
 	pool    *statePool  // ready states, and the count of all of them
 	retired atomic.Bool // replaced by a newer generation
@@ -47,6 +49,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 		libs:   make(map[string]*lua.FunctionProto),
 		pool:   newStatePool(maxStates),
 	}
+	g.timers = newTimerSet(g, e.clock, e.maxTimers)
 	if e.configFile != "" {
 		var err error
 		if g.config, err = readScriptConfig(e.configFile); err != nil {
@@ -80,7 +83,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 		return nil, err
 	}
 	if d := st.routes[defaultRoute]; d != nil {
-		g.hasOnConnect, g.hasOnClose = d.onConnect != nil, d.onClose != nil
+		g.hasOnConnect, g.hasOnClose, g.hasOnStart = d.onConnect != nil, d.onClose != nil, d.onStart != nil
 	}
 	g.pool.give(0, st)
 	return g, nil
@@ -98,7 +101,8 @@ type scriptFile struct {
 }
 
 // listScripts lists the handler files and modules of fsys: *.lua at the
-// top and in lib/, hidden files and directories left out.
+// top and in lib/; hidden files and directories, and the tests of
+// `samgw test` (*_test.lua), left out.
 func listScripts(fsys fs.FS) ([]scriptFile, error) {
 	var files []scriptFile
 	for _, dir := range []string{".", "lib"} {
@@ -111,7 +115,7 @@ func listScripts(fsys fs.FS) ([]scriptFile, error) {
 		}
 		for _, entry := range entries {
 			name, ok := strings.CutSuffix(entry.Name(), ".lua")
-			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") {
+			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, testSuffix) {
 				continue
 			}
 			files = append(files, scriptFile{name: name, path: path.Join(dir, entry.Name()), module: dir == "lib"})
@@ -119,6 +123,9 @@ func listScripts(fsys fs.FS) ([]scriptFile, error) {
 	}
 	return files, nil
 }
+
+// testSuffix ends the names of test files (before .lua): never routes.
+const testSuffix = "_test"
 
 // compileFile parses and compiles one file; errors name the file and line.
 func compileFile(fsys fs.FS, file string) (*lua.FunctionProto, error) {
@@ -160,9 +167,26 @@ func (g *generation) routeNames() []string {
 	return names
 }
 
-// get returns a ready state: an idle one, a new one while the pool is below
-// its bound, or the first one returned within timeout.
+// get returns a ready state, locked for a call: an idle one, a new one
+// while the pool is below its bound, or the first one returned within
+// timeout. put gives it back.
 func (g *generation) get(hint uint64, timeout time.Duration) (*luaState, error) {
+	for {
+		st, err := g.take(hint, timeout)
+		if err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		if !st.broken {
+			return st, nil
+		}
+		// A timer's run overran its deadline on st while it sat idle.
+		st.mu.Unlock()
+		g.discard(st)
+	}
+}
+
+func (g *generation) take(hint uint64, timeout time.Duration) (*luaState, error) {
 	if st := g.pool.take(hint); st != nil {
 		return st, nil
 	}
@@ -192,7 +216,9 @@ func (g *generation) newState() (*luaState, error) {
 // put returns a state after a call. A broken state (a call overran its
 // deadline) or one of a retired generation is closed instead.
 func (g *generation) put(hint uint64, st *luaState) {
-	if st.broken || g.retired.Load() {
+	broken := st.broken // a timer may break it later: get checks again
+	st.mu.Unlock()
+	if broken || g.retired.Load() {
 		g.discard(st)
 		return
 	}
@@ -205,14 +231,34 @@ func (g *generation) put(hint uint64, st *luaState) {
 }
 
 func (g *generation) discard(st *luaState) {
+	g.abandon(st)
 	st.close()
 	g.pool.release()
 }
 
-// retire closes the idle states of a generation that was replaced; states
-// still in calls are closed when they come back.
+// abandon cancels the timers of a state that broke (a call or timer run on
+// it overran its deadline): their functions go with it. When on_start ran
+// on it, on_start runs again on another state, so the timers it sets up
+// keep running.
+func (g *generation) abandon(st *luaState) {
+	if st.abandoned.Swap(true) {
+		return
+	}
+	gone := g.timers.cancelState(st)
+	for _, t := range gone {
+		g.engine.log.Warn("Timer cancelled: a call on its Lua state ran out of time, so the state was discarded", "timer", t.where, "generation", g.number)
+	}
+	if st.ranStart && !g.retired.Load() {
+		g.engine.log.Warn("Running on_start again: the Lua state its timers lived in was discarded", "generation", g.number)
+		g.engine.runStart(g)
+	}
+}
+
+// retire stops the timers of a generation that was replaced and closes its
+// idle states; states still in calls are closed when they come back.
 func (g *generation) retire() {
 	g.retired.Store(true)
+	g.timers.stop()
 	for _, st := range g.pool.drain() {
 		g.discard(st)
 	}

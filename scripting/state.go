@@ -3,6 +3,8 @@ package scripting
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -17,6 +19,7 @@ type handlerFuncs struct {
 	onData    *lua.LFunction
 	onConnect *lua.LFunction
 	onClose   *lua.LFunction
+	onStart   *lua.LFunction
 }
 
 // callInfo is what API functions need to know about the call in progress.
@@ -27,23 +30,33 @@ type callInfo struct {
 	state    lua.LValue    // conn.state as the script sees it, once touched
 	touched  bool          // the script read or assigned conn.state
 	upstream protocol.Code // set when an outbound or cluster call of this call failed
+	// background: a timer or on_start runs, for no connection; the gateway
+	// module works on the server being served
+	background bool
 }
 
 // luaState is one sandboxed Lua VM with every route of a generation loaded.
 // It is used by one goroutine at a time and goes back to the pool of the
-// generation it came from, unless a call broke it.
+// generation it came from, unless a call broke it. Its mutex is held for
+// every call: a timer's function lives in the state that made it and runs
+// there, whether the state is idle in the pool or not (uncontended but
+// for that).
 type luaState struct {
-	L        *lua.LState
-	conv     *luabox.Converter
-	gen      *generation
-	routes   map[string]*handlerFuncs
-	connMeta *lua.LTable
-	msgMeta  *lua.LTable
-	modules  map[string]lua.LValue // results of require, by name
-	buf      []byte                // reply encoding buffer
-	deadline *luabox.CallDeadline  // the context of every call on this state
-	broken   bool                  // a call overran its deadline: do not reuse
-	call     callInfo
+	mu        sync.Mutex
+	closed    bool // guarded by mu
+	L         *lua.LState
+	conv      *luabox.Converter
+	gen       *generation
+	routes    map[string]*handlerFuncs
+	connMeta  *lua.LTable
+	msgMeta   *lua.LTable
+	modules   map[string]lua.LValue // results of require, by name
+	buf       []byte                // reply encoding buffer
+	deadline  *luabox.CallDeadline  // the context of every call on this state
+	broken    bool                  // a call overran its deadline: do not reuse
+	ranStart  bool                  // on_start ran here: its timers live here
+	abandoned atomic.Bool           // its timers were cancelled (see generation.abandon)
+	call      callInfo
 }
 
 // newState builds a state for gen: sandboxed libraries, the script API,
@@ -56,6 +69,7 @@ func newState(gen *generation) (*luaState, error) {
 	gen.engine.watch.add(st)
 	st.registerAPI()
 	st.registerUpstreamAPI()
+	st.registerTimerAPI()
 	config := lua.LValue(L.NewTable())
 	if gen.config != nil {
 		v, err := st.conv.DecodeUntrusted(gen.config)
@@ -99,6 +113,7 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 	}
 	funcs.onConnect, _ = env.RawGetString("on_connect").(*lua.LFunction)
 	funcs.onClose, _ = env.RawGetString("on_close").(*lua.LFunction)
+	funcs.onStart, _ = env.RawGetString("on_start").(*lua.LFunction)
 	return funcs, nil
 }
 
@@ -125,8 +140,11 @@ func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
 	return nil
 }
 
-// close releases the state's VM and timer.
+// close releases the state's VM, once a timer running on it is done.
 func (st *luaState) close() {
+	st.mu.Lock()
+	st.closed = true
+	st.mu.Unlock()
 	st.gen.engine.watch.remove(st)
 	st.L.Close()
 }

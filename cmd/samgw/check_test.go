@@ -23,7 +23,7 @@ func TestCheckCommand(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "chat.lua"), []byte("function on_data() end\nfunction on_close(conn) end\n"), 0o644)
 		code, out, _ := runSamgw(t, "", "check", dir)
-		want := "chat.lua:2: warning: on_close is never called here: connection hooks run only from default.lua\n" + dir + ": 0 errors, 1 warnings\n"
+		want := "chat.lua:2: warning: on_close is never called here: the connection and start hooks run only from default.lua\n" + dir + ": 0 errors, 1 warnings\n"
 		if code != 0 || out != want {
 			t.Fatalf("exit %d, out %q, want exit 0 and %q", code, out, want)
 		}

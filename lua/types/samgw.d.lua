@@ -25,6 +25,9 @@ on_connect = nil
 ---default.lua only: when a connection has closed.
 ---@type fun(conn: samgw.Conn, reason: string)
 on_close = nil
+---default.lua only: when the server starts serving and after every reload; set up timers here.
+---@type fun()
+on_start = nil
 
 gateway = {}
 ---Push a data frame to a connection (on any node); false if it is gone.
@@ -54,6 +57,22 @@ function gateway.connections(scope) end
 ---@param reason? string
 ---@return boolean
 function gateway.close(conn_id, reason) end
+---Subscribe a connection of this node to a topic (dot-separated words of [A-Za-z0-9_-], at most 128 bytes; at most 64 per connection); false if the connection is not here. Subscriptions end with the connection.
+---@param conn_id string
+---@param topic string
+---@return boolean
+function gateway.subscribe(conn_id, topic) end
+---Unsubscribe; false if it was not subscribed.
+---@param conn_id string
+---@param topic string
+---@return boolean
+function gateway.unsubscribe(conn_id, topic) end
+---Push to every subscriber of topic (on every node with --nats); returns how many it reached.
+---@param topic string
+---@param payload any
+---@param route? string
+---@return integer
+function gateway.publish(topic, payload, route) end
 
 log = {}
 ---@param message string
@@ -203,3 +222,21 @@ function now() end
 ---The settings of --script-config (read-only; {} without it).
 ---@type table
 config = {}
+
+---@class samgw.Timer
+local Timer = {}
+---Stop the timer; false if it had already run (timer.after) or was cancelled.
+---@return boolean
+function Timer:cancel() end
+
+timer = {}
+---Run fn once, ms milliseconds from now, on this node, under the script timeout.
+---@param ms number 0 to one year
+---@param fn fun(t: samgw.Timer)
+---@return samgw.Timer
+function timer.after(ms, fn) end
+---Run fn every ms milliseconds (at least 10), each run ms after the previous one ended.
+---@param ms number
+---@param fn fun(t: samgw.Timer)
+---@return samgw.Timer
+function timer.every(ms, fn) end

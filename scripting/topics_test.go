@@ -1,0 +1,109 @@
+package scripting
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+func TestTopicsWithThePubSubExample(t *testing.T) {
+	src, err := fs.ReadFile(lua.Examples(), "pubsub.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, map[string]string{"pubsub.lua": string(src)}, Config{})
+	a, aPush := f.client()
+	b, bPush := f.client()
+	pub, pubPush := f.client()
+	pubID, _ := request(t, pub, "pubsub", `{"publish":"nobody.here","message":0}`)
+	if pubID != `{"delivered":0}` {
+		t.Fatalf("publish to a topic without subscribers: %s", pubID)
+	}
+
+	mustReply(t, a, "pubsub", `{"subscribe":"room.1"}`, `{"subscribed":true}`)
+	mustReply(t, a, "pubsub", `{"subscribe":"room.1"}`, `{"subscribed":true}`) // twice is once
+	mustReply(t, b, "pubsub", `{"subscribe":"room.1"}`, `{"subscribed":true}`)
+	mustReply(t, b, "pubsub", `{"subscribe":"room.2"}`, `{"subscribed":true}`)
+	mustReply(t, pub, "pubsub", `{"publish":"room.1","message":{"text":"hi"}}`, `{"delivered":2}`)
+	for _, pushes := range []chan *protocol.Message{aPush, bPush} {
+		m := <-pushes
+		if m.Route != "pubsub" || !strings.Contains(string(m.Payload), `"topic":"room.1"`) || !strings.Contains(string(m.Payload), `"message":{"text":"hi"}`) {
+			t.Fatalf("push %s on %q", m.Payload, m.Route)
+		}
+	}
+
+	mustReply(t, a, "pubsub", `{"unsubscribe":"room.1"}`, `{"unsubscribed":true}`)
+	mustReply(t, a, "pubsub", `{"unsubscribe":"room.1"}`, `{"unsubscribed":false}`)
+	mustReply(t, pub, "pubsub", `{"publish":"room.1","message":2}`, `{"delivered":1}`)
+	if m := <-bPush; !strings.Contains(string(m.Payload), `"message":2`) {
+		t.Fatalf("push %s", m.Payload)
+	}
+
+	// Subscriptions end with their connection.
+	if n := f.engine.topics.count(); n != 2 {
+		t.Fatalf("%d subscriptions, want 2 (b: room.1, room.2)", n)
+	}
+	b.Disconnect("bye")
+	testutil.Eventually(t, "b's subscriptions to go with it", func() bool { return f.engine.topics.count() == 0 })
+	mustReply(t, pub, "pubsub", `{"publish":"room.1","message":3}`, `{"delivered":0}`)
+
+	// Nothing strayed: a round trip on each connection after the last
+	// publish, and no push waiting.
+	mustReply(t, a, "pubsub", `{"publish":"room.9","message":0}`, `{"delivered":0}`)
+	for name, pushes := range map[string]chan *protocol.Message{"a": aPush, "publisher": pubPush} {
+		select {
+		case m := <-pushes:
+			t.Fatalf("%s got an unexpected push %s", name, m.Payload)
+		default:
+		}
+	}
+}
+
+func TestTopicsAreBounded(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  local p = msg.payload
+  if p.many then
+    for i = 1, p.many do gateway.subscribe(conn.id, "t." .. i) end
+    return true
+  end
+  if p.publish then return gateway.publish(p.publish, 1) end
+  if p.other then return gateway.subscribe(p.other, "t") end
+  return gateway.subscribe(conn.id, p.topic)
+end
+`}, Config{})
+	c, _ := f.client()
+	for _, topic := range []string{"", ".a", "a.", "a..b", "a*", "a>", "a b", "ä", strings.Repeat("x", MaxTopicLen+1)} {
+		t.Run(fmt.Sprintf("%q", topic), func(t *testing.T) {
+			mustFail(t, c, "", fmt.Sprintf(`{"topic":%q}`, topic), protocol.CodeHandlerError, "invalid topic")
+			mustFail(t, c, "", fmt.Sprintf(`{"publish":%q}`, topic), protocol.CodeHandlerError, "invalid topic")
+		})
+	}
+	mustReply(t, c, "", fmt.Sprintf(`{"topic":%q}`, strings.Repeat("x", MaxTopicLen)), `true`)
+	mustReply(t, c, "", `{"topic":"Room_1.sub-2.x"}`, `true`)
+	mustReply(t, c, "", `{"other":"c999"}`, `false`) // no such connection
+
+	// Two topics so far; 62 more fit, the next one does not.
+	mustReply(t, c, "", fmt.Sprintf(`{"many":%d}`, MaxTopicsPerConn-2), `true`)
+	mustFail(t, c, "", `{"topic":"one.too.many"}`, protocol.CodeHandlerError, "too many topics for one connection (64)")
+	if n := f.engine.topics.count(); n != MaxTopicsPerConn {
+		t.Fatalf("%d subscriptions, want %d", n, MaxTopicsPerConn)
+	}
+}
+
+func TestValidTopic(t *testing.T) {
+	for topic, want := range map[string]bool{
+		"a": true, "room.1": true, "a-b_c.D9": true, strings.Repeat("a", MaxTopicLen): true,
+		"": false, ".": false, "a.": false, ".a": false, "a..b": false, "a.*": false, "a.>": false, "a/b": false,
+		strings.Repeat("a", MaxTopicLen+1): false,
+	} {
+		if got := ValidTopic(topic); got != want {
+			t.Errorf("ValidTopic(%q) = %v, want %v", topic, got, want)
+		}
+	}
+}
