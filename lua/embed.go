@@ -5,7 +5,8 @@
 //   - default.lua: the echo handler, served when no --scripts is given;
 //   - examples/: a scripts directory of example handlers;
 //   - scenarios/: client scenarios, among them demo.lua;
-//   - types/samgw.d.lua: LuaLS/EmmyLua type stubs of the handler API.
+//   - types/: LuaLS/EmmyLua type stubs of the handler API and of the
+//     `samgw test` harness.
 package lua
 
 import (
@@ -32,18 +33,17 @@ func Examples() fs.FS {
 }
 
 // Demo returns the demo scenario, run by `samgw client` without --scenario.
-func Demo() []byte {
-	src, err := files.ReadFile("scenarios/demo.lua")
-	if err != nil {
-		panic(err) // embedded at build time
-	}
-	return src
-}
+func Demo() []byte { return mustRead("scenarios/demo.lua") }
 
 // Types returns the LuaLS/EmmyLua type stubs of the handler API, printed
 // by `samgw lua-types`.
-func Types() []byte {
-	src, err := files.ReadFile("types/samgw.d.lua")
+func Types() []byte { return mustRead("types/samgw.d.lua") }
+
+// TestTypes returns the type stubs of the `samgw test` harness.
+func TestTypes() []byte { return mustRead("types/samgw_test.d.lua") }
+
+func mustRead(name string) []byte {
+	src, err := files.ReadFile(name)
 	if err != nil {
 		panic(err) // embedded at build time
 	}

@@ -16,8 +16,8 @@ func (st *luaState) apiLog(level slog.Level) int {
 		return 0
 	}
 	attrs := []any{"script", st.call.script, "generation", st.gen.number}
-	if st.call.conn != nil {
-		attrs = append(attrs, "conn", st.call.conn.ID())
+	if st.call.peer != nil {
+		attrs = append(attrs, "conn", st.call.peer.ID())
 	}
 	if fields, ok := L.Get(2).(*lua.LTable); ok {
 		// Next keeps the order the fields were given in (ForEach would not).

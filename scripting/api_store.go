@@ -19,7 +19,7 @@ func (st *luaState) storeFailure(what string, err error) {
 
 // store.get(key) → value or nil
 func (st *luaState) apiStoreGet(L *lua.LState) int {
-	raw, err := st.gen.engine.kv.Get(st.deadline, L.CheckString(1))
+	raw, err := st.kv.Get(st.deadline, L.CheckString(1))
 	if err != nil {
 		st.storeFailure("store.get", err)
 	}
@@ -41,9 +41,9 @@ func (st *luaState) apiStoreSet(L *lua.LState) int {
 	ttl := storeTTL(L, 3)
 	var err error
 	if L.Get(2) == lua.LNil {
-		err = st.gen.engine.kv.Delete(st.deadline, key)
+		err = st.kv.Delete(st.deadline, key)
 	} else {
-		err = st.gen.engine.kv.Set(st.deadline, key, st.payloadArg(2), ttl)
+		err = st.kv.Set(st.deadline, key, st.payloadArg(2), ttl)
 	}
 	if err != nil {
 		st.storeFailure("store.set", err)
@@ -53,7 +53,7 @@ func (st *luaState) apiStoreSet(L *lua.LState) int {
 
 // store.delete(key)
 func (st *luaState) apiStoreDelete(L *lua.LState) int {
-	if err := st.gen.engine.kv.Delete(st.deadline, L.CheckString(1)); err != nil {
+	if err := st.kv.Delete(st.deadline, L.CheckString(1)); err != nil {
 		st.storeFailure("store.delete", err)
 	}
 	return 0
@@ -61,7 +61,7 @@ func (st *luaState) apiStoreDelete(L *lua.LState) int {
 
 // store.incr(key[, n]) → the new number
 func (st *luaState) apiStoreIncr(L *lua.LState) int {
-	v, err := st.gen.engine.kv.Incr(st.deadline, L.CheckString(1), float64(L.OptNumber(2, 1)))
+	v, err := st.kv.Incr(st.deadline, L.CheckString(1), float64(L.OptNumber(2, 1)))
 	if err != nil {
 		st.storeFailure("store.incr", err)
 	}
@@ -103,7 +103,7 @@ func (st *luaState) apiStoreCAS(L *lua.LState) int {
 	if L.Get(3) != lua.LNil {
 		value = st.payloadArg(3)
 	}
-	ok, err := st.gen.engine.kv.CAS(st.deadline, key, old, value, storeTTL(L, 4))
+	ok, err := st.kv.CAS(st.deadline, key, old, value, storeTTL(L, 4))
 	if err != nil {
 		st.storeFailure("store.cas", err)
 	}

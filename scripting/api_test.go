@@ -274,7 +274,7 @@ func TestShippedExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(e.Routes(), ","); got != "chat,counter,fanout,http_bridge,pubsub,relay,upper" {
+	if got := strings.Join(e.Routes(), ","); got != "chat,counter,fanout,http_bridge,pubsub,relay,session,upper" {
 		t.Fatalf("example routes %s", got)
 	}
 }

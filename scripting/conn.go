@@ -2,9 +2,15 @@ package scripting
 
 import (
 	lua "github.com/yuin/gopher-lua"
-
-	"github.com/secureagentmessaging/samgw/gateway"
 )
+
+// connPeer is what a conn object shows of its connection: a real one, or
+// one that a `samgw test` made up.
+type connPeer interface {
+	ID() string
+	RemoteAddr() string
+	Identity() string
+}
 
 // newConnMeta makes the metatable of conn objects. conn.state is
 // materialised from its Go-side copy on first use in a call and saved back
@@ -12,7 +18,7 @@ import (
 func (st *luaState) newConnMeta() *lua.LTable {
 	meta := st.L.NewTable()
 	meta.RawSetString("__index", st.L.NewFunction(func(L *lua.LState) int {
-		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		c, _ := L.CheckUserData(1).Value.(connPeer)
 		switch L.CheckString(2) {
 		case "id":
 			L.Push(lua.LString(c.ID()))
@@ -32,7 +38,7 @@ func (st *luaState) newConnMeta() *lua.LTable {
 		return 1
 	}))
 	meta.RawSetString("__newindex", st.L.NewFunction(func(L *lua.LState) int {
-		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		c, _ := L.CheckUserData(1).Value.(connPeer)
 		if key := L.CheckString(2); key != "state" {
 			L.RaiseError("conn.%s is read-only", key)
 		}
@@ -41,7 +47,7 @@ func (st *luaState) newConnMeta() *lua.LTable {
 		return 0
 	}))
 	meta.RawSetString("__tostring", st.L.NewFunction(func(L *lua.LState) int {
-		c, _ := L.CheckUserData(1).Value.(*gateway.Conn)
+		c, _ := L.CheckUserData(1).Value.(connPeer)
 		L.Push(lua.LString("conn " + c.ID()))
 		return 1
 	}))
@@ -51,14 +57,14 @@ func (st *luaState) newConnMeta() *lua.LTable {
 
 // checkCall raises an error when a conn object is used for its state
 // outside a call for its connection.
-func (st *luaState) checkCall(c *gateway.Conn) {
-	if st.call.conn != c {
+func (st *luaState) checkCall(c connPeer) {
+	if c == nil || st.call.peer != c {
 		st.L.RaiseError("conn.state is only available in a call for that connection")
 	}
 }
 
 // connState returns conn.state for the call in progress.
-func (st *luaState) connState(c *gateway.Conn) lua.LValue {
+func (st *luaState) connState(c connPeer) lua.LValue {
 	st.checkCall(c)
 	if st.call.touched {
 		return st.call.state

@@ -522,7 +522,7 @@ func (st *luaState) callClose(c *gateway.Conn, reason string) error {
 // userdata whose fields (id, remote, identity, state) are read through the
 // state's conn metatable, cheaper to make per call than a table.
 func (st *luaState) begin(c *gateway.Conn, script string) *lua.LUserData {
-	st.call = callInfo{conn: c, script: script, data: dataOf(c)}
+	st.call = callInfo{conn: c, peer: c, script: script, data: dataOf(c)}
 	ud := st.L.NewUserData()
 	ud.Value = c
 	ud.Metatable = st.connMeta

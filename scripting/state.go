@@ -24,7 +24,8 @@ type handlerFuncs struct {
 
 // callInfo is what API functions need to know about the call in progress.
 type callInfo struct {
-	conn     *gateway.Conn
+	conn     *gateway.Conn // nil under samgw test
+	peer     connPeer      // what conn objects of this call show: conn, or a test's
 	script   string
 	data     *connData
 	state    lua.LValue    // conn.state as the script sees it, once touched
@@ -51,6 +52,7 @@ type luaState struct {
 	connMeta  *lua.LTable
 	msgMeta   *lua.LTable
 	modules   map[string]lua.LValue // results of require, by name
+	kv        KV                    // behind the store module
 	buf       []byte                // reply encoding buffer
 	deadline  *luabox.CallDeadline  // the context of every call on this state
 	broken    bool                  // a call overran its deadline: do not reuse
@@ -62,14 +64,24 @@ type luaState struct {
 // newState builds a state for gen: sandboxed libraries, the script API,
 // and every route's file run in an environment of its own.
 func newState(gen *generation) (*luaState, error) {
+	return newStateWith(gen, nil)
+}
+
+// newStateWith is newState with the test doubles of h in place of the
+// gateway, http, upstream and nats modules, and h's store (h nil: the real
+// ones).
+func newStateWith(gen *generation, h *harness) (*luaState, error) {
 	L := luabox.NewState()
 	st := &luaState{L: L, gen: gen, conv: luabox.NewConverter(L), routes: make(map[string]*handlerFuncs, len(gen.routes)),
-		modules: make(map[string]lua.LValue), deadline: luabox.NewCallDeadline()}
+		modules: make(map[string]lua.LValue), deadline: luabox.NewCallDeadline(), kv: gen.engine.kv}
 	L.SetContext(st.deadline)
 	gen.engine.watch.add(st)
 	st.registerAPI()
 	st.registerUpstreamAPI()
 	st.registerTimerAPI()
+	if h != nil {
+		h.register(st)
+	}
 	config := lua.LValue(L.NewTable())
 	if gen.config != nil {
 		v, err := st.conv.DecodeUntrusted(gen.config)

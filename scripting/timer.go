@@ -61,6 +61,9 @@ type timerSet struct {
 	clock  timerClock
 	max    int
 	inline bool // under samgw test: runs happen inside the test's own call
+	// failed, when set, is told of a failed run instead of the log (samgw
+	// test fails the test)
+	failed func(t *luaTimer, err error)
 
 	mu      sync.Mutex
 	live    map[*luaTimer]struct{}
@@ -158,7 +161,9 @@ func (t *luaTimer) fire() {
 	defer s.running.Done()
 
 	err, broken := t.st.runTimer(t)
-	if err != nil {
+	if err != nil && s.failed != nil {
+		s.failed(t, err)
+	} else if err != nil {
 		s.gen.engine.log.Error("Timer failed", "script", scriptOf(t.where), "timer", t.where, "generation", s.gen.number, "error", timerErrorText(err))
 	}
 	if broken {
@@ -245,7 +250,7 @@ func (st *luaState) registerTimerAPI() {
 		return func(L *lua.LState) int {
 			ms := L.CheckNumber(1)
 			fn := L.CheckFunction(2)
-			if st.call.conn == nil && !st.call.background {
+			if st.call.peer == nil && !st.call.background {
 				L.RaiseError("timer: no timers while a script loads (a reload would leave them behind): make them in on_start or a handler")
 			}
 			d := time.Duration(float64(ms) * float64(time.Millisecond))

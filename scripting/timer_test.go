@@ -3,11 +3,15 @@ package scripting
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -224,5 +228,42 @@ end
 	}
 	if !strings.Contains(f.logs.String(), "Running on_start again") {
 		t.Fatalf("no log of on_start running again:\n%s", f.logs.String())
+	}
+}
+
+// TestSessionExampleClosesIdleSessions serves session.lua with a short
+// idle time: a renewed session lives on, then the idle one is closed.
+func TestSessionExampleClosesIdleSessions(t *testing.T) {
+	src, err := fs.ReadFile(lua.Examples(), "session.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := filepath.Join(t.TempDir(), "settings.yaml")
+	if err := os.WriteFile(settings, []byte("session:\n  idle_ms: 1500\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, map[string]string{"session.lua": string(src)}, Config{ConfigFile: settings})
+	closed := make(chan string, 1)
+	nc := newRawConn(t, f.addr, closed)
+	defer nc.Close()
+	send := func(payload string) {
+		if _, err := nc.Write([]byte(`{"type":"data","route":"session","payload":` + payload + "}\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	send(`{"login":"ann"}`)
+	send(`"renew"`)
+	select {
+	case reason := <-closed:
+		if !strings.Contains(reason, "session expired") {
+			t.Fatalf("closed with %s, want session expired", reason)
+		}
+		// The store entry lives 1.5 s; the timer looks every second.
+		if d := time.Since(start); d < 1500*time.Millisecond {
+			t.Fatalf("closed after %v, before the session could expire", d)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the idle session was not closed")
 	}
 }

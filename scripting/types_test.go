@@ -24,7 +24,8 @@ var standard = map[string]bool{
 
 // TestTypeStubsMatchTheAPI keeps lua/types/samgw.d.lua in step with what a
 // handler's Lua state really has: every module function is declared, and
-// nothing declared is missing.
+// nothing declared is missing. Likewise lua/types/samgw_test.d.lua with
+// what a test's state has besides.
 func TestTypeStubsMatchTheAPI(t *testing.T) {
 	e, err := New(Config{FS: samgwlua.Handlers()})
 	if err != nil {
@@ -37,6 +38,27 @@ func TestTypeStubsMatchTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gen.put(0, st)
+	api := globalsOf(st)
+	compareStubs(t, "lua/types/samgw.d.lua", api, declaredIn(samgwlua.Types()))
+
+	h := newHarness()
+	tst, err := h.state(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tst.close()
+	var harnessOnly []string
+	for _, name := range globalsOf(tst) {
+		if !slices.Contains(api, name) {
+			harnessOnly = append(harnessOnly, name)
+		}
+	}
+	compareStubs(t, "lua/types/samgw_test.d.lua", harnessOnly, declaredIn(samgwlua.TestTypes()))
+}
+
+// globalsOf lists the global functions and tables of st, and the fields of
+// the tables (as module.field), sorted; Lua's own are left out.
+func globalsOf(st *luaState) []string {
 	var have []string
 	st.L.G.Global.ForEach(func(k, v lua.LValue) {
 		name := k.String()
@@ -57,25 +79,34 @@ func TestTypeStubsMatchTheAPI(t *testing.T) {
 			real.ForEach(func(k, _ lua.LValue) { have = append(have, name+"."+k.String()) })
 		}
 	})
-	declared := regexp.MustCompile(`(?m)^function ([\w.]+)\(|^([\w.]+) = `)
-	var stub []string
-	for _, m := range declared.FindAllStringSubmatch(string(samgwlua.Types()), -1) {
-		name := m[1] + m[2]
-		if strings.HasPrefix(name, "on_") {
-			continue // the handler's own functions, not the API
-		}
-		stub = append(stub, name)
-	}
 	sort.Strings(have)
-	sort.Strings(stub)
+	return have
+}
+
+// declaredIn lists what a stubs file declares, the handler's own on_*
+// functions left out.
+func declaredIn(stubs []byte) []string {
+	declared := regexp.MustCompile(`(?m)^function ([\w.]+)\(|^([\w.]+) = `)
+	var names []string
+	for _, m := range declared.FindAllStringSubmatch(string(stubs), -1) {
+		if name := m[1] + m[2]; !strings.HasPrefix(name, "on_") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func compareStubs(t *testing.T, file string, have, stub []string) {
+	t.Helper()
 	for _, n := range have {
 		if !slices.Contains(stub, n) {
-			t.Errorf("%s is in the API but not in lua/types/samgw.d.lua", n)
+			t.Errorf("%s is in the API but not in %s", n, file)
 		}
 	}
 	for _, n := range stub {
 		if !slices.Contains(have, n) {
-			t.Errorf("lua/types/samgw.d.lua declares %s, which the API does not have", n)
+			t.Errorf("%s declares %s, which the API does not have", file, n)
 		}
 	}
 }

@@ -40,4 +40,8 @@ func TestLuaTypesCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "---@meta samgw") || !strings.Contains(out, "function store.cas(") {
 		t.Fatalf("exit %d, output starts %q", code, out[:min(len(out), 80)])
 	}
+	code, out, _ = runSamgw(t, "", "lua-types", "--test")
+	if code != 0 || !strings.HasPrefix(out, "---@meta samgw_test") || !strings.Contains(out, "function clock.advance(") {
+		t.Fatalf("exit %d, output starts %q", code, out[:min(len(out), 80)])
+	}
 }

@@ -10,8 +10,15 @@ func luaTypesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "lua-types",
 		Usage: "print the LuaLS/EmmyLua type stubs of the handler API (samgw lua-types > samgw.d.lua)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "test", Usage: "print the stubs of the samgw test harness instead (samgw lua-types --test > samgw_test.d.lua)"},
+		},
 		Action: func(cctx *cli.Context) error {
-			_, err := cctx.App.Writer.Write(lua.Types())
+			stubs := lua.Types()
+			if cctx.Bool("test") {
+				stubs = lua.TestTypes()
+			}
+			_, err := cctx.App.Writer.Write(stubs)
 			return err
 		},
 	}
