@@ -48,6 +48,11 @@ type HoldConfig struct {
 	// held connection has it.
 	Broadcasts     int
 	BroadcastRoute string
+	// Hello, when set, is the payload of a data frame to HelloRoute that
+	// each held connection sends once it is open (a subscription, say);
+	// the run waits for every answer before it measures.
+	Hello      []byte
+	HelloRoute string
 }
 
 // BroadcastResult is one broadcast of a density run.
@@ -92,6 +97,7 @@ func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
 	var nLost atomic.Int64
 	closing := make(chan struct{})
 	fan := newFanOut(cfg.Broadcasts)
+	fan.hellos = cfg.Hello != nil
 	defer func() {
 		close(closing)
 		for _, c := range conns {
@@ -102,6 +108,9 @@ func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
 	var auth []byte
 	if cfg.Token != "" {
 		auth = protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAuth, ID: "hold-auth", Payload: protocol.AppendAuthPayload(nil, cfg.Token)})
+	}
+	if cfg.Hello != nil {
+		auth = protocol.AppendFrame(auth, &protocol.Message{Type: protocol.TypeData, ID: helloID, Route: cfg.HelloRoute, Payload: cfg.Hello})
 	}
 	for i := range cfg.Conns {
 		c, err := dialFrom(ctx, cfg.Addrs[i%len(cfg.Addrs)], i%cfg.SourceAddrs)
@@ -122,6 +131,11 @@ func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
 				nLost.Add(1)
 			}
 		}()
+	}
+	if cfg.Hello != nil {
+		if err := fan.waitHellos(ctx, len(conns)); err != nil {
+			return HoldResult{}, err
+		}
 	}
 	if cfg.Opened != nil {
 		cfg.Opened()
@@ -156,8 +170,27 @@ func Hold(ctx context.Context, cfg HoldConfig) (HoldResult, error) {
 // fanOut counts, for each broadcast, the held connections that got it and
 // when the last one did.
 type fanOut struct {
-	got  []atomic.Int64 // connections that have broadcast i
-	last []atomic.Int64 // Unix nanoseconds the last of them got it
+	got      []atomic.Int64 // connections that have broadcast i
+	last     []atomic.Int64 // Unix nanoseconds the last of them got it
+	hellos   bool           // count the answers to the hello frames
+	answered atomic.Int64   // hello frames answered
+}
+
+// helloID is the id of the hello frames.
+const helloID = "hold-hello"
+
+// waitHellos waits up to 30 s until n hello frames were answered.
+func (f *fanOut) waitHellos(ctx context.Context, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for f.answered.Load() < int64(n) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("bench: hold: %d of %d hello frames answered", f.answered.Load(), n)
+		}
+		<-poll.C
+	}
+	return nil
 }
 
 func newFanOut(n int) *fanOut {
@@ -166,7 +199,7 @@ func newFanOut(n int) *fanOut {
 
 // read reads a held connection until it ends, noting broadcasts.
 func (f *fanOut) read(c net.Conn) {
-	if len(f.got) == 0 {
+	if len(f.got) == 0 && !f.hellos {
 		io.Copy(io.Discard, c) //nolint:errcheck // ends with the connection
 		return
 	}
@@ -177,7 +210,14 @@ func (f *fanOut) read(c net.Conn) {
 		if err != nil {
 			return
 		}
-		if protocol.Decode(frame, &m, protocol.Limits{}) != nil || m.Type != protocol.TypeData {
+		if protocol.Decode(frame, &m, protocol.Limits{}) != nil {
+			continue
+		}
+		if m.ID == helloID && (m.Type == protocol.TypeData || m.Type == protocol.TypeError) {
+			f.answered.Add(1)
+			continue
+		}
+		if m.Type != protocol.TypeData {
 			continue
 		}
 		var p struct {

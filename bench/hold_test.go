@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +83,26 @@ func TestHoldTimesBroadcastsOverSeveralServers(t *testing.T) {
 		if b.Reached != 30 || b.LastMs <= 0 {
 			t.Errorf("broadcast %d: %+v, want all 30 reached", i, b)
 		}
+	}
+}
+
+func TestHoldSendsAHelloAndWaitsForEveryAnswer(t *testing.T) {
+	var hellos atomic.Int64
+	handler := gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		if m.Route == "hello" && string(m.Payload) == `{"subscribe":"room.1"}` {
+			hellos.Add(1)
+		}
+		return c.Reply(m, m.Payload)
+	})
+	_, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: handler})
+	var atOpen int64
+	res, err := Hold(context.Background(), HoldConfig{Addr: addr, Conns: 40, Duration: 200 * time.Millisecond,
+		Hello: []byte(`{"subscribe":"room.1"}`), HelloRoute: "hello",
+		Opened: func() { atOpen = hellos.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atOpen != 40 || res.Lost != 0 {
+		t.Fatalf("%d hellos handled when the run began, %d lost; want 40 and 0", atOpen, res.Lost)
 	}
 }

@@ -69,7 +69,31 @@ func drain(a *agent) {
 // holds the servers' side), which sends ten broadcasts a second apart and
 // times each until the last connection has it. Run it with -benchtime 1x.
 func BenchmarkBroadcast15000(b *testing.B) {
-	const conns = 15000
+	fanOutBench(b, 3, 15000, `function on_data(msg, conn) return {reached = gateway.broadcast(msg.payload, "b", conn.id)} end`)
+}
+
+// BenchmarkPublish10000 measures gateway.publish to a topic with 10,000
+// subscribers: each held connection subscribes to room.1 first, then ten
+// publishes are timed until the last subscriber has each; on one node, and
+// with the subscribers spread over three nodes (the publish crosses NATS to
+// the other two). Run it with -benchtime 1x.
+func BenchmarkPublish10000(b *testing.B) {
+	handler := `function on_data(msg, conn)
+  if msg.payload.subscribe then return gateway.subscribe(conn.id, msg.payload.subscribe) end
+  return {reached = gateway.publish("room.1", msg.payload, "b")}
+end`
+	for _, nodes := range []int{1, 3} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
+			fanOutBench(b, nodes, 10000, handler, "--hold-send", `{"subscribe":"room.1"}`, "--hold-route", "broadcast")
+		})
+	}
+}
+
+// fanOutBench serves handler as route "broadcast" on the given number of
+// nodes, holds conns connections over them from a `samgw bench --hold`
+// process (with extra flags), has it send ten frames to the route a second
+// apart, and reports the time until the last held connection had each.
+func fanOutBench(b *testing.B, nodes, conns int, handler string, holdFlags ...string) {
 	ns := natsServer(b, -1, b.TempDir())
 	defer func() {
 		ns.Shutdown()
@@ -77,18 +101,18 @@ func BenchmarkBroadcast15000(b *testing.B) {
 	}()
 	scripts := b.TempDir()
 	os.WriteFile(filepath.Join(scripts, "default.lua"), []byte(handler), 0o644)
-	os.WriteFile(filepath.Join(scripts, "broadcast.lua"), []byte(`function on_data(msg, conn) return {reached = gateway.broadcast(msg.payload, "b", conn.id)} end`), 0o644)
-	nodes := []*node{startNode(b, "n1", ns.ClientURL(), scripts), startNode(b, "n2", ns.ClientURL(), scripts), startNode(b, "n3", ns.ClientURL(), scripts)}
+	os.WriteFile(filepath.Join(scripts, "broadcast.lua"), []byte(handler), 0o644)
+	var addrs []string
+	for i := range nodes {
+		addrs = append(addrs, startNode(b, fmt.Sprintf("n%d", i+1), ns.ClientURL(), scripts).addr)
+	}
 	bin := filepath.Join(b.TempDir(), "samgw")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/samgw").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.addr
-	}
-	hold := exec.Command(bin, "bench", "--addr", strings.Join(addrs, ","), "--token", "c", "--hold", strconv.Itoa(conns),
-		"--duration", "14s", "--broadcasts", "10", "--broadcast-route", "broadcast", "--json")
+	args := append([]string{"bench", "--addr", strings.Join(addrs, ","), "--token", "c", "--hold", strconv.Itoa(conns),
+		"--duration", "14s", "--broadcasts", "10", "--broadcast-route", "broadcast", "--json"}, holdFlags...)
+	hold := exec.Command(bin, args...)
 	hold.Stderr = os.Stderr
 	out, err := hold.Output()
 	if err != nil {

@@ -98,7 +98,7 @@ func startNode(t testing.TB, name, natsURL, scripts string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: e, IDPrefix: c.IDPrefix(), Auth: &gateway.AuthConfig{Identities: []gateway.Identity{
+	srv, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: e, IDPrefix: c.IDPrefix(), MaxConns: 20000, Auth: &gateway.AuthConfig{Identities: []gateway.Identity{
 		{Name: "agent-a", TokenSHA256: hash("a")}, {Name: "agent-b", TokenSHA256: hash("b")}, {Name: "agent-c", TokenSHA256: hash("c")},
 	}}})
 	if err := c.Start(srv); err != nil {

@@ -33,7 +33,9 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "hold", Usage: "density mode: hold this many quiet connections for --duration (keepalives only, from 127.0.0.x source addresses), timing a ping every 100 ms on one more"},
 			&cli.DurationFlag{Name: "hold-keepalive", Value: 10 * time.Second, Usage: "with --hold: how often each held connection sends a keepalive"},
 			&cli.IntFlag{Name: "broadcasts", Usage: "with --hold: send this many frames {\"broadcast\": i} to --broadcast-route, a second apart, and time each until every held connection has it"},
-			&cli.StringFlag{Name: "broadcast-route", Value: "broadcast", Usage: "with --broadcasts: the route whose handler broadcasts what it gets"},
+			&cli.StringFlag{Name: "broadcast-route", Value: "broadcast", Usage: "with --broadcasts: the route whose handler broadcasts (or publishes) what it gets"},
+			&cli.StringFlag{Name: "hold-send", Usage: "with --hold: a JSON payload each held connection sends once to --hold-route when open (e.g. {\"subscribe\":\"room.1\"}); measuring waits for every answer"},
+			&cli.StringFlag{Name: "hold-route", Usage: "with --hold-send: its route"},
 		}, clientSecurityFlags()...),
 		Action: runBench,
 	}
@@ -127,7 +129,15 @@ func isTerminal(w io.Writer) bool {
 // stderr once all are open (so a harness can measure the server then) and
 // the result at the end.
 func runHold(cctx *cli.Context, n int) error {
+	var hello []byte
+	if s := cctx.String("hold-send"); s != "" {
+		if !json.Valid([]byte(s)) {
+			return fmt.Errorf("--hold-send: not JSON: %s", s)
+		}
+		hello = []byte(s)
+	}
 	res, err := bench.Hold(cctx.Context, bench.HoldConfig{
+		Hello: hello, HelloRoute: cctx.String("hold-route"),
 		Addrs: strings.Split(cctx.String("addr"), ","), Conns: n, Duration: cctx.Duration("duration"),
 		KeepAlive: cctx.Duration("hold-keepalive"), Token: cctx.String("token"),
 		Broadcasts: cctx.Int("broadcasts"), BroadcastRoute: cctx.String("broadcast-route"),
