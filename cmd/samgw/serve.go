@@ -61,6 +61,8 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
+			&cli.IntFlag{Name: "lua-max-timers", Value: scripting.DefaultMaxTimers,
+				Usage: "most pending timers (timer.after, timer.every) of the scripts", EnvVars: envVar("lua-max-timers")},
 		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),
 		Before: loadConfigFile,
 		Action: serve,
@@ -343,6 +345,7 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		ConfigFile:  cctx.String("script-config"),
 		Timeout:     cctx.Duration("script-timeout"),
 		MaxStates:   cctx.Int("lua-states"),
+		MaxTimers:   cctx.Int("lua-max-timers"),
 		Logger:      log,
 		Audit:       audit,
 	}
