@@ -171,9 +171,11 @@ func (c *Conn) Info() ConnInfo {
 
 // Reply queues a data frame answering msg: it carries msg's id and route and
 // the given payload (raw JSON; nil for none). The payload is copied before
-// Reply returns.
+// Reply returns. Replies queued while HandleData runs are written once it
+// returns, together with the other frames queued by then (pushes meanwhile
+// are written at once).
 func (c *Conn) Reply(msg *protocol.Message, payload []byte) error {
-	return c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeData, ID: msg.ID, Route: msg.Route, Payload: payload})
+	return c.w.answerMessage(&protocol.Message{Type: protocol.TypeData, ID: msg.ID, Route: msg.Route, Payload: payload})
 }
 
 // Send pushes a data frame with payload (raw JSON) and route to the
@@ -390,7 +392,10 @@ func (c *Conn) frames() (cause CloseCause, moved bool) {
 			}
 			return c.readFailed(err), false
 		}
-		if c.dispatch(frame) {
+		c.w.beginDispatch()
+		byPeer := c.dispatch(frame)
+		c.w.endDispatch(c.w.reader.Buffered() > 0)
+		if byPeer {
 			c.w.reparkable.Store(false)
 			return causeByPeer, false
 		}
@@ -552,9 +557,9 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 	case protocol.TypeAuth:
 		c.reauthenticate(m)
 	case protocol.TypePing:
-		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
+		c.w.answerMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
 	case protocol.TypeKeepAlive:
-		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeKeepAlive, ID: m.ID, Payload: alivePayload}) //nolint:errcheck // closing
+		c.w.answerMessage(&protocol.Message{Type: protocol.TypeKeepAlive, ID: m.ID, Payload: alivePayload}) //nolint:errcheck // closing
 	case protocol.TypeClose:
 		return true
 	}

@@ -86,12 +86,15 @@ type wire struct {
 	reader *protocol.Reader
 
 	mu      sync.Mutex
-	pending []byte     // encoded frames not yet handed to the socket
-	spare   []byte     // the flusher's last written batch, reused for pending
-	writing bool       // a flusher runs (or has finished for good)
-	closing bool       // no more frames are accepted; the flusher ends once pending is written
-	aborted bool       // the socket was closed outright; pending is discarded
-	cause   CloseCause // why the connection closes; the first cause wins
+	pending []byte // encoded frames not yet handed to the socket
+	spare   []byte // the flusher's last written batch, reused for pending
+	writing bool   // a flusher runs (or has finished for good)
+	// the reader is dispatching a frame: the answers it queues meanwhile
+	// wait for endDispatch, which writes them without a goroutine of their own
+	dispatching bool
+	closing     bool       // no more frames are accepted; the flusher ends once pending is written
+	aborted     bool       // the socket was closed outright; pending is discarded
+	cause       CloseCause // why the connection closes; the first cause wins
 
 	writerDone chan struct{} // closed when writing has ended for good
 	doneOnce   sync.Once
@@ -301,6 +304,17 @@ func (w *wire) requestedCause() CloseCause {
 // fails with ErrConnClosed once the connection is closing, and closes the
 // connection as a slow consumer when the outbound buffer overflows.
 func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
+	return w.queue(t, encode, false)
+}
+
+// answer is enqueue for the reader's answers to the frame it dispatches
+// (replies, errors, pongs): while it dispatches, no writer is woken for
+// them; endDispatch writes them.
+func (w *wire) answer(t protocol.Type, encode func(dst []byte) []byte) error {
+	return w.queue(t, encode, true)
+}
+
+func (w *wire) queue(t protocol.Type, encode func(dst []byte) []byte, answer bool) error {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
@@ -319,12 +333,38 @@ func (w *wire) enqueue(t protocol.Type, encode func(dst []byte) []byte) error {
 		w.abort(causeSlowConsumer)
 		return ErrSlowConsumer
 	}
-	start := w.claimFlusherLocked()
+	start := !(answer && w.dispatching) && w.claimFlusherLocked()
 	w.mu.Unlock()
 	if start {
 		go w.flush()
 	}
 	return nil
+}
+
+// beginDispatch marks the reader's handling of a frame (see answer).
+func (w *wire) beginDispatch() {
+	w.mu.Lock()
+	w.dispatching = true
+	w.mu.Unlock()
+}
+
+// endDispatch writes the answers queued while the reader handled a frame.
+// With more input buffered, a flusher writes them while the reader goes on
+// (and picks up the answers to the next frames as it goes). Otherwise the
+// reader writes them itself: it is about to wait for the peer anyway, and a
+// round trip then costs no goroutine to start and stop.
+func (w *wire) endDispatch(moreBuffered bool) {
+	w.mu.Lock()
+	w.dispatching = false
+	start := len(w.pending) > 0 && w.claimFlusherLocked()
+	w.mu.Unlock()
+	switch {
+	case !start:
+	case moreBuffered:
+		go w.flush()
+	default:
+		w.flush()
+	}
 }
 
 // claimFlusherLocked reports whether the caller must start the flusher
@@ -342,9 +382,15 @@ func (w *wire) enqueueMessage(m *protocol.Message) error {
 	return w.enqueue(m.Type, func(dst []byte) []byte { return protocol.AppendFrame(dst, m) })
 }
 
-// enqueueError queues an `error` frame answering the message with id.
+// answerMessage is enqueueMessage for the reader's answers (see answer).
+func (w *wire) answerMessage(m *protocol.Message) error {
+	return w.answer(m.Type, func(dst []byte) []byte { return protocol.AppendFrame(dst, m) })
+}
+
+// enqueueError queues an `error` frame answering the message with id; the
+// reader queues it as an answer (see answer).
 func (w *wire) enqueueError(id string, err error) error {
-	return w.enqueue(protocol.TypeError, func(dst []byte) []byte { return protocol.AppendErrorFrame(dst, id, err) })
+	return w.answer(protocol.TypeError, func(dst []byte) []byte { return protocol.AppendErrorFrame(dst, id, err) })
 }
 
 // beginClose stops accepting frames, queues the close frame cause calls

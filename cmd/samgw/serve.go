@@ -19,6 +19,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/cluster"
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/gctune"
 	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
@@ -61,6 +62,8 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
+			&cli.StringFlag{Name: "gc-min-heap", Value: "32MiB",
+				Usage: "collect garbage no earlier than at this heap size (0: Go's default, collect when the live heap doubles); GOGC or GOMEMLIMIT in the environment turn it off", EnvVars: envVar("gc-min-heap")},
 			&cli.IntFlag{Name: "lua-max-timers", Value: scripting.DefaultMaxTimers,
 				Usage: "most pending timers (timer.after, timer.every) of the scripts", EnvVars: envVar("lua-max-timers")},
 		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),
@@ -88,6 +91,11 @@ func serve(cctx *cli.Context) error {
 	if audit != nil {
 		defer audit.Close()
 	}
+	stopTuning, err := tuneGC(cctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopTuning()
 	var reg *metrics.Metrics
 	if cctx.String("metrics-listen") != "" {
 		reg = metrics.New()
@@ -462,4 +470,24 @@ func flagError(err error) error {
 		}
 	}
 	return err
+}
+
+// tuneGC keeps the heap target at --gc-min-heap or more (see gctune),
+// unless the environment tunes the collector itself.
+func tuneGC(cctx *cli.Context, log *slog.Logger) (stop func(), err error) {
+	var minHeap int
+	if s := strings.TrimSpace(cctx.String("gc-min-heap")); s != "0" {
+		if minHeap, err = parseSize(s); err != nil {
+			return nil, fmt.Errorf("--gc-min-heap: %w", err)
+		}
+	}
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		if os.Getenv(env) != "" {
+			if minHeap > 0 && cctx.IsSet("gc-min-heap") {
+				log.Warn("--gc-min-heap is off: the environment sets " + env)
+			}
+			return func() {}, nil
+		}
+	}
+	return gctune.Start(uint64(minHeap)), nil
 }

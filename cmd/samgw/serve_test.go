@@ -389,3 +389,22 @@ func TestExampleConfigListsEveryServeFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestGCMinHeapFlag(t *testing.T) {
+	for _, tc := range []struct{ value, want string }{
+		{"lots", "--gc-min-heap: invalid size"},
+		{"-5MiB", "--gc-min-heap"},
+	} {
+		code, _, errOut := runSamgw(t, "", "serve", "--gc-min-heap", tc.value, "--listen", "256.1.1.1:0")
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Fatalf("--gc-min-heap %s: exit %d, %s", tc.value, code, errOut)
+		}
+	}
+	// 0 and sizes are accepted: the failure is the listen address.
+	for _, value := range []string{"0", "16MiB"} {
+		code, _, errOut := runSamgw(t, "", "serve", "--gc-min-heap", value, "--listen", "256.1.1.1:0")
+		if code == 0 || strings.Contains(errOut, "gc-min-heap") || !strings.Contains(errOut, "listen") {
+			t.Fatalf("--gc-min-heap %s: exit %d, %s", value, code, errOut)
+		}
+	}
+}

@@ -79,15 +79,15 @@ func checkWritable(L *lua.LState, t *lua.LTable, what string) {
 }
 
 // NewEnv returns a table for one file's (or loaded chunk's) globals: it
-// reads through to the shared, sealed globals, takes the file's own
-// assignments, and is its own _G. Its metatable is hidden, so the shared
-// globals cannot be reached through it.
+// starts with the shared, sealed globals, takes the file's own
+// assignments, and is its own _G. The shared globals are copied in rather
+// than read through a metatable: they never change once sealed, and a
+// global such as `string` or `json` is then one lookup instead of three,
+// on every use in every call.
 func NewEnv(L *lua.LState) *lua.LTable {
-	env := L.NewTable()
-	meta := L.NewTable()
-	meta.RawSetString("__index", L.G.Global)
-	meta.RawSetString("__metatable", lua.LFalse)
-	env.Metatable = meta
+	g := L.G.Global
+	env := L.CreateTable(0, 64)
+	g.ForEach(func(k, v lua.LValue) { env.RawSet(k, v) })
 	env.RawSetString("_G", env)
 	return env
 }

@@ -1,0 +1,99 @@
+// Package gctune keeps the Go heap target from falling below a minimum.
+//
+// Go collects when the heap has grown by GOGC percent (100) over what the
+// last collection left live. A gateway's live heap is small (a few MiB of
+// connections and Lua states) while it allocates fast (every message
+// becomes Lua tables and back), so with the default it collects dozens of
+// times a second, and the collections, not the messages, take the CPU. The
+// tuner raises GOGC after each collection so that the next one comes when
+// the heap reaches at least the minimum; once the live heap is large
+// (many connections), GOGC is the default again and memory per connection
+// is what it was.
+package gctune
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// MaxPercent bounds the GOGC the tuner sets.
+const MaxPercent = 10000
+
+// tuner sets GOGC after every collection.
+type tuner struct {
+	minHeap uint64
+	base    int
+
+	mu      sync.Mutex
+	stopped bool
+	sample  []metrics.Sample
+}
+
+// sentinel is garbage made for each cycle: its finalizer runs after the
+// collection that freed it, and makes the next one.
+type sentinel struct {
+	t *tuner
+	_ [16]byte // not a tiny allocation, so it is freed on its own
+}
+
+// Start keeps the heap target at least minHeap bytes (with GOGC at least
+// base percent, 100 when GOGC is unset) until stop is called; stop restores
+// base. It does nothing (and stop does nothing) for minHeap zero.
+func Start(minHeap uint64) (stop func()) {
+	if minHeap == 0 {
+		return func() {}
+	}
+	base := debug.SetGCPercent(100)
+	debug.SetGCPercent(base)
+	t := &tuner{minHeap: minHeap, base: base, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	t.tune()
+	t.arm()
+	return t.stop
+}
+
+func (t *tuner) arm() {
+	runtime.SetFinalizer(&sentinel{t: t}, func(s *sentinel) {
+		if s.t.tune() {
+			s.t.arm()
+		}
+	})
+}
+
+// tune sets GOGC for the live heap now; it reports false once stopped.
+func (t *tuner) tune() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return false
+	}
+	metrics.Read(t.sample)
+	debug.SetGCPercent(Percent(t.sample[0].Value.Uint64(), t.minHeap, t.base))
+	return true
+}
+
+func (t *tuner) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.stopped {
+		t.stopped = true
+		debug.SetGCPercent(t.base)
+	}
+}
+
+// runtimeFloor is the heap size under which Go never collects at GOGC=100;
+// it scales with GOGC (4 MiB × GOGC/100), so it bounds GOGC too.
+const runtimeFloor = 4 << 20
+
+// Percent is the GOGC that puts the next collection at minHeap for a live
+// heap of live bytes: never below base, never above MaxPercent, and never
+// so high that the runtime's own floor (4 MiB × GOGC/100) passes minHeap.
+func Percent(live, minHeap uint64, base int) int {
+	live = max(live, 1)
+	if minHeap <= live {
+		return base
+	}
+	p := min((minHeap-live)*100/live, minHeap*100/runtimeFloor)
+	return int(min(max(p, uint64(base)), MaxPercent))
+}
