@@ -13,6 +13,7 @@ import (
 	"github.com/secureagentmessaging/samgw/bench"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
+	"github.com/secureagentmessaging/samgw/internal/gctune"
 	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -40,12 +41,14 @@ func BenchmarkHandleData(b *testing.B) {
 	}
 }
 
-// BenchmarkHandleDataParallel is BenchmarkHandleData on every P at once,
+// BenchmarkHandleDataParallel is BenchmarkHandleData on every P at once
+// (with the garbage collector tuned as serve tunes it),
 // each caller with its own pool hint (its own connection) and taking a
 // state from the pool for every call, as HandleData does: ns/op should stay
 // flat as -cpu grows (go test ./scripting -bench HandleDataParallel -cpu
 // 1,2,4,8), and the mutex profile shows no lock that all callers share.
 func BenchmarkHandleDataParallel(b *testing.B) {
+	defer gctune.Start(gctune.DefaultMinHeap)() // the collector as samgw serve runs it
 	e, err := New(Config{FS: lua.Handlers(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

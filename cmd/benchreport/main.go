@@ -8,13 +8,22 @@
 // default where taskset exists and there are two cores or more) every server
 // runs on core 0 (samgw with GOMAXPROCS=1, the peers with one worker) and
 // the load generator on core 1, so servers are compared per core. Then it
-// measures memory per held connection. Run it from the repository root:
+// measures memory per held connection. -rounds N repeats every measurement
+// N times, alternating, and reports medians (this machine's neighbours make
+// single runs vary by ±15%).
 //
-//	go run ./cmd/benchreport [-seconds 5] [-pin=false] [-peer …] [-openresty …]
+// -cores 1,2 is the scaling mode instead: for each count S, the Go echo,
+// the Lua echo and the Lua transform (GOMAXPROCS=S) and the OpenResty peer
+// (S workers) run on cores 0..S-1 and the load generator on the others
+// (on all of them when none are left), at 64 connections × 16.
+// Run it from the repository root:
+//
+//	go run ./cmd/benchreport [-seconds 5] [-rounds 3] [-pin=false] [-cores 1,2] [-peer …] [-openresty …]
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -28,6 +37,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,7 +53,12 @@ func main() {
 	_, tasksetErr := exec.LookPath("taskset")
 	pin := flag.Bool("pin", tasksetErr == nil && runtime.NumCPU() >= 2, "servers on core 0, the load generator on core 1")
 	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per held connection")
+	rounds := flag.Int("rounds", 1, "measure each configuration this many times, alternating servers, and report medians")
+	cores := flag.String("cores", "", "scaling mode: comma-separated core counts for the servers (e.g. 1,2)")
 	flag.Parse()
+	if *rounds < 1 {
+		log.Fatal("-rounds must be at least 1")
+	}
 	dir, err := os.MkdirTemp("", "samgw-report")
 	if err != nil {
 		log.Fatal(err)
@@ -55,9 +70,16 @@ func main() {
 			cleanups[i]()
 		}
 	}()
-	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }, pin: *pin}
+	r := &reporter{cleanup: func(f func()) { cleanups = append(cleanups, f) }, rounds: *rounds}
+	if *pin {
+		r.serverCores, r.loadCores, r.procs = "0", "1", 1
+	}
 	bin, transform := build(dir)
 	r.bin = bin
+	if *cores != "" {
+		fmt.Print(r.scaling(*cores, *openresty, transform, time.Duration(*seconds)*time.Second))
+		return
+	}
 	if *memoryOnly {
 		fmt.Printf("Memory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 		return
@@ -79,7 +101,7 @@ func main() {
 	}
 	duration := time.Duration(*seconds) * time.Second
 	results := r.measure(servers, duration)
-	fmt.Print(table(servers, results, *seconds, r.pin))
+	fmt.Print(table(servers, results, *seconds, r.serverCores != "", *rounds))
 	fmt.Printf("\nMemory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 }
 
@@ -128,26 +150,48 @@ func (r *reporter) measure(servers []server, duration time.Duration) map[string]
 		results[s.name] = make(map[config]bench.Result)
 	}
 	for _, c := range configs {
-		for _, s := range servers {
-			res, err := r.load(s.addr, c, duration)
-			if err != nil || res.Errors != 0 {
-				log.Fatalf("%s %+v: %v (%d errors: %s)", s.name, c, err, res.Errors, res.FirstError)
-			}
-			results[s.name][c] = res
-			log.Printf("%s conns=%d pipeline=%d: %.0f frames/s p99 %.3f ms", s.name, c.conns, c.pipeline, res.FramesPerSec, res.P99)
+		for name, res := range r.alternate(servers, c, duration) {
+			results[name][c] = res
 		}
 	}
 	return results
 }
 
-// load runs one measurement: in this process, or pinned to core 1 as a
-// `samgw bench` process of its own.
+// alternate measures every server with load c, r.rounds times in turn, and
+// returns each one's median run (by frames/s).
+func (r *reporter) alternate(servers []server, c config, duration time.Duration) map[string]bench.Result {
+	runs := make(map[string][]bench.Result)
+	for range r.rounds {
+		for _, s := range servers {
+			res, err := r.load(s.addr, c, duration)
+			if err != nil || res.Errors != 0 {
+				log.Fatalf("%s %+v: %v (%d errors: %s)", s.name, c, err, res.Errors, res.FirstError)
+			}
+			runs[s.name] = append(runs[s.name], res)
+			log.Printf("%s conns=%d pipeline=%d: %.0f frames/s p99 %.3f ms", s.name, c.conns, c.pipeline, res.FramesPerSec, res.P99)
+		}
+	}
+	medians := make(map[string]bench.Result)
+	for name, rs := range runs {
+		slices.SortFunc(rs, func(a, b bench.Result) int { return cmp.Compare(a.FramesPerSec, b.FramesPerSec) })
+		medians[name] = rs[len(rs)/2]
+	}
+	return medians
+}
+
+// load runs one measurement: in this process, or, when the report pins,
+// as a `samgw bench` process of its own on the load cores (on any core when
+// the servers have them all).
 func (r *reporter) load(addr string, c config, duration time.Duration) (bench.Result, error) {
-	if !r.pin {
+	if r.serverCores == "" {
 		return bench.Run(context.Background(), bench.Config{Addr: addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128, Duration: duration})
 	}
-	out, err := exec.Command("taskset", "-c", "1", r.bin, "bench", "--addr", addr, "--conns", strconv.Itoa(c.conns),
-		"--pipeline", strconv.Itoa(c.pipeline), "--size", "128", "--duration", duration.String(), "--json").Output()
+	args := []string{r.bin, "bench", "--addr", addr, "--conns", strconv.Itoa(c.conns),
+		"--pipeline", strconv.Itoa(c.pipeline), "--size", "128", "--duration", duration.String(), "--json"}
+	if r.loadCores != "" {
+		args = append([]string{"taskset", "-c", r.loadCores}, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).Output()
 	if err != nil {
 		return bench.Result{}, fmt.Errorf("samgw bench: %w", err)
 	}
@@ -160,13 +204,14 @@ func (r *reporter) load(addr string, c config, duration time.Duration) (bench.Re
 
 // table formats the results as the README's Markdown table, with ratios to
 // the first server.
-func table(servers []server, results map[string]map[config]bench.Result, seconds int, pinned bool) string {
+func table(servers []server, results map[string]map[config]bench.Result, seconds int, pinned bool, rounds int) string {
 	var b strings.Builder
 	where := "servers and load generator sharing the cores"
 	if pinned {
 		where = "each server pinned to core 0 (samgw GOMAXPROCS=1, peers one worker), the load generator to core 1"
 	}
-	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, 128-byte payloads; %s.\n\n", runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), seconds, where)
+	fmt.Fprintf(&b, "\nMachine: %d cores, %s; %s; %d s per measurement, median of %d alternating rounds, 128-byte payloads; %s.\n\n",
+		runtime.NumCPU(), runtime.GOARCH, time.Now().Format("2006-01-02"), seconds, rounds, where)
 	b.WriteString("| server |")
 	for _, c := range configs {
 		fmt.Fprintf(&b, " %d conn × %d |", c.conns, c.pipeline)
@@ -207,15 +252,18 @@ func table(servers []server, results map[string]map[config]bench.Result, seconds
 
 // reporter owns the processes the report starts.
 type reporter struct {
-	cleanup func(func())
-	pin     bool   // servers on core 0, load on core 1
-	bin     string // the samgw binary
+	cleanup     func(func())
+	bin         string // the samgw binary
+	rounds      int
+	serverCores string // taskset list of the servers' cores; "" pins nothing
+	loadCores   string // the load generator's; "" lets it run anywhere
+	procs       int    // GOMAXPROCS of samgw and workers of the peers, when pinned
 }
 
-// serverCommand is name args…, pinned to core 0 when the report pins.
+// serverCommand is name args…, on the servers' cores when the report pins.
 func (r *reporter) serverCommand(name string, args ...string) *exec.Cmd {
-	if r.pin {
-		return exec.Command("taskset", append([]string{"-c", "0", name}, args...)...)
+	if r.serverCores != "" {
+		return exec.Command("taskset", append([]string{"-c", r.serverCores, name}, args...)...)
 	}
 	return exec.Command(name, args...)
 }
@@ -237,8 +285,8 @@ func poll(timeout, interval time.Duration, cond func() bool) bool {
 // startSamgw runs `samgw serve` on a free port and returns its address.
 func (r *reporter) startSamgw(bin string, args ...string) string {
 	cmd := r.serverCommand(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
-	if r.pin {
-		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	if r.serverCores != "" {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(r.procs))
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -289,7 +337,7 @@ func (r *reporter) startPeer(script, what string, env ...string) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := r.serverCommand("bash", script, port, "1")
+	cmd := r.serverCommand("bash", script, port, strconv.Itoa(max(r.procs, 1)))
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -417,4 +465,80 @@ func openConns(metricsAddr string) int {
 	}
 	n, _ := strconv.Atoi(string(m[1]))
 	return n
+}
+
+// scaling is the -cores mode: for each server core count S in list, the Go
+// echo, the Lua echo, the Lua transform and the OpenResty peers on cores
+// 0..S-1, the load on the others, at 64 × 16, alternating; a table of
+// frames/s with each row's speed-up over its first column.
+func (r *reporter) scaling(list, openresty, transform string, duration time.Duration) string {
+	var counts []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > runtime.NumCPU() {
+			log.Fatalf("-cores %s: want counts from 1 to %d", list, runtime.NumCPU())
+		}
+		counts = append(counts, n)
+	}
+	load := config{64, 16}
+	names := []string{"samgw Go echo", "samgw Lua echo", "samgw Lua transform", "OpenResty echo", "OpenResty transform"}
+	results := make(map[string]map[int]bench.Result)
+	for _, n := range names {
+		results[n] = make(map[int]bench.Result)
+	}
+	var notes []string
+	for _, n := range counts {
+		r.serverCores, r.procs = fmt.Sprintf("0-%d", n-1), n
+		r.loadCores = ""
+		if n < runtime.NumCPU() {
+			r.loadCores = fmt.Sprintf("%d-%d", n, runtime.NumCPU()-1)
+		} else {
+			notes = append(notes, fmt.Sprintf("at %d cores the load generator shares the servers' cores", n))
+		}
+		var stops []func()
+		r.cleanup = func(f func()) { stops = append(stops, f) }
+		servers := []server{
+			{names[0], r.startSamgw(r.bin, "--no-scripts")},
+			{names[1], r.startSamgw(r.bin)},
+			{names[2], r.startSamgw(r.bin, "--scripts", transform)},
+		}
+		if addr := r.startPeer(openresty, "OpenResty"); addr != "" {
+			servers = append(servers, server{names[3], addr}, server{names[4], r.startPeer(openresty, "OpenResty", "TRANSFORM=1")})
+		}
+		for name, res := range r.alternate(servers, load, duration) {
+			results[name][n] = res
+		}
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nScaling: %d-core machine, %s; servers on cores 0..S-1 (samgw GOMAXPROCS=S, OpenResty S workers), load on the rest; %d conns × %d, 128-byte payloads, %v per run, median of %d alternating rounds.\n\n",
+		runtime.NumCPU(), time.Now().Format("2006-01-02"), load.conns, load.pipeline, duration, r.rounds)
+	b.WriteString("| server |")
+	for _, n := range counts {
+		fmt.Fprintf(&b, " S=%d |", n)
+	}
+	b.WriteString("\n|---|")
+	for range counts {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, name := range names {
+		if len(results[name]) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s |", name)
+		first := results[name][counts[0]].FramesPerSec
+		for _, n := range counts {
+			res := results[name][n]
+			fmt.Fprintf(&b, " %.0fk/s (%.2f×), p99 %.2f ms |", res.FramesPerSec/1000, res.FramesPerSec/first, res.P99)
+		}
+		b.WriteString("\n")
+	}
+	for _, note := range notes {
+		fmt.Fprintf(&b, "\nNote: %s.", note)
+	}
+	b.WriteString("\n")
+	return b.String()
 }

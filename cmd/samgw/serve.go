@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,7 +63,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
-			&cli.StringFlag{Name: "gc-min-heap", Value: "32MiB",
+			&cli.StringFlag{Name: "gc-min-heap", Value: strconv.Itoa(gctune.DefaultMinHeap>>20) + "MiB",
 				Usage: "collect garbage no earlier than at this heap size (0: Go's default, collect when the live heap doubles); GOGC or GOMEMLIMIT in the environment turn it off", EnvVars: envVar("gc-min-heap")},
 			&cli.IntFlag{Name: "lua-max-timers", Value: scripting.DefaultMaxTimers,
 				Usage: "most pending timers (timer.after, timer.every) of the scripts", EnvVars: envVar("lua-max-timers")},
