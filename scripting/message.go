@@ -21,12 +21,19 @@ type msgObject struct {
 	fields    *lua.LTable // fields the script assigned, which take precedence
 }
 
+// msgUserData is a msg object and its userdata in one allocation.
+type msgUserData struct {
+	ud  lua.LUserData
+	obj msgObject
+}
+
 // newMsg returns the msg object of m with its decoded payload.
 func (st *luaState) newMsg(m *protocol.Message, payload lua.LValue) *lua.LUserData {
-	ud := st.L.NewUserData()
-	ud.Value = &msgObject{id: m.ID, route: m.Route, timestamp: m.Timestamp, payload: payload}
-	ud.Metatable = st.msgMeta
-	return ud
+	b := &msgUserData{obj: msgObject{id: m.ID, route: m.Route, timestamp: m.Timestamp, payload: payload}}
+	b.ud.Env = st.L.Env
+	b.ud.Value = &b.obj
+	b.ud.Metatable = st.msgMeta
+	return &b.ud
 }
 
 // get returns field key of the message.

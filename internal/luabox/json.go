@@ -56,8 +56,17 @@ type Converter struct {
 	arrayMeta *lua.LTable
 	exactMeta *lua.LTable // of ExactInteger userdata
 	null      *lua.LUserData
-	values    int // converted since the last check
+	values    int               // converted since the last check
+	keys      map[string]string // object keys seen, to share their strings (see key)
 }
+
+// Bounds of the object keys a Converter keeps: messages of one kind repeat
+// their keys, and a key met again costs no allocation. Keys past the bounds
+// (or past the count: a peer sending ever new keys) are simply not kept.
+const (
+	maxSharedKeys   = 128
+	maxSharedKeyLen = 32
+)
 
 // check counts one value and, every convertCheckEvery values, looks at the
 // call's deadline and at size, the output (or input) size so far.
@@ -89,7 +98,7 @@ func NewConverter(L *lua.LState) *Converter {
 	}))
 	nullMeta.RawSetString("__metatable", lua.LString("json.null"))
 	null.Metatable = nullMeta
-	return &Converter{L: L, arrayMeta: meta, exactMeta: newExactMeta(L), null: null}
+	return &Converter{L: L, arrayMeta: meta, exactMeta: newExactMeta(L), null: null, keys: make(map[string]string)}
 }
 
 // NewArray returns an empty table that encodes as a JSON array.
@@ -202,7 +211,7 @@ func (d *jsonDecoder) object(depth int) (lua.LValue, error) {
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return lua.LNil, d.errorf("expected a string key")
 		}
-		key, err := d.str()
+		key, err := d.key()
 		if err != nil {
 			return lua.LNil, err
 		}
@@ -262,6 +271,29 @@ func (d *jsonDecoder) array(depth int) (lua.LValue, error) {
 			return t, err
 		}
 	}
+}
+
+// key decodes an object key at pos, sharing the string of a key seen
+// before.
+func (d *jsonDecoder) key() (string, error) {
+	start := d.pos + 1
+	end := start
+	for end < len(d.data) && end-start <= maxSharedKeyLen && d.data[end] != '"' && d.data[end] != '\\' {
+		end++
+	}
+	if end >= len(d.data) || d.data[end] != '"' {
+		return d.str() // escaped, long, or unterminated
+	}
+	raw := d.data[start:end]
+	d.pos = end + 1
+	if k, ok := d.c.keys[string(raw)]; ok {
+		return k, nil
+	}
+	k := string(raw)
+	if len(d.c.keys) < maxSharedKeys {
+		d.c.keys[k] = k
+	}
+	return k, nil
 }
 
 // str decodes a string at pos (at its opening quote).

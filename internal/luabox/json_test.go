@@ -1,0 +1,54 @@
+package luabox
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// TestObjectKeysAreSharedWithinBounds: repeated keys share one string, keys
+// with escapes or past the length decode as before, and a peer sending ever
+// new keys cannot grow what a converter keeps.
+func TestObjectKeysAreSharedWithinBounds(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	c := NewConverter(L)
+	long := strings.Repeat("k", maxSharedKeyLen+5)
+	for _, tc := range []struct{ in, key, want string }{
+		{`{"name":1}`, "name", "1"},
+		{`{"a\"b":2}`, `a"b`, "2"},
+		{`{"\u00e9t\u00e9":3}`, "été", "3"},
+		{`{"` + long + `":4}`, long, "4"},
+		{`{"":5}`, "", "5"},
+	} {
+		for range 2 { // the second time from the shared keys
+			v, err := c.Decode([]byte(tc.in))
+			if err != nil {
+				t.Fatalf("%s: %v", tc.in, err)
+			}
+			if got := v.(*lua.LTable).RawGetString(tc.key).String(); got != tc.want {
+				t.Fatalf("%s: [%q] = %s, want %s", tc.in, tc.key, got, tc.want)
+			}
+		}
+	}
+	for i := range 10 * maxSharedKeys {
+		if _, err := c.Decode(fmt.Appendf(nil, `{"key%d":%d}`, i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(c.keys); n > maxSharedKeys {
+		t.Fatalf("%d keys kept, want at most %d", n, maxSharedKeys)
+	}
+	for k := range c.keys {
+		if len(k) > maxSharedKeyLen {
+			t.Fatalf("kept a key of %d bytes", len(k))
+		}
+	}
+	// The keys kept still decode right, and so do new ones past the bound.
+	v, err := c.Decode([]byte(`{"name":7,"key99999":8}`))
+	if err != nil || v.(*lua.LTable).RawGetString("name").String() != "7" || v.(*lua.LTable).RawGetString("key99999").String() != "8" {
+		t.Fatalf("%v, %v", v, err)
+	}
+}
