@@ -170,7 +170,13 @@ func (h *harness) httpCall(opts *lua.LTable) int {
 func (h *harness) upstreamRequest(L *lua.LState) int {
 	name := L.CheckString(1)
 	payload := h.roundTrip(L.Get(2), "payload")
-	reply, err := h.answer("upstream", name, "upstream.request", payload, routeOrNil(L.Get(3)))
+	return h.pushAnswer(h.answer("upstream", name, "upstream.request", payload, routeOrNil(L.Get(3))))
+}
+
+// pushAnswer returns a stub's answer to the script: the reply (through
+// JSON), or nil and the error the stub gave.
+func (h *harness) pushAnswer(reply, err lua.LValue) int {
+	L := h.st.L
 	if reply == lua.LNil && err != lua.LNil {
 		L.Push(lua.LNil)
 		L.Push(err)
@@ -228,14 +234,7 @@ func (h *harness) natsPublish(L *lua.LState) int {
 func (h *harness) natsRequest(L *lua.LState) int {
 	subject := L.CheckString(1)
 	payload := h.roundTrip(L.Get(2), "payload")
-	reply, err := h.answer("nats", subject, "nats.request", payload)
-	if reply == lua.LNil && err != lua.LNil {
-		L.Push(lua.LNil)
-		L.Push(err)
-		return 2
-	}
-	L.Push(h.roundTrip(reply, "the stub's reply"))
-	return 1
+	return h.pushAnswer(h.answer("nats", subject, "nats.request", payload))
 }
 
 // assert_eq(got, want[, message]): equal values, tables compared deeply

@@ -105,22 +105,7 @@ func (h *harness) register(st *luaState) {
 		"send": h.gwSend, "send_to": h.gwSendTo, "broadcast": h.gwBroadcast, "connections": h.gwConnections,
 		"close": h.gwClose, "subscribe": h.gwSubscribe, "unsubscribe": h.gwUnsubscribe, "publish": h.gwPublish,
 	}))
-	L.SetGlobal("http", st.module(map[string]lua.LGFunction{
-		"request": func(L *lua.LState) int { return h.httpCall(L.CheckTable(1)) },
-		"get": func(L *lua.LState) int {
-			opts := L.OptTable(2, L.NewTable())
-			opts.RawSetString("url", L.Get(1))
-			opts.RawSetString("method", lua.LString("GET"))
-			return h.httpCall(opts)
-		},
-		"post": func(L *lua.LState) int {
-			opts := L.OptTable(3, L.NewTable())
-			opts.RawSetString("url", L.Get(1))
-			opts.RawSetString("body", L.Get(2))
-			opts.RawSetString("method", lua.LString("POST"))
-			return h.httpCall(opts)
-		},
-	}))
+	L.SetGlobal("http", st.httpModule(h.httpCall))
 	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": h.upstreamRequest, "all": h.upstreamAll}))
 	L.SetGlobal("nats", st.module(map[string]lua.LGFunction{"publish": h.natsPublish, "request": h.natsRequest}))
 

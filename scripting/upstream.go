@@ -194,24 +194,29 @@ func errorCause(err error) string {
 // registerUpstreamAPI installs http and upstream.
 func (st *luaState) registerUpstreamAPI() {
 	L := st.L
-	httpMod := st.module(map[string]lua.LGFunction{
-		"request": func(L *lua.LState) int { return st.httpRequest(L.CheckTable(1)) },
+	L.SetGlobal("http", st.httpModule(st.httpRequest))
+	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": st.upstreamRequest, "all": st.upstreamAll}))
+}
+
+// httpModule is the http module over request, which does http.request:
+// get and post are request with the method and body filled in.
+func (st *luaState) httpModule(request func(opts *lua.LTable) int) *lua.LTable {
+	return st.module(map[string]lua.LGFunction{
+		"request": func(L *lua.LState) int { return request(L.CheckTable(1)) },
 		"get": func(L *lua.LState) int {
 			opts := L.OptTable(2, L.NewTable())
 			opts.RawSetString("url", L.Get(1))
 			opts.RawSetString("method", lua.LString("GET"))
-			return st.httpRequest(opts)
+			return request(opts)
 		},
 		"post": func(L *lua.LState) int {
 			opts := L.OptTable(3, L.NewTable())
 			opts.RawSetString("url", L.Get(1))
 			opts.RawSetString("body", L.Get(2))
 			opts.RawSetString("method", lua.LString("POST"))
-			return st.httpRequest(opts)
+			return request(opts)
 		},
 	})
-	L.SetGlobal("http", httpMod)
-	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": st.upstreamRequest, "all": st.upstreamAll}))
 }
 
 // http.request{method=, url=, headers=, body=, timeout_ms=} →
