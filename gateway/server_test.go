@@ -230,6 +230,42 @@ func TestKeepAlivesKeepConnectionOpen(t *testing.T) {
 	}
 }
 
+// TestFrequentFramesKeepConnectionOpen sends frames closer together than
+// the read deadline's slack (a sixteenth of the timeout), so the deadline
+// is set from an earlier frame and fires before the timeout since the last
+// one: the server must set it again, not close; once the frames stop, it
+// closes no earlier than the timeout after the last one.
+func TestFrequentFramesKeepConnectionOpen(t *testing.T) {
+	const timeout = 320 * time.Millisecond
+	srv, addr := startServer(t, Config{KeepAliveTimeout: timeout, KeepAliveInterval: time.Hour})
+	p := dialPeer(t, addr)
+	tick := time.NewTicker(timeout / 64)
+	defer tick.Stop()
+	end := time.Now().Add(3 * timeout)
+	for i := 0; time.Now().Before(end); i++ {
+		<-tick.C
+		p.send(fmt.Sprintf(`{"type":"ping","id":"p%d"}`+"\n", i))
+		expectFrame(t, p.next(), "pong", fmt.Sprintf("p%d", i), "")
+	}
+	if n := srv.ConnectionCount(); n != 1 {
+		t.Fatalf("%d connections while frames kept coming, want 1", n)
+	}
+	// One frame, then another within the slack: the deadline stays the
+	// first one's and fires a slack early; the close must still wait for
+	// the timeout since the second.
+	p.send(`{"type":"ping","id":"a"}` + "\n")
+	expectFrame(t, p.next(), "pong", "a", "")
+	gap := time.NewTimer(timeout / 32)
+	<-gap.C
+	last := time.Now()
+	p.send(`{"type":"ping","id":"b"}` + "\n")
+	expectFrame(t, p.next(), "pong", "b", "")
+	expectFrame(t, p.next(), "close", "", `{"reason":"keepalive timeout"}`)
+	if quiet := time.Since(last); quiet < timeout {
+		t.Fatalf("closed %v after the last frame, before the %v timeout", quiet, timeout)
+	}
+}
+
 func TestSlowConsumerClosedOthersServed(t *testing.T) {
 	srv, addr := startServer(t, Config{MaxFrameSize: 16 << 10, MaxQueueBytes: 1, WriteTimeout: time.Second})
 	slow := dialPeer(t, addr)

@@ -116,6 +116,7 @@ type wire struct {
 	nextKeepAlive  int64        // Unix nanoseconds the periodic keepalive is due; keep-alive scheduler only
 	lastWrite      time.Time    // when the last frame was written, with framePacing; writer only
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
+	writeDeadline  int64        // Unix nanoseconds of the write deadline set last; writer only
 
 	in, out           frameCounts // frames by type
 	bytesIn, bytesOut atomic.Uint64
@@ -211,7 +212,11 @@ func (rd *rawRead) read(fd uintptr) bool {
 func (d deadlineReader) beforeRead() error {
 	w := d.w
 	if w.cfg.keepAliveTimeout > 0 {
-		if last := w.lastFrame.Load(); last != w.deadlineFor {
+		// The deadline moves only when it lags the last frame by more than
+		// a sixteenth of the timeout: moving it costs a runtime timer
+		// update, once a message otherwise. A deadline that then fires
+		// early is set again (see earlyTimeout).
+		if last := w.lastFrame.Load(); w.deadlineFor == 0 || last-w.deadlineFor > int64(w.cfg.keepAliveTimeout/16) {
 			w.deadlineFor = last
 			if err := w.nc.SetReadDeadline(time.Unix(0, last).Add(w.cfg.keepAliveTimeout)); err != nil {
 				return err
@@ -250,6 +255,11 @@ func (w *wire) repark() bool {
 // readFrame returns the next frame and records its arrival.
 func (w *wire) readFrame() ([]byte, error) {
 	frame, err := w.reader.ReadFrame()
+	for err != nil && w.earlyTimeout(err) {
+		w.deadlineFor = 0
+		w.reader.Resume()
+		frame, err = w.reader.ReadFrame()
+	}
 	if err != nil {
 		if w.closeRequested.Load() {
 			return nil, errCloseRequested
@@ -265,6 +275,19 @@ func (w *wire) readFrame() ([]byte, error) {
 	}
 	w.lastFrame.Store(time.Now().UnixNano())
 	return frame, nil
+}
+
+// earlyTimeout reports whether err is a keep-alive deadline that fired
+// before the keep-alive timeout since the last frame had passed: set from
+// an earlier frame (see beforeRead), it only needs setting again.
+func (w *wire) earlyTimeout(err error) bool {
+	if !isTimeout(err) || w.cfg.keepAliveTimeout <= 0 || w.closeRequested.Load() || w.reparkAsked.Load() {
+		return false
+	}
+	w.mu.Lock()
+	closing := w.closing
+	w.mu.Unlock()
+	return !closing && time.Since(time.Unix(0, w.lastFrame.Load())) < w.cfg.keepAliveTimeout
 }
 
 // requestClose asks the reader to stop after the frames it already has and
@@ -580,8 +603,16 @@ func (w *wire) write(batch []byte) error {
 	return nil
 }
 
+// writeOnce writes b within the write timeout: a write that makes no
+// progress for between half the timeout and the timeout fails. The
+// deadline is moved only when less than half the timeout is left, not at
+// every write (a runtime timer update each time).
 func (w *wire) writeOnce(b []byte) error {
-	w.nc.SetWriteDeadline(time.Now().Add(w.cfg.writeTimeout)) //nolint:errcheck // Write reports it
+	if now := time.Now(); w.writeDeadline-now.UnixNano() < int64(w.cfg.writeTimeout/2) {
+		deadline := now.Add(w.cfg.writeTimeout)
+		w.nc.SetWriteDeadline(deadline) //nolint:errcheck // Write reports it
+		w.writeDeadline = deadline.UnixNano()
+	}
 	n, err := w.nc.Write(b)
 	w.bytesOut.Add(uint64(n))
 	return err
