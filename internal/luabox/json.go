@@ -58,7 +58,11 @@ type Converter struct {
 	null      *lua.LUserData
 	values    int               // converted since the last check
 	keys      map[string]string // object keys seen, to share their strings (see key)
+	scratch   []byte            // json.encode's buffer, kept while at most maxScratch
 }
+
+// maxScratch bounds the json.encode buffer a Converter keeps between calls.
+const maxScratch = 64 << 10
 
 // Bounds of the object keys a Converter keeps: messages of one kind repeat
 // their keys, and a key met again costs no allocation. Keys past the bounds
@@ -502,7 +506,13 @@ func sequenceLength(t *lua.LTable) int {
 func OpenJSON(L *lua.LState, conv *Converter) {
 	mod := L.NewTable()
 	mod.RawSetString("encode", L.NewFunction(func(L *lua.LState) int {
-		out, err := conv.Encode(nil, L.CheckAny(1))
+		// Encoded into the converter's scratch buffer, so the text is
+		// allocated once, as the string, not grown step by step. Encoding
+		// runs no Lua code, so nothing can reach the buffer meanwhile.
+		out, err := conv.Encode(conv.scratch[:0], L.CheckAny(1))
+		if cap(out) <= maxScratch {
+			conv.scratch = out[:0]
+		}
 		if err != nil {
 			L.RaiseError("json.encode: %s", err)
 		}
@@ -510,7 +520,10 @@ func OpenJSON(L *lua.LState, conv *Converter) {
 		return 1
 	}))
 	mod.RawSetString("decode", L.NewFunction(func(L *lua.LState) int {
-		v, err := conv.DecodeUntrusted([]byte(L.CheckString(1)))
+		// Decoding only reads the text (strings it makes are copies), so
+		// it reads the Lua string in place.
+		s := L.CheckString(1)
+		v, err := conv.DecodeUntrusted(unsafe.Slice(unsafe.StringData(s), len(s)))
 		if err != nil {
 			L.RaiseError("json.decode: %s", err)
 		}

@@ -52,3 +52,36 @@ func TestObjectKeysAreSharedWithinBounds(t *testing.T) {
 		t.Fatalf("%v, %v", v, err)
 	}
 }
+
+// TestJSONEncodeReusesItsBufferSafely: json.encode encodes into a kept
+// buffer, yet each result is a string of its own, and a large result's
+// buffer is not kept.
+func TestJSONEncodeReusesItsBufferSafely(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	c := NewConverter(L)
+	OpenJSON(L, c)
+	if err := L.DoString(`
+		a = json.encode({x = "first"})
+		b = json.encode({y = "second"})
+		big = json.encode({z = string.rep("z", 100000)})
+		c = json.encode({w = 1})
+		back = json.decode(a)
+	`); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a": `{"x":"first"}`, "b": `{"y":"second"}`, "c": `{"w":1}`} {
+		if got := L.GetGlobal(name).String(); got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	if got := len(L.GetGlobal("big").String()); got != 100000+len(`{"z":""}`) {
+		t.Errorf("big is %d bytes", got)
+	}
+	if cap(c.scratch) > maxScratch {
+		t.Errorf("kept a %d-byte buffer, want at most %d", cap(c.scratch), maxScratch)
+	}
+	if got := L.GetGlobal("back").(*lua.LTable).RawGetString("x").String(); got != "first" {
+		t.Errorf("decode of a: x = %s", got)
+	}
+}
