@@ -3,9 +3,12 @@ package scripting
 import (
 	"fmt"
 	"io/fs"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
@@ -106,4 +109,50 @@ func TestValidTopic(t *testing.T) {
 			t.Errorf("ValidTopic(%q) = %v, want %v", topic, got, want)
 		}
 	}
+}
+
+// TestSlowSubscriberDoesNotHoldUpAPublish: a subscriber that never reads
+// fills its queue and is closed as a slow consumer; every publish returns
+// at once and the subscriber that reads keeps getting them.
+func TestSlowSubscriberDoesNotHoldUpAPublish(t *testing.T) {
+	f := newFixtureWith(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  if msg.payload == "sub" then return gateway.subscribe(conn.id, "news") end
+  return gateway.publish("news", string.rep("x", 16000))
+end`}, Config{}, gateway.Config{MaxQueueBytes: 64 << 10, WriteTimeout: time.Second})
+	// The slow subscriber: it subscribes, then never reads.
+	nc, err := net.DialTimeout("tcp", f.addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096) //nolint:errcheck // smaller is only quicker
+	if _, err := nc.Write([]byte(`{"type":"data","payload":"sub"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	reader, pushes := f.client()
+	mustReply(t, reader, "", `"sub"`, `true`)
+	testutil.Eventually(t, "two subscribers", func() bool { return f.engine.topics.count() == 2 })
+	publisher, _ := f.client()
+	for i := 0; ; i++ {
+		got, err := request(t, publisher, "", `"pub"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-pushes:
+			if len(m.Payload) != 16002 {
+				t.Fatalf("push of %d bytes", len(m.Payload))
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("the reading subscriber got no push")
+		}
+		if got == "1" {
+			break // the slow subscriber is gone; the publishes went on
+		}
+		if got != "2" || i > 10000 {
+			t.Fatalf("publish %d reached %s", i, got)
+		}
+	}
+	testutil.Eventually(t, "the slow subscriber's subscription to end", func() bool { return f.engine.topics.count() == 1 })
 }
