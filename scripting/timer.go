@@ -39,8 +39,8 @@ type realClock struct{}
 func (realClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 
 // luaTimer is one timer.after or timer.every. Its function lives in the Lua
-// state that created it, so it runs there: on that state's goroutine-free
-// mutex, while no call uses the state.
+// state that created it, so it runs there, holding the state's mutex like
+// a call, whether the state is idle in the pool or not.
 type luaTimer struct {
 	set    *timerSet
 	st     *luaState
@@ -106,7 +106,7 @@ func (s *timerSet) cancel(t *luaTimer) bool {
 }
 
 // cancelState cancels the timers whose functions live in st, which is
-// being thrown away, and returns how many there were.
+// being thrown away, and returns them.
 func (s *timerSet) cancelState(st *luaState) []*luaTimer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -160,7 +160,7 @@ func (t *luaTimer) fire() {
 	s.mu.Unlock()
 	defer s.running.Done()
 
-	err, broken := t.st.runTimer(t)
+	broken, err := t.st.runTimer(t)
 	if err != nil && s.failed != nil {
 		s.failed(t, err)
 	} else if err != nil {
@@ -187,19 +187,20 @@ func timerErrorText(err error) string {
 }
 
 // runTimer runs a timer's function on st, once no call uses st. It reports
-// the run's error and whether it broke st (it overran its deadline).
-func (st *luaState) runTimer(t *luaTimer) (err error, broken bool) {
+// whether the run broke st (it overran its deadline), and the run's error.
+func (st *luaState) runTimer(t *luaTimer) (broken bool, err error) {
 	if t.set.inline {
-		return st.runNested(t.fn, t.handle), false
+		return false, st.runNested(t.fn, t.handle)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed || st.broken {
-		return nil, st.broken
+		return st.broken, nil
 	}
 	st.call = callInfo{script: scriptOf(t.where), background: true}
 	defer st.end()
-	return st.run(t.fn, 0, t.handle), st.broken
+	err = st.run(t.fn, 0, t.handle)
+	return st.broken, err
 }
 
 // runNested calls fn inside the call in progress on st (the test's), with
