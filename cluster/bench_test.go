@@ -20,14 +20,8 @@ import (
 // another node (a NATS request per message), and answers the sender: 16
 // connections × 16 in flight over loopback, NATS in-process.
 func BenchmarkSend(b *testing.B) {
-	ns := natsServer(b, -1, b.TempDir())
-	defer func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}()
-	scripts := b.TempDir()
-	os.WriteFile(filepath.Join(scripts, "default.lua"), []byte(handler), 0o644)
-	n1, n2 := startNode(b, "n1", ns.ClientURL(), scripts), startNode(b, "n2", ns.ClientURL(), scripts)
+	natsURL, scripts := benchCluster(b, handler)
+	n1, n2 := startNode(b, "n1", natsURL, scripts), startNode(b, "n2", natsURL, scripts)
 	local, remote := connectAgent(b, n1, "a"), connectAgent(b, n2, "b")
 	for name, target := range map[string]string{"to_local": local.id, "to_remote": remote.id} {
 		src := fmt.Sprintf(`function on_data(msg) assert(gateway.send(%q, msg.payload)) return msg.payload end`, target)
@@ -94,17 +88,11 @@ end`
 // process (with extra flags), has it send ten frames to the route a second
 // apart, and reports the time until the last held connection had each.
 func fanOutBench(b *testing.B, nodes, conns int, handler string, holdFlags ...string) {
-	ns := natsServer(b, -1, b.TempDir())
-	defer func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}()
-	scripts := b.TempDir()
-	os.WriteFile(filepath.Join(scripts, "default.lua"), []byte(handler), 0o644)
+	natsURL, scripts := benchCluster(b, handler)
 	os.WriteFile(filepath.Join(scripts, "broadcast.lua"), []byte(handler), 0o644)
 	var addrs []string
 	for i := range nodes {
-		addrs = append(addrs, startNode(b, fmt.Sprintf("n%d", i+1), ns.ClientURL(), scripts).addr)
+		addrs = append(addrs, startNode(b, fmt.Sprintf("n%d", i+1), natsURL, scripts).addr)
 	}
 	bin := filepath.Join(b.TempDir(), "samgw")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/samgw").CombinedOutput(); err != nil {
@@ -136,4 +124,20 @@ func fanOutBench(b *testing.B, nodes, conns int, handler string, holdFlags ...st
 	b.ReportMetric(times[len(times)/2], "median-ms-to-last")
 	b.ReportMetric(times[len(times)-1], "max-ms-to-last")
 	b.ReportMetric(res.PingP99, "ping-p99-ms")
+}
+
+// benchCluster starts an in-process NATS for a benchmark (stopped after
+// the nodes, at cleanup) and a scripts directory with handler as
+// default.lua.
+func benchCluster(b *testing.B, handler string) (natsURL, scripts string) {
+	ns := natsServer(b, -1, b.TempDir())
+	b.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	scripts = b.TempDir()
+	if err := os.WriteFile(filepath.Join(scripts, "default.lua"), []byte(handler), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return ns.ClientURL(), scripts
 }

@@ -86,19 +86,22 @@ type wire struct {
 	reader *protocol.Reader
 
 	mu      sync.Mutex
-	pending []byte // encoded frames not yet handed to the socket
-	spare   []byte // the flusher's last written batch, reused for pending
-	writing bool   // a flusher runs (or has finished for good)
-	// the reader is dispatching a frame: the answers it queues meanwhile
-	// wait for endDispatch, which writes them without a goroutine of their own
-	dispatching bool
-	closing     bool       // no more frames are accepted; the flusher ends once pending is written
-	aborted     bool       // the socket was closed outright; pending is discarded
-	cause       CloseCause // why the connection closes; the first cause wins
+	pending []byte     // encoded frames not yet handed to the socket
+	spare   []byte     // the flusher's last written batch, reused for pending
+	writing bool       // a flusher runs (or has finished for good)
+	closing bool       // no more frames are accepted; the flusher ends once pending is written
+	aborted bool       // the socket was closed outright; pending is discarded
+	cause   CloseCause // why the connection closes; the first cause wins
 
 	writerDone chan struct{} // closed when writing has ended for good
 	doneOnce   sync.Once
 
+	// the reader is dispatching a frame: the answers it queues meanwhile
+	// wait for endDispatch, which writes them without a goroutine of their
+	// own. Set without w.mu (a queue that sees it set only waits for
+	// endDispatch), cleared under it (so a queue that saw it set has its
+	// frame in pending by the time endDispatch looks).
+	dispatching    atomic.Bool
 	closeRequested atomic.Bool
 	fd             int          // the socket's fd when the server may park it, else -1
 	parked         atomic.Bool  // no reader goroutine: the socket waits in the parker
@@ -356,7 +359,7 @@ func (w *wire) queue(t protocol.Type, encode func(dst []byte) []byte, answer boo
 		w.abort(causeSlowConsumer)
 		return ErrSlowConsumer
 	}
-	start := !(answer && w.dispatching) && w.claimFlusherLocked()
+	start := !(answer && w.dispatching.Load()) && w.claimFlusherLocked()
 	w.mu.Unlock()
 	if start {
 		go w.flush()
@@ -365,11 +368,7 @@ func (w *wire) queue(t protocol.Type, encode func(dst []byte) []byte, answer boo
 }
 
 // beginDispatch marks the reader's handling of a frame (see answer).
-func (w *wire) beginDispatch() {
-	w.mu.Lock()
-	w.dispatching = true
-	w.mu.Unlock()
-}
+func (w *wire) beginDispatch() { w.dispatching.Store(true) }
 
 // endDispatch writes the answers queued while the reader handled a frame.
 // With more input buffered, a flusher writes them while the reader goes on
@@ -378,7 +377,7 @@ func (w *wire) beginDispatch() {
 // round trip then costs no goroutine to start and stop.
 func (w *wire) endDispatch(moreBuffered bool) {
 	w.mu.Lock()
-	w.dispatching = false
+	w.dispatching.Store(false)
 	start := len(w.pending) > 0 && w.claimFlusherLocked()
 	w.mu.Unlock()
 	switch {

@@ -45,7 +45,7 @@ func Check(cfg Config) ([]Problem, error) {
 	var problems []Problem
 	routes := make(map[string]*lua.FunctionProto)
 	libs := make(map[string]*lua.FunctionProto)
-	files, err := listScripts(e.fsys)
+	files, _, err := listScripts(e.fsys)
 	if err != nil {
 		return nil, err
 	}

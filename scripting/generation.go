@@ -56,7 +56,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 			return nil, err
 		}
 	}
-	files, err := listScripts(fsys)
+	files, _, err := listScripts(fsys)
 	if err != nil {
 		return nil, err
 	}
@@ -100,28 +100,33 @@ type scriptFile struct {
 	module     bool
 }
 
-// listScripts lists the handler files and modules of fsys: *.lua at the
-// top and in lib/; hidden files and directories, and the tests of
-// `samgw test` (*_test.lua), left out.
-func listScripts(fsys fs.FS) ([]scriptFile, error) {
-	var files []scriptFile
+// listScripts lists the handler files and modules of fsys (*.lua at the
+// top and in lib/) and, apart, the test files of `samgw test` (*_test.lua
+// at the top, sorted), which are never handlers; hidden files and
+// directories are left out.
+func listScripts(fsys fs.FS) (files []scriptFile, tests []string, err error) {
 	for _, dir := range []string{".", "lib"} {
 		entries, err := fs.ReadDir(fsys, dir)
 		if err != nil {
 			if dir == "lib" && errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("read scripts: %w", err)
+			return nil, nil, fmt.Errorf("read scripts: %w", err)
 		}
-		for _, entry := range entries {
+		for _, entry := range entries { // sorted by name
 			name, ok := strings.CutSuffix(entry.Name(), ".lua")
-			if !ok || entry.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, testSuffix) {
-				continue
+			switch {
+			case !ok || entry.IsDir() || strings.HasPrefix(name, "."):
+			case strings.HasSuffix(name, testSuffix):
+				if dir == "." {
+					tests = append(tests, entry.Name())
+				}
+			default:
+				files = append(files, scriptFile{name: name, path: path.Join(dir, entry.Name()), module: dir == "lib"})
 			}
-			files = append(files, scriptFile{name: name, path: path.Join(dir, entry.Name()), module: dir == "lib"})
 		}
 	}
-	return files, nil
+	return files, tests, nil
 }
 
 // testSuffix ends the names of test files (before .lua): never routes.

@@ -7,9 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"path"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -77,7 +75,7 @@ func RunTests(cfg TestConfig) (TestReport, error) {
 		return report, err
 	}
 	defer e.Close()
-	files, err := listTests(e.fsys)
+	_, files, err := listScripts(e.fsys)
 	if err != nil {
 		return report, err
 	}
@@ -132,22 +130,6 @@ func (r *TestReport) fail(out io.Writer, file, name, reason string) {
 	}
 	r.Failures = append(r.Failures, what+": "+reason)
 	fmt.Fprintf(out, "--- FAIL: %s\n    %s\n", what, strings.ReplaceAll(reason, "\n", "\n    "))
-}
-
-// listTests lists the *_test.lua files at the top of fsys, sorted.
-func listTests(fsys fs.FS) ([]string, error) {
-	entries, err := fs.ReadDir(fsys, ".")
-	if err != nil {
-		return nil, fmt.Errorf("read scripts: %w", err)
-	}
-	var files []string
-	for _, entry := range entries {
-		if !entry.IsDir() && strings.HasSuffix(entry.Name(), testSuffix+".lua") && !strings.HasPrefix(entry.Name(), ".") {
-			files = append(files, path.Clean(entry.Name()))
-		}
-	}
-	sort.Strings(files)
-	return files, nil
 }
 
 // testNames loads a test file once to list the tests it declares, in

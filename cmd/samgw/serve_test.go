@@ -408,3 +408,10 @@ func TestGCMinHeapFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchHoldSendMustBeJSON(t *testing.T) {
+	code, _, errOut := runSamgw(t, "", "bench", "--addr", "127.0.0.1:1", "--hold", "1", "--hold-send", "{subscribe", "--duration", "1s")
+	if code == 0 || !strings.Contains(errOut, "--hold-send: not JSON") {
+		t.Fatalf("exit %d, %s", code, errOut)
+	}
+}
