@@ -415,3 +415,10 @@ func TestBenchHoldSendMustBeJSON(t *testing.T) {
 		t.Fatalf("exit %d, %s", code, errOut)
 	}
 }
+
+func TestLuaMaxTimersMustNotBeNegative(t *testing.T) {
+	code, _, errOut := runSamgw(t, "", "serve", "--lua-max-timers", "-1", "--listen", "256.1.1.1:0")
+	if code == 0 || !strings.Contains(errOut, "MaxTimers -1") {
+		t.Fatalf("exit %d, %s", code, errOut)
+	}
+}
