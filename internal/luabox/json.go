@@ -1,6 +1,7 @@
 package luabox
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -304,6 +305,11 @@ func (d *jsonDecoder) key() (string, error) {
 func (d *jsonDecoder) str() (string, error) {
 	d.pos++
 	start := d.pos
+	// Most strings have no escape: find the closing quote at memchr speed.
+	if n := bytes.IndexByte(d.data[start:], '"'); n >= 0 && bytes.IndexByte(d.data[start:start+n], '\\') < 0 {
+		d.pos = start + n + 1
+		return string(d.data[start : start+n]), nil
+	}
 	escaped := false
 	for d.pos < len(d.data) {
 		switch d.data[d.pos] {

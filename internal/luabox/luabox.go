@@ -96,6 +96,8 @@ func Open(L *lua.LState) {
 		"gsub":   strGsub,
 		"rep":    strRep,
 		"format": strFormat,
+		"upper":  strUpper,
+		"lower":  strLower,
 	})
 
 	tab := g.RawGetString(lua.TabLibName).(*lua.LTable)

@@ -2,6 +2,7 @@ package luabox
 
 import (
 	"strings"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -212,5 +213,42 @@ func strRep(L *lua.LState) int {
 		L.RaiseError("string.rep: result of %d × %d bytes exceeds the limit of %d", len(s), n, MaxString)
 	}
 	L.Push(lua.LString(strings.Repeat(s, n)))
+	return 1
+}
+
+// strUpper and strLower are string.upper and string.lower as Lua defines
+// them: every byte through toupper or tolower of the C locale, so only the
+// ASCII letters change. gopher-lua's map Unicode (strings.ToUpper), which
+// turns every byte that is not UTF-8 into U+FFFD, so a binary string did not
+// survive the round trip; byte by byte is also several times faster.
+func strUpper(L *lua.LState) int { return mapASCIICase(L, 'a', 'z') }
+func strLower(L *lua.LState) int { return mapASCIICase(L, 'A', 'Z') }
+
+// mapASCIICase flips the case of the bytes from..to of its string argument.
+// A string with none of them is returned as it is, without a copy.
+func mapASCIICase(L *lua.LState, from, to byte) int {
+	s := L.CheckString(1)
+	i := 0
+	for i < len(s) && (s[i] < from || s[i] > to) {
+		i++
+	}
+	if i == len(s) {
+		if v, ok := L.Get(1).(lua.LString); ok {
+			L.Push(v)
+		} else {
+			L.Push(lua.LString(s)) // a number, as a string
+		}
+		return 1
+	}
+	b := make([]byte, len(s))
+	copy(b, s[:i])
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c >= from && c <= to {
+			c ^= 'a' - 'A'
+		}
+		b[i] = c
+	}
+	L.Push(lua.LString(unsafe.String(unsafe.SliceData(b), len(b)))) // b is not written again
 	return 1
 }

@@ -58,6 +58,11 @@ func TestPatternFunctionsFollowLua51(t *testing.T) {
 		{`return string.match("hello", "l?l?o")`, "llo"},
 		{`return string.match("abc", "()b()")`, "2|3"},
 		{`return ("x"):rep(3)`, "xxx"},
+		{`return string.upper("abc XYZ 019 {|}~@[\96"), string.lower("ABC xyz @[\96{") == "abc xyz @[\96{"`, "ABC XYZ 019 {|}~@[`|true"},
+		{`return string.upper(12), string.lower(1.5), ("").upper(""), string.upper("ALREADY")`, "12|1.5||ALREADY"},
+		// Bytes, as in the C locale: only ASCII letters change, and what is
+		// not UTF-8 comes back as it went in.
+		{`return string.upper("\255\233t\195\169") == "\255\233T\195\169", string.lower("\195\137Z") == "\195\137z", string.upper("\0a\0") == "\0A\0"`, "true|true|true"},
 		{`return string.gsub("hello world", "o", "0")`, "hell0 w0rld|2"},
 		{`return string.gsub("hello world", "(%w+)", "<%1>")`, "<hello> <world>|2"},
 		{`return string.gsub("hello", "", "-")`, "-h-e-l-l-o-|6"},
