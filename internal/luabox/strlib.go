@@ -1,6 +1,7 @@
 package luabox
 
 import (
+	"encoding/binary"
 	"strings"
 	"unsafe"
 
@@ -224,11 +225,15 @@ func strRep(L *lua.LState) int {
 func strUpper(L *lua.LState) int { return mapASCIICase(L, 'a', 'z') }
 func strLower(L *lua.LState) int { return mapASCIICase(L, 'A', 'Z') }
 
-// mapASCIICase flips the case of the bytes from..to of its string argument.
-// A string with none of them is returned as it is, without a copy.
+// mapASCIICase flips the case of the bytes from..to of its string argument,
+// eight bytes at a time. A string with none of them is returned as it is,
+// without a copy.
 func mapASCIICase(L *lua.LState, from, to byte) int {
 	s := L.CheckString(1)
 	i := 0
+	for i+8 <= len(s) && caseMask(binary.LittleEndian.Uint64([]byte(s[i:i+8])), from, to) == 0 {
+		i += 8
+	}
 	for i < len(s) && (s[i] < from || s[i] > to) {
 		i++
 	}
@@ -242,6 +247,10 @@ func mapASCIICase(L *lua.LState, from, to byte) int {
 	}
 	b := make([]byte, len(s))
 	copy(b, s[:i])
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64([]byte(s[i : i+8]))
+		binary.LittleEndian.PutUint64(b[i:], w^caseMask(w, from, to)>>2)
+	}
 	for ; i < len(s); i++ {
 		c := s[i]
 		if c >= from && c <= to {
@@ -251,4 +260,17 @@ func mapASCIICase(L *lua.LState, from, to byte) int {
 	}
 	L.Push(lua.LString(unsafe.String(unsafe.SliceData(b), len(b)))) // b is not written again
 	return 1
+}
+
+// caseMask has the high bit of each byte of w that lies in from..to (both
+// ASCII, from > 0), and no other bit: a byte's high bit survives adding
+// 0x80-from to its low seven bits only if it is at least from, and adding
+// 0x80-to-1 only if it is above to. Shifted right by two it is the case bit
+// (0x20) of those bytes.
+func caseMask(w uint64, from, to byte) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := w &^ highs
+	atLeastFrom := low + ones*uint64(0x80-from)
+	aboveTo := low + ones*uint64(0x80-to-1)
+	return atLeastFrom &^ aboveTo &^ w & highs
 }

@@ -2,6 +2,7 @@ package luabox
 
 import (
 	"context"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,7 @@ func TestPatternFunctionsFollowLua51(t *testing.T) {
 		// Bytes, as in the C locale: only ASCII letters change, and what is
 		// not UTF-8 comes back as it went in.
 		{`return string.upper("\255\233t\195\169") == "\255\233T\195\169", string.lower("\195\137Z") == "\195\137z", string.upper("\0a\0") == "\0A\0"`, "true|true|true"},
+		{`local s = string.rep("\255a\128z{\96@[\225\250", 5) return string.upper(s) == string.rep("\255A\128Z{\96@[\225\250", 5), string.lower(string.upper(s)) == s`, "true|true"},
 		{`return string.gsub("hello world", "o", "0")`, "hell0 w0rld|2"},
 		{`return string.gsub("hello world", "(%w+)", "<%1>")`, "<hello> <world>|2"},
 		{`return string.gsub("hello", "", "-")`, "-h-e-l-l-o-|6"},
@@ -268,4 +270,28 @@ func containsAny(s, alternatives string) bool {
 		}
 	}
 	return false
+}
+
+// TestCaseMaskMatchesByteByByte checks the eight-at-a-time case test against
+// the byte test for every byte value in every lane.
+func TestCaseMaskMatchesByteByByte(t *testing.T) {
+	for _, r := range []struct{ from, to byte }{{'a', 'z'}, {'A', 'Z'}} {
+		for lane := 0; lane < 8; lane++ {
+			for c := 0; c < 256; c++ {
+				var b [8]byte
+				for i := range b {
+					b[i] = byte(c + 37*i) // other lanes vary too
+				}
+				b[lane] = byte(c)
+				w := binary.LittleEndian.Uint64(b[:])
+				got := caseMask(w, r.from, r.to)
+				for i, x := range b {
+					want := x >= r.from && x <= r.to
+					if (got>>(8*i+7)&1 == 1) != want || got>>(8*i)&0x7f != 0 {
+						t.Fatalf("caseMask(%x, %q..%q): lane %d (byte %#x) is %v, want %v", w, r.from, r.to, i, x, !want, want)
+					}
+				}
+			}
+		}
+	}
 }
