@@ -403,13 +403,8 @@ func parseInt(b []byte) (int64, bool) {
 func (s *scanner) scanString() (start, end int, escaped bool, err error) {
 	start = s.pos
 	data := s.data
-	for i := s.pos; i < len(data); {
-		c := data[i]
-		if plainStringByte[c] {
-			i++
-			continue
-		}
-		switch {
+	for i := plainEnd(data, s.pos); i < len(data); i = plainEnd(data, i) {
+		switch c := data[i]; {
 		case c == '"':
 			s.pos = i + 1
 			return start, i, escaped, nil
@@ -449,16 +444,6 @@ func (s *scanner) scanString() (start, end int, escaped bool, err error) {
 	s.pos = len(data)
 	return 0, 0, false, s.syntaxError("unterminated string")
 }
-
-// plainStringByte marks the bytes that stand for themselves inside a JSON
-// string: printable ASCII other than '"' and '\\'. A table lookup keeps the
-// common case to one branch per byte.
-var plainStringByte = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
