@@ -1,13 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // prototypePeer reads the way the TypeScript prototype's agents do: one
@@ -189,4 +194,69 @@ func TestClientOneFramePerWrite(t *testing.T) {
 	if r := <-got; r[0] != 20 || r[1] != 0 {
 		t.Fatalf("the prototype server parsed %d data frames and lost %d", r[0], r[1])
 	}
+}
+
+// TestWritesResumeAfterPartialWrites writes far more than a socket with a
+// tiny send buffer holds: the write is done in many partial writes, each
+// after waiting for room, and every byte must arrive once, in order. To a
+// peer that does not read, the same write fails at the write timeout.
+func TestWritesResumeAfterPartialWrites(t *testing.T) {
+	pair := func(t *testing.T, writeTimeout time.Duration) (*wire, net.Conn) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { client.Close() })
+		server, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { server.Close() })
+		if err := server.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+			t.Fatal(err)
+		}
+		cfg := newWireConfig(protocol.Limits{}, 0, 0, writeTimeout, 0, 0, false)
+		return newWire(server, &cfg), client
+	}
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i % 251) // a period that no chunk size shares: a lost or repeated chunk shows
+	}
+
+	t.Run("arrives whole", func(t *testing.T) {
+		w, client := pair(t, waitTimeout)
+		done := make(chan error, 1)
+		go func() { done <- w.writeOnce(big) }()
+		client.SetReadDeadline(time.Now().Add(waitTimeout))
+		got := make([]byte, len(big))
+		if _, err := io.ReadFull(client, got); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		if !bytes.Equal(got, big) {
+			t.Fatal("the bytes read are not the bytes written")
+		}
+		if n := w.bytesOut.Load(); n != uint64(len(big)) {
+			t.Fatalf("%d bytes counted out, want %d", n, len(big))
+		}
+	})
+	t.Run("times out when the peer does not read", func(t *testing.T) {
+		w, _ := pair(t, 200*time.Millisecond)
+		start := time.Now()
+		err := w.writeOnce(big)
+		var op *net.OpError
+		if !isTimeout(err) || !errors.As(err, &op) || op.Op != "write" {
+			t.Fatalf("write to a peer that does not read: %v, want a write timeout", err)
+		}
+		if took := time.Since(start); took > waitTimeout {
+			t.Fatalf("the write timed out after %v, with a write timeout of 200ms", took)
+		}
+	})
 }

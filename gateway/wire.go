@@ -82,6 +82,7 @@ type wire struct {
 	nc     net.Conn
 	raw    syscall.RawConn // nc's socket when it is plain TCP: reads wait for data without a buffer
 	rawRd  rawRead         // the state of ReadReady's read, kept here so a read allocates nothing
+	rawWr  rawWrite        // the state of a raw write, likewise
 	cfg    *wireConfig     // shared by the connections of a server (or a client)
 	reader *protocol.Reader
 
@@ -135,6 +136,7 @@ func newWire(nc net.Conn, cfg *wireConfig) *wire {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		w.raw, _ = tc.SyscallConn() // nil on error: plain reads then
 		w.rawRd.try = w.rawRd.read
+		w.rawWr.try = w.rawWr.write
 	}
 	w.lastFrame.Store(time.Now().UnixNano())
 	w.reader = protocol.NewReader(deadlineReader{w}, cfg.limits)
@@ -198,7 +200,7 @@ type rawRead struct {
 
 func (rd *rawRead) read(fd uintptr) bool {
 	for {
-		rd.n, rd.err = syscall.Read(int(fd), rd.buf())
+		rd.n, rd.err = readNonblocking(fd, rd.buf())
 		if rd.err != syscall.EINTR {
 			break
 		}
@@ -612,9 +614,50 @@ func (w *wire) writeOnce(b []byte) error {
 		w.nc.SetWriteDeadline(deadline) //nolint:errcheck // Write reports it
 		w.writeDeadline = deadline.UnixNano()
 	}
-	n, err := w.nc.Write(b)
-	w.bytesOut.Add(uint64(n))
+	if w.raw == nil {
+		n, err := w.nc.Write(b)
+		w.bytesOut.Add(uint64(n))
+		return err
+	}
+	wr := &w.rawWr
+	wr.b, wr.n, wr.err = b, 0, nil
+	err := w.raw.Write(wr.try)
+	w.bytesOut.Add(uint64(wr.n))
+	wr.b = nil
+	if err == nil && wr.err != nil {
+		err = os.NewSyscallError("write", wr.err)
+	}
+	if err != nil { // as net.Conn's Write reports it
+		err = &net.OpError{Op: "write", Net: "tcp", Source: w.nc.LocalAddr(), Addr: w.nc.RemoteAddr(), Err: err}
+	}
 	return err
+}
+
+// rawWrite is the callback of a raw socket write: it writes what it can
+// and asks to wait for room (the write deadline applies) when the socket's
+// buffer is full.
+type rawWrite struct {
+	try func(fd uintptr) bool // write, as a func value made once
+	b   []byte
+	n   int
+	err error
+}
+
+func (wr *rawWrite) write(fd uintptr) bool {
+	for wr.n < len(wr.b) {
+		n, err := writeNonblocking(fd, wr.b[wr.n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			wr.err = err
+			return true
+		}
+		wr.n += n
+	}
+	return true
 }
 
 // finishWrites ends our half of the connection once the last frame is out,
