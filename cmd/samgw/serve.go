@@ -64,7 +64,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
 			&cli.StringFlag{Name: "gc-min-heap", Value: strconv.Itoa(gctune.DefaultMinHeap>>20) + "MiB",
-				Usage: "collect garbage no earlier than at this heap size (0: Go's default, collect when the live heap doubles); GOGC or GOMEMLIMIT in the environment turn it off", EnvVars: envVar("gc-min-heap")},
+				Usage: "collect garbage no earlier than at this heap size, for every two Ps (GOMAXPROCS) and times the Ps per core (0: Go's default, collect when the live heap doubles); GOGC or GOMEMLIMIT in the environment turn it off", EnvVars: envVar("gc-min-heap")},
 			&cli.IntFlag{Name: "lua-max-timers", Value: scripting.DefaultMaxTimers,
 				Usage: "most pending timers (timer.after, timer.every) of the scripts", EnvVars: envVar("lua-max-timers")},
 		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),

@@ -9,6 +9,12 @@
 // the heap reaches at least the minimum; once the live heap is large
 // (many connections), GOGC is the default again and memory per connection
 // is what it was.
+//
+// The minimum is for two Ps on two cores, and the tuner scales it (see
+// Floor): allocation grows with the Ps that run handlers, so a fixed floor
+// would be reached, and a collection run, that much more often; and with
+// more Ps than cores every mark phase and stop-the-world stretches while
+// threads wait for a core.
 package gctune
 
 import (
@@ -44,7 +50,7 @@ type sentinel struct {
 	_ [16]byte // not a tiny allocation, so it is freed on its own
 }
 
-// Start keeps the heap target at least minHeap bytes (with GOGC at least
+// Start keeps the heap target at least Floor(minHeap) bytes (with GOGC at least
 // base percent, 100 when GOGC is unset) until stop is called; stop restores
 // base. It does nothing (and stop does nothing) for minHeap zero.
 func Start(minHeap uint64) (stop func()) {
@@ -75,8 +81,22 @@ func (t *tuner) tune() bool {
 		return false
 	}
 	metrics.Read(t.sample)
-	debug.SetGCPercent(Percent(t.sample[0].Value.Uint64(), t.minHeap, t.base))
+	floor := Floor(t.minHeap, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	debug.SetGCPercent(Percent(t.sample[0].Value.Uint64(), floor, t.base))
 	return true
+}
+
+// MaxScale bounds how far Floor raises the minimum.
+const MaxScale = 32
+
+// Floor is the heap target the tuner keeps for a minimum of minHeap with
+// procs Ps on cpus cores: minHeap for every two Ps, times the Ps that share
+// a core, at most MaxScale × minHeap. With two Ps on two cores it is the
+// minimum; with eight on eight, four times it; with eight on two, sixteen.
+func Floor(minHeap uint64, procs, cpus int) uint64 {
+	pairs := max(1, (procs+1)/2)
+	perCore := max(1, (procs+cpus-1)/max(cpus, 1))
+	return minHeap * uint64(min(pairs*perCore, MaxScale))
 }
 
 func (t *tuner) stop() {

@@ -28,6 +28,23 @@ func TestPercent(t *testing.T) {
 	}
 }
 
+func TestFloor(t *testing.T) {
+	const m = 16 << 20
+	for _, tc := range []struct {
+		procs, cpus int
+		want        uint64
+	}{
+		{1, 1, m}, {1, 2, m}, {2, 2, m}, // the minimum is for two Ps on two cores
+		{3, 4, 2 * m}, {4, 4, 2 * m}, {8, 8, 4 * m}, {64, 64, MaxScale * m}, // a pair of Ps allocates like two
+		{4, 2, 4 * m}, {8, 2, 16 * m}, {8, 1, MaxScale * m}, // Ps that share a core stretch every mark phase
+		{2, 0, m}, // a machine that reports no cores
+	} {
+		if got := Floor(m, tc.procs, tc.cpus); got != tc.want {
+			t.Errorf("Floor(16 MiB, %d Ps, %d cores) = %d MiB, want %d MiB", tc.procs, tc.cpus, got>>20, tc.want>>20)
+		}
+	}
+}
+
 func gogc() uint64 {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
