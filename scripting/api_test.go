@@ -225,6 +225,37 @@ end`}, Config{MaxStates: 4})
 	mustFail(t, a, "", `"write id"`, protocol.CodeHandlerError, "conn.id is read-only")
 }
 
+// TestOnDataSeesItsConnHoweverItIsDeclared: a call makes the conn object
+// only for an on_data that can see a second argument, and every such
+// declaration gets it.
+func TestOnDataSeesItsConnHoweverItIsDeclared(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"default.lua": `function on_data(msg, conn) return {conn.id == msg.payload, type(conn)} end`,
+		"varargs.lua": `function on_data(msg, ...) local conn = ... return {conn.id == msg.payload, select("#", ...)} end`,
+		"go.lua":      `on_data = rawequal -- a Go function: rawequal(msg, conn) needs both`,
+		"msg.lua":     `function on_data(msg) return msg.payload end`,
+		"state.lua":   `function on_data(msg) gateway.send(msg.payload, "pushed") return "sent" end`,
+	}, Config{})
+	c, pushes := f.client()
+	testutil.Eventually(t, "the connection", func() bool { return f.srv.ConnectionCount() == 1 })
+	id := fmt.Sprintf("%q", f.srv.Connections()[0].ID)
+	mustReply(t, c, "", id, `[true,"userdata"]`)
+	mustReply(t, c, "varargs", id, `[true,1]`)
+	mustReply(t, c, "go", id, `false`)
+	mustReply(t, c, "msg", id, id)
+	// Without a conn object, the gateway module still knows the call's
+	// connection.
+	mustReply(t, c, "state", id, `"sent"`)
+	select {
+	case m := <-pushes:
+		if string(m.Payload) != `"pushed"` {
+			t.Fatalf("push %s, want \"pushed\"", m.Payload)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no push")
+	}
+}
+
 func fileOf(t *testing.T, f *fixture, name string) string {
 	t.Helper()
 	src, err := readFile(f.dir, name)

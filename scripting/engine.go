@@ -462,9 +462,15 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 		}
 	}
 	m := st.newMsg(msg, payload)
-	conn := st.begin(c, funcs.script)
+	st.begin(c, funcs.script)
 	defer st.end()
-	if err := st.run(funcs.onData, 1, m, conn); err != nil {
+	var err error
+	if funcs.dataConn {
+		err = st.run(funcs.onData, 1, m, st.connObject(c))
+	} else {
+		err = st.run(funcs.onData, 1, m)
+	}
+	if err != nil {
 		var se *scriptError
 		if code := st.call.upstream; code != "" && errors.As(err, &se) {
 			// The script let an upstream failure escape: say so, briefly.
@@ -491,9 +497,9 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 // callConnect runs on_connect(conn); a non-empty reason rejects.
 func (st *luaState) callConnect(c *gateway.Conn) (reason string, err error) {
 	funcs := st.routes[defaultRoute]
-	conn := st.begin(c, funcs.script)
+	st.begin(c, funcs.script)
 	defer st.end()
-	if err := st.run(funcs.onConnect, 2, conn); err != nil {
+	if err := st.run(funcs.onConnect, 2, st.connObject(c)); err != nil {
 		return "", err
 	}
 	ok, why := st.L.Get(-2), st.L.Get(-1)
@@ -513,16 +519,20 @@ func (st *luaState) callConnect(c *gateway.Conn) (reason string, err error) {
 // callClose runs on_close(conn, reason).
 func (st *luaState) callClose(c *gateway.Conn, reason string) error {
 	funcs := st.routes[defaultRoute]
-	conn := st.begin(c, funcs.script)
+	st.begin(c, funcs.script)
 	defer st.end()
-	return st.run(funcs.onClose, 0, conn, lua.LString(reason))
+	return st.run(funcs.onClose, 0, st.connObject(c), lua.LString(reason))
 }
 
-// begin sets up a call for connection c and returns its conn object: a
-// userdata whose fields (id, remote, identity, state) are read through the
-// state's conn metatable, cheaper to make per call than a table.
-func (st *luaState) begin(c *gateway.Conn, script string) *lua.LUserData {
+// begin sets up a call for connection c.
+func (st *luaState) begin(c *gateway.Conn, script string) {
 	st.call = callInfo{conn: c, peer: c, script: script, data: dataOf(c)}
+}
+
+// connObject is the conn object of a call for c: a userdata whose fields
+// (id, remote, identity, state) are read through the state's conn
+// metatable, cheaper to make per call than a table.
+func (st *luaState) connObject(c *gateway.Conn) *lua.LUserData {
 	ud := st.L.NewUserData()
 	ud.Value = c
 	ud.Metatable = st.connMeta

@@ -1,6 +1,8 @@
 package scripting
 
 import (
+	lua "github.com/yuin/gopher-lua"
+
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -13,9 +15,13 @@ func (st *luaState) echoOnly(msg *protocol.Message) error {
 		return err
 	}
 	m := st.newMsg(msg, payload)
-	conn := st.L.NewUserData()
-	conn.Metatable = st.connMeta
-	if err := st.run(funcs.onData, 1, m, conn); err != nil {
+	args := []lua.LValue{m}
+	if funcs.dataConn {
+		conn := st.L.NewUserData()
+		conn.Metatable = st.connMeta
+		args = append(args, conn)
+	}
+	if err := st.run(funcs.onData, 1, args...); err != nil {
 		return err
 	}
 	ret := st.L.Get(-1)

@@ -17,6 +17,7 @@ import (
 type handlerFuncs struct {
 	script    string // file name, for logs
 	onData    *lua.LFunction
+	dataConn  bool // on_data can see a second argument: only then does a call make its conn object
 	onConnect *lua.LFunction
 	onClose   *lua.LFunction
 	onStart   *lua.LFunction
@@ -123,10 +124,17 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 	if funcs.onData, ok = env.RawGetString("on_data").(*lua.LFunction); !ok {
 		return nil, fmt.Errorf("%s: %w", file, ErrNoOnData)
 	}
+	funcs.dataConn = seesArgument(funcs.onData, 2)
 	funcs.onConnect, _ = env.RawGetString("on_connect").(*lua.LFunction)
 	funcs.onClose, _ = env.RawGetString("on_close").(*lua.LFunction)
 	funcs.onStart, _ = env.RawGetString("on_start").(*lua.LFunction)
 	return funcs, nil
+}
+
+// seesArgument reports whether fn can see its n-th argument: it declares n
+// parameters, takes varargs, or is a Go function.
+func seesArgument(fn *lua.LFunction, n int) bool {
+	return fn.Proto == nil || fn.Proto.IsVarArg != 0 || int(fn.Proto.NumParameters) >= n
 }
 
 // run calls fn with args under the engine's timeout, leaving nret results
