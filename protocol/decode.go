@@ -211,6 +211,26 @@ func Valid(data []byte, maxDepth int) error {
 	return s.end()
 }
 
+// ScanString checks the JSON string whose opening quote is at data[pos] as
+// Valid would (escapes, control characters, UTF-8), for decoders that build
+// their own values in one pass: it returns the index just past the closing
+// quote and whether the contents hold escapes (AppendUnescaped decodes them).
+// The error is an *Error.
+func ScanString(data []byte, pos int) (end int, escaped bool, err error) {
+	s := scanner{data: data, pos: pos + 1}
+	_, _, escaped, err = s.scanString()
+	return s.pos, escaped, err
+}
+
+// ScanNumber checks the JSON number at data[pos] as Valid would and returns
+// the index just past it and whether it is an integer (no fraction, no
+// exponent). The error is an *Error.
+func ScanNumber(data []byte, pos int) (end int, integer bool, err error) {
+	s := scanner{data: data, pos: pos}
+	integer, err = s.scanNumber()
+	return s.pos, integer, err
+}
+
 // AppendUnescaped appends the decoded contents of a JSON string (without its
 // quotes) that Valid or Decode accepted: escapes resolved, surrogate pairs
 // joined, lone surrogates replaced by U+FFFD.

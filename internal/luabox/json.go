@@ -131,22 +131,34 @@ func (c *Converter) Decode(data []byte) (lua.LValue, error) {
 	return d.value(0)
 }
 
-// DecodeUntrusted validates data (JSON from a script) before decoding it.
+// DecodeUntrusted decodes JSON from a script or a store, checking as it
+// goes everything protocol.Valid checks (strings, numbers, nothing after
+// the value), in the same one pass.
 func (c *Converter) DecodeUntrusted(data []byte) (lua.LValue, error) {
-	if err := protocol.Valid(data, maxDecodeDepth); err != nil {
+	d := jsonDecoder{c: c, data: data, strict: true}
+	c.values = 0
+	d.skipSpace()
+	v, err := d.value(0)
+	if err == nil {
+		if d.skipSpace(); d.pos != len(d.data) {
+			err = d.errorf("unexpected data after the value")
+		}
+	}
+	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
-			return lua.LNil, errors.New(pe.Message)
+			err = errors.New(pe.Message)
 		}
 		return lua.LNil, err
 	}
-	return c.Decode(data)
+	return v, nil
 }
 
 type jsonDecoder struct {
-	c    *Converter
-	data []byte
-	pos  int
+	c      *Converter
+	data   []byte
+	pos    int
+	strict bool // the text is not known to be valid: check strings and numbers
 }
 
 func (d *jsonDecoder) errorf(format string, args ...any) error {
@@ -283,11 +295,11 @@ func (d *jsonDecoder) array(depth int) (lua.LValue, error) {
 func (d *jsonDecoder) key() (string, error) {
 	start := d.pos + 1
 	end := start
-	for end < len(d.data) && end-start <= maxSharedKeyLen && d.data[end] != '"' && d.data[end] != '\\' {
+	for end < len(d.data) && end-start <= maxSharedKeyLen && d.data[end] != '"' && d.data[end] != '\\' && d.data[end] >= 0x20 && d.data[end] < 0x80 {
 		end++
 	}
 	if end >= len(d.data) || d.data[end] != '"' {
-		return d.str() // escaped, long, or unterminated
+		return d.str() // escaped, long, not plain ASCII, or unterminated
 	}
 	raw := d.data[start:end]
 	d.pos = end + 1
@@ -303,6 +315,18 @@ func (d *jsonDecoder) key() (string, error) {
 
 // str decodes a string at pos (at its opening quote).
 func (d *jsonDecoder) str() (string, error) {
+	if d.strict {
+		end, escaped, err := protocol.ScanString(d.data, d.pos)
+		if err != nil {
+			return "", err
+		}
+		raw := d.data[d.pos+1 : end-1]
+		d.pos = end
+		if !escaped {
+			return string(raw), nil
+		}
+		return string(protocol.AppendUnescaped(make([]byte, 0, len(raw)), raw)), nil
+	}
 	d.pos++
 	start := d.pos
 	// Most strings have no escape: find the closing quote at memchr speed.
@@ -333,7 +357,14 @@ func (d *jsonDecoder) str() (string, error) {
 func (d *jsonDecoder) number() (lua.LValue, error) {
 	start := d.pos
 	integer := true
-	for d.pos < len(d.data) {
+	if d.strict {
+		end, isInt, err := protocol.ScanNumber(d.data, d.pos)
+		if err != nil {
+			return lua.LNil, err
+		}
+		d.pos, integer = end, isInt
+	}
+	for !d.strict && d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c >= '0' && c <= '9' || c == '-' {
 			d.pos++

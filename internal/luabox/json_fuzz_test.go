@@ -41,6 +41,14 @@ func FuzzLuaConversion(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode of valid JSON %q: %v", data, err)
 		}
+		// The one-pass check accepts what Valid accepts, and decodes the same.
+		u, err := conv.DecodeUntrusted(data)
+		if err != nil {
+			t.Fatalf("decodeUntrusted refused valid JSON %q: %v", data, err)
+		}
+		if a, b := encodeOrError(conv, v), encodeOrError(conv, u); a != b {
+			t.Fatalf("%q: Decode gives %s, DecodeUntrusted %s", data, a, b)
+		}
 		out, err := conv.Encode(nil, v)
 		if err != nil {
 			if hasInfinity(v) {
@@ -115,4 +123,13 @@ func normalise(v any) any {
 		}
 	}
 	return v
+}
+
+// encodeOrError is the JSON of v, or its encoding error's text.
+func encodeOrError(conv *Converter, v lua.LValue) string {
+	out, err := conv.Encode(nil, v)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(out)
 }

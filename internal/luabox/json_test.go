@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // TestObjectKeysAreSharedWithinBounds: repeated keys share one string, keys
@@ -83,5 +85,48 @@ func TestJSONEncodeReusesItsBufferSafely(t *testing.T) {
 	}
 	if got := L.GetGlobal("back").(*lua.LTable).RawGetString("x").String(); got != "first" {
 		t.Errorf("decode of a: x = %s", got)
+	}
+}
+
+// TestDecodeUntrustedChecksAsValidDoes: text from a script is checked in the
+// same pass that decodes it, and everything protocol.Valid refuses is
+// refused, with the byte it failed at.
+func TestDecodeUntrustedChecksAsValidDoes(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	conv := NewConverter(L)
+	for _, tc := range []struct{ in, want string }{
+		{`{"a":"b\x"}`, "invalid escape"},
+		{`{"a":"b\u12"}`, "invalid \\u escape"},
+		{"{\"a\":\"b\tc\"}", "control character in string"},
+		{"{\"a\xff\":1}", "invalid UTF-8"},
+		{"[\"\xc3\"]", "invalid UTF-8"},
+		{`[01]`, "expected ',' or ']'"},
+		{`[1.]`, "invalid number"},
+		{`[1e]`, "invalid number"},
+		{`[-]`, "invalid number"},
+		{`[1-2]`, "expected ',' or ']'"},
+		{`{"a":1} x`, "unexpected data after the value"},
+		{`[1,]`, "expected a value"},
+		{`{"a":1,}`, "expected a string key"},
+		{`[tru]`, "invalid literal"},
+		{`"abc`, "unterminated string"},
+		{strings.Repeat("[", maxDecodeDepth+1) + strings.Repeat("]", maxDecodeDepth+1), "nesting deeper than"},
+		{``, "unexpected end of input"},
+	} {
+		if protocol.Valid([]byte(tc.in), maxDecodeDepth) == nil {
+			t.Fatalf("%q: protocol.Valid accepts it: not a case", tc.in)
+		}
+		_, err := conv.DecodeUntrusted([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeUntrusted(%q) = %v, want an error saying %q", tc.in, err, tc.want)
+		}
+	}
+	v, err := conv.DecodeUntrusted([]byte(" {\"k\xc3\xa9\":[-0.5e+2,\"\\u00e9\\n\",true,null]} \n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := encodeOrError(conv, v); got != `{"ké":[-50,"é\n",true,null]}` {
+		t.Fatalf("decoded %s", got)
 	}
 }
