@@ -90,9 +90,11 @@ func TestQuietConnectionsHoldNoGoroutine(t *testing.T) {
 			target = srv.Conn(info.ID)
 		}
 	}
-	if target == nil || !target.w.parked.Load() {
-		t.Fatalf("peer 0's connection %v is not parked", target)
+	if target == nil {
+		t.Fatal("peer 0's connection is not listed")
 	}
+	// The goroutine count allows for a few still on their way to the parker.
+	testutil.Eventually(t, "peer 0's connection to park", target.w.parked.Load)
 	target.Close("bye")
 	if f := peers[0].nextSkipping(); f.Type != "close" || !strings.Contains(string(f.Payload), "bye") {
 		t.Fatalf("got %s, want close bye", f.raw)
