@@ -363,19 +363,18 @@ func (d *jsonDecoder) number() (lua.LValue, error) {
 			return lua.LNil, err
 		}
 		d.pos, integer = end, isInt
-	}
-	for !d.strict && d.pos < len(d.data) {
-		c := d.data[d.pos]
-		if c >= '0' && c <= '9' || c == '-' {
+	} else {
+	scan:
+		for d.pos < len(d.data) {
+			switch c := d.data[d.pos]; {
+			case c >= '0' && c <= '9' || c == '-':
+			case c == '.' || c == 'e' || c == 'E' || c == '+':
+				integer = false
+			default:
+				break scan
+			}
 			d.pos++
-			continue
 		}
-		if c == '.' || c == 'e' || c == 'E' || c == '+' {
-			integer = false
-			d.pos++
-			continue
-		}
-		break
 	}
 	num := d.data[start:d.pos]
 	if integer && len(num) <= 15 && num[0] != '-' || integer && len(num) <= 16 && num[0] == '-' {
