@@ -1,8 +1,6 @@
 package scripting
 
 import (
-	lua "github.com/yuin/gopher-lua"
-
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -15,13 +13,14 @@ func (st *luaState) echoOnly(msg *protocol.Message) error {
 		return err
 	}
 	m := st.newMsg(msg, payload)
-	args := []lua.LValue{m}
 	if funcs.dataConn {
 		conn := st.L.NewUserData()
 		conn.Metatable = st.connMeta
-		args = append(args, conn)
+		err = st.run(funcs.onData, 1, m, conn)
+	} else {
+		err = st.run(funcs.onData, 1, m)
 	}
-	if err := st.run(funcs.onData, 1, args...); err != nil {
+	if err != nil {
 		return err
 	}
 	ret := st.L.Get(-1)
