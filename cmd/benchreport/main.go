@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -102,6 +103,9 @@ func main() {
 	duration := time.Duration(*seconds) * time.Second
 	results := r.measure(servers, duration)
 	fmt.Print(table(servers, results, *seconds, r.serverCores != "", *rounds))
+	if *rounds > 1 {
+		fmt.Print(r.roundRatios(servers))
+	}
 	fmt.Printf("\nMemory per held connection (Lua echo server, %d connections): %s\n", heldConns, r.heldMemory(bin))
 }
 
@@ -171,12 +175,36 @@ func (r *reporter) alternate(servers []server, c config, duration time.Duration)
 			log.Printf("%s conns=%d pipeline=%d: %.0f frames/s p99 %.3f ms", s.name, c.conns, c.pipeline, res.FramesPerSec, res.P99)
 		}
 	}
+	if r.byRound == nil {
+		r.byRound = make(map[config]map[string][]bench.Result)
+	}
+	r.byRound[c] = make(map[string][]bench.Result)
 	medians := make(map[string]bench.Result)
 	for name, rs := range runs {
+		r.byRound[c][name] = slices.Clone(rs)
 		slices.SortFunc(rs, func(a, b bench.Result) int { return cmp.Compare(a.FramesPerSec, b.FramesPerSec) })
 		medians[name] = rs[len(rs)/2]
 	}
 	return medians
+}
+
+// roundRatio is the median over the rounds of a's frames/s over b's in the
+// same round, with load c: neighbours in time share the machine's state, so
+// on a noisy machine this ratio is steadier than the ratio of the medians.
+func (r *reporter) roundRatio(a, b string, c config) float64 {
+	as, bs := r.byRound[c][a], r.byRound[c][b]
+	ratios := make([]float64, 0, len(as))
+	for i := range min(len(as), len(bs)) {
+		ratios = append(ratios, as[i].FramesPerSec/bs[i].FramesPerSec)
+	}
+	if len(ratios) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(ratios)
+	if n := len(ratios); n%2 == 0 {
+		return (ratios[n/2-1] + ratios[n/2]) / 2
+	}
+	return ratios[len(ratios)/2]
 }
 
 // load runs one measurement: in this process, or, when the report pins,
@@ -250,14 +278,32 @@ func table(servers []server, results map[string]map[config]bench.Result, seconds
 	return b.String()
 }
 
+// roundRatios is the OpenResty comparison of table again, as the median of
+// the ratios within each round (see roundRatio).
+func (r *reporter) roundRatios(servers []server) string {
+	if _, ok := r.byRound[config{64, 16}][openrestyName]; !ok {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "The same, as the median of the %d ratios within each round: at 64 × 16 Go echo %.2f×, Lua echo %.2f×; at 16 × 1 Lua echo %.2f×",
+		r.rounds, r.roundRatio(servers[0].name, openrestyName, config{64, 16}), r.roundRatio(servers[1].name, openrestyName, config{64, 16}),
+		r.roundRatio(servers[1].name, openrestyName, config{16, 1}))
+	if _, ok := r.byRound[config{64, 16}][openrestyTransformName]; ok {
+		fmt.Fprintf(&b, "; Lua transform at 64 × 16 %.2f× OpenResty's transform", r.roundRatio(servers[2].name, openrestyTransformName, config{64, 16}))
+	}
+	b.WriteString(".\n")
+	return b.String()
+}
+
 // reporter owns the processes the report starts.
 type reporter struct {
 	cleanup     func(func())
 	bin         string // the samgw binary
 	rounds      int
-	serverCores string // taskset list of the servers' cores; "" pins nothing
-	loadCores   string // the load generator's; "" lets it run anywhere
-	procs       int    // GOMAXPROCS of samgw and workers of the peers, when pinned
+	byRound     map[config]map[string][]bench.Result // each server's runs in round order, by load
+	serverCores string                               // taskset list of the servers' cores; "" pins nothing
+	loadCores   string                               // the load generator's; "" lets it run anywhere
+	procs       int                                  // GOMAXPROCS of samgw and workers of the peers, when pinned
 }
 
 // serverCommand is name args…, on the servers' cores when the report pins.

@@ -50,7 +50,8 @@ type sentinel struct {
 	_ [16]byte // not a tiny allocation, so it is freed on its own
 }
 
-// Start keeps the heap target at least Floor(minHeap) bytes (with GOGC at least
+// Start keeps the heap target at least Floor(minHeap, GOMAXPROCS, NumCPU)
+// bytes (with GOGC at least
 // base percent, 100 when GOGC is unset) until stop is called; stop restores
 // base. It does nothing (and stop does nothing) for minHeap zero.
 func Start(minHeap uint64) (stop func()) {
