@@ -124,31 +124,32 @@ func (c *Converter) IsArray(t *lua.LTable) bool {
 
 // Decode builds the Lua value of JSON text that is known to be valid: a
 // payload that protocol.Decode accepted, or a value this package encoded.
-func (c *Converter) Decode(data []byte) (lua.LValue, error) {
-	d := jsonDecoder{c: c, data: data}
-	c.values = 0
-	d.skipSpace()
-	return d.value(0)
-}
+func (c *Converter) Decode(data []byte) (lua.LValue, error) { return c.decode(data, false) }
 
 // DecodeUntrusted decodes JSON from a script or a store, checking as it
 // goes everything protocol.Valid checks (strings, numbers, nothing after
 // the value), in the same one pass.
 func (c *Converter) DecodeUntrusted(data []byte) (lua.LValue, error) {
-	d := jsonDecoder{c: c, data: data, strict: true}
+	v, err := c.decode(data, true)
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		err = errors.New(pe.Message)
+	}
+	return v, err
+}
+
+// decode decodes data, checking it as it goes when strict.
+func (c *Converter) decode(data []byte, strict bool) (lua.LValue, error) {
+	d := jsonDecoder{c: c, data: data, strict: strict}
 	c.values = 0
 	d.skipSpace()
 	v, err := d.value(0)
-	if err == nil {
+	if err == nil && strict {
 		if d.skipSpace(); d.pos != len(d.data) {
 			err = d.errorf("unexpected data after the value")
 		}
 	}
 	if err != nil {
-		var pe *protocol.Error
-		if errors.As(err, &pe) {
-			err = errors.New(pe.Message)
-		}
 		return lua.LNil, err
 	}
 	return v, nil
