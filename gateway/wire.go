@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/internal/clock"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -278,7 +279,7 @@ func (w *wire) readFrame() ([]byte, error) {
 		}
 		return nil, err
 	}
-	w.lastFrame.Store(time.Now().UnixNano())
+	w.lastFrame.Store(clock.UnixNano())
 	return frame, nil
 }
 

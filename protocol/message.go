@@ -2,7 +2,8 @@ package protocol
 
 import (
 	"strconv"
-	"time"
+
+	"github.com/secureagentmessaging/samgw/internal/clock"
 )
 
 // Message is one frame: {"type", "payload", "timestamp", "id", "route"}.
@@ -38,8 +39,9 @@ func (m *Message) Clone() *Message {
 	return &c
 }
 
-// Now returns the current time in Unix milliseconds, the unit of Timestamp.
-func Now() int64 { return time.Now().UnixMilli() }
+// Now returns the current time in Unix milliseconds, the unit of Timestamp
+// (one clock read: see internal/clock).
+func Now() int64 { return clock.UnixMilli() }
 
 // SignatureContext opens the bytes a message signature covers.
 const SignatureContext = "samgw-sig-v1\n"

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/secureagentmessaging/samgw/internal/clock"
 )
 
 // CallDeadline is the context of every call made on one Lua state. Arming
@@ -35,7 +37,7 @@ func (d *CallDeadline) Stop(cause error) {
 
 // Arm starts a call that may last timeout.
 func (d *CallDeadline) Arm(timeout time.Duration) {
-	d.at.Store(time.Now().Add(timeout).UnixNano())
+	d.at.Store(clock.UnixNano() + int64(timeout))
 }
 
 // Disarm ends the call and reports whether it finished in time; when it did
