@@ -275,22 +275,28 @@ func (r *runState) fail(format string, args ...any) {
 	r.firstErr.CompareAndSwap(nil, &msg)
 }
 
-// worker drives one connection: a writer keeping Pipeline frames in flight
-// and a reader checking replies in order.
+// worker drives one connection. Closed loop (the default), one goroutine
+// keeps Pipeline frames in flight: every batch of replies one read brings
+// is checked and answered by as many new frames in one write. Open loop
+// (Rate), a writer sends on schedule and a reader checks the replies.
 type worker struct {
-	r          *runState
-	index      int
-	nc         net.Conn
-	prefix     []byte // {"type":"data",..."id":"<index>-
-	suffix     []byte // "}\n
-	idBase     []byte // <index>-
-	writerDone atomic.Bool
-	fr         *protocol.Reader
-	tokens     chan struct{}
-	sentAt     chan time.Time // send times of frames in flight, oldest first
-	sent       uint64
-	hist       histogram.Histogram
+	r           *runState
+	index       int
+	nc          net.Conn
+	prefix      []byte // {"type":"data",..."id":"<index>-
+	suffix      []byte // "}\n
+	idBase      []byte // <index>-
+	writerDone  atomic.Bool
+	conn        *batchConn // nc as fr reads it
+	fr          *protocol.Reader
+	sentAt      chan time.Time // open loop: send times of frames in flight, oldest first
+	sent        uint64
+	deadlineSet int64 // conn.clock() when the write deadline was last set
+	hist        histogram.Histogram
 }
+
+// writeTimeout bounds a write to a server that stopped reading.
+const writeTimeout = 10 * time.Second
 
 func newWorker(r *runState, index int, nc net.Conn) *worker {
 	prefix := []byte(`{"type":"data","payload":`)
@@ -302,19 +308,18 @@ func newWorker(r *runState, index int, nc net.Conn) *worker {
 	prefix = append(prefix, `,"id":"`...)
 	prefix = strconv.AppendInt(prefix, int64(index), 10)
 	prefix = append(prefix, '-')
-	inFlight := r.cfg.Pipeline
-	if r.cfg.Rate > 0 {
-		inFlight = maxOpenLoopInFlight
-	}
+	conn := &batchConn{Conn: nc, start: time.Now()}
 	w := &worker{r: r, index: index, nc: nc, prefix: prefix, suffix: []byte("\"}\n"),
-		idBase: strconv.AppendInt(nil, int64(index), 10),
-		fr:     protocol.NewReader(nc, protocol.Limits{MaxFrameSize: 16 << 20}),
-		tokens: make(chan struct{}, r.cfg.Pipeline), sentAt: make(chan time.Time, inFlight)}
-	for range r.cfg.Pipeline {
-		w.tokens <- struct{}{}
+		idBase: strconv.AppendInt(nil, int64(index), 10), conn: conn,
+		fr: protocol.NewReader(conn, replyLimits)}
+	if r.cfg.Rate > 0 {
+		w.sentAt = make(chan time.Time, maxOpenLoopInFlight)
 	}
 	return w
 }
+
+// replyLimits bound the replies the load generator reads.
+var replyLimits = protocol.Limits{MaxFrameSize: 16 << 20, MaxDepth: protocol.MaxDepthLimit}
 
 // authenticate sends an auth frame and waits for its answer.
 func (w *worker) authenticate(token string) error {
@@ -344,16 +349,17 @@ func (w *worker) authenticate(token string) error {
 }
 
 func (w *worker) run(ctx context.Context) {
+	if w.r.cfg.Rate <= 0 {
+		w.closedLoop(ctx)
+		w.nc.Close()
+		return
+	}
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		w.read()
 	}()
-	if w.r.cfg.Rate > 0 {
-		w.writeOpenLoop(ctx)
-	} else {
-		w.write(ctx)
-	}
+	w.writeOpenLoop(ctx)
 	// Let the frames in flight come back (bounded), then hang up.
 	w.writerDone.Store(true)
 	if len(w.sentAt) == 0 {
@@ -423,51 +429,141 @@ func (w *worker) appendFrame(buf []byte, seq int64) []byte {
 	return append(buf, w.suffix...)
 }
 
-// write sends a frame for every free token, batching what is free at once
-// into one write.
-func (w *worker) write(ctx context.Context) {
+// drainTimeout bounds how long a run waits for the replies still in flight
+// after it stopped sending.
+const drainTimeout = 2 * time.Second
+
+// closedLoop keeps Pipeline frames in flight until ctx ends or the message
+// budget is spent, then waits (at most drainTimeout) for the replies still
+// due. Frames go out right before each socket read (see batchConn): by then
+// every reply the last read brought has been checked, so each read's batch
+// of replies is answered with as many new frames in one write. Send times
+// wait in a ring (replies come in order), and the clock is read once per
+// write and once per read, not once per frame: the generator should
+// measure the server, not itself.
+func (w *worker) closedLoop(ctx context.Context) {
+	var stopping atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		stopping.Store(true)
+		w.nc.SetReadDeadline(time.Now().Add(drainTimeout)) // wakes a read only if replies are late
+	})
+	defer stop()
+	pipeline := int64(w.r.cfg.Pipeline)
+	ring := make([]int64, pipeline) // send time of frame seq, at seq % pipeline
 	buf := make([]byte, 0, 64<<10)
-	var seq int64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.tokens:
-		}
-		n := 1
-	more:
-		for n < w.r.cfg.Pipeline {
-			select {
-			case <-w.tokens:
-				n++
-			default:
-				break more
-			}
-		}
-		buf = buf[:0]
-		now := time.Now()
-		for range n {
-			if w.r.budget.Add(-1) < 0 {
-				if len(buf) == 0 {
-					return
+	var next, answered int64 // frames sent, replies taken
+	w.conn.beforeRead = func() error {
+		if !stopping.Load() {
+			if n := w.r.take(int(pipeline - (next - answered))); n > 0 {
+				buf = buf[:0]
+				sent := w.conn.clock()
+				for range n {
+					ring[next%pipeline] = sent
+					buf = w.appendFrame(buf, next)
+					next++
 				}
-				break
+				w.sent += uint64(n)
+				if !w.send(ctx, buf) {
+					return errRunOver
+				}
 			}
-			buf = w.appendFrame(buf, seq)
-			seq++
-			w.sent++
-			w.sentAt <- now
 		}
-		if !w.send(ctx, buf) {
+		if answered == next {
+			return errRunOver // nothing in flight: stopping, or the budget is spent
+		}
+		return nil
+	}
+	var m protocol.Message
+	var want []byte
+	for {
+		frame, err := w.fr.ReadFrame()
+		if err != nil {
+			if !errors.Is(err, errRunOver) {
+				w.r.fail("conn %d: %d replies missing: %v", w.index, next-answered, err)
+			}
 			return
 		}
+		if err := protocol.Decode(frame, &m, replyLimits); err != nil {
+			w.r.fail("conn %d: invalid reply: %v", w.index, err)
+			continue
+		}
+		if m.Type == protocol.TypeKeepAlive || m.Type == protocol.TypePong {
+			continue
+		}
+		if answered == next {
+			w.r.fail("conn %d: unexpected %s frame", w.index, m.Type)
+			continue
+		}
+		w.hist.Record(time.Duration(w.conn.readAt - ring[answered%pipeline]))
+		want = strconv.AppendInt(append(append(want[:0], w.idBase...), '-'), answered, 10)
+		answered++
+		w.check(&m, want)
+	}
+}
+
+// errRunOver ends a closed loop's reads: nothing is in flight and nothing
+// more is to be sent.
+var errRunOver = errors.New("bench: run over")
+
+// batchConn is a worker's connection as its frame reader sees it. Right
+// before the reader reads the socket (it has returned every frame it had)
+// it calls beforeRead, if set, and right after it notes the time: the
+// arrival of every frame that read brought.
+type batchConn struct {
+	net.Conn
+	beforeRead func() error
+	start      time.Time
+	readAt     int64 // clock() after the last read
+}
+
+// clock is the time since the connection's start, in nanoseconds.
+func (c *batchConn) clock() int64 { return int64(time.Since(c.start)) }
+
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.beforeRead != nil {
+		if err := c.beforeRead(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(p)
+	c.readAt = c.clock()
+	return n, err
+}
+
+// take reserves up to n frames of the message budget and returns how many
+// it got.
+func (r *runState) take(n int) int {
+	left := r.budget.Add(-int64(n))
+	if left >= 0 {
+		return n
+	}
+	return max(n+int(left), 0)
+}
+
+// check counts reply m to the frame with id want as received, or as an
+// error when it is not that frame's echo.
+func (w *worker) check(m *protocol.Message, want []byte) {
+	switch {
+	case m.Type != protocol.TypeData:
+		w.r.fail("conn %d: %s reply: %s", w.index, m.Type, m.Payload)
+	case m.ID != string(want):
+		w.r.fail("conn %d: reply id %q, want %q", w.index, m.ID, want)
+	case !bytes.Equal(m.Payload, w.r.payload):
+		w.r.fail("conn %d: reply payload differs", w.index)
+	default:
+		w.r.received.Add(1)
 	}
 }
 
 // send writes a batch of frames; false means the connection is done (an
 // error is counted unless the run was ending anyway).
 func (w *worker) send(ctx context.Context, buf []byte) bool {
-	w.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	// The deadline moves once a second, not with every write (a runtime
+	// timer update each time).
+	if now := w.conn.clock(); now-w.deadlineSet > int64(time.Second) || w.deadlineSet == 0 {
+		w.deadlineSet = now
+		w.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	}
 	if _, err := w.nc.Write(buf); err != nil {
 		if ctx.Err() == nil {
 			w.r.fail("conn %d: write: %v", w.index, err)
@@ -485,8 +581,8 @@ func (w *worker) appendSigned(buf []byte, seq int64) []byte {
 	return protocol.AppendFrame(buf, &m)
 }
 
-// read checks each reply against the frame it answers and records its
-// latency.
+// read checks each reply of the open loop against the frame it answers and
+// records its latency from when that frame was due.
 func (w *worker) read() {
 	fr := w.fr
 	var m protocol.Message
@@ -503,7 +599,7 @@ func (w *worker) read() {
 			}
 			return
 		}
-		if err := protocol.Decode(frame, &m, protocol.Limits{MaxFrameSize: 16 << 20, MaxDepth: protocol.MaxDepthLimit}); err != nil {
+		if err := protocol.Decode(frame, &m, replyLimits); err != nil {
 			w.r.fail("conn %d: invalid reply: %v", w.index, err)
 			continue
 		}
@@ -520,18 +616,6 @@ func (w *worker) read() {
 		w.hist.Record(time.Since(sentAt))
 		want = strconv.AppendInt(append(append(want[:0], w.idBase...), '-'), seq, 10)
 		seq++
-		switch {
-		case m.Type != protocol.TypeData:
-			w.r.fail("conn %d: %s reply: %s", w.index, m.Type, m.Payload)
-		case m.ID != string(want):
-			w.r.fail("conn %d: reply id %q, want %q", w.index, m.ID, want)
-		case !bytes.Equal(m.Payload, w.r.payload):
-			w.r.fail("conn %d: reply payload differs", w.index)
-		default:
-			w.r.received.Add(1)
-		}
-		if w.r.cfg.Rate <= 0 {
-			w.tokens <- struct{}{}
-		}
+		w.check(&m, want)
 	}
 }

@@ -75,3 +75,27 @@ func TestRunOpenLoop(t *testing.T) {
 		t.Fatalf("received %d frames at 2000/s for 0.5 s", res.Received)
 	}
 }
+
+// A closed loop measures each reply from when its frame was sent, keeps
+// Pipeline frames in flight, and at the end of the run waits for the
+// replies still due instead of counting them as lost.
+func TestClosedLoopTimesRepliesAndDrains(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	addr := serve(t, gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		time.Sleep(delay) // the server's latency under test
+		return c.Reply(m, m.Payload)
+	}))
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 2, Pipeline: 3, Duration: 150 * time.Millisecond})
+	if err != nil || res.Errors != 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if res.Sent != res.Received || res.Received == 0 {
+		t.Fatalf("sent %d, received %d: replies in flight at the end were lost", res.Sent, res.Received)
+	}
+	// A connection's frames are handled one at a time, so with three in
+	// flight a reply waits behind two others: about three delays (one,
+	// if the pipeline were not kept full).
+	if res.P50 < ms(2*delay) || res.Max > ms(20*delay) {
+		t.Fatalf("latency p50 %.1f ms, max %.1f ms with a %v handler and 3 in flight", res.P50, res.Max, delay)
+	}
+}
