@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,6 +258,25 @@ func TestWritesResumeAfterPartialWrites(t *testing.T) {
 		}
 		if took := time.Since(start); took > waitTimeout {
 			t.Fatalf("the write timed out after %v, with a write timeout of 200ms", took)
+		}
+	})
+	t.Run("fails when the peer has reset", func(t *testing.T) {
+		w, client := pair(t, waitTimeout)
+		client.(*net.TCPConn).SetLinger(0) //nolint:errcheck // a reset, not a clean close
+		client.Close()
+		start := time.Now()
+		var err error
+		for range 64 { // the first writes may land before the reset does
+			if err = w.writeOnce(big[:4096]); err != nil {
+				break
+			}
+		}
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "write" || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			t.Fatalf("write to a reset peer: %v, want EPIPE or ECONNRESET", err)
+		}
+		if took := time.Since(start); took > waitTimeout {
+			t.Fatalf("the write failed after %v", took)
 		}
 	})
 }
