@@ -610,10 +610,9 @@ func (w *wire) write(batch []byte) error {
 // deadline is moved only when less than half the timeout is left, not at
 // every write (a runtime timer update each time).
 func (w *wire) writeOnce(b []byte) error {
-	if now := time.Now(); w.writeDeadline-now.UnixNano() < int64(w.cfg.writeTimeout/2) {
-		deadline := now.Add(w.cfg.writeTimeout)
-		w.nc.SetWriteDeadline(deadline) //nolint:errcheck // Write reports it
-		w.writeDeadline = deadline.UnixNano()
+	if now := clock.UnixNano(); w.writeDeadline-now < int64(w.cfg.writeTimeout/2) {
+		w.writeDeadline = now + int64(w.cfg.writeTimeout)
+		w.nc.SetWriteDeadline(time.Unix(0, w.writeDeadline)) //nolint:errcheck // Write reports it
 	}
 	if w.raw == nil {
 		n, err := w.nc.Write(b)
