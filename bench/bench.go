@@ -506,9 +506,9 @@ func (w *worker) closedLoop(ctx context.Context) {
 var errRunOver = errors.New("bench: run over")
 
 // batchConn is a worker's connection as its frame reader sees it. Right
-// before the reader reads the socket (it has returned every frame it had)
-// it calls beforeRead, if set, and right after it notes the time: the
-// arrival of every frame that read brought.
+// before the reader reads the socket (it has returned every complete frame
+// it had) it calls beforeRead, if set, and right after it notes the time:
+// the arrival of every frame that read completes.
 type batchConn struct {
 	net.Conn
 	beforeRead func() error
