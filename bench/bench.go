@@ -286,6 +286,7 @@ type worker struct {
 	prefix      []byte // {"type":"data",..."id":"<index>-
 	suffix      []byte // "}\n
 	idBase      []byte // <index>-
+	want        []byte // the id check expects, kept to be reused
 	writerDone  atomic.Bool
 	conn        *batchConn // nc as fr reads it
 	fr          *protocol.Reader
@@ -474,7 +475,6 @@ func (w *worker) closedLoop(ctx context.Context) {
 		return nil
 	}
 	var m protocol.Message
-	var want []byte
 	for {
 		frame, err := w.fr.ReadFrame()
 		if err != nil {
@@ -483,11 +483,7 @@ func (w *worker) closedLoop(ctx context.Context) {
 			}
 			return
 		}
-		if err := protocol.Decode(frame, &m, replyLimits); err != nil {
-			w.r.fail("conn %d: invalid reply: %v", w.index, err)
-			continue
-		}
-		if m.Type == protocol.TypeKeepAlive || m.Type == protocol.TypePong {
+		if !w.decodeReply(frame, &m) {
 			continue
 		}
 		if answered == next {
@@ -495,9 +491,8 @@ func (w *worker) closedLoop(ctx context.Context) {
 			continue
 		}
 		w.hist.Record(time.Duration(w.conn.readAt - ring[answered%pipeline]))
-		want = strconv.AppendInt(append(append(want[:0], w.idBase...), '-'), answered, 10)
+		w.check(&m, answered)
 		answered++
-		w.check(&m, want)
 	}
 }
 
@@ -540,9 +535,22 @@ func (r *runState) take(n int) int {
 	return max(n+int(left), 0)
 }
 
-// check counts reply m to the frame with id want as received, or as an
-// error when it is not that frame's echo.
-func (w *worker) check(m *protocol.Message, want []byte) {
+// decodeReply decodes frame into m and reports whether it is a reply to
+// check: an invalid frame is counted as an error, and keepalives and pongs
+// are passed over.
+func (w *worker) decodeReply(frame []byte, m *protocol.Message) bool {
+	if err := protocol.Decode(frame, m, replyLimits); err != nil {
+		w.r.fail("conn %d: invalid reply: %v", w.index, err)
+		return false
+	}
+	return m.Type != protocol.TypeKeepAlive && m.Type != protocol.TypePong
+}
+
+// check counts reply m to frame seq as received, or as an error when it is
+// not that frame's echo.
+func (w *worker) check(m *protocol.Message, seq int64) {
+	want := strconv.AppendInt(append(append(w.want[:0], w.idBase...), '-'), seq, 10)
+	w.want = want
 	switch {
 	case m.Type != protocol.TypeData:
 		w.r.fail("conn %d: %s reply: %s", w.index, m.Type, m.Payload)
@@ -586,7 +594,6 @@ func (w *worker) appendSigned(buf []byte, seq int64) []byte {
 func (w *worker) read() {
 	fr := w.fr
 	var m protocol.Message
-	var want []byte
 	var seq int64
 	for {
 		if w.writerDone.Load() && len(w.sentAt) == 0 {
@@ -599,11 +606,7 @@ func (w *worker) read() {
 			}
 			return
 		}
-		if err := protocol.Decode(frame, &m, replyLimits); err != nil {
-			w.r.fail("conn %d: invalid reply: %v", w.index, err)
-			continue
-		}
-		if m.Type == protocol.TypeKeepAlive || m.Type == protocol.TypePong {
+		if !w.decodeReply(frame, &m) {
 			continue
 		}
 		var sentAt time.Time
@@ -614,8 +617,7 @@ func (w *worker) read() {
 			continue
 		}
 		w.hist.Record(time.Since(sentAt))
-		want = strconv.AppendInt(append(append(want[:0], w.idBase...), '-'), seq, 10)
+		w.check(&m, seq)
 		seq++
-		w.check(&m, want)
 	}
 }
