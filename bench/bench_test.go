@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,6 +75,65 @@ func TestRunOpenLoop(t *testing.T) {
 	// loaded machine, but far from closed-loop throughput.
 	if res.Received < 500 || res.Received > 1500 {
 		t.Fatalf("received %d frames at 2000/s for 0.5 s", res.Received)
+	}
+}
+
+// A server that stops reading holds the open loop's writes up; the frames
+// that fell due meanwhile count the wait (no coordinated omission), however
+// late they finally went out.
+func TestOpenLoopCountsTheServersStall(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	var once sync.Once
+	addr := serve(t, gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		once.Do(func() { time.Sleep(stall) }) // the server stops reading for this long
+		return c.Reply(m, m.Payload)
+	}))
+	// A small send buffer, so the writes block soon after the server stops.
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var err error
+			if cerr := rc.Control(func(fd uintptr) {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+			}); cerr != nil {
+				return cerr
+			}
+			return err
+		}}
+		return d.DialContext(ctx, network, addr)
+	}
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 1, Rate: 20000, Size: 1024, Duration: 2 * stall, Dial: dial})
+	if err != nil || res.Errors != 0 || res.Sent != res.Received {
+		t.Fatalf("%v %+v", err, res)
+	}
+	// Half the run's frames fell due during the stall: their latencies
+	// spread from the stall down to nothing, so the p90 is most of it.
+	if res.P90 < ms(stall/3) {
+		t.Fatalf("p90 %.1f ms after a %v stall: the frames held up did not count it", res.P90, stall)
+	}
+}
+
+// An open-loop frame's latency counts from when it was due only if the
+// server held it up; the generator's own late timer is not the server's.
+func TestLatencyStart(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	tests := []struct {
+		name                 string
+		due, busyUntil, sent time.Time
+		want                 time.Time
+	}{
+		{"sent when due", at(10), at(5), at(10), at(10)},
+		{"timer woke late: from the send", at(10), at(5), at(11), at(11)},
+		{"due while a write was blocked: from due", at(10), at(30), at(30), at(10)},
+		{"due the instant the write returned: from due", at(10), at(10), at(12), at(10)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := latencyStart(tt.due, tt.busyUntil, tt.sent); !got.Equal(tt.want) {
+				t.Fatalf("latencyStart(due %v, busy until %v, sent %v) = %v, want %v",
+					tt.due.Sub(t0), tt.busyUntil.Sub(t0), tt.sent.Sub(t0), got.Sub(t0), tt.want.Sub(t0))
+			}
+		})
 	}
 }
 
