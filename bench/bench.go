@@ -294,6 +294,9 @@ type worker struct {
 	conn        *batchConn // nc as fr reads it
 	fr          *protocol.Reader
 	sentAt      chan time.Time // open loop: send times of frames in flight, oldest first
+	written     atomic.Int64   // open loop: frames wholly written
+	answered    atomic.Int64   // open loop: replies taken
+	writesCut   atomic.Bool    // open loop: the run is over and a blocked write must fail
 	sent        uint64
 	deadlineSet int64 // conn.clock() when the write deadline was last set
 	hist        histogram.Histogram
@@ -363,10 +366,17 @@ func (w *worker) run(ctx context.Context) {
 		defer close(readerDone)
 		w.read()
 	}()
+	// At the end of the run a write still blocked on a server that stopped
+	// reading fails at once, so the run ends on time (and then drains).
+	stop := context.AfterFunc(ctx, func() {
+		w.writesCut.Store(true)
+		w.nc.SetWriteDeadline(time.Unix(1, 0))
+	})
 	w.writeOpenLoop(ctx)
+	stop()
 	// Let the frames in flight come back (bounded), then hang up.
 	w.writerDone.Store(true)
-	if len(w.sentAt) == 0 {
+	if w.written.Load() <= w.answered.Load() {
 		w.nc.SetReadDeadline(time.Now())
 	} else {
 		w.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -378,6 +388,11 @@ func (w *worker) run(ctx context.Context) {
 // maxOpenLoopInFlight bounds the unanswered frames of one connection in
 // open-loop mode; beyond it frames are counted as errors instead of sent.
 const maxOpenLoopInFlight = 1 << 16
+
+// maxOpenLoopBatch bounds the frames of one open-loop write: a writer that
+// fell behind catches up in writes of this many, and sees the end of the
+// run between them.
+const maxOpenLoopBatch = 256
 
 // writeOpenLoop sends frames on a fixed schedule: the connection's share of
 // the rate, each frame recorded with the time it was due.
@@ -396,9 +411,13 @@ func (w *worker) writeOpenLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		}
+		if ctx.Err() != nil {
+			return // the timer was ready too: the end of the run wins
+		}
 		buf = buf[:0]
+		frames := 0
 		now := time.Now()
-		for !due.After(now) {
+		for frames < maxOpenLoopBatch && !due.After(now) {
 			if w.r.budget.Add(-1) < 0 {
 				break
 			}
@@ -407,13 +426,21 @@ func (w *worker) writeOpenLoop(ctx context.Context) {
 			} else {
 				buf = w.appendFrame(buf, seq)
 				seq++
-				w.sent++
+				frames++
 				w.sentAt <- latencyStart(due, busyUntil, now)
 			}
 			due = due.Add(interval)
 		}
-		if len(buf) > 0 {
-			if !w.send(ctx, buf) {
+		if frames > 0 {
+			n, ok := w.send(ctx, buf)
+			if !ok {
+				// Cut off: only the frames wholly written await replies
+				// (the send times of the others are never taken).
+				frames = bytes.Count(buf[:n], []byte{'\n'})
+			}
+			w.sent += uint64(frames)
+			w.written.Add(int64(frames))
+			if !ok {
 				return
 			}
 			busyUntil = time.Now()
@@ -485,7 +512,7 @@ func (w *worker) closedLoop(ctx context.Context) {
 					next++
 				}
 				w.sent += uint64(n)
-				if !w.send(ctx, buf) {
+				if _, ok := w.send(ctx, buf); !ok {
 					return errRunOver
 				}
 			}
@@ -586,20 +613,25 @@ func (w *worker) check(m *protocol.Message, seq int64) {
 
 // send writes a batch of frames; false means the connection is done (an
 // error is counted unless the run was ending anyway).
-func (w *worker) send(ctx context.Context, buf []byte) bool {
+func (w *worker) send(ctx context.Context, buf []byte) (written int, ok bool) {
 	// The deadline moves once a second, not with every write (a runtime
 	// timer update each time).
 	if now := w.conn.clock(); now-w.deadlineSet > int64(time.Second) || w.deadlineSet == 0 {
 		w.deadlineSet = now
 		w.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if w.writesCut.Load() {
+			// The run ended meanwhile: keep its deadline in the past.
+			w.nc.SetWriteDeadline(time.Unix(1, 0))
+		}
 	}
-	if _, err := w.nc.Write(buf); err != nil {
+	n, err := w.nc.Write(buf)
+	if err != nil {
 		if ctx.Err() == nil {
 			w.r.fail("conn %d: write: %v", w.index, err)
 		}
-		return false
+		return n, false
 	}
-	return true
+	return n, true
 }
 
 // appendSigned appends frame seq, signed.
@@ -617,13 +649,13 @@ func (w *worker) read() {
 	var m protocol.Message
 	var seq int64
 	for {
-		if w.writerDone.Load() && len(w.sentAt) == 0 {
+		if w.writerDone.Load() && w.answered.Load() >= w.written.Load() {
 			return
 		}
 		frame, err := fr.ReadFrame()
 		if err != nil {
-			if len(w.sentAt) > 0 {
-				w.r.fail("conn %d: %d replies missing: %v", w.index, len(w.sentAt), err)
+			if missing := w.written.Load() - w.answered.Load(); missing > 0 {
+				w.r.fail("conn %d: %d replies missing: %v", w.index, missing, err)
 			}
 			return
 		}
@@ -640,5 +672,6 @@ func (w *worker) read() {
 		w.hist.Record(time.Since(sentAt))
 		w.check(&m, seq)
 		seq++
+		w.answered.Add(1)
 	}
 }

@@ -88,20 +88,7 @@ func TestOpenLoopCountsTheServersStall(t *testing.T) {
 		once.Do(func() { time.Sleep(stall) }) // the server stops reading for this long
 		return c.Reply(m, m.Payload)
 	}))
-	// A small send buffer, so the writes block soon after the server stops.
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var err error
-			if cerr := rc.Control(func(fd uintptr) {
-				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
-			}); cerr != nil {
-				return cerr
-			}
-			return err
-		}}
-		return d.DialContext(ctx, network, addr)
-	}
-	res, err := Run(context.Background(), Config{Addr: addr, Conns: 1, Rate: 20000, Size: 1024, Duration: 2 * stall, Dial: dial})
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 1, Rate: 2000, Size: 2048, Duration: 2 * stall, Dial: dialSmallSendBuffer})
 	if err != nil || res.Errors != 0 || res.Sent != res.Received {
 		t.Fatalf("%v %+v", err, res)
 	}
@@ -109,6 +96,44 @@ func TestOpenLoopCountsTheServersStall(t *testing.T) {
 	// spread from the stall down to nothing, so the p90 is most of it.
 	if res.P90 < ms(stall/3) {
 		t.Fatalf("p90 %.1f ms after a %v stall: the frames held up did not count it", res.P90, stall)
+	}
+}
+
+// dialSmallSendBuffer dials with a 4 KiB send buffer, so the generator's
+// writes block soon after the server stops reading.
+func dialSmallSendBuffer(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	return d.DialContext(ctx, network, addr)
+}
+
+// An open-loop run against a server that fell far behind ends on time: the
+// writer catches up in bounded writes, the write still blocked when the run
+// is over is cut off, and the replies still due are waited for at most
+// drainTimeout. (Before, the writer sent everything due since it was last
+// blocked in one write, and the run went on until that write timed out.)
+func TestOpenLoopEndsOnTimeAgainstAServerThatFellBehind(t *testing.T) {
+	const run = 500 * time.Millisecond
+	addr := serve(t, gateway.HandlerFunc(func(_ context.Context, c *gateway.Conn, m *protocol.Message) error {
+		time.Sleep(time.Millisecond) // at most 1,000 frames/s, against 20,000 offered
+		return c.Reply(m, m.Payload)
+	}))
+	res, err := Run(context.Background(), Config{Addr: addr, Conns: 1, Rate: 20000, Size: 1024, Duration: run, Dial: dialSmallSendBuffer})
+	if res.Received == 0 {
+		t.Fatalf("no replies: %v %+v", err, res)
+	}
+	if limit := run + drainTimeout + 2*time.Second; res.Elapsed > limit {
+		t.Fatalf("a %v run took %v (limit %v)", run, res.Elapsed, limit)
+	}
+	if res.Sent < res.Received {
+		t.Fatalf("sent %d < received %d: frames cut off counted as unsent", res.Sent, res.Received)
 	}
 }
 
