@@ -88,7 +88,7 @@ func (f formatSpec) has(flag byte) bool { return strings.IndexByte(f.flags, flag
 func (f formatSpec) append(L *lua.LState, out []byte, n int) []byte {
 	switch f.verb {
 	case 'c':
-		return f.pad(out, []byte{byte(L.CheckInt(n))})
+		return f.pad(out, string([]byte{byte(L.CheckInt(n))}))
 	case 'd', 'i':
 		v := toInteger(float64(L.CheckNumber(n)))
 		abs := uint64(v)
@@ -125,13 +125,18 @@ func (f formatSpec) append(L *lua.LState, out []byte, n int) []byte {
 	case 'e', 'E', 'f', 'g', 'G':
 		return f.appendFloat(out, float64(L.CheckNumber(n)))
 	case 'q':
-		return appendQuoted(out, L.CheckString(n))
+		s := L.CheckString(n)
+		checkSize(L, "string.format", len(out)+quotedLen(s))
+		return appendQuoted(out, s)
 	case 's':
 		s := stringArg(L, n)
 		if f.precision >= 0 && len(s) > f.precision {
 			s = s[:f.precision]
 		}
-		return f.pad(out, []byte(s))
+		// Checked before the copy: an argument that cannot fit costs
+		// nothing, where appending it first built up to twice the limit.
+		checkSize(L, "string.format", len(out)+max(len(s), f.width))
+		return f.pad(out, s)
 	}
 	L.RaiseError("invalid option '%%%c' to 'format'", f.verb)
 	return out
@@ -239,7 +244,7 @@ func (f formatSpec) padNumber(out, digits []byte, negative bool, prefix string) 
 }
 
 // pad writes s padded with spaces to the width.
-func (f formatSpec) pad(out, s []byte) []byte {
+func (f formatSpec) pad(out []byte, s string) []byte {
 	pad := f.width - len(s)
 	if pad <= 0 {
 		return append(out, s...)
@@ -250,6 +255,20 @@ func (f formatSpec) pad(out, s []byte) []byte {
 	}
 	out = append(out, strings.Repeat(" ", pad)...)
 	return append(out, s...)
+}
+
+// quotedLen is the length of what appendQuoted writes for s.
+func quotedLen(s string) int {
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"', '\\', '\n', '\r':
+			n++
+		case 0:
+			n += 3
+		}
+	}
+	return n
 }
 
 // appendQuoted is %q: a Lua string literal that reads back as s.

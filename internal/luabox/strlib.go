@@ -142,8 +142,7 @@ scan:
 			break
 		}
 	}
-	out.WriteString(src[s:])
-	checkSize(L, "string.gsub", out.Len())
+	writeChecked(L, &out, src[s:])
 	L.Push(lua.LString(out.String()))
 	L.Push(lua.LNumber(n))
 	return 2
@@ -167,15 +166,14 @@ func gsubValue(L *lua.LState, m *matcher, out *strings.Builder, s, e int, repl l
 	}
 	switch v := v.(type) {
 	case *lua.LNilType:
-		out.WriteString(m.src[s:e])
+		writeChecked(L, out, m.src[s:e])
 	case lua.LBool:
 		if v {
 			L.RaiseError("invalid replacement value (a boolean)")
 		}
-		out.WriteString(m.src[s:e])
+		writeChecked(L, out, m.src[s:e])
 	case lua.LString, lua.LNumber:
-		checkSize(L, "string.gsub", out.Len()+len(v.String()))
-		out.WriteString(v.String())
+		writeChecked(L, out, v.String())
 	default:
 		L.RaiseError("invalid replacement value (a %s)", v.Type())
 	}
@@ -193,14 +191,22 @@ func gsubString(m *matcher, out *strings.Builder, s, e int, repl string) {
 		i++
 		switch d := repl[i]; {
 		case d == '0':
-			out.WriteString(m.src[s:e])
+			writeChecked(m.L, out, m.src[s:e])
 		case d >= '1' && d <= '9':
-			out.WriteString(m.captureValue(int(d-'1'), s, e).String())
+			writeChecked(m.L, out, m.captureValue(int(d-'1'), s, e).String())
 		default:
 			out.WriteByte(d)
+			checkSize(m.L, "string.gsub", out.Len())
 		}
-		checkSize(m.L, "string.gsub", out.Len())
 	}
+}
+
+// writeChecked appends s to gsub's result, refusing before the copy when
+// the result would pass MaxString (a whole match or the rest of the
+// subject can be as large as the limit itself).
+func writeChecked(L *lua.LState, out *strings.Builder, s string) {
+	checkSize(L, "string.gsub", out.Len()+len(s))
+	out.WriteString(s)
 }
 
 // strRep is string.rep with the result size checked before it is built.
