@@ -75,6 +75,36 @@ func AppendReasonPayload(dst []byte, key, text string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// EncodedStringLen is how many bytes AppendString appends for s, counted
+// without encoding it: a caller that bounds its output checks this first
+// rather than building what it would refuse (escapes make up to six bytes
+// of one).
+func EncodedStringLen(s string) int {
+	n := len(s) + 2 // the quotes
+	for i := plainEndString(s, 0); i < len(s); i = plainEndString(s, i) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\', '\n', '\r', '\t':
+				n++ // a backslash before it
+			default:
+				n += 5 // \u00XX
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 5 // one byte becomes \ufffd
+		case r == '\u2028' || r == '\u2029':
+			n += 3 // three bytes become \u2028
+		}
+		i += size
+	}
+	return n
+}
+
 // AppendString appends s as a JSON string. Control characters, quotes and
 // backslashes are escaped, as are U+2028 and U+2029 (which some JavaScript
 // parsers reject); invalid UTF-8 becomes U+FFFD.

@@ -101,6 +101,21 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// EncodedStringLen must be exactly what AppendString appends: bounded
+// encoders refuse by it before they build (FuzzDecode checks it too).
+func TestEncodedStringLenIsWhatAppendStringAppends(t *testing.T) {
+	var every strings.Builder
+	for b := range 256 {
+		every.WriteByte(byte(b))
+	}
+	for _, s := range []string{"", "plain", "quote\"back\\slash", "tab\tnl\ncr\r", "\x00\x1f\x7f", "ünïcödé ✓ 😀",
+		"\u2028\u2029", "\xff\xfe", "\xe2\x80", "a\xe2\x80\xa8b", every.String(), strings.Repeat("x\x01é\xff\u2029", 100)} {
+		if got, want := EncodedStringLen(s), len(AppendString(nil, s)); got != want {
+			t.Errorf("EncodedStringLen(%q) = %d, AppendString appends %d", s, got, want)
+		}
+	}
+}
+
 func TestDecodeEncodeAllocs(t *testing.T) {
 	frame := []byte(`{"type":"data","payload":{"text":"` + strings.Repeat("p", 100) + `"},"timestamp":1700000000000,"id":"k1-42"}`)
 	buf := make([]byte, 0, 512)

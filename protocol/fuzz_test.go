@@ -66,6 +66,9 @@ func FuzzDecode(f *testing.F) {
 }
 
 func checkDecode(t *testing.T, frame []byte) {
+	if got, want := EncodedStringLen(string(frame)), len(AppendString(nil, string(frame))); got != want {
+		t.Fatalf("EncodedStringLen(%q) = %d, AppendString appends %d", frame, got, want)
+	}
 	var m Message
 	err := Decode(frame, &m, Limits{MaxDepth: MaxDepthLimit})
 	var pe *Error

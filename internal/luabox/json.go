@@ -418,6 +418,17 @@ func (c *Converter) Encode(dst []byte, v lua.LValue) ([]byte, error) {
 	return dst, err
 }
 
+// appendJSONString appends s as a JSON string unless that takes dst past
+// MaxString, which it tells before building anything: escapes turn a byte
+// into up to six, so a string well under the limit can encode to several
+// times it. Only a string that could pass the limit is measured first.
+func appendJSONString(dst []byte, s string) ([]byte, error) {
+	if len(dst)+6*len(s)+2 > MaxString && len(dst)+protocol.EncodedStringLen(s) > MaxString {
+		return dst, fmt.Errorf("%w (%d bytes)", ErrTooLarge, MaxString)
+	}
+	return protocol.AppendString(dst, s), nil
+}
+
 // AppendValue appends the JSON of v, nested depth levels deep, to dst.
 func (c *Converter) AppendValue(dst []byte, v lua.LValue, depth int) ([]byte, error) {
 	if err := c.check(len(dst)); err != nil {
@@ -434,10 +445,7 @@ func (c *Converter) AppendValue(dst []byte, v lua.LValue, depth int) ([]byte, er
 	case lua.LNumber:
 		return AppendNumber(dst, float64(v))
 	case lua.LString:
-		if len(dst)+len(v) > MaxString {
-			return dst, fmt.Errorf("%w (%d bytes)", ErrTooLarge, MaxString)
-		}
-		return protocol.AppendString(dst, string(v)), nil
+		return appendJSONString(dst, string(v))
 	case *lua.LTable:
 		return c.AppendTable(dst, v, depth+1)
 	case *lua.LUserData:
@@ -495,7 +503,9 @@ func (c *Converter) AppendTable(dst []byte, t *lua.LTable, depth int) ([]byte, e
 		first = false
 		switch k := k.(type) {
 		case lua.LString:
-			dst = protocol.AppendString(dst, string(k))
+			if dst, err = appendJSONString(dst, string(k)); err != nil {
+				return dst, err
+			}
 		case lua.LNumber:
 			dst = append(dst, '"')
 			if dst, err = AppendNumber(dst, float64(k)); err != nil {
