@@ -55,10 +55,7 @@ func (e *Engine) Watch(ctx context.Context, debounce time.Duration) error {
 			if !ok {
 				return nil
 			}
-			if ev.Name == lib && ev.Has(fsnotify.Create) {
-				w.Add(lib) //nolint:errcheck // it may be gone again already
-			}
-			if ev.Name == lib || strings.HasSuffix(ev.Name, ".lua") {
+			if scriptsChanged(w, lib, ev) {
 				timer.Reset(debounce) // trailing edge: wait for quiet
 			}
 		case err, ok := <-w.Errors:
@@ -67,7 +64,40 @@ func (e *Engine) Watch(ctx context.Context, debounce time.Duration) error {
 			}
 			e.log.Warn("Watching scripts", "error", err)
 		case <-timer.C:
+			// An event already waiting when the timer fired came within
+			// the quiet period (select picks among ready cases at random):
+			// it restarts the wait rather than reloading now and again later.
+			if changePending(w, lib) {
+				timer.Reset(debounce)
+				continue
+			}
 			e.Reload() //nolint:errcheck // a failed reload is logged and keeps the old scripts
+		}
+	}
+}
+
+// scriptsChanged reports whether ev changes the scripts (a .lua file or
+// lib/), and starts watching lib/ when it is created.
+func scriptsChanged(w *fsnotify.Watcher, lib string, ev fsnotify.Event) bool {
+	if ev.Name == lib && ev.Has(fsnotify.Create) {
+		w.Add(lib) //nolint:errcheck // it may be gone again already
+	}
+	return ev.Name == lib || strings.HasSuffix(ev.Name, ".lua")
+}
+
+// changePending takes the events already waiting, without blocking, and
+// reports whether any of them changes the scripts.
+func changePending(w *fsnotify.Watcher, lib string) bool {
+	changed := false
+	for {
+		select {
+		case ev, ok := <-w.Events:
+			if !ok {
+				return changed
+			}
+			changed = scriptsChanged(w, lib, ev) || changed
+		default:
+			return changed
 		}
 	}
 }
