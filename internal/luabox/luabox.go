@@ -95,6 +95,7 @@ func Open(L *lua.LState) {
 		"gmatch": strGmatch,
 		"gsub":   strGsub,
 		"rep":    strRep,
+		"byte":   strByte,
 		"format": strFormat,
 		"upper":  strUpper,
 		"lower":  strLower,

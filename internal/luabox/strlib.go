@@ -209,6 +209,38 @@ func writeChecked(L *lua.LState, out *strings.Builder, s string) {
 	out.WriteString(s)
 }
 
+// strByte is string.byte as Lua 5.1 defines it, bounded to MaxUnpack
+// results. gopher-lua's returned every byte of the string when j was left
+// out (Lua returns s[i] alone), so string.byte(payload) pushed a value per
+// byte until its registry overflowed.
+func strByte(L *lua.LState) int {
+	s := L.CheckString(1)
+	i := relativePosition(L.OptInt(2, 1), len(s))
+	j := relativePosition(L.OptInt(3, i), len(s))
+	i = max(i, 1)
+	j = min(j, len(s))
+	if i > j {
+		return 0
+	}
+	n := j - i + 1
+	if n > MaxUnpack {
+		L.RaiseError("string.byte: too many results (more than %d)", MaxUnpack)
+	}
+	for k := i; k <= j; k++ {
+		L.Push(lua.LNumber(s[k-1]))
+	}
+	return n
+}
+
+// relativePosition turns a negative string position into one counted from
+// the end, as Lua 5.1's posrelat does (never below 0).
+func relativePosition(pos, length int) int {
+	if pos < 0 {
+		pos += length + 1
+	}
+	return max(pos, 0)
+}
+
 // strRep is string.rep with the result size checked before it is built.
 func strRep(L *lua.LState) int {
 	s, n := L.CheckString(1), L.CheckInt(2)

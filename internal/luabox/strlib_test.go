@@ -36,6 +36,17 @@ func eval(t *testing.T, code string) (string, error) {
 
 func TestPatternFunctionsFollowLua51(t *testing.T) {
 	cases := []struct{ code, want string }{
+		{`return string.byte("abc")`, "97"},
+		{`return string.byte("abc", 2)`, "98"},
+		{`return string.byte("abc", -1)`, "99"},
+		{`return string.byte("abc", 1, -1)`, "97|98|99"},
+		{`return string.byte("abc", -10, 2)`, "97|98"},
+		{`return select("#", string.byte("abc", 0))`, "0"},
+		{`return select("#", string.byte("abc", 10))`, "0"},
+		{`return select("#", string.byte("", 1))`, "0"},
+		{`return select("#", string.byte("abc", 3, 2))`, "0"},
+		{`return select("#", string.byte(string.rep("a", 8000), 1, -1))`, "8000"},
+		{`return ("A"):byte()`, "65"},
 		{`return string.find("hello world", "o w")`, "5|7"},
 		{`return string.find("hello", "l+")`, "3|4"},
 		{`return string.find("hello", "(l)(l)")`, "3|4|l|l"},
@@ -215,6 +226,8 @@ var hostile = []struct{ name, code, err, want string }{
 	{"gsub growing past the limit", `return #string.gsub(huge, "x", "xx")`, "result larger than the limit|interrupted", ""},
 	{"rep past the limit", `return #string.rep(huge, 24)`, "exceeds the limit", ""},
 	{"unpack of ten million", `return select("#", unpack({}, 1, 1e7))`, "too many results", ""},
+	{"byte of every byte of a megabyte", `return select("#", string.byte(big, 1, -1))`, "too many results", ""},
+	{"byte of a megabyte, Lua 5.1's way", `return select("#", string.byte(big))`, "", "1"},
 	{"deeply nested loadstring", `return select(2, loadstring(string.rep("(", 4e6) .. string.rep(")", 4e6)))`, "", "load: source larger than 65536 bytes"},
 	{"sort with a slow comparator", `local t = {} for i = 1, 2e5 do t[i] = (i * 7919) % 200003 end table.sort(t, function(a, b) for i = 1, 50 do end return a < b end) return t[1]`, "deadline", ""},
 	{"sort of a million numbers", `local t = {} for i = 1, 1e5 do t[i] = (i * 7919) % 100003 end table.sort(t) return t[1]`, "", "1"},
