@@ -226,6 +226,8 @@ var hostile = []struct{ name, code, err, want string }{
 	{"gsub growing past the limit", `return #string.gsub(huge, "x", "xx")`, "result larger than the limit|interrupted", ""},
 	{"rep past the limit", `return #string.rep(huge, 24)`, "exceeds the limit", ""},
 	{"unpack of ten million", `return select("#", unpack({}, 1, 1e7))`, "too many results", ""},
+	{"date with a megabyte of format", `return #os.date(string.rep("%c", 5e5))`, "format longer than 1024 bytes", ""},
+	{"date with an ordinary format", `return #os.date("!%Y-%m-%dT%H:%M:%S")`, "", "19"},
 	{"byte of every byte of a megabyte", `return select("#", string.byte(big, 1, -1))`, "too many results", ""},
 	{"byte of a megabyte, Lua 5.1's way", `return select("#", string.byte(big))`, "", "1"},
 	{"deeply nested loadstring", `return select(2, loadstring(string.rep("(", 4e6) .. string.rep(")", 4e6)))`, "", "load: source larger than 65536 bytes"},
