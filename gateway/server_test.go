@@ -466,6 +466,9 @@ func TestConnectionsRegistry(t *testing.T) {
 	p.send(`{"type":"data","payload":"abc","id":"1"}` + "\n")
 	expectFrame(t, p.nextSkipping(), "data", "1", `"abc"`)
 	testutil.Eventually(t, "one connection", func() bool { return srv.ConnectionCount() == 1 })
+	// The writer counts its bytes once the write has returned, which can
+	// be after the peer has read them.
+	testutil.Eventually(t, "the reply's bytes counted", func() bool { return srv.Connections()[0].BytesOut > 0 })
 	infos := srv.Connections()
 	in := infos[0]
 	if in.ID == "" || in.RemoteAddr != p.nc.LocalAddr().String() || in.ConnectedAt.Before(before) ||
