@@ -3,14 +3,38 @@ package scripting
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"unicode/utf8"
 
 	lua "github.com/yuin/gopher-lua"
 )
 
+// Bounds on what one log call writes. A script that logs a payload, or a
+// string built up to the 16 MiB limit, would otherwise write lines of
+// megabytes per call, which log pipelines drop or choke on (OpenResty's
+// ngx.log cuts its lines at 2 KiB).
+const (
+	maxLogText   = 8 << 10 // bytes of the message and of each field's value
+	maxLogFields = 64      // fields of one call; the rest are counted, not written
+)
+
+// clipLogText cuts s to maxLogText bytes, at a character boundary, and
+// says how long it was.
+func clipLogText(s string) string {
+	if len(s) <= maxLogText {
+		return s
+	}
+	cut := maxLogText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
 // log.<level>(message[, fields])
 func (st *luaState) apiLog(level slog.Level) int {
 	L := st.L
-	msg := L.CheckAny(1).String()
+	msg := clipLogText(L.CheckAny(1).String())
 	log := st.gen.engine.log
 	if !log.Enabled(context.Background(), level) {
 		return 0
@@ -21,8 +45,14 @@ func (st *luaState) apiLog(level slog.Level) int {
 	}
 	if fields, ok := L.Get(2).(*lua.LTable); ok {
 		// Next keeps the order the fields were given in (ForEach would not).
+		n := 0
 		for k, v := fields.Next(lua.LNil); k != lua.LNil; k, v = fields.Next(k) {
-			attrs = append(attrs, k.String(), st.logValue(v))
+			if n++; n <= maxLogFields {
+				attrs = append(attrs, clipLogText(k.String()), st.logValue(v))
+			}
+		}
+		if n > maxLogFields {
+			attrs = append(attrs, "fields_not_logged", n-maxLogFields)
 		}
 	}
 	log.Log(context.Background(), level, msg, attrs...)
@@ -33,17 +63,17 @@ func (st *luaState) apiLog(level slog.Level) int {
 func (st *luaState) logValue(v lua.LValue) any {
 	switch v := v.(type) {
 	case lua.LString:
-		return string(v)
+		return clipLogText(string(v))
 	case lua.LNumber:
 		return float64(v)
 	case lua.LBool:
 		return bool(v)
 	case *lua.LTable:
 		if out, err := st.conv.Encode(nil, v); err == nil {
-			return string(out)
+			return clipLogText(string(out))
 		}
 	}
-	return v.String()
+	return clipLogText(v.String())
 }
 
 // print(...) logs its arguments at info level, like log.info.

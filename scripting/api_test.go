@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/lua"
@@ -188,6 +189,48 @@ end`}, Config{})
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
+	}
+}
+
+// A log call writes at most 8 KiB of message and of each field, and at
+// most 64 fields, however large what the script hands it.
+func TestLogCallsAreBounded(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  local big = string.rep("é", 1024 * 1024)
+  local fields = {payload = big, t = {big}}
+  for i = 1, 200 do fields["f" .. i] = i end
+  log.info("a" .. big, fields) -- one byte more: the cut falls inside a character
+  print(big)
+  return true
+end`}, Config{})
+	c, _ := f.client()
+	mustReply(t, c, "", `1`, `true`)
+	logs := f.logs.String()
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	var logged []string
+	for _, line := range lines {
+		if strings.Contains(line, "script=default.lua") {
+			logged = append(logged, line)
+		}
+	}
+	if len(logged) != 2 {
+		t.Fatalf("%d log lines from the script, want 2:\n%.2000s", len(logged), logs)
+	}
+	for _, line := range logged {
+		// message, payload, t: three clipped texts; 64 short fields.
+		if len(line) > 4*8<<10 {
+			t.Errorf("a log line of %d bytes", len(line))
+		}
+		if !strings.Contains(line, "… (2097153 bytes)") && !strings.Contains(line, "… (2097152 bytes)") {
+			t.Errorf("the clipped message does not say its length: %.300s", line)
+		}
+		if strings.Contains(line, "\ufffd") || strings.Contains(line, `\xc3`) || !utf8.ValidString(line) {
+			t.Errorf("a character was cut in two: %.300s", line)
+		}
+	}
+	if !strings.Contains(logged[0], "fields_not_logged=138") {
+		t.Errorf("the fields over 64 are not counted: %.300s", logged[0][len(logged[0])-300:])
 	}
 }
 

@@ -52,10 +52,12 @@ func OpenHelpers(L *lua.LState) {
 			return 1
 		},
 	}))
-	codec := func(name string, encode func([]byte) string, decode func(string) ([]byte, error)) *lua.LTable {
+	codec := func(name string, encodedLen func(int) int, encode func([]byte) string, decode func(string) ([]byte, error)) *lua.LTable {
 		return mod(map[string]lua.LGFunction{
 			"encode": func(L *lua.LState) int {
-				L.Push(lua.LString(encode([]byte(L.CheckString(1)))))
+				s := L.CheckString(1)
+				checkSize(L, name+".encode", encodedLen(len(s))) // hex doubles, base64 adds a third
+				L.Push(lua.LString(encode([]byte(s))))
 				return 1
 			},
 			"decode": func(L *lua.LState) int {
@@ -68,8 +70,8 @@ func OpenHelpers(L *lua.LState) {
 			},
 		})
 	}
-	L.SetGlobal("base64", codec("base64", base64.StdEncoding.EncodeToString, base64.StdEncoding.DecodeString))
-	L.SetGlobal("hex", codec("hex", hex.EncodeToString, hex.DecodeString))
+	L.SetGlobal("base64", codec("base64", base64.StdEncoding.EncodedLen, base64.StdEncoding.EncodeToString, base64.StdEncoding.DecodeString))
+	L.SetGlobal("hex", codec("hex", hex.EncodedLen, hex.EncodeToString, hex.DecodeString))
 	L.SetGlobal("uuid", L.NewFunction(func(L *lua.LState) int {
 		L.Push(lua.LString(NewUUID()))
 		return 1

@@ -21,6 +21,8 @@ func TestHelpers(t *testing.T) {
 		{`tostring(crypto.random_bytes(16) ~= crypto.random_bytes(16))`, "true"},
 		{`tostring(#crypto.random_bytes(0))`, "0"},
 		{`tostring(uuid() ~= uuid())`, "true"},
+		{`tostring(#hex.encode(string.rep("a", 8 * 1024 * 1024)))`, "16777216"}, // the limit itself fits
+		{`tostring(#base64.encode(string.rep("a", 12 * 1024 * 1024)))`, "16777216"},
 	} {
 		if err := L.DoString("result = " + tc.expr); err != nil {
 			t.Errorf("%s: %v", tc.expr, err)
@@ -43,6 +45,9 @@ func TestHelpers(t *testing.T) {
 		`crypto.random_bytes(-1)`:              "between 0 and 1048576 bytes",
 		`crypto.sha256()`:                      "string expected",
 		`crypto.hmac_sha256("k")`:              "string expected",
+		// Past the string limit once encoded: refused before encoding.
+		`base64.encode(string.rep("a", 12 * 1024 * 1024 + 1))`: "base64.encode: result larger than the limit",
+		`hex.encode(string.rep("a", 8 * 1024 * 1024 + 1))`:     "hex.encode: result larger than the limit",
 	} {
 		err := L.DoString(expr)
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
