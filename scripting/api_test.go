@@ -234,6 +234,34 @@ end`}, Config{})
 	}
 }
 
+// A handler that stores something per message cannot grow the store past
+// its budget: the write that would fails with handler_error naming it,
+// what was stored stays readable, and deleting makes room again.
+func TestStoreIsBoundedFromLua(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  if msg.payload == "count" then
+    local n = 0
+    for i = 1, 100 do if store.get("seen." .. i) then n = n + 1 end end
+    return n
+  end
+  if msg.payload == "forget" then store.delete("seen.10") return true end
+  store.set("seen." .. msg.payload, string.rep("x", 1000))
+  return true
+end`}, Config{StoreMaxBytes: 9*(64+6+1002) + (64 + 7 + 1002)}) // seen.1 … seen.10, each 1,002 bytes of JSON
+	c, _ := f.client()
+	for i := 1; i <= 10; i++ {
+		got, err := tryRequest(c, "", fmt.Sprintf(`%q`, fmt.Sprint(i)))
+		if err != nil || got != "true" {
+			t.Fatalf("message %d within the budget: %s, %v", i, got, err)
+		}
+	}
+	mustFail(t, c, "", `"11"`, protocol.CodeHandlerError, "store.set: scripting: store full")
+	mustReply(t, c, "", `"count"`, `10`)
+	mustReply(t, c, "", `"forget"`, `true`)
+	mustReply(t, c, "", `"12"`, `true`)
+}
+
 func TestConnStatePersists(t *testing.T) {
 	f := newFixture(t, map[string]string{"default.lua": `
 function on_data(msg, conn)

@@ -52,11 +52,10 @@ type localKV struct{ s *Store }
 
 func (l localKV) Get(_ context.Context, key string) ([]byte, error) { return l.s.Get(key), nil }
 func (l localKV) Set(_ context.Context, key string, v []byte, ttl time.Duration) error {
-	l.s.Set(key, v, ttl)
-	return nil
+	return l.s.Set(key, v, ttl)
 }
 func (l localKV) CAS(_ context.Context, key string, old, v []byte, ttl time.Duration) (bool, error) {
-	return l.s.CAS(key, old, v, ttl), nil
+	return l.s.CAS(key, old, v, ttl)
 }
 func (l localKV) Delete(_ context.Context, key string) error { l.s.Delete(key); return nil }
 func (l localKV) Incr(_ context.Context, key string, n float64) (float64, error) {

@@ -57,8 +57,12 @@ type Config struct {
 	// MemoryLimit is the Go heap size (bytes) past which running handler
 	// calls are stopped with handler_error; zero means DefaultMemoryLimit.
 	MemoryLimit uint64
-	// Store is the shared key-value store; nil means a new one.
+	// Store is the shared key-value store; nil means a new one of
+	// StoreMaxBytes.
 	Store *Store
+	// StoreMaxBytes bounds the store made when Store is nil (keys, values
+	// and a per-entry overhead); zero means DefaultStoreMaxBytes.
+	StoreMaxBytes int64
 	// KV, when set, replaces Store behind the `store` module (the cluster's
 	// shared bucket).
 	KV KV
@@ -162,7 +166,7 @@ func newEngine(cfg Config) (*Engine, error) {
 	}
 	e.upstreams = ups
 	if e.store == nil {
-		e.store = NewStore()
+		e.store = NewStore(cfg.StoreMaxBytes)
 	}
 	e.kv, e.cluster = cfg.KV, cfg.Cluster
 	if e.cluster != nil {

@@ -67,7 +67,7 @@ type outboxEntry struct {
 
 func newHarness() *harness {
 	clock := &fakeClock{base: time.Now()}
-	store := NewStore()
+	store := NewStore(0)
 	store.nowFunc = clock.Now
 	return &harness{clock: clock, store: store, stubs: map[string]map[string]lua.LValue{"http": {}, "upstream": {}, "nats": {}}}
 }

@@ -1,6 +1,8 @@
 package scripting
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +14,7 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time { return c.t }
 
 func TestStoreTTL(t *testing.T) {
-	s := NewStore()
+	s := NewStore(0)
 	c := &clock{t: time.Unix(1000, 0)}
 	s.nowFunc = c.now
 	s.Set("session", []byte(`"abc"`), 2*time.Second)
@@ -55,7 +57,7 @@ func TestStoreTTL(t *testing.T) {
 }
 
 func TestStoreCAS(t *testing.T) {
-	s := NewStore()
+	s := NewStore(0)
 	c := &clock{t: time.Unix(1000, 0)}
 	s.nowFunc = c.now
 	steps := []struct {
@@ -79,7 +81,7 @@ func TestStoreCAS(t *testing.T) {
 		return []byte(s)
 	}
 	for _, st := range steps {
-		if ok := s.CAS("k", bytesOf(st.old), bytesOf(st.value), 0); ok != st.ok {
+		if ok, err := s.CAS("k", bytesOf(st.old), bytesOf(st.value), 0); err != nil || ok != st.ok {
 			t.Fatalf("%s: CAS = %v, want %v", st.name, ok, st.ok)
 		}
 		if got := string(s.Get("k")); got != st.after {
@@ -87,12 +89,12 @@ func TestStoreCAS(t *testing.T) {
 		}
 	}
 	// An expired value counts as absent.
-	s.CAS("lock", nil, []byte(`"me"`), time.Second)
-	if s.CAS("lock", nil, []byte(`"you"`), time.Second) {
+	s.CAS("lock", nil, []byte(`"me"`), time.Second) //nolint:errcheck // far within the budget
+	if ok, _ := s.CAS("lock", nil, []byte(`"you"`), time.Second); ok {
 		t.Fatal("took a held lock")
 	}
 	c.t = c.t.Add(2 * time.Second)
-	if !s.CAS("lock", nil, []byte(`"you"`), time.Second) {
+	if ok, _ := s.CAS("lock", nil, []byte(`"you"`), time.Second); !ok {
 		t.Fatal("an expired lock could not be taken")
 	}
 }
@@ -117,5 +119,79 @@ end`}, Config{})
 		if err == nil || !strings.Contains(err.Error(), "ttl_ms") {
 			t.Errorf("ttl %s: %s, %v; want an error naming ttl_ms", bad, got, err)
 		}
+	}
+}
+
+// The store holds at most its budget of keys, values and per-entry
+// overhead: a write past it fails with ErrStoreFull and leaves what is
+// stored; deleting, overwriting smaller and expiry give bytes back.
+func TestStoreBudget(t *testing.T) {
+	const budget = 10 * (entryOverhead + 2 + 100) // ten entries of a 2-byte key and 100 bytes
+	s := NewStore(budget)
+	c := &clock{t: time.Unix(1000, 0)}
+	s.nowFunc = c.now
+	value := []byte(strings.Repeat("x", 100))
+	for i := range 10 {
+		if err := s.Set(fmt.Sprintf("k%d", i), value, 0); err != nil {
+			t.Fatalf("entry %d within the budget: %v", i, err)
+		}
+	}
+	if s.Bytes() != budget {
+		t.Fatalf("Bytes() = %d, want %d", s.Bytes(), budget)
+	}
+	full := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("%s at the budget: %v, want ErrStoreFull", what, err)
+		}
+	}
+	full("a new key", s.Set("kx", []byte(`1`), 0))
+	_, err := s.Incr("kx", 1)
+	full("incr of a new key", err)
+	_, err = s.CAS("kx", nil, []byte(`1`), 0)
+	full("cas of a new key", err)
+	full("a larger value for a key", s.Set("k0", append(value, 'x'), 0))
+	if s.Len() != 10 || string(s.Get("k0")) != string(value) || s.Bytes() != budget {
+		t.Fatalf("a refused write changed the store: %d keys, %d bytes", s.Len(), s.Bytes())
+	}
+	// A smaller value for a key fits, and frees the difference.
+	if err := s.Set("k0", []byte(`1`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set("k0", value, 0); err != nil {
+		t.Fatalf("back to the old size: %v", err)
+	}
+	s.Delete("k1")
+	if err := s.Set("kx", []byte(`1`), 0); err != nil {
+		t.Fatalf("after a delete: %v", err)
+	}
+	// Expired entries count as free for the next write.
+	if err := s.Set("k2", value, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	full("while k2 lives", s.Set("ky", value, 0))
+	c.t = c.t.Add(2 * time.Second)
+	if err := s.Set("ky", value, 0); err != nil {
+		t.Fatalf("after k2 expired: %v", err)
+	}
+	if want := int64(8*(entryOverhead+2+100) + entryOverhead + 2 + 1 + entryOverhead + 2 + 100); s.Bytes() != want {
+		t.Fatalf("Bytes() = %d, want %d", s.Bytes(), want)
+	}
+}
+
+// A key rewritten over and over with a long time to live leaves a bounded
+// number of expiry entries behind, not one per write.
+func TestStoreExpiryStaysBounded(t *testing.T) {
+	s := NewStore(0)
+	for i := range 100000 {
+		if err := s.Set("session", []byte(fmt.Sprint(i)), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(s.expiry); n > 2*s.Len()+64+1 {
+		t.Fatalf("%d expiry entries for %d keys", n, s.Len())
+	}
+	if got := string(s.Get("session")); got != "99999" {
+		t.Fatalf("session = %q", got)
 	}
 }

@@ -133,6 +133,8 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--keepalive-timeout", "0s"}, "--keepalive-timeout"},
 		{[]string{"--max-conns", "0"}, "--max-conns"},
+		{[]string{"--store-max-bytes", "0"}, "--store-max-bytes"},
+		{[]string{"--store-max-bytes", "plenty"}, "--store-max-bytes"},
 		{[]string{"--listen", "256.0.0.1:1"}, "listen"},
 	}
 	for _, tt := range tests {

@@ -47,6 +47,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
 			&cli.StringFlag{Name: "lua-memory-limit", Value: "1GiB", Usage: "Go heap size past which running handler calls are stopped", EnvVars: envVar("lua-memory-limit")},
+			&cli.StringFlag{Name: "store-max-bytes", Value: "256MiB", Usage: "most the local store module may hold (keys, values and 64 bytes an entry); a write past it fails", EnvVars: envVar("store-max-bytes")},
 			&cli.StringSliceFlag{Name: "upstream", Usage: "name=host:port: a samgw-protocol service for upstream.request (repeatable)", EnvVars: envVar("upstream")},
 			&cli.StringSliceFlag{Name: "upstream-allow", Usage: "host, host:port (globs) or CIDR that http.request may reach (repeatable; default: none)", EnvVars: envVar("upstream-allow")},
 			&cli.StringFlag{Name: "upstream-max-body", Value: "4MiB", Usage: "largest HTTP response body a handler may read", EnvVars: envVar("upstream-max-body")},
@@ -348,15 +349,20 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if err != nil {
 		return nil, fmt.Errorf("--lua-memory-limit: %w", err)
 	}
+	storeMax, err := parseSize(cctx.String("store-max-bytes"))
+	if err != nil || storeMax <= 0 {
+		return nil, fmt.Errorf("--store-max-bytes: must be a positive size like 256MiB, got %q", cctx.String("store-max-bytes"))
+	}
 	cfg := scripting.Config{
-		MemoryLimit: uint64(memLimit),
-		Dir:         cctx.String("scripts"),
-		ConfigFile:  cctx.String("script-config"),
-		Timeout:     cctx.Duration("script-timeout"),
-		MaxStates:   cctx.Int("lua-states"),
-		MaxTimers:   cctx.Int("lua-max-timers"),
-		Logger:      log,
-		Audit:       audit,
+		MemoryLimit:   uint64(memLimit),
+		StoreMaxBytes: int64(storeMax),
+		Dir:           cctx.String("scripts"),
+		ConfigFile:    cctx.String("script-config"),
+		Timeout:       cctx.Duration("script-timeout"),
+		MaxStates:     cctx.Int("lua-states"),
+		MaxTimers:     cctx.Int("lua-max-timers"),
+		Logger:        log,
+		Audit:         audit,
 	}
 	if reg != nil {
 		cfg.ObserveCall = reg.ObserveCall
