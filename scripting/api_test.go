@@ -262,6 +262,23 @@ end`}, Config{StoreMaxBytes: 9*(64+6+1002) + (64 + 7 + 1002)}) // seen.1 … see
 	mustReply(t, c, "", `"12"`, `true`)
 }
 
+// conn.state is kept per connection, so each is bounded: a handler that
+// leaves it past the bound gets handler_error, and the connection keeps
+// the state it had.
+func TestConnStateIsBounded(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg, conn)
+  if msg.payload == "peek" then return #(conn.state.blob or "") end
+  conn.state.blob = string.rep("x", msg.payload)
+  return true
+end`}, Config{ConnStateMaxBytes: 1024})
+	c, _ := f.client()
+	mustReply(t, c, "", `1000`, `true`) // {"blob":"x…"} is 1,011 bytes
+	mustFail(t, c, "", `1014`, protocol.CodeHandlerError, "conn.state is 1025 bytes as JSON, more than the 1024")
+	mustReply(t, c, "", `"peek"`, `1000`) // the state before the refused call
+	mustReply(t, c, "", `1013`, `true`)   // 1,024 bytes: the bound itself fits
+}
+
 func TestConnStatePersists(t *testing.T) {
 	f := newFixture(t, map[string]string{"default.lua": `
 function on_data(msg, conn)

@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"fmt"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -94,6 +95,14 @@ func (st *luaState) saveState() error {
 	if err != nil {
 		return &scriptError{text: "conn.state can hold only JSON data: " + err.Error()}
 	}
+	if limit := st.gen.engine.maxState; len(out) > limit {
+		return &scriptError{text: fmt.Sprintf("conn.state is %d bytes as JSON, more than the %d a connection may keep; it was not saved", len(out), limit)}
+	}
 	st.call.data.state = out
 	return nil
 }
+
+// DefaultConnStateMaxBytes bounds a connection's conn.state when no bound
+// is configured: it is kept per connection, so ten thousand connections at
+// the 16 MiB string limit each would be 160 GiB.
+const DefaultConnStateMaxBytes = 64 << 10

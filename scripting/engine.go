@@ -54,6 +54,9 @@ type Config struct {
 	// MaxTimers bounds the pending timers of the scripts (timer.after,
 	// timer.every); zero means DefaultMaxTimers.
 	MaxTimers int
+	// ConnStateMaxBytes bounds each connection's conn.state, as JSON; zero
+	// means DefaultConnStateMaxBytes.
+	ConnStateMaxBytes int
 	// MemoryLimit is the Go heap size (bytes) past which running handler
 	// calls are stopped with handler_error; zero means DefaultMemoryLimit.
 	MemoryLimit uint64
@@ -101,6 +104,7 @@ type Engine struct {
 	topics    *topics
 	clock     timerClock
 	maxTimers int
+	maxState  int // bytes of one connection's conn.state, as JSON
 
 	served  atomic.Pointer[gateway.Server] // set by OnServe: the server timers and on_start act on
 	stopped bool                           // the server stopped serving; guarded by reloadMu
@@ -143,6 +147,10 @@ func newEngine(cfg Config) (*Engine, error) {
 		clock:      realClock{},
 		topics:     newTopics(),
 		maxTimers:  cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
+		maxState:   cmp.Or(cfg.ConnStateMaxBytes, DefaultConnStateMaxBytes),
+	}
+	if e.maxState < 0 {
+		return nil, fmt.Errorf("scripting: ConnStateMaxBytes %d: want zero (the default) or more", e.maxState)
 	}
 	if e.maxTimers < 0 {
 		return nil, fmt.Errorf("scripting: MaxTimers %d: want zero (the default) or more", e.maxTimers)

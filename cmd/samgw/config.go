@@ -92,7 +92,7 @@ func expectedForm(cctx *cli.Context, key string) string {
 		case *cli.BoolFlag:
 			return "true or false"
 		}
-		if strings.HasPrefix(key, "max-frame") || key == "lua-memory-limit" || key == "upstream-max-body" || key == "store-max-bytes" {
+		if strings.HasPrefix(key, "max-frame") || key == "lua-memory-limit" || key == "upstream-max-body" || key == "store-max-bytes" || key == "conn-state-max-bytes" {
 			return "a size like 1MiB, 512KiB or 4096B"
 		}
 	}

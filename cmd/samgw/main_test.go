@@ -134,6 +134,7 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{[]string{"--keepalive-timeout", "0s"}, "--keepalive-timeout"},
 		{[]string{"--max-conns", "0"}, "--max-conns"},
 		{[]string{"--store-max-bytes", "0"}, "--store-max-bytes"},
+		{[]string{"--conn-state-max-bytes", "-1KiB"}, "--conn-state-max-bytes"},
 		{[]string{"--store-max-bytes", "plenty"}, "--store-max-bytes"},
 		{[]string{"--listen", "256.0.0.1:1"}, "listen"},
 	}

@@ -47,6 +47,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
 			&cli.StringFlag{Name: "lua-memory-limit", Value: "1GiB", Usage: "Go heap size past which running handler calls are stopped", EnvVars: envVar("lua-memory-limit")},
+			&cli.StringFlag{Name: "conn-state-max-bytes", Value: "64KiB", Usage: "most one connection's conn.state may hold, as JSON; a handler that stores more gets handler_error", EnvVars: envVar("conn-state-max-bytes")},
 			&cli.StringFlag{Name: "store-max-bytes", Value: "256MiB", Usage: "most the local store module may hold (keys, values and 64 bytes an entry); a write past it fails", EnvVars: envVar("store-max-bytes")},
 			&cli.StringSliceFlag{Name: "upstream", Usage: "name=host:port: a samgw-protocol service for upstream.request (repeatable)", EnvVars: envVar("upstream")},
 			&cli.StringSliceFlag{Name: "upstream-allow", Usage: "host, host:port (globs) or CIDR that http.request may reach (repeatable; default: none)", EnvVars: envVar("upstream-allow")},
@@ -353,16 +354,21 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if err != nil || storeMax <= 0 {
 		return nil, fmt.Errorf("--store-max-bytes: must be a positive size like 256MiB, got %q", cctx.String("store-max-bytes"))
 	}
+	stateMax, err := parseSize(cctx.String("conn-state-max-bytes"))
+	if err != nil || stateMax <= 0 {
+		return nil, fmt.Errorf("--conn-state-max-bytes: must be a positive size like 64KiB, got %q", cctx.String("conn-state-max-bytes"))
+	}
 	cfg := scripting.Config{
-		MemoryLimit:   uint64(memLimit),
-		StoreMaxBytes: int64(storeMax),
-		Dir:           cctx.String("scripts"),
-		ConfigFile:    cctx.String("script-config"),
-		Timeout:       cctx.Duration("script-timeout"),
-		MaxStates:     cctx.Int("lua-states"),
-		MaxTimers:     cctx.Int("lua-max-timers"),
-		Logger:        log,
-		Audit:         audit,
+		ConnStateMaxBytes: stateMax,
+		MemoryLimit:       uint64(memLimit),
+		StoreMaxBytes:     int64(storeMax),
+		Dir:               cctx.String("scripts"),
+		ConfigFile:        cctx.String("script-config"),
+		Timeout:           cctx.Duration("script-timeout"),
+		MaxStates:         cctx.Int("lua-states"),
+		MaxTimers:         cctx.Int("lua-max-timers"),
+		Logger:            log,
+		Audit:             audit,
 	}
 	if reg != nil {
 		cfg.ObserveCall = reg.ObserveCall
