@@ -14,7 +14,7 @@
 ---@field id string the connection id (with the node prefix in a cluster)
 ---@field remote string the peer's address
 ---@field identity string|nil the authenticated identity
----@field state table per-connection data, kept across this connection's messages
+---@field state table per-connection data, kept across this connection's messages (JSON data, at most --conn-state-max-bytes of it)
 
 ---Called for every data message of this file's route; the return value is the reply (nil: none).
 ---@type fun(msg: samgw.Message, conn: samgw.Conn): any
@@ -112,7 +112,7 @@ store = {}
 ---@param key string
 ---@return any
 function store.get(key) end
----Store a value (nil deletes).
+---Store a value (nil deletes). Past --store-max-bytes it raises "store full".
 ---@param key string
 ---@param value any
 ---@param opts? samgw.StoreOptions
