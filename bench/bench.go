@@ -297,8 +297,8 @@ type worker struct {
 	written     atomic.Int64   // open loop: frames wholly written
 	answered    atomic.Int64   // open loop: replies taken
 	writesCut   atomic.Bool    // open loop: the run is over and a blocked write must fail
-	sent        uint64
-	deadlineSet int64 // conn.clock() when the write deadline was last set
+	sent        uint64         // frames sent (open loop: written, once the writer is done)
+	deadlineSet int64          // conn.clock() when the write deadline was last set
 	hist        histogram.Histogram
 }
 
@@ -374,6 +374,7 @@ func (w *worker) run(ctx context.Context) {
 	})
 	w.writeOpenLoop(ctx)
 	stop()
+	w.sent = uint64(w.written.Load())
 	// Let the frames in flight come back (bounded), then hang up.
 	w.writerDone.Store(true)
 	if w.written.Load() <= w.answered.Load() {
@@ -438,7 +439,6 @@ func (w *worker) writeOpenLoop(ctx context.Context) {
 				// (the send times of the others are never taken).
 				frames = bytes.Count(buf[:n], []byte{'\n'})
 			}
-			w.sent += uint64(frames)
 			w.written.Add(int64(frames))
 			if !ok {
 				return

@@ -350,13 +350,13 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if err != nil {
 		return nil, fmt.Errorf("--lua-memory-limit: %w", err)
 	}
-	storeMax, err := parseSize(cctx.String("store-max-bytes"))
-	if err != nil || storeMax <= 0 {
-		return nil, fmt.Errorf("--store-max-bytes: must be a positive size like 256MiB, got %q", cctx.String("store-max-bytes"))
+	storeMax, err := positiveSize(cctx, "store-max-bytes")
+	if err != nil {
+		return nil, err
 	}
-	stateMax, err := parseSize(cctx.String("conn-state-max-bytes"))
-	if err != nil || stateMax <= 0 {
-		return nil, fmt.Errorf("--conn-state-max-bytes: must be a positive size like 64KiB, got %q", cctx.String("conn-state-max-bytes"))
+	stateMax, err := positiveSize(cctx, "conn-state-max-bytes")
+	if err != nil {
+		return nil, err
 	}
 	cfg := scripting.Config{
 		ConnStateMaxBytes: stateMax,
@@ -503,4 +503,13 @@ func tuneGC(cctx *cli.Context, log *slog.Logger) (stop func(), err error) {
 		}
 	}
 	return gctune.Start(uint64(minHeap)), nil
+}
+
+// positiveSize reads size flag name, which must be above zero.
+func positiveSize(cctx *cli.Context, name string) (int, error) {
+	n, err := parseSize(cctx.String(name))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("--%s: must be a positive size like 64KiB, got %q", name, cctx.String(name))
+	}
+	return n, nil
 }
