@@ -19,9 +19,9 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripting"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -52,7 +52,7 @@ func value(t *testing.T, scrape, series string) float64 {
 func TestScrape(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	m := New()
-	engine, err := scripting.New(scripting.Config{FS: lua.Handlers(), Logger: quiet, ObserveCall: m.ObserveCall})
+	engine, err := scripting.New(scripting.Config{FS: scripts.Handlers(), Logger: quiet, ObserveCall: m.ObserveCall})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // scenarioServer serves handler (nil: echo) for scenario tests.
@@ -35,7 +35,7 @@ func TestDemoScenario(t *testing.T) {
 	// The server's keep-alive interval at the demo's time scale: 10 s / 100.
 	_, addr := gatewaytest.Serve(t, "", gateway.Config{KeepAliveInterval: 100 * time.Millisecond})
 	out := &testutil.SyncBuffer{}
-	res := Run(t.Context(), Config{Name: "demo.lua", Source: lua.Demo(),
+	res := Run(t.Context(), Config{Name: "demo.lua", Source: scripts.Demo(),
 		Client: gateway.ClientConfig{Addr: addr}, TimeScale: 0.01, Out: out})
 	if res.Err != nil {
 		t.Fatalf("demo: %v\n%s", res.Err, out)
@@ -200,7 +200,7 @@ func TestShippedScenarios(t *testing.T) {
 		{"check.lua", nil, 1},
 		{"load.lua", map[string]string{"n": "20"}, 10},
 	} {
-		src, err := fs.ReadFile(lua.FS(), "scenarios/"+tc.file)
+		src, err := fs.ReadFile(scripts.FS(), "scenarios/"+tc.file)
 		if err != nil {
 			t.Fatal(err)
 		}

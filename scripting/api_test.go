@@ -16,8 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
@@ -360,6 +360,7 @@ function on_connect(conn)
   conn.state.number = n
   if n == 2 then return false, "second visitor turned away" end
   if n == 3 then error("third visitor refused") end
+  if n == 4 then return "a string alone admits" end
 end
 function on_close(conn, reason)
   store.set("closed:" .. conn.id, reason)
@@ -375,6 +376,9 @@ function on_data(msg, conn) return conn.state.number end`}, Config{})
 		}
 		p.Close()
 	}
+	// Only false (with a reason) or an error refuses: the stubs say so.
+	d, _ := f.client()
+	mustReply(t, d, "", `1`, `4`)
 	testutil.Eventually(t, "on_close of the rejected connections", func() bool {
 		return f.engine.Store().Len() == 3 // connects, closed:c2, closed:c3
 	})
@@ -389,7 +393,7 @@ function on_data(msg, conn) return conn.state.number end`}, Config{})
 }
 
 func TestShippedExamples(t *testing.T) {
-	e, err := New(Config{FS: lua.Examples(), Logger: quietLogger()})
+	e, err := New(Config{FS: scripts.Examples(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +406,7 @@ func TestShippedExamples(t *testing.T) {
 func TestExamplesWork(t *testing.T) {
 	files := map[string]string{}
 	for _, name := range []string{"upper.lua", "relay.lua", "counter.lua", "chat.lua"} {
-		src, err := fs.ReadFile(lua.Examples(), name)
+		src, err := fs.ReadFile(scripts.Examples(), name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,14 +14,14 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gatewaytest"
 	"github.com/secureagentmessaging/samgw/internal/gctune"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // BenchmarkHandleData measures one Lua echo call without the network: decode
 // the payload into Lua, call on_data, encode the reply.
 func BenchmarkHandleData(b *testing.B) {
-	e, err := New(Config{FS: lua.Handlers(), Logger: slog.New(slog.DiscardHandler)})
+	e, err := New(Config{FS: scripts.Handlers(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func BenchmarkHandleData(b *testing.B) {
 // 1,2,4,8), and the mutex profile shows no lock that all callers share.
 func BenchmarkHandleDataParallel(b *testing.B) {
 	defer gctune.Start(gctune.DefaultMinHeap)() // the collector as samgw serve runs it
-	e, err := New(Config{FS: lua.Handlers(), Logger: slog.New(slog.DiscardHandler)})
+	e, err := New(Config{FS: scripts.Handlers(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func BenchmarkHandleDataParallel(b *testing.B) {
 // loopback: 64 connections with 16 frames in flight each, 128-byte
 // payloads. Reported as frames/s.
 func BenchmarkEndToEnd(b *testing.B) {
-	lua, err := New(Config{FS: lua.Handlers(), Logger: slog.New(slog.DiscardHandler)})
+	lua, err := New(Config{FS: scripts.Handlers(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func TestCheckReportsEveryProblem(t *testing.T) {
@@ -49,11 +51,31 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 }
 
 func TestCheckFindsNothingInTheShippedHandlers(t *testing.T) {
-	for _, dir := range []string{"../lua", "../lua/examples"} {
+	for _, dir := range []string{"../scripts", "../scripts/examples"} {
 		problems, err := Check(Config{Dir: dir})
 		if err != nil || len(problems) != 0 {
 			t.Errorf("%s: %v %v", dir, problems, err)
 		}
+	}
+}
+
+// TestCheckPassesOverTypeStubs: a handler and the stubs of `samgw
+// lua-types` beside it (under the suggested name and another) check clean.
+func TestCheckPassesOverTypeStubs(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"default.lua":   "function on_data(msg) return msg.payload end\n",
+		"samgw.d.lua":   string(scripts.Types()),
+		"types.lua":     string(scripts.TestTypes()),
+		"notmeta.d.lua": "this is not Lua at all",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	problems, err := Check(Config{Dir: dir})
+	if err != nil || len(problems) != 0 {
+		t.Fatalf("problems %v, error %v", problems, err)
 	}
 }
 

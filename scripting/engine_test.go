@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 const echo = `function on_data(msg, conn) return msg.payload end`
@@ -138,7 +138,7 @@ func TestNoDefaultScriptMeansBuiltInEcho(t *testing.T) {
 }
 
 func TestEmbeddedDefaultIsEcho(t *testing.T) {
-	e, err := New(Config{FS: lua.Handlers(), Logger: quietLogger()})
+	e, err := New(Config{FS: scripts.Handlers(), Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

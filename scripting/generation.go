@@ -3,6 +3,7 @@ package scripting
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"regexp"
@@ -117,6 +118,7 @@ func listScripts(fsys fs.FS) (files []scriptFile, tests []string, err error) {
 			name, ok := strings.CutSuffix(entry.Name(), ".lua")
 			switch {
 			case !ok || entry.IsDir() || strings.HasPrefix(name, "."):
+			case isTypeStub(fsys, path.Join(dir, entry.Name())):
 			case strings.HasSuffix(name, testSuffix):
 				if dir == "." {
 					tests = append(tests, entry.Name())
@@ -131,6 +133,30 @@ func listScripts(fsys fs.FS) (files []scriptFile, tests []string, err error) {
 
 // testSuffix ends the names of test files (before .lua): never routes.
 const testSuffix = "_test"
+
+// isTypeStub reports whether file is an editor's type stub rather than
+// Lua to run: a *.d.lua file, or one whose first line is LuaLS's
+// "---@meta [name]" (the output of `samgw lua-types` is both). Stubs declare
+// globals without defining on_data, so loading one as a route would fail
+// every reload of the directory it is saved in.
+func isTypeStub(fsys fs.FS, file string) bool {
+	if strings.HasSuffix(file, ".d.lua") {
+		return true
+	}
+	f, err := fsys.Open(file)
+	if err != nil {
+		return false // the compile step reports it
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	first, _, _ := strings.Cut(string(head[:n]), "\n")
+	first = strings.TrimRight(first, " \t\r")
+	return first == metaMarker || strings.HasPrefix(first, metaMarker+" ")
+}
+
+// metaMarker opens a LuaLS definition file.
+const metaMarker = "---@meta"
 
 // compileFile parses and compiles one file; errors name the file and line.
 func compileFile(fsys fs.FS, file string) (*lua.FunctionProto, error) {

@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // TestShippedLuaTestsPass runs the *_test.lua files shipped beside the
 // default handler and the examples, as `samgw test` does.
 func TestShippedLuaTestsPass(t *testing.T) {
-	for name, cfg := range map[string]TestConfig{"default": {FS: lua.Handlers()}, "examples": {FS: lua.Examples()}} {
+	for name, cfg := range map[string]TestConfig{"default": {FS: scripts.Handlers()}, "examples": {FS: scripts.Examples()}} {
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
 			cfg.Out = &out

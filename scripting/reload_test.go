@@ -16,6 +16,7 @@ import (
 	"github.com/secureagentmessaging/samgw/protocol"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // watch runs the engine's watcher for the test.
@@ -223,4 +224,29 @@ func TestFailedRouteIsNamedInNoRoute(t *testing.T) {
 		t.Fatalf("ReloadError after a good reload: %q", got)
 	}
 	mustReply(t, c, "orders", `1`, `"ok"`)
+}
+
+// TestTypeStubsBesideHandlersAreNotRoutes: the output of `samgw lua-types`
+// saved in the scripts directory (as samgw.d.lua, or under any name, since
+// it opens with ---@meta) declares globals without on_data; loading it as a
+// route would fail every reload. It is passed over, and reloads go on.
+func TestTypeStubsBesideHandlersAreNotRoutes(t *testing.T) {
+	stubs := string(scripts.Types())
+	f := newFixture(t, map[string]string{
+		"default.lua":       reply("v1"),
+		"samgw.d.lua":       stubs,
+		"editor_types.lua":  stubs,
+		"lib/helpers.d.lua": "---@meta\nfunction helper() end\n",
+	}, Config{})
+	f.watch(20 * time.Millisecond)
+	c, _ := f.client()
+	mustReply(t, c, "", `0`, `"v1"`)
+	mustFail(t, c, "editor_types", `0`, protocol.CodeNoRoute, "editor_types")
+	mustFail(t, c, "samgw.d", `0`, protocol.CodeNoRoute, "samgw.d")
+	writeScripts(t, f.dir, map[string]string{"default.lua": reply("v2"), "samgw.d.lua": stubs + "\n-- saved again\n"})
+	f.waitGeneration(2)
+	mustReply(t, c, "", `0`, `"v2"`)
+	if strings.Contains(f.logs.String(), "Scripts not reloaded") {
+		t.Fatalf("a stub failed a reload:\n%s", f.logs.String())
+	}
 }

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // nextPush waits for the next push and returns its payload.
@@ -234,7 +234,7 @@ end
 // TestSessionExampleClosesIdleSessions serves session.lua with a short
 // idle time: a renewed session lives on, then the idle one is closed.
 func TestSessionExampleClosesIdleSessions(t *testing.T) {
-	src, err := fs.ReadFile(lua.Examples(), "session.lua")
+	src, err := fs.ReadFile(scripts.Examples(), "session.lua")
 	if err != nil {
 		t.Fatal(err)
 	}

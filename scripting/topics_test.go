@@ -10,12 +10,12 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func TestTopicsWithThePubSubExample(t *testing.T) {
-	src, err := fs.ReadFile(lua.Examples(), "pubsub.lua")
+	src, err := fs.ReadFile(scripts.Examples(), "pubsub.lua")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	samgwlua "github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // standard is what Lua itself provides (sandboxed): not part of the stubs.
@@ -22,12 +22,12 @@ var standard = map[string]bool{
 	"math": true, "os": true, "coroutine": true, "print": true, "require": true,
 }
 
-// TestTypeStubsMatchTheAPI keeps lua/types/samgw.d.lua in step with what a
+// TestTypeStubsMatchTheAPI keeps scripts/types/samgw.d.lua in step with what a
 // handler's Lua state really has: every module function is declared, and
-// nothing declared is missing. Likewise lua/types/samgw_test.d.lua with
+// nothing declared is missing. Likewise scripts/types/samgw_test.d.lua with
 // what a test's state has besides.
 func TestTypeStubsMatchTheAPI(t *testing.T) {
-	e, err := New(Config{FS: samgwlua.Handlers()})
+	e, err := New(Config{FS: scripts.Handlers()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestTypeStubsMatchTheAPI(t *testing.T) {
 	}
 	defer gen.put(0, st)
 	api := globalsOf(st)
-	compareStubs(t, "lua/types/samgw.d.lua", api, declaredIn(samgwlua.Types()))
+	compareStubs(t, "scripts/types/samgw.d.lua", api, declaredIn(scripts.Types()))
 
 	h := newHarness()
 	tst, err := h.state(gen)
@@ -53,7 +53,7 @@ func TestTypeStubsMatchTheAPI(t *testing.T) {
 			harnessOnly = append(harnessOnly, name)
 		}
 	}
-	compareStubs(t, "lua/types/samgw_test.d.lua", harnessOnly, declaredIn(samgwlua.TestTypes()))
+	compareStubs(t, "scripts/types/samgw_test.d.lua", harnessOnly, declaredIn(scripts.TestTypes()))
 }
 
 // globalsOf lists the global functions and tables of st, and the fields of

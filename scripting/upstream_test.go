@@ -20,8 +20,8 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/protocol"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 // httpBackend is a test HTTP API.
@@ -292,11 +292,11 @@ func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func TestGatewayExamples(t *testing.T) {
 	_, backend := httpBackend(t)
 	_, port, _ := net.SplitHostPort(backend)
-	bridge, err := fs.ReadFile(lua.Examples(), "http_bridge.lua")
+	bridge, err := fs.ReadFile(scripts.Examples(), "http_bridge.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fanout, err := fs.ReadFile(lua.Examples(), "fanout.lua")
+	fanout, err := fs.ReadFile(scripts.Examples(), "fanout.lua")
 	if err != nil {
 		t.Fatal(err)
 	}

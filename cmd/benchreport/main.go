@@ -2,7 +2,7 @@
 // samgw, starts it as (a) the Go echo, (b) the embedded Lua echo and (c) a Lua
 // handler that decodes, transforms and re-encodes, plus (d) the HAProxy + Lua
 // + cjson peer and (f, g) the OpenResty stream-lua peer (echo and transform)
-// of ../shared/bench when present, and measures each with 1, 16 and 64
+// found in the -peers folder (default $SAMGW_BENCH_PEERS; none without it), and measures each with 1, 16 and 64
 // connections and pipelines of 1 and 16, alternating servers within each
 // configuration so they share the machine's conditions. With -pin (the
 // default where taskset exists and there are two cores or more) every server
@@ -47,16 +47,25 @@ import (
 	"github.com/secureagentmessaging/samgw/bench"
 )
 
+// peerPath is the peer script name in dir, or "" (no such peer) without a
+// folder.
+func peerPath(dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, name)
+}
+
 func main() {
 	seconds := flag.Int("seconds", 5, "length of each measurement")
-	peerScript := flag.String("peer", "../shared/bench/haproxy-peer.sh", "the HAProxy peer script (skipped if missing)")
-	openresty := flag.String("openresty", "../shared/bench/openresty-peer.sh", "the OpenResty stream-lua peer script (skipped if missing)")
+	peers := flag.String("peers", os.Getenv("SAMGW_BENCH_PEERS"), "folder of the peer scripts (haproxy-peer.sh, openresty-peer.sh); empty: samgw's rows only")
 	_, tasksetErr := exec.LookPath("taskset")
 	pin := flag.Bool("pin", tasksetErr == nil && runtime.NumCPU() >= 2, "servers on core 0, the load generator on core 1")
 	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per held connection")
 	rounds := flag.Int("rounds", 1, "measure each configuration this many times, alternating servers, and report medians")
 	cores := flag.String("cores", "", "scaling mode: comma-separated core counts for the servers (e.g. 1,2)")
 	flag.Parse()
+	peerScript, openresty := peerPath(*peers, "haproxy-peer.sh"), peerPath(*peers, "openresty-peer.sh")
 	if *rounds < 1 {
 		log.Fatal("-rounds must be at least 1")
 	}
@@ -78,7 +87,7 @@ func main() {
 	bin, transform := build(dir)
 	r.bin = bin
 	if *cores != "" {
-		fmt.Print(r.scaling(*cores, *openresty, transform, time.Duration(*seconds)*time.Second))
+		fmt.Print(r.scaling(*cores, openresty, transform, time.Duration(*seconds)*time.Second))
 		return
 	}
 	if *memoryOnly {
@@ -90,14 +99,14 @@ func main() {
 		{"(b) samgw Lua echo (default)", r.startSamgw(bin)},
 		{"(c) samgw Lua decode/transform/encode", r.startSamgw(bin, "--scripts", transform)},
 	}
-	if peer := r.startPeer(*peerScript, "HAProxy"); peer != "" {
+	if peer := r.startPeer(peerScript, "HAProxy"); peer != "" {
 		servers = append(servers, server{peerName, peer})
 	}
 	servers = append(servers, server{"(e) samgw Go echo, --one-frame-per-write", r.startSamgw(bin, "--no-scripts", "--one-frame-per-write")})
-	if peer := r.startPeer(*openresty, "OpenResty"); peer != "" {
+	if peer := r.startPeer(openresty, "OpenResty"); peer != "" {
 		servers = append(servers, server{openrestyName, peer})
 	}
-	if peer := r.startPeer(*openresty, "OpenResty", "TRANSFORM=1"); peer != "" {
+	if peer := r.startPeer(openresty, "OpenResty", "TRANSFORM=1"); peer != "" {
 		servers = append(servers, server{openrestyTransformName, peer})
 	}
 	duration := time.Duration(*seconds) * time.Second
@@ -375,6 +384,10 @@ func listeningAddr(pid int) string {
 // startPeer runs the HAProxy peer script if it exists, and returns its
 // address ("" if there is none).
 func (r *reporter) startPeer(script, what string, env ...string) string {
+	if script == "" {
+		log.Printf("no -peers folder: skipping the %s peer", what)
+		return ""
+	}
 	if _, err := os.Stat(script); err != nil {
 		log.Printf("no %s peer at %s: skipping it", what, script)
 		return ""

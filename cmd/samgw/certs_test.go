@@ -78,3 +78,34 @@ func TestCertsNeverReplaceWithoutForce(t *testing.T) {
 		}
 	})
 }
+
+// TestKeygenNeverReplacesWithoutForce: a second keygen to the same prefix
+// (a walkthrough pasted twice) keeps the pair the identities file names.
+func TestKeygenNeverReplacesWithoutForce(t *testing.T) {
+	prefix := filepath.Join(t.TempDir(), "agent")
+	if code, _, errOut := runSamgw(t, "", "keygen", "--out", prefix); code != 0 {
+		t.Fatal(errOut)
+	}
+	key, _ := os.ReadFile(prefix + ".key")
+	pub, _ := os.ReadFile(prefix + ".pub")
+	code, _, errOut := runSamgw(t, "", "keygen", "--out", prefix)
+	if code == 0 || !strings.Contains(errOut, "agent.key already exists") || !strings.Contains(errOut, "--force") {
+		t.Fatalf("second keygen: exit %d, %q", code, errOut)
+	}
+	if k, _ := os.ReadFile(prefix + ".key"); string(k) != string(key) {
+		t.Fatal("the refused keygen changed the private key")
+	}
+	os.Remove(prefix + ".key") // a lone public key is not replaced either
+	if code, _, errOut := runSamgw(t, "", "keygen", "--out", prefix); code == 0 || !strings.Contains(errOut, "agent.pub already exists") {
+		t.Fatalf("keygen over a lone .pub: exit %d, %q", code, errOut)
+	}
+	os.Chmod(prefix+".pub", 0o666)
+	if code, _, errOut := runSamgw(t, "", "keygen", "--out", prefix, "--force"); code != 0 {
+		t.Fatal(errOut)
+	}
+	newPub, _ := os.ReadFile(prefix + ".pub")
+	info, err := os.Stat(prefix + ".key")
+	if string(newPub) == string(pub) || err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("--force: same public key %v, key file %v %v", string(newPub) == string(pub), info, err)
+	}
+}

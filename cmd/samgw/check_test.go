@@ -29,7 +29,7 @@ func TestCheckCommand(t *testing.T) {
 		}
 	})
 	t.Run("the shipped handlers are clean", func(t *testing.T) {
-		if code, out, _ := runSamgw(t, "", "check", "../../lua/examples"); code != 0 {
+		if code, out, _ := runSamgw(t, "", "check", "../../scripts/examples"); code != 0 {
 			t.Fatalf("exit %d: %s", code, out)
 		}
 	})
@@ -43,5 +43,20 @@ func TestLuaTypesCommand(t *testing.T) {
 	code, out, _ = runSamgw(t, "", "lua-types", "--test")
 	if code != 0 || !strings.HasPrefix(out, "---@meta samgw_test") || !strings.Contains(out, "function clock.advance(") {
 		t.Fatalf("exit %d, output starts %q", code, out[:min(len(out), 80)])
+	}
+}
+
+// TestCheckWithTypeStubsBeside: `samgw lua-types` saved beside a handler,
+// as the editor guide says, leaves `samgw check` clean.
+func TestCheckWithTypeStubsBeside(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "default.lua"), []byte("function on_data(msg) return msg.payload end\n"), 0o644)
+	_, stubs, _ := runSamgw(t, "", "lua-types")
+	os.WriteFile(filepath.Join(dir, "samgw.d.lua"), []byte(stubs), 0o644)
+	_, testStubs, _ := runSamgw(t, "", "lua-types", "--test")
+	os.WriteFile(filepath.Join(dir, "samgw_test.d.lua"), []byte(testStubs), 0o644)
+	code, out, errOut := runSamgw(t, "", "check", dir)
+	if code != 0 || out != dir+": 0 errors, 0 warnings\n" {
+		t.Fatalf("exit %d, out %q, stderr %q", code, out, errOut)
 	}
 }

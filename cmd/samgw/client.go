@@ -11,8 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/secureagentmessaging/samgw/gateway"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/scenario"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func clientCommand() *cli.Command {
@@ -55,7 +55,7 @@ func runClient(cctx *cli.Context) error {
 	}
 	cfg := scenario.Config{
 		Name:   "demo.lua",
-		Source: lua.Demo(),
+		Source: scripts.Demo(),
 		Client: gateway.ClientConfig{Addr: cctx.String("addr"), OneFramePerWrite: cctx.Bool("one-frame-per-write"),
 			ConnectRetry: cctx.Duration("connect-timeout")},
 		Args:      args,

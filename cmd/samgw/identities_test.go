@@ -94,16 +94,16 @@ func TestIdentitiesPublicKeyForms(t *testing.T) {
 	}
 }
 
-// TestReadmeIdentitiesExampleLoads: the identities file the README shows
-// is one the server accepts, public key included.
+// TestReadmeIdentitiesExampleLoads: the identities file docs/security.md
+// shows is one the server accepts, public key included.
 func TestReadmeIdentitiesExampleLoads(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, rest, ok := strings.Cut(string(readme), "   # identities.yaml\n")
 	if !ok {
-		t.Fatal("no identities.yaml example in the README")
+		t.Fatal("no identities.yaml example in docs/security.md")
 	}
 	block, _, _ := strings.Cut(rest, "   ```")
 	file := filepath.Join(t.TempDir(), "identities.yaml")

@@ -9,7 +9,7 @@ import (
 
 func TestLuaTestCommand(t *testing.T) {
 	t.Run("the shipped tests pass", func(t *testing.T) {
-		for _, dir := range []string{"../../lua", "../../lua/examples"} {
+		for _, dir := range []string{"../../scripts", "../../scripts/examples"} {
 			code, out, errOut := runSamgw(t, "", "test", dir)
 			if code != 0 || !strings.HasSuffix(out, " passed, 0 failed\n") {
 				t.Fatalf("%s: exit %d, out %q, stderr %q", dir, code, out, errOut)

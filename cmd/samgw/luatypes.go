@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/secureagentmessaging/samgw/lua"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func luaTypesCommand() *cli.Command {
@@ -14,9 +14,9 @@ func luaTypesCommand() *cli.Command {
 			&cli.BoolFlag{Name: "test", Usage: "print the stubs of the samgw test harness instead (samgw lua-types --test > samgw_test.d.lua)"},
 		},
 		Action: func(cctx *cli.Context) error {
-			stubs := lua.Types()
+			stubs := scripts.Types()
 			if cctx.Bool("test") {
-				stubs = lua.TestTypes()
+				stubs = scripts.TestTypes()
 			}
 			_, err := cctx.App.Writer.Write(stubs)
 			return err

@@ -1,43 +1,61 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
-// readmeBlock returns the first ```sh block after heading in the README.
-func readmeBlock(t *testing.T, heading string) string {
+// docBlock returns the first ```sh block after heading in file (relative
+// to the repository root: README.md or a page of docs/).
+func docBlock(t *testing.T, file, heading string) string {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
+	doc, err := os.ReadFile(filepath.Join("../..", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(readme), heading+"\n")
+	_, rest, ok := strings.Cut(string(doc), heading+"\n")
 	if !ok {
-		t.Fatalf("no %q in the README", heading)
+		t.Fatalf("no %q in %s", heading, file)
 	}
 	_, rest, ok = strings.Cut(rest, "```sh\n")
 	if !ok {
-		t.Fatalf("no sh block under %q", heading)
+		t.Fatalf("no sh block under %q in %s", heading, file)
 	}
 	block, _, _ := strings.Cut(rest, "```")
 	return block
 }
 
-// TestReadmeSecureDeployment runs the README's secure deployment
-// walkthrough as pasted (in a temporary folder, on a free port through
-// SAMGW_LISTEN and SAMGW_ADDR) and checks each "# " line of expected
-// output, whose "…" stand for any text.
-func TestReadmeSecureDeployment(t *testing.T) {
+// walkthroughPorts are the addresses the walkthroughs write out; the tests
+// give each port (wherever the block names it, with its address or alone)
+// a free one instead, so they never meet a server of the machine's own.
+var walkthroughPorts = []string{"127.0.0.1:4000", "127.0.0.1:4001", "127.0.0.1:8081"}
+
+// expectedOutput tells a walkthrough's "# " line that shows output (JSON,
+// samgw's messages, test summaries) from one that explains a step.
+var expectedOutput = regexp.MustCompile(`^# ([{"\[]|samgw:|\d+ passed|\S+: \d+ errors)`)
+
+// runWalkthrough runs a documented walkthrough as a user pastes it, from a
+// folder laid out like the repository (scripts/ and a built samgw: the
+// block's own `go build` line is left out), pasted `times` times in a row
+// into one shell, and checks after each paste that every line of expected
+// output appears in order ("…" stands for any text). A paste that leaves a
+// server running or a file behind that the next paste trips on fails the
+// second round.
+func runWalkthrough(t *testing.T, file, heading string, times int) {
+	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Fatal("the walkthrough needs bash")
 	}
-	block := readmeBlock(t, "## Secure deployment")
+	block := docBlock(t, file, heading)
 	dir := t.TempDir()
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -48,8 +66,15 @@ func TestReadmeSecureDeployment(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	if err := os.Symlink(filepath.Join(root, "lua"), filepath.Join(dir, "lua")); err != nil {
+	if err := os.Symlink(filepath.Join(root, "scripts"), filepath.Join(dir, "scripts")); err != nil {
 		t.Fatal(err)
+	}
+	for _, addr := range walkthroughPorts {
+		if strings.Contains(block, addr) {
+			_, port, _ := net.SplitHostPort(addr)
+			_, free, _ := net.SplitHostPort(freeAddr(t))
+			block = regexp.MustCompile(`\b`+port+`\b`).ReplaceAllString(block, free)
+		}
 	}
 	var script strings.Builder
 	var expected []string
@@ -57,45 +82,74 @@ func TestReadmeSecureDeployment(t *testing.T) {
 		switch {
 		case strings.HasPrefix(line, "go build"):
 			// built above
-		case strings.HasPrefix(line, "# "):
-			if strings.HasPrefix(line, "# {") || strings.HasPrefix(line, "# samgw:") {
-				expected = append(expected, strings.TrimPrefix(line, "# "))
-			}
+		case expectedOutput.MatchString(line):
+			want, _, _ := strings.Cut(strings.TrimPrefix(line, "# "), "   (") // a note after the output
+			expected = append(expected, want)
 		default:
 			script.WriteString(line + "\n")
 		}
 	}
-	script.WriteString("kill $!\nwait\n")
+	if len(expected) < 2 {
+		t.Fatalf("only %d expected lines found in the block", len(expected))
+	}
+	for round := 1; round <= times; round++ {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "SAMGW_LOG_LEVEL=warn")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		out, _ := cmd.CombinedOutput()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // anything the paste left running
+		cancel()
+		rest := string(out)
+		for _, want := range expected {
+			for _, fragment := range strings.Split(want, "…") {
+				i := strings.Index(rest, fragment)
+				if i < 0 {
+					t.Fatalf("paste %d: the output lacks %q (from %q):\n%s", round, fragment, want, out)
+				}
+				rest = rest[i+len(fragment):]
+			}
+		}
+	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command("bash", "-c", script.String())
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SAMGW_LISTEN="+addr, "SAMGW_ADDR="+addr, "SAMGW_LOG_LEVEL=warn")
-	out, _ := cmd.CombinedOutput()
-	rest := string(out)
-	for _, want := range expected {
-		for _, fragment := range strings.Split(want, "…") {
-			i := strings.Index(rest, fragment)
-			if i < 0 {
-				t.Fatalf("the walkthrough's output lacks %q (from %q):\n%s", fragment, want, out)
-			}
-			rest = rest[i+len(fragment):]
-		}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestReadmeQuickStart pastes the README's quick start twice.
+func TestReadmeQuickStart(t *testing.T) {
+	runWalkthrough(t, "README.md", "## Quick start", 2)
+}
+
+// TestReadmeSecureDeployment pastes the secure deployment walkthrough
+// (TLS, tokens, signing, mTLS) twice.
+func TestReadmeSecureDeployment(t *testing.T) {
+	runWalkthrough(t, "docs/security.md", "# Secure deployment", 2)
+}
+
+// TestReadmeUpstreamWalkthrough pastes the HTTP bridge walkthrough twice.
+func TestReadmeUpstreamWalkthrough(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("the walkthrough's HTTP server is python3's")
 	}
-	if len(expected) < 4 {
-		t.Fatalf("only %d expected lines found in the README block", len(expected))
-	}
+	runWalkthrough(t, "docs/upstreams.md", "## Walk-through", 2)
 }
 
 // TestReadmeSendExamples runs the README's `samgw send` examples against
 // the embedded default server (SAMGW_ADDR points them at it) and compares
 // what they print, "…" standing for any text.
 func TestReadmeSendExamples(t *testing.T) {
-	block := readmeBlock(t, "### `samgw send`")
+	block := docBlock(t, "docs/cli.md", "## `samgw send`")
 	addr, _, _ := startServe(t)
 	t.Setenv("SAMGW_ADDR", addr)
 	type example struct {

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,8 +178,17 @@ func keygenCommand() *cli.Command {
 		Usage: "make an Ed25519 key pair for signing messages",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, Usage: "PREFIX: writes PREFIX.key (private, 0600) and PREFIX.pub (base64 public key)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing key pair (what was signed with the old key no longer verifies)"},
 		},
 		Action: func(cctx *cli.Context) error {
+			prefix, force := cctx.String("out"), cctx.Bool("force")
+			if !force {
+				for _, file := range []string{prefix + ".key", prefix + ".pub"} {
+					if _, err := os.Lstat(file); err == nil {
+						return fmt.Errorf("keygen: %s already exists: pass --force to replace the key pair (the identities entry holding its public key must change too)", file)
+					}
+				}
+			}
 			pub, priv, err := ed25519.GenerateKey(rand.Reader)
 			if err != nil {
 				return err
@@ -187,18 +197,39 @@ func keygenCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			prefix := cctx.String("out")
-			if err := os.WriteFile(prefix+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			if err := writeKeyFile(prefix+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600, force); err != nil {
 				return fmt.Errorf("keygen: %w", err)
 			}
 			pubText := base64.StdEncoding.EncodeToString(pub)
-			if err := os.WriteFile(prefix+".pub", []byte(pubText+"\n"), 0o644); err != nil {
+			if err := writeKeyFile(prefix+".pub", []byte(pubText+"\n"), 0o644, force); err != nil {
 				return fmt.Errorf("keygen: %w", err)
 			}
 			fmt.Fprintf(cctx.App.Writer, "wrote %s.key and %s.pub\npublic_key: %s\n", prefix, prefix, pubText)
 			return nil
 		},
 	}
+}
+
+// writeKeyFile writes data to file with perm. Without force it creates the
+// file exclusively, so a key made meanwhile by another run is never
+// replaced; with force it replaces the file, and perm applies even when the
+// old file had wider permissions.
+func writeKeyFile(file string, data []byte, perm os.FileMode, force bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	f, err := os.OpenFile(file, flags, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // fixHint says what the user can do about an error the server answered, if

@@ -21,9 +21,9 @@ import (
 	"github.com/secureagentmessaging/samgw/cluster"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/gctune"
-	"github.com/secureagentmessaging/samgw/lua"
 	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
+	"github.com/secureagentmessaging/samgw/scripts"
 )
 
 func serveCommand() *cli.Command {
@@ -382,7 +382,7 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		cfg.Cluster, cfg.KV = clu, clu.Store()
 	}
 	if cfg.Dir == "" {
-		cfg.FS = lua.Handlers()
+		cfg.FS = scripts.Handlers()
 	}
 	engine, err := scripting.New(cfg)
 	if err != nil {

@@ -14,7 +14,7 @@ WAIT = 15.0  # bound of every wait in the tests
 
 
 class Harness:
-    """Runs `go run ./clients/conformance/cmd/harness` and talks to it."""
+    """Runs `go run ./internal/conformance/cmd/harness` and talks to it."""
 
     def __init__(self, proc: asyncio.subprocess.Process, fixture: dict[str, Any]) -> None:
         self.proc = proc
@@ -23,7 +23,7 @@ class Harness:
     @classmethod
     async def start(cls) -> Harness:
         proc = await asyncio.create_subprocess_exec(
-            "go", "run", "./clients/conformance/cmd/harness", cwd=REPO_ROOT,
+            "go", "run", "./internal/conformance/cmd/harness", cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=os.environ.copy())
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 180)

@@ -1,4 +1,4 @@
-"""Runs clients/conformance/steps.json with the Python client against real
+"""Runs internal/conformance/steps.json with the Python client against real
 samgw serve processes, as the Go and TypeScript suites do."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from samgw.message import Message
 
 from .harness import REPO_ROOT, WAIT, Harness
 
-STEPS = json.loads((REPO_ROOT / "clients/conformance/steps.json").read_text("utf-8"))["steps"]
+STEPS = json.loads((REPO_ROOT / "internal/conformance/steps.json").read_text("utf-8"))["steps"]
 
 
 class Runner:

@@ -1,4 +1,4 @@
-// Runs clients/conformance/steps.json with the TypeScript client against
+// Runs internal/conformance/steps.json with the TypeScript client against
 // real samgw serve processes, as the Go and Python suites do.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +21,7 @@ interface Step {
   reason?: string;
 }
 
-const steps = (JSON.parse(readFileSync(path.join(repoRoot, 'clients/conformance/steps.json'), 'utf8')) as { steps: Step[] }).steps;
+const steps = (JSON.parse(readFileSync(path.join(repoRoot, 'internal/conformance/steps.json'), 'utf8')) as { steps: Step[] }).steps;
 
 let harness: Harness;
 before(async () => {

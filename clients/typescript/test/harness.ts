@@ -10,7 +10,7 @@ import * as path from 'node:path';
 /** The module root of samgw (tests run from dist/test). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 
-/** What cmd/harness prints: see clients/conformance/servers.go. */
+/** What cmd/harness prints: see internal/conformance/servers.go. */
 export interface Fixture {
   servers: Record<string, string>;
   ca: string;
@@ -19,7 +19,7 @@ export interface Fixture {
   sign_keys: Record<string, string>;
 }
 
-/** Harness runs `go run ./clients/conformance/cmd/harness` and talks to it. */
+/** Harness runs `go run ./internal/conformance/cmd/harness` and talks to it. */
 export class Harness {
   private constructor(
     private readonly proc: ChildProcess,
@@ -28,7 +28,7 @@ export class Harness {
   ) {}
 
   static async start(): Promise<Harness> {
-    const proc = spawn('go', ['run', './clients/conformance/cmd/harness'], {
+    const proc = spawn('go', ['run', './internal/conformance/cmd/harness'], {
       cwd: repoRoot,
       stdio: ['pipe', 'pipe', 'inherit'],
     });

@@ -1,5 +1,5 @@
 -- check.lua: a request/response check, usable as an integration test in CI:
---   samgw client --scenario lua/scenarios/check.lua --arg route=upper
+--   samgw client --scenario scripts/scenarios/check.lua --arg route=upper
 -- Exits non-zero, naming this file and line, if any answer is wrong or late.
 
 local route = args.route -- nil: the default handler

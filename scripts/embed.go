@@ -1,4 +1,4 @@
-// Package lua holds the Lua files that ship with samgw (the Go engine that
+// Package scripts holds the Lua files that ship with samgw (the Go engine that
 // runs them is package scripting), embedded so the binary
 // runs with no files around it:
 //
@@ -7,7 +7,7 @@
 //   - scenarios/: client scenarios, among them demo.lua;
 //   - types/: LuaLS/EmmyLua type stubs of the handler API and of the
 //     `samgw test` harness.
-package lua
+package scripts
 
 import (
 	"embed"

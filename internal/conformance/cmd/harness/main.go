@@ -9,7 +9,7 @@
 // runner exited or closed it) every server is stopped and the harness
 // exits, so nothing outlives the tests.
 //
-// Usage, from the module root: go run ./clients/conformance/cmd/harness
+// Usage, from the module root: go run ./internal/conformance/cmd/harness
 // ($SAMGW_BIN names a prebuilt samgw; otherwise one is built).
 package main
 
@@ -22,7 +22,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/secureagentmessaging/samgw/clients/conformance"
+	"github.com/secureagentmessaging/samgw/internal/conformance"
 )
 
 func main() {
@@ -45,7 +45,7 @@ func run(root string) error {
 	if err != nil {
 		return err
 	}
-	scripts, err := filepath.Abs(filepath.Join(root, "clients", "conformance", "scripts"))
+	scripts, err := filepath.Abs(filepath.Join(root, "internal", "conformance", "scripts"))
 	if err != nil {
 		return err
 	}

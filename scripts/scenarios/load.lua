@@ -1,6 +1,6 @@
 -- load.lua: a small load test. Each virtual client sends args.n requests
 -- (default 100) and checks every reply:
---   samgw client --scenario lua/scenarios/load.lua --clients 50 --arg n=200
+--   samgw client --scenario scripts/scenarios/load.lua --clients 50 --arg n=200
 -- The summary gives passed/failed clients and request latency percentiles.
 
 local n = tonumber(args.n or "100")

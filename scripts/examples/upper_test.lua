@@ -1,4 +1,4 @@
--- Tests of upper.lua: run them with `samgw test lua/examples`.
+-- Tests of upper.lua: run them with `samgw test scripts/examples`.
 
 test("upper-cases strings however deeply nested", function()
   local got = call("upper", { greeting = "hello", list = { "a", { b = "c" } }, n = 1 })

@@ -19,8 +19,9 @@
 ---Called for every data message of this file's route; the return value is the reply (nil: none).
 ---@type fun(msg: samgw.Message, conn: samgw.Conn): any
 on_data = nil
----default.lua only: when a connection is admitted; return a string to refuse it with that reason.
----@type fun(conn: samgw.Conn): string|nil
+---default.lua only: when a connection is admitted. `return false, "reason"` or `error("reason")`
+---refuses it (the client gets close {"reason": ...}); anything else, a returned string included, admits it.
+---@type fun(conn: samgw.Conn): (boolean|nil), string?
 on_connect = nil
 ---default.lua only: when a connection has closed.
 ---@type fun(conn: samgw.Conn, reason: string)
