@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -107,6 +108,34 @@ func compareStubs(t *testing.T, file string, have, stub []string) {
 	for _, n := range stub {
 		if !slices.Contains(have, n) {
 			t.Errorf("%s declares %s, which the API does not have", file, n)
+		}
+	}
+}
+
+// TestLuaAPIReferenceNamesEveryFunction keeps docs/lua-api.md complete: each
+// function or value the stubs declare (print, the module tables and the
+// Lua standard library aside) is named in one of its entry headings.
+func TestLuaAPIReferenceNamesEveryFunction(t *testing.T) {
+	doc, err := os.ReadFile("../docs/lua-api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	headings := regexp.MustCompile(`(?m)^###? (.+)$`).FindAllStringSubmatch(string(doc), -1)
+	var named []string
+	for _, h := range headings {
+		for _, name := range strings.Split(h[1], ", ") {
+			named = append(named, strings.TrimSpace(name))
+		}
+	}
+	for _, name := range declaredIn(scripts.Types()) {
+		if !strings.Contains(name, ".") && name != "uuid" && name != "now" && name != "config" {
+			continue // a module table, print, or a global the guide covers
+		}
+		if strings.HasPrefix(name, "json.null") {
+			continue
+		}
+		if !slices.Contains(named, name) && !slices.ContainsFunc(named, func(h string) bool { return strings.HasPrefix(h, name+",") }) {
+			t.Errorf("docs/lua-api.md has no entry for %s", name)
 		}
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime/debug"
@@ -225,6 +228,37 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runSamgw(t, "", "version")
 	if code != 0 || !regexp.MustCompile(`^samgw \S+ \w+/\w+ go\S+\n$`).MatchString(out) {
 		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// TestVersionOfACheckoutBuild: a binary built from this git checkout with
+// VCS stamping (Go's default; -buildvcs=false turns it off) names its
+// revision, as docs/cli.md shows; a link-time version wins over it.
+func TestVersionOfACheckoutBuild(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("needs git")
+	}
+	if _, err := os.Stat("../../.git"); err != nil {
+		t.Fatalf("not a git checkout: %v", err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"-buildvcs=true"}, `^samgw v0\.0\.0-\d{14}-[0-9a-f]{12}(\+dirty)? \w+/\w+ go\S+\n$`},
+		{[]string{"-buildvcs=true", "-ldflags", "-X main.version=v9.8.7"}, `^samgw v9\.8\.7 \w+/\w+ go\S+\n$`},
+		{[]string{"-buildvcs=false"}, `^samgw \(devel\) \w+/\w+ go\S+\n$`},
+	} {
+		bin := filepath.Join(dir, "samgw")
+		build := exec.Command("go", append(append([]string{"build"}, tc.flags...), "-o", bin, ".")...)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %v: %v\n%s", tc.flags, err, out)
+		}
+		out, err := exec.Command(bin, "version").Output()
+		if err != nil || !regexp.MustCompile(tc.want).Match(out) {
+			t.Errorf("built with %v: %q, %v; want %s", tc.flags, out, err, tc.want)
+		}
 	}
 }
 

@@ -212,3 +212,41 @@ func shellWords(t *testing.T, s string) []string {
 	}
 	return words
 }
+
+// TestDocsTestExample runs the `samgw test` examples of docs/cli.md: the
+// shipped examples, and the README quick start's handlers (written from its
+// here-documents) with the change the page names, comparing the output.
+func TestDocsTestExample(t *testing.T) {
+	block := docBlock(t, "docs/cli.md", "## `samgw test`: testing handlers offline")
+	quick := docBlock(t, "README.md", "## Quick start")
+	dir := filepath.Join(t.TempDir(), "quickstart", "handlers")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	heredoc := regexp.MustCompile(`(?s)cat > quickstart/handlers/(\S+) <<'EOF'\n(.*?)\nEOF\n`)
+	for _, m := range heredoc.FindAllStringSubmatch(quick, -1) {
+		writeFile(t, filepath.Join(dir, m[1]), m[2]+"\n")
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "shout_test.lua"))
+	if err != nil {
+		t.Fatalf("the quick start writes no shout_test.lua: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "shout_test.lua"), strings.Replace(string(src), `"HI!"`, `"HI"`, 1))
+	commands := strings.Split(strings.TrimSpace(block), "$ ")[1:]
+	if len(commands) != 3 {
+		t.Fatalf("want three commands in the block, got %q", commands)
+	}
+	for i, arg := range []string{"../../scripts/examples", dir} {
+		_, want, _ := strings.Cut(commands[i], "\n")
+		code, out, errOut := runSamgw(t, "", "test", arg)
+		if got := out + errOut; got != want {
+			t.Errorf("samgw test %s printed\n%s\nthe page shows\n%s", arg, got, want)
+		}
+		if wantCode := map[bool]int{true: 0, false: 1}[i == 0]; code != wantCode {
+			t.Errorf("samgw test %s exited %d, want %d", arg, code, wantCode)
+		}
+	}
+	if strings.TrimSpace(commands[2]) != "echo $?\n1" {
+		t.Errorf("the page's exit status line: %q", commands[2])
+	}
+}

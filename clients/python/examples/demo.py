@@ -8,9 +8,15 @@ at 5 s, send again at 10 s, disconnect at 30 s.
 
 import asyncio
 import os
+import sys
 import time
+from pathlib import Path
 
-from samgw import Client
+try:
+    from samgw import Client
+except ImportError:  # run from a checkout, not installed: the package beside examples/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from samgw import Client
 
 
 async def main() -> None:
