@@ -552,6 +552,9 @@ func connOfKey(key string) string {
 // SendTo pushes payload to every connection of identity, on any node, and
 // returns how many it reached.
 func (c *Cluster) SendTo(ctx context.Context, identity string, payload []byte, route string) (int, error) {
+	if identity == "" {
+		return 0, nil // an empty identity is never a target
+	}
 	keys, err := c.presenceKeys(ctx, "conn."+encodeKey(identity)+".>")
 	if err != nil {
 		return 0, err

@@ -50,6 +50,7 @@ type Conn struct {
 	scratch   []byte                 // signature verification buffer
 	pending   *list.Element          // in srv.pending until authenticated; guarded by srv.mu
 	evicted   bool                   // closed to admit another; guarded by srv.mu
+	state     connState              // where it is in its life; guarded by srv.mu, changed only by advance
 }
 
 // ConnInfo describes a connection, for listings and statistics.
@@ -208,7 +209,7 @@ func (c *Conn) serve() {
 		}
 	}()
 	defer c.srv.contain(c)
-	if c.srv.cfg.TLSConfig != nil && !c.handshake() {
+	if c.srv.cfg.TLSConfig != nil && (!c.advance(stateHandshaking) || !c.handshake()) {
 		c.w.nc.Close()
 		c.cancelContext()
 		c.srv.remove(c)
@@ -263,8 +264,13 @@ func (c *Conn) resume() {
 	c.end(cause)
 }
 
-// end closes the connection for cause and reports it.
+// end closes the connection for cause and reports it. The reader that
+// owns the connection calls it: it withdraws the connection from senders,
+// unregisters its socket from the parker, and only then closes it, so no
+// other connection can be handed the same descriptor number while it is
+// still registered as this one's.
 func (c *Conn) end(cause CloseCause) {
+	c.advance(stateClosing)
 	if p := c.srv.parker; p != nil {
 		p.forget(c)
 	}
@@ -345,6 +351,7 @@ func (c *Conn) audit(event, route, reason string) {
 func (c *Conn) welcome() (CloseCause, bool) {
 	switch {
 	case c.srv.auth != nil && c.Identity() == "":
+		c.advance(stateAuthenticating)
 		if cause, ok := c.authenticate(); !ok {
 			return cause, false
 		}
@@ -356,7 +363,11 @@ func (c *Conn) welcome() (CloseCause, bool) {
 	case c.Identity() != "":
 		c.audit(AuditAuthOK, "", "client certificate")
 	}
-	c.srv.authenticated(c)
+	if !c.srv.authenticated(c) {
+		// Its end was decided meanwhile (evicted, shut down, aborted): the
+		// cause given with it wins in finish.
+		return cmp.Or(c.w.requestedCause(), c.w.closeCause(), CloseCause{Kind: CloseRequested, Detail: "closed before it opened"}), false
+	}
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
 		c.safely("OnConnect", func() { err = h.OnConnect(lazyContext{c}, c) })

@@ -3,9 +3,13 @@ package gateway
 import (
 	"container/heap"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
+
+// parkingSupported: quiet connections are held without a goroutine here.
+const parkingSupported = true
 
 // parker holds quiet plain-TCP connections without a goroutine: their
 // sockets wait in an epoll set of the server's own, watched by one
@@ -138,9 +142,19 @@ func (p *parker) park(c *Conn) bool {
 	return true
 }
 
+// testHookForget, when set (by tests only), runs as forget begins, so a
+// test can hold a reader there and force an interleaving.
+var testHookForget atomic.Pointer[func(*Conn)]
+
 // forget removes c's socket from the epoll set before it is closed (its fd
-// number may be reused by the next connection). The reader calls it.
+// number may be reused by the next connection). The reader that owns the
+// socket calls it, and closes the socket only after it: nothing else
+// closes a server connection's socket (wire.abort only wakes the reader),
+// so the number it removes is still this connection's.
 func (p *parker) forget(c *Conn) {
+	if hook := testHookForget.Load(); hook != nil {
+		(*hook)(c)
+	}
 	w := c.w
 	p.mu.Lock() // inEpoll too: a parking goroutine may still be writing it
 	defer p.mu.Unlock()

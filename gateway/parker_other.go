@@ -4,6 +4,9 @@ package gateway
 
 import "time"
 
+// parkingSupported: quiet connections keep a goroutine here.
+const parkingSupported = false
+
 // parker is Linux-only (epoll); elsewhere quiet readers move to fresh
 // goroutines but keep one.
 type parker struct{}

@@ -29,10 +29,11 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[string]*Conn
-	perIP     map[string]int // open connections by remote address
-	pending   list.List      // connections not yet authenticated, oldest first (*Conn)
-	evicting  int            // evicted connections still closing
+	conns     map[string]*Conn // every connection being served, in any state before closed
+	open      map[string]*Conn // the addressable ones: in state open (see connState)
+	perIP     map[string]int   // open connections by remote address
+	pending   list.List        // connections not yet authenticated, oldest first (*Conn)
+	evicting  int              // evicted connections still closing
 	closed    bool
 
 	connSeq atomic.Uint64
@@ -80,6 +81,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:         cfg.Logger,
 		listeners:   make(map[net.Listener]struct{}),
 		conns:       make(map[string]*Conn),
+		open:        make(map[string]*Conn),
 		perIP:       make(map[string]int),
 		done:        make(chan struct{}),
 		baseCtx:     ctx,
@@ -191,6 +193,7 @@ func (s *Server) accept(nc net.Conn) {
 		w:           newWire(nc, &s.wcfg),
 	}
 	c.w.onUnpark = func() { go c.resume() }
+	c.w.onClosing = func() { c.advance(stateClosing) }
 	ip := remoteIP(nc)
 	s.mu.Lock()
 	if s.parker != nil {
@@ -256,6 +259,11 @@ func (s *Server) contain(c *Conn) {
 	}
 	s.log.Error("Connection goroutine panicked; closing the connection", "conn", c.id, "panic", r, "stack", string(debug.Stack()))
 	c.w.abort(causeInternal)
+	// This goroutine owned the socket: unregister it, then close it.
+	if p := s.parker; p != nil {
+		p.forget(c)
+	}
+	c.w.nc.Close()
 	c.cancelContext()
 	s.mu.Lock()
 	_, registered := s.conns[c.id]
@@ -307,20 +315,27 @@ func (s *Server) evictPending() *Conn {
 	return c
 }
 
-// authenticated takes c off the pending list and lifts its frame limit to
-// the full one.
-func (s *Server) authenticated(c *Conn) {
+// authenticated takes c off the pending list, lifts its frame limit to the
+// full one and opens it: from now on it is addressable. It reports false
+// when c is already closing (evicted, or the server shuts down).
+func (s *Server) authenticated(c *Conn) bool {
 	s.mu.Lock()
 	if c.pending != nil {
 		s.pending.Remove(c.pending)
 		c.pending = nil
 	}
+	opened := c.advanceLocked(stateOpen)
 	s.mu.Unlock()
 	c.w.reader.SetMaxFrameSize(s.cfg.MaxFrameSize)
+	return opened
 }
 
+// remove takes c out of the server for good (it is closed) and frees what
+// it held of the server's limits.
 func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
+	c.advanceLocked(stateClosing)
+	c.advanceLocked(stateClosed)
 	if c.pending != nil {
 		s.pending.Remove(c.pending)
 		c.pending = nil
@@ -428,26 +443,35 @@ func (s *Server) closeAuth() {
 	}
 }
 
-// snapshot returns the open connections; s.mu must be held.
-func (s *Server) snapshot() []*Conn {
-	conns := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
+// snapshot returns every connection being served, whatever its state;
+// s.mu must be held.
+func (s *Server) snapshot() []*Conn { return collect(s.conns) }
+
+// addressable returns the open connections; s.mu must be held.
+func (s *Server) addressable() []*Conn { return collect(s.open) }
+
+func collect(m map[string]*Conn) []*Conn {
+	conns := make([]*Conn, 0, len(m))
+	for _, c := range m {
 		conns = append(conns, c)
 	}
 	return conns
 }
 
-// ConnectionCount returns how many connections are open.
+// ConnectionCount returns how many connections the server holds, in any
+// state before closed: the sockets that count against MaxConns.
 func (s *Server) ConnectionCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
 
-// Connections returns a snapshot of the open connections.
+// Connections returns a snapshot of the open connections: authenticated,
+// or served without authentication. Those still in their handshake or
+// authentication, and those closing, are not listed.
 func (s *Server) Connections() []ConnInfo {
 	s.mu.Lock()
-	conns := s.snapshot()
+	conns := s.addressable()
 	s.mu.Unlock()
 	infos := make([]ConnInfo, len(conns))
 	for i, c := range conns {
@@ -456,18 +480,19 @@ func (s *Server) Connections() []ConnInfo {
 	return infos
 }
 
-// Conn returns the open connection with id, or nil.
+// Conn returns the open connection with id, or nil: one still proving
+// who it is, or closing, is not there to be sent to.
 func (s *Server) Conn(id string) *Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.conns[id]
+	return s.open[id]
 }
 
 // Range calls f for each open connection until f returns false. The set is
 // a snapshot taken before the first call, so f may close connections.
 func (s *Server) Range(f func(*Conn) bool) {
 	s.mu.Lock()
-	conns := s.snapshot()
+	conns := s.addressable()
 	s.mu.Unlock()
 	for _, c := range conns {
 		if !f(c) {

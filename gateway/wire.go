@@ -109,6 +109,7 @@ type wire struct {
 	parked         atomic.Bool  // no reader goroutine: the socket waits in the parker
 	dead           atomic.Bool  // aborted: a parked connection must wake to end
 	onUnpark       func()       // starts a reader for a parked connection
+	onClosing      func()       // told once, outside w.mu, when the connection starts closing (nil: nobody)
 	parkSeq        uint64       // parks so far; guarded by the parker's mutex
 	inEpoll        bool         // registered with the parker; guarded by the parker's mutex
 	reparkable     atomic.Bool  // the reader is in its frame loop and can move to a fresh goroutine
@@ -435,8 +436,17 @@ func (w *wire) beginClose(cause CloseCause) {
 	}
 	start := w.claimFlusherLocked()
 	w.mu.Unlock()
+	w.closingStarted()
 	if start {
 		go w.flush() // writes what is left, then half-closes
+	}
+}
+
+// closingStarted tells onClosing that the connection is closing; the one
+// that set w.closing calls it, after releasing w.mu.
+func (w *wire) closingStarted() {
+	if w.onClosing != nil {
+		w.onClosing()
 	}
 }
 
@@ -446,11 +456,17 @@ func appendCloseFrame(dst []byte, key, text string) []byte {
 	return protocol.AppendFrame(dst, &protocol.Message{Type: protocol.TypeClose, Payload: payload})
 }
 
-// abort closes the socket at once, discarding whatever is queued. Both
-// goroutines then fail out of their blocking calls.
+// abort ends the connection at once, from any goroutine: whatever is
+// queued is discarded, nothing more is written, and the reader and a
+// blocked writer fail out of their calls (the deadlines move into the
+// past). It does not close the socket: the reader owns it and closes it
+// when it ends (wire.finish), after every registration of it is removed,
+// so the descriptor number cannot be reused while another part of the
+// server still holds it as this connection's.
 func (w *wire) abort(cause CloseCause) {
 	w.mu.Lock()
-	if !w.closing {
+	started := !w.closing
+	if started {
 		w.closing = true
 		w.cause = cause
 	}
@@ -459,9 +475,14 @@ func (w *wire) abort(cause CloseCause) {
 	w.pending = nil
 	idle := w.claimFlusherLocked() // no flusher will see the abort
 	w.mu.Unlock()
+	if started {
+		w.closingStarted()
+	}
 	if !already {
-		w.dead.Store(true)
-		w.nc.Close()
+		w.dead.Store(true) // before the deadlines: a writer that moves its own checks it after
+		w.requested.CompareAndSwap(nil, &cause)
+		w.closeRequested.Store(true)
+		w.nc.SetDeadline(time.Unix(1, 0)) //nolint:errcheck // a closed socket needs no waking
 	}
 	if idle {
 		w.writingEnded()
@@ -614,6 +635,11 @@ func (w *wire) writeOnce(b []byte) error {
 		w.writeDeadline = now + int64(w.cfg.writeTimeout)
 		w.nc.SetWriteDeadline(time.Unix(0, w.writeDeadline)) //nolint:errcheck // Write reports it
 	}
+	if w.dead.Load() {
+		// Aborted: abort moved the deadline into the past before or after
+		// ours; either way nothing more is written.
+		return net.ErrClosed
+	}
 	if w.raw == nil {
 		n, err := w.nc.Write(b)
 		w.bytesOut.Add(uint64(n))
@@ -690,7 +716,7 @@ func (w *wire) drain(limit int) {
 func (w *wire) finish(cause CloseCause) {
 	w.beginClose(cause)
 	<-w.writerDone
-	if !w.noLinger.Load() {
+	if !w.noLinger.Load() && !w.dead.Load() {
 		w.drain(max(w.cfg.limits.MaxFrameSize, 64<<10))
 	}
 	w.nc.Close()

@@ -44,6 +44,12 @@ func (st *luaState) apiSendTo(L *lua.LState) int {
 	identity := L.CheckString(1)
 	payload := st.payloadArg(2)
 	route := st.routeArg(3)
+	if identity == "" {
+		// No identity is not an identity: never every connection that has
+		// none (all of them, without authentication).
+		L.Push(lua.LNumber(0))
+		return 1
+	}
 	if cl := st.gen.engine.cluster; cl != nil {
 		n, err := cl.SendTo(st.deadline, identity, payload, route)
 		if err != nil {

@@ -556,3 +556,23 @@ end`}, Config{})
 		}
 	}
 }
+
+// TestSendToEmptyIdentityReachesNoOne: without authentication every
+// connection's identity is empty; send_to("") once reached them all.
+func TestSendToEmptyIdentityReachesNoOne(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `function on_data(msg)
+  if type(msg.payload) == "string" then return gateway.send_to(msg.payload, "x") end
+  return msg.payload
+end`}, Config{})
+	a, pushes := f.client()
+	b, _ := f.client()
+	mustReply(t, b, "", `1`, `1`) // b is open
+	mustReply(t, a, "", `""`, `0`)
+	select {
+	case m := <-pushes:
+		if m.Type == "data" && m.Route == "x" {
+			t.Fatalf("send_to(\"\") pushed %s", m.Payload)
+		}
+	default:
+	}
+}

@@ -34,7 +34,7 @@ func (h *harness) gwSendTo(L *lua.LState) int {
 	h.outbox = append(h.outbox, outboxEntry{action: "send_to", identity: identity, payload: payload, route: route})
 	n := 0
 	for _, c := range h.conns {
-		if c.closed == "" && c.identity == identity {
+		if identity != "" && c.closed == "" && c.identity == identity { // as the server: "" is no one
 			h.push(c, payload, route)
 			n++
 		}
