@@ -54,6 +54,37 @@ const (
 	CodeTLSRequired Code = "tls_required"
 )
 
+// Reserved reports whether code is one of the protocol's own codes, which
+// only the gateway may send: an application (a Lua handler's
+// error{code = …}) chooses others.
+func Reserved(code Code) bool {
+	switch code {
+	case CodeInvalidJSON, CodeInvalidMessage, CodeUnknownType, CodeFrameTooLarge, CodeHandlerError,
+		CodeHandlerTimeout, CodeNoRoute, CodeUnauthorized, CodeForbidden, CodeBadSignature, CodeReplay,
+		CodeRateLimited, CodeUpstreamError, CodeUpstreamTimeout, CodeClusterUnavailable, CodeTLSRequired:
+		return true
+	}
+	return false
+}
+
+// MaxAppCodeLen bounds an application's error code.
+const MaxAppCodeLen = 64
+
+// ValidAppCode reports whether code may be an application's error code:
+// 1 to MaxAppCodeLen lowercase letters, digits and underscores, starting
+// with a letter, and not Reserved.
+func ValidAppCode(code string) bool {
+	if code == "" || len(code) > MaxAppCodeLen || code[0] < 'a' || code[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(code); i++ {
+		if c := code[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return !Reserved(Code(code))
+}
+
 // Error is a protocol-level failure that is reported to the peer as an
 // `error` frame. Its Message is meant for the peer: it never carries
 // internals.

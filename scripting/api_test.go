@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -574,5 +575,51 @@ end`}, Config{})
 			t.Fatalf("send_to(\"\") pushed %s", m.Payload)
 		}
 	default:
+	}
+}
+
+// TestErrorValues: what a handler raises reaches the client as an error
+// frame the application chose (error{code, message}), or as its text, and
+// never as a heap address: error({...}) once sent "table: 0x35b8bd430060".
+func TestErrorValues(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `function on_data(msg)
+  local p = msg.payload
+  if p == "coded" then error({code = "not_assigned", message = "task 7 is not yours"}) end
+  if p == "reserved" then error({code = "forbidden", message = "mimicking the gateway"}) end
+  if p == "bad code" then error({code = "Not Valid!", message = "x"}) end
+  if p == "table" then error({1, 2, 3}) end
+  if p == "function" then error(function() end) end
+  if p == "userdata" then error(json.null) end
+  if p == "number" then error(42) end
+  error("plain text")
+end`}, Config{})
+	c, _ := f.client()
+	for _, tc := range []struct {
+		payload string
+		code    protocol.Code
+		message string // exact when code is the application's, else contained
+	}{
+		{`"coded"`, "not_assigned", "task 7 is not yours"},
+		{`"reserved"`, protocol.CodeHandlerError, `error{code = "forbidden"}: not a valid error code`},
+		{`"bad code"`, protocol.CodeHandlerError, `error{code = "Not Valid!"}: not a valid error code`},
+		{`"table"`, protocol.CodeHandlerError, "the handler raised a table value"},
+		{`"function"`, protocol.CodeHandlerError, "the handler raised a function value"},
+		{`"userdata"`, protocol.CodeHandlerError, "the handler raised a userdata value"},
+		{`"number"`, protocol.CodeHandlerError, "42"},
+		{`"text"`, protocol.CodeHandlerError, "default.lua:10: plain text"},
+	} {
+		t.Run(tc.payload, func(t *testing.T) {
+			_, err := request(t, c, "", tc.payload)
+			var pe *protocol.Error
+			if !errors.As(err, &pe) || pe.Code != tc.code || !strings.Contains(pe.Message, tc.message) {
+				t.Fatalf("got %v, want %s containing %q", err, tc.code, tc.message)
+			}
+			if tc.code == "not_assigned" && pe.Message != tc.message {
+				t.Fatalf("message %q: the application's own message goes as it is, without file:line", pe.Message)
+			}
+			if strings.Contains(pe.Message, "0x") {
+				t.Fatalf("a heap address reached the client: %q", pe.Message)
+			}
+		})
 	}
 }

@@ -401,6 +401,11 @@ func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id s
 		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Conn: c.ID(), Route: route, Reason: script + ": timed out"})
 		e.log.Warn("Handler timed out", append(attrs, "timeout", e.timeout.String())...)
 		return protocol.Errorf(protocol.CodeHandlerTimeout, "handler did not finish within %v", e.timeout)
+	case errors.As(err, &se) && se.code != "":
+		// The application's own answer (error{code = …}): a refusal, not a
+		// failure of the handler.
+		e.log.Info("Handler refused", append(attrs, "code", string(se.code), "message", se.text)...)
+		return protocol.Errorf(se.code, "%s", se.text)
 	case errors.As(err, &se):
 		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Conn: c.ID(), Route: route, Reason: script + ": raised an error"}) // not the text: it may quote a payload
 		e.log.Warn("Handler failed", append(attrs, "error", se.text)...)
@@ -484,7 +489,7 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	}
 	if err != nil {
 		var se *scriptError
-		if code := st.call.upstream; code != "" && errors.As(err, &se) {
+		if code := st.call.upstream; code != "" && errors.As(err, &se) && se.code == "" {
 			// The script let an upstream failure escape: say so, briefly.
 			return protocol.Errorf(code, "%s", truncate(se.text, 200))
 		}

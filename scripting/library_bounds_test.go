@@ -203,3 +203,29 @@ func isCode(err error, code protocol.Code) bool {
 	var pe *protocol.Error
 	return errors.As(err, &pe) && pe.Code == code
 }
+
+// TestSharedMetatablesCannotBePoisoned: numbers, booleans and functions
+// share one metatable per type in a Lua state, like strings; gopher-lua's
+// setmetatable set it, so one route's setmetatable(0, {__tostring = f})
+// changed tostring(42) for every route after it on that state. Only
+// tables take a metatable now, as in Lua 5.1.
+func TestSharedMetatablesCannotBePoisoned(t *testing.T) {
+	f := newFixture(t, map[string]string{
+		"poison.lua": `function on_data(msg)
+  local evil = {__tostring = function() return "pwned" end, __index = function() return "pwned" end,
+    __add = function() return 666 end}
+  local refused = 0
+  for _, v in ipairs({0, true, print, function() end}) do
+    if not pcall(setmetatable, v, evil) then refused = refused + 1 end
+  end
+  if not pcall(setmetatable, {}, 42) then refused = refused + 1 end
+  local protected = setmetatable({}, {__metatable = "locked"})
+  if not pcall(setmetatable, protected, {}) then refused = refused + 1 end
+  return refused
+end`,
+		"victim.lua": `function on_data(msg) return {tostring(42), tostring(true), 1 + 1, type(print)} end`,
+	}, Config{MaxStates: 1})
+	c, _ := f.client()
+	mustReply(t, c, "poison", `0`, "6")
+	mustReply(t, c, "victim", `0`, `["42","true",2,"function"]`)
+}

@@ -217,6 +217,9 @@ func (h *harness) inCall(c *fakeConn, script string, fn *lua.LFunction, nret int
 		var text string
 		if se, ok := err.(*scriptError); ok {
 			text = se.text
+			if se.code != "" {
+				text = string(se.code) + ": " + se.text // what the client's error frame says
+			}
 		} else {
 			text = errorTextOf(err)
 		}

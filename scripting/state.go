@@ -155,10 +155,43 @@ func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
 		}
 	}
 	if err != nil {
-		return &scriptError{text: luabox.ErrorText(err)}
+		return scriptErrorOf(err)
 	}
 	return nil
 }
+
+// scriptErrorOf is the error a failed call reports. A string (or number)
+// raised is its text, with the file:line Lua adds; error{code = C,
+// message = M} with a valid application code is C and M, for the client
+// as they are; any other value (a table without a valid code, a function,
+// a userdata) becomes a message naming its type, never its text
+// (tostring of a table is its heap address).
+func scriptErrorOf(err error) *scriptError {
+	var ae *lua.ApiError
+	if !errors.As(err, &ae) || ae.Object == nil {
+		return &scriptError{text: err.Error()}
+	}
+	switch v := ae.Object.(type) {
+	case lua.LString, lua.LNumber:
+		return &scriptError{text: luabox.ErrorText(err)}
+	case *lua.LTable:
+		code, _ := v.RawGetString("code").(lua.LString)
+		message, _ := v.RawGetString("message").(lua.LString)
+		if code == "" && message == "" {
+			break
+		}
+		if !protocol.ValidAppCode(string(code)) {
+			return &scriptError{text: fmt.Sprintf("error{code = %q}: not a valid error code (lowercase letters, digits and _, at most %d, not one of the protocol's own)",
+				truncate(string(code), protocol.MaxAppCodeLen), protocol.MaxAppCodeLen)}
+		}
+		return &scriptError{code: protocol.Code(code), text: truncate(string(message), maxErrorMessage)}
+	}
+	return &scriptError{text: "the handler raised a " + ae.Object.Type().String() +
+		` value: raise error("text") or error({code = "…", message = "…"})`}
+}
+
+// maxErrorMessage bounds the message of an application's coded error.
+const maxErrorMessage = 1024
 
 // close releases the state's VM, once a timer running on it is done.
 func (st *luaState) close() {
@@ -169,8 +202,13 @@ func (st *luaState) close() {
 	st.L.Close()
 }
 
-// scriptError is an error a script raised (or a runtime error in it).
-type scriptError struct{ text string }
+// scriptError is an error a script raised (or a runtime error in it): code
+// is the application's own error code (error{code = …}), or "" for
+// handler_error.
+type scriptError struct {
+	code protocol.Code
+	text string
+}
 
 func (e *scriptError) Error() string { return e.text }
 

@@ -73,10 +73,11 @@ func Open(L *lua.LState) {
 		g.RawSetString(name, lua.LNil)
 	}
 	setFuncs(L, g, map[string]lua.LGFunction{
-		"load":       baseLoad,
-		"loadstring": baseLoadString,
-		"unpack":     baseUnpack,
-		"rawset":     baseRawSet,
+		"load":         baseLoad,
+		"loadstring":   baseLoadString,
+		"unpack":       baseUnpack,
+		"rawset":       baseRawSet,
+		"setmetatable": baseSetMetatable,
 	})
 
 	osFull := g.RawGetString(lua.OsLibName).(*lua.LTable)

@@ -92,6 +92,27 @@ func NewEnv(L *lua.LState) *lua.LTable {
 	return env
 }
 
+// baseSetMetatable is Lua 5.1's setmetatable: tables only. gopher-lua's
+// also set the one metatable shared by every number (or boolean, or
+// function) of the state, so setmetatable(0, {__tostring = f}) in one
+// route changed tostring(42) for every route and connection the state
+// served next. A protected metatable (with __metatable) stays.
+func baseSetMetatable(L *lua.LState) int {
+	t := L.CheckTable(1)
+	mt := L.Get(2)
+	if mt != lua.LNil {
+		if _, ok := mt.(*lua.LTable); !ok {
+			L.ArgError(2, "nil or table expected")
+		}
+	}
+	if old, ok := t.Metatable.(*lua.LTable); ok && old.RawGetString("__metatable") != lua.LNil {
+		L.RaiseError("cannot change a protected metatable")
+	}
+	t.Metatable = mt
+	L.SetTop(1)
+	return 1
+}
+
 // baseRawSet is rawset, refusing read-only tables.
 func baseRawSet(L *lua.LState) int {
 	t := L.CheckTable(1)
