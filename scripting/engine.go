@@ -163,7 +163,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		if !info.IsDir() {
 			return nil, fmt.Errorf("scripts directory %s: not a directory", e.dir)
 		}
-		e.fsys = os.DirFS(e.dir)
+		e.fsys = confinedFS{e.dir}
 	}
 	if e.fsys == nil {
 		return nil, errors.New("scripting: no scripts: set Dir or FS")
@@ -358,7 +358,9 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 			return c.Reply(msg, msg.Payload) // no default.lua: the built-in echo
 		}
 		if f := e.failure.Load(); f != nil && f.file == route+".lua" {
-			return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q: %s failed to load, so the scripts were not reloaded: %s", route, f.file, f.text)
+			// Why it failed stays with the operator (the log, /readyz,
+			// samgw check): a parse error quotes the file.
+			return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q: %s failed to load, so the scripts were not reloaded (the server log says why)", route, f.file)
 		}
 		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", route)
 	}

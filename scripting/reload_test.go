@@ -3,6 +3,7 @@ package scripting
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -209,14 +210,18 @@ func TestRewritesUnderLoad(t *testing.T) {
 }
 
 // A route whose new file failed to load is answered with no_route that
-// says so (and why), until a reload succeeds; ReloadError says it too.
+// says so, until a reload succeeds; ReloadError says why (the client is not
+// told: a parse error quotes the file).
 func TestFailedRouteIsNamedInNoRoute(t *testing.T) {
 	f := newFixture(t, map[string]string{"default.lua": echo}, Config{})
 	f.watch(10 * time.Millisecond)
 	c, _ := f.client()
 	writeScripts(t, f.dir, map[string]string{"orders.lua": "function on_data(msg)\n  return {\nend\n"})
 	testutil.Eventually(t, "the failed reload", func() bool { return f.engine.ReloadError() != "" })
-	mustFail(t, c, "orders", `1`, protocol.CodeNoRoute, `no handler for route "orders": orders.lua failed to load, so the scripts were not reloaded: orders.lua:3`)
+	mustFail(t, c, "orders", `1`, protocol.CodeNoRoute, `no handler for route "orders": orders.lua failed to load, so the scripts were not reloaded (the server log says why)`)
+	if got := f.engine.ReloadError(); !strings.Contains(got, "orders.lua:3") {
+		t.Fatalf("ReloadError %q does not say where", got)
+	}
 	mustFail(t, c, "other", `1`, protocol.CodeNoRoute, `no handler for route "other"`)
 	writeScripts(t, f.dir, map[string]string{"orders.lua": "function on_data(msg) return 'ok' end\n"})
 	f.waitGeneration(2)
@@ -249,4 +254,49 @@ func TestTypeStubsBesideHandlersAreNotRoutes(t *testing.T) {
 	if strings.Contains(f.logs.String(), "Scripts not reloaded") {
 		t.Fatalf("a stub failed a reload:\n%s", f.logs.String())
 	}
+}
+
+// TestSymlinksOutOfTheScriptsDirectoryAreRefused: a symbolic link in the
+// scripts directory to a .lua file elsewhere was loaded and served, and one
+// to a file that is not Lua leaked a fragment of it in no_route replies.
+// Both now fail the reload with a clear error (and the previous version
+// serves); a link within the directory still works.
+func TestSymlinksOutOfTheScriptsDirectoryAreRefused(t *testing.T) {
+	outside := t.TempDir()
+	writeScripts(t, outside, map[string]string{
+		"elsewhere.lua": reply("from outside"),
+		"secret.txt":    "root:x:0:0:secret-password-hash\n",
+	})
+	f := newFixture(t, map[string]string{"default.lua": reply("v1"), "impl/inner.lua": reply("inner")}, Config{})
+	f.watch(10 * time.Millisecond)
+	c, _ := f.client()
+	if err := os.Symlink(filepath.Join("impl", "inner.lua"), filepath.Join(f.dir, "inside.lua")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGeneration(2)
+	mustReply(t, c, "inside", `0`, `"inner"`)
+
+	for name, target := range map[string]string{"stolen.lua": "elsewhere.lua", "secret.lua": "secret.txt"} {
+		logged := strings.Count(f.logs.String(), "Scripts not reloaded")
+		if err := os.Symlink(filepath.Join(outside, target), filepath.Join(f.dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, "the reload to fail", func() bool { return strings.Count(f.logs.String(), "Scripts not reloaded") > logged })
+		if got := f.engine.ReloadError(); !strings.Contains(got, name) || !strings.Contains(got, "outside the scripts directory") {
+			t.Fatalf("reload error %q", got)
+		}
+		route := strings.TrimSuffix(name, ".lua")
+		_, err := request(t, c, route, `0`)
+		var pe *protocol.Error
+		if !errors.As(err, &pe) || pe.Code != protocol.CodeNoRoute || strings.Contains(pe.Message, "password") || strings.Contains(pe.Message, "root:") {
+			t.Fatalf("route %s: %v", route, err)
+		}
+		if err := os.Remove(filepath.Join(f.dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.engine.Generation() != 2 {
+		t.Fatalf("generation %d: a refused link replaced generation 2", f.engine.Generation())
+	}
+	mustReply(t, c, "", `0`, `"v1"`)
 }
