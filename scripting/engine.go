@@ -54,6 +54,10 @@ type Config struct {
 	// MaxTimers bounds the pending timers of the scripts (timer.after,
 	// timer.every); zero means DefaultMaxTimers.
 	MaxTimers int
+	// MaxTimersPerConn bounds the pending timers made by the calls of one
+	// connection (on_start's and timers' own count only against
+	// MaxTimers); zero means DefaultMaxTimersPerConn.
+	MaxTimersPerConn int
 	// ConnStateMaxBytes bounds each connection's conn.state, as JSON; zero
 	// means DefaultConnStateMaxBytes.
 	ConnStateMaxBytes int
@@ -89,22 +93,23 @@ type Config struct {
 // connect and close hooks) by routing each data message to the on_data of
 // the route's file, and reloads the files when they change.
 type Engine struct {
-	fsys      fs.FS
-	dir       string
-	timeout   time.Duration
-	maxStates int
-	store     *Store
-	log       *slog.Logger
-	audit     gateway.Auditor
-	observe   func(route string, d time.Duration, outcome string)
-	upstreams *upstreams
-	kv        KV
-	cluster   Cluster
-	watch     *watchdog
-	topics    *topics
-	clock     timerClock
-	maxTimers int
-	maxState  int // bytes of one connection's conn.state, as JSON
+	fsys          fs.FS
+	dir           string
+	timeout       time.Duration
+	maxStates     int
+	store         *Store
+	log           *slog.Logger
+	audit         gateway.Auditor
+	observe       func(route string, d time.Duration, outcome string)
+	upstreams     *upstreams
+	kv            KV
+	cluster       Cluster
+	watch         *watchdog
+	topics        *topics
+	clock         timerClock
+	maxTimers     int
+	maxConnTimers int
+	maxState      int // bytes of one connection's conn.state, as JSON
 
 	served  atomic.Pointer[gateway.Server] // set by OnServe: the server timers and on_start act on
 	stopped bool                           // the server stopped serving; guarded by reloadMu
@@ -134,26 +139,30 @@ func New(cfg Config) (*Engine, error) {
 // newEngine is New without the first load.
 func newEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
-		configFile: cfg.ConfigFile,
-		dir:        cfg.Dir,
-		fsys:       cfg.FS,
-		timeout:    cmp.Or(cfg.Timeout, DefaultTimeout),
-		maxStates:  cmp.Or(cfg.MaxStates, DefaultMaxStates),
-		store:      cfg.Store,
-		log:        cfg.Logger,
-		audit:      cfg.Audit,
-		observe:    cfg.ObserveCall,
-		watch:      newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
-		clock:      realClock{},
-		topics:     newTopics(),
-		maxTimers:  cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
-		maxState:   cmp.Or(cfg.ConnStateMaxBytes, DefaultConnStateMaxBytes),
+		configFile:    cfg.ConfigFile,
+		dir:           cfg.Dir,
+		fsys:          cfg.FS,
+		timeout:       cmp.Or(cfg.Timeout, DefaultTimeout),
+		maxStates:     cmp.Or(cfg.MaxStates, DefaultMaxStates),
+		store:         cfg.Store,
+		log:           cfg.Logger,
+		audit:         cfg.Audit,
+		observe:       cfg.ObserveCall,
+		watch:         newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
+		clock:         realClock{},
+		topics:        newTopics(),
+		maxTimers:     cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
+		maxConnTimers: cmp.Or(cfg.MaxTimersPerConn, DefaultMaxTimersPerConn),
+		maxState:      cmp.Or(cfg.ConnStateMaxBytes, DefaultConnStateMaxBytes),
 	}
 	if e.maxState < 0 {
 		return nil, fmt.Errorf("scripting: ConnStateMaxBytes %d: want zero (the default) or more", e.maxState)
 	}
 	if e.maxTimers < 0 {
 		return nil, fmt.Errorf("scripting: MaxTimers %d: want zero (the default) or more", e.maxTimers)
+	}
+	if e.maxConnTimers < 0 {
+		return nil, fmt.Errorf("scripting: MaxTimersPerConn %d: want zero (the default) or more", e.maxConnTimers)
 	}
 	if e.dir != "" {
 		info, err := os.Stat(e.dir)

@@ -50,7 +50,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 		libs:   make(map[string]*lua.FunctionProto),
 		pool:   newStatePool(maxStates),
 	}
-	g.timers = newTimerSet(g, e.clock, e.maxTimers)
+	g.timers = newTimerSet(g, e.clock, e.maxTimers, e.maxConnTimers)
 	if e.configFile != "" {
 		var err error
 		if g.config, err = readScriptConfig(e.configFile); err != nil {

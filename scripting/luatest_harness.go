@@ -76,7 +76,7 @@ func newHarness() *harness {
 // them, with this harness's doubles.
 func (h *harness) state(gen *generation) (*luaState, error) {
 	g := &generation{engine: gen.engine, number: gen.number, routes: gen.routes, libs: gen.libs, config: gen.config, pool: newStatePool(1)}
-	g.timers = newTimerSet(g, h.clock, gen.engine.maxTimers)
+	g.timers = newTimerSet(g, h.clock, gen.engine.maxTimers, gen.engine.maxConnTimers)
 	g.timers.inline = true
 	g.timers.failed = func(t *luaTimer, err error) {
 		if h.timerErr == nil {

@@ -16,6 +16,9 @@ const (
 	// DefaultMaxTimers bounds the pending timers of a generation (like
 	// OpenResty's lua_max_pending_timers).
 	DefaultMaxTimers = 1024
+	// DefaultMaxTimersPerConn bounds the pending timers made by the calls
+	// of one connection, so one connection cannot take them all.
+	DefaultMaxTimersPerConn = 16
 	// MinTimerInterval is the shortest period of timer.every.
 	MinTimerInterval = 10 * time.Millisecond
 	// MaxTimerDelay is the longest delay or period of a timer.
@@ -25,6 +28,11 @@ const (
 // ErrTooManyTimers is raised by timer.after and timer.every when the
 // generation has DefaultMaxTimers (Config.MaxTimers) pending already.
 var ErrTooManyTimers = errors.New("scripting: too many pending timers")
+
+// ErrTooManyConnTimers is raised by timer.after and timer.every in a call
+// for a connection whose calls made DefaultMaxTimersPerConn
+// (Config.MaxTimersPerConn) timers still pending.
+var ErrTooManyConnTimers = errors.New("scripting: too many pending timers for one connection")
 
 // timerClock schedules timer runs: real time when serving, a clock the test
 // moves by hand under `samgw test`. The function it returns stops the run
@@ -48,6 +56,7 @@ type luaTimer struct {
 	handle *lua.LUserData // what the script holds, passed to fn
 	every  time.Duration  // 0: runs once
 	where  string         // file:line of the call that made it, for logs
+	owner  string         // id of the connection whose call made it; "" for on_start and timers
 
 	// guarded by set.mu
 	stop      func() bool
@@ -57,22 +66,36 @@ type luaTimer struct {
 // timerSet is the timers of one generation: bounded in number, all stopped
 // when the generation is replaced or the server stops serving.
 type timerSet struct {
-	gen    *generation
-	clock  timerClock
-	max    int
-	inline bool // under samgw test: runs happen inside the test's own call
+	gen        *generation
+	clock      timerClock
+	max        int
+	maxPerConn int
+	inline     bool // under samgw test: runs happen inside the test's own call
 	// failed, when set, is told of a failed run instead of the log (samgw
 	// test fails the test)
 	failed func(t *luaTimer, err error)
 
 	mu      sync.Mutex
 	live    map[*luaTimer]struct{}
+	perConn map[string]int // pending timers by owner, for owners that have some
 	stopped bool
 	running sync.WaitGroup // runs in progress, waited for by stop
 }
 
-func newTimerSet(gen *generation, clock timerClock, max int) *timerSet {
-	return &timerSet{gen: gen, clock: clock, max: max, live: make(map[*luaTimer]struct{})}
+func newTimerSet(gen *generation, clock timerClock, max, maxPerConn int) *timerSet {
+	return &timerSet{gen: gen, clock: clock, max: max, maxPerConn: maxPerConn,
+		live: make(map[*luaTimer]struct{}), perConn: make(map[string]int)}
+}
+
+// dropLocked takes t off the pending timers; s.mu is held.
+func (s *timerSet) dropLocked(t *luaTimer) {
+	t.cancelled = true
+	delete(s.live, t)
+	if t.owner != "" {
+		if s.perConn[t.owner]--; s.perConn[t.owner] <= 0 {
+			delete(s.perConn, t.owner)
+		}
+	}
 }
 
 // add schedules t after delay.
@@ -85,7 +108,13 @@ func (s *timerSet) add(t *luaTimer, delay time.Duration) error {
 	if len(s.live) >= s.max {
 		return fmt.Errorf("%w: %d", ErrTooManyTimers, s.max)
 	}
+	if t.owner != "" && s.perConn[t.owner] >= s.maxPerConn {
+		return fmt.Errorf("%w: %d", ErrTooManyConnTimers, s.maxPerConn)
+	}
 	s.live[t] = struct{}{}
+	if t.owner != "" {
+		s.perConn[t.owner]++
+	}
 	t.stop = s.clock.AfterFunc(delay, t.fire)
 	return nil
 }
@@ -97,8 +126,7 @@ func (s *timerSet) cancel(t *luaTimer) bool {
 	if t.cancelled {
 		return false
 	}
-	t.cancelled = true
-	delete(s.live, t)
+	s.dropLocked(t)
 	if t.stop != nil {
 		t.stop()
 	}
@@ -113,8 +141,7 @@ func (s *timerSet) cancelState(st *luaState) []*luaTimer {
 	var gone []*luaTimer
 	for t := range s.live {
 		if t.st == st {
-			t.cancelled = true
-			delete(s.live, t)
+			s.dropLocked(t)
 			t.stop()
 			gone = append(gone, t)
 		}
@@ -132,6 +159,7 @@ func (s *timerSet) stop() {
 		t.stop()
 	}
 	clear(s.live)
+	clear(s.perConn)
 	s.mu.Unlock()
 	s.running.Wait()
 }
@@ -153,8 +181,7 @@ func (t *luaTimer) fire() {
 		return
 	}
 	if t.every == 0 {
-		t.cancelled = true // a one-shot is spent once it fires
-		delete(s.live, t)
+		s.dropLocked(t) // a one-shot is spent once it fires
 	}
 	s.running.Add(1)
 	s.mu.Unlock()
@@ -262,6 +289,9 @@ func (st *luaState) registerTimerAPI() {
 				L.ArgError(1, fmt.Sprintf("timer.every needs a period of at least %d ms", MinTimerInterval.Milliseconds()))
 			}
 			t := &luaTimer{set: st.gen.timers, st: st, fn: fn, where: callerPosition(L)}
+			if st.call.peer != nil && !st.call.background {
+				t.owner = st.call.peer.ID() // counts against that connection's share
+			}
 			if every {
 				t.every = d
 			}

@@ -267,3 +267,32 @@ func TestSessionExampleClosesIdleSessions(t *testing.T) {
 		t.Fatal("the idle session was not closed")
 	}
 }
+
+// TestOneConnectionCannotTakeEveryTimer: a handler that makes a timer per
+// message (as session.lua did per login) let one connection take all
+// 1,024 timers, and every other client's call then failed. A connection's
+// calls now hold at most MaxTimersPerConn; the total bound stays.
+func TestOneConnectionCannotTakeEveryTimer(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `function on_data(msg)
+  timer.after(60000, function() end)
+  return "ok"
+end`}, Config{MaxTimers: 10, MaxTimersPerConn: 4})
+	greedy, _ := f.client()
+	for range 4 {
+		mustReply(t, greedy, "", `1`, `"ok"`)
+	}
+	for range 100 {
+		mustFail(t, greedy, "", `1`, protocol.CodeHandlerError, "too many pending timers for one connection: 4")
+	}
+	other, _ := f.client()
+	for range 4 {
+		mustReply(t, other, "", `1`, `"ok"`)
+	}
+	third, _ := f.client()
+	mustReply(t, third, "", `1`, `"ok"`)
+	mustReply(t, third, "", `1`, `"ok"`)
+	mustFail(t, third, "", `1`, protocol.CodeHandlerError, "too many pending timers: 10") // the total still holds
+	if n := f.engine.current.Load().timers.pending(); n != 10 {
+		t.Fatalf("%d timers pending, want 10", n)
+	}
+}

@@ -69,6 +69,8 @@ func serveCommand() *cli.Command {
 				Usage: "collect garbage no earlier than at this heap size, for every two Ps (GOMAXPROCS) and times the Ps per core (0: Go's default, collect when the live heap doubles); GOGC or GOMEMLIMIT in the environment turn it off", EnvVars: envVar("gc-min-heap")},
 			&cli.IntFlag{Name: "lua-max-timers", Value: scripting.DefaultMaxTimers,
 				Usage: "most pending timers (timer.after, timer.every) of the scripts", EnvVars: envVar("lua-max-timers")},
+			&cli.IntFlag{Name: "lua-max-timers-per-conn", Value: scripting.DefaultMaxTimersPerConn,
+				Usage: "most pending timers made by the calls of one connection", EnvVars: envVar("lua-max-timers-per-conn")},
 		}, append(serveSecurityFlags(), append(logFlags(), configFlag())...)...),
 		Before: loadConfigFile,
 		Action: serve,
@@ -367,6 +369,7 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 		Timeout:           cctx.Duration("script-timeout"),
 		MaxStates:         cctx.Int("lua-states"),
 		MaxTimers:         cctx.Int("lua-max-timers"),
+		MaxTimersPerConn:  cctx.Int("lua-max-timers-per-conn"),
 		Logger:            log,
 		Audit:             audit,
 	}

@@ -7,8 +7,8 @@
 --   ← {"type":"data","route":"session","payload":{"session":"ann","idle_ms":30000},"id":"1"}
 --
 -- The session lives in the store with a time to live, renewed by each
--- message; a timer per session looks every second whether it is still
--- there. The timer only reads the store, so it does not matter which Lua
+-- message; one timer per session (a second login on the connection makes
+-- none) looks every second whether it is still there. The timer only reads the store, so it does not matter which Lua
 -- state a renewal runs in (a top-level table of timers would: see "Where
 -- state lives" in the README).
 
@@ -21,14 +21,17 @@ function on_data(msg, conn)
   local p = msg.payload
   local name = type(p) == "table" and p.login
   if name then
+    local renewing = store.get(key(conn.id)) ~= nil -- its timer is running already
     store.set(key(conn.id), name, { ttl_ms = IDLE_MS })
-    local id = conn.id
-    timer.every(CHECK_MS, function(t)
-      if store.get(key(id)) == nil then
-        t:cancel()
-        gateway.close(id, "session expired")
-      end
-    end)
+    if not renewing then
+      local id = conn.id
+      timer.every(CHECK_MS, function(t)
+        if store.get(key(id)) == nil then
+          t:cancel()
+          gateway.close(id, "session expired")
+        end
+      end)
+    end
     return { session = name, idle_ms = IDLE_MS }
   end
   local session = store.get(key(conn.id))
