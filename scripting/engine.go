@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"regexp"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -218,7 +217,7 @@ func (e *Engine) Reload() error {
 			return fmt.Errorf("the scripts cannot be loaded, so the server cannot start: %w", err)
 		}
 		e.log.Error("Scripts not reloaded: keeping the previous version", "error", err)
-		e.failure.Store(&reloadFailure{file: failingFile(err.Error()), text: err.Error()})
+		e.failure.Store(&reloadFailure{file: failingFile(err), text: err.Error()})
 		return fmt.Errorf("reload scripts: %w", err)
 	}
 	e.failure.Store(nil)
@@ -305,16 +304,18 @@ func (e *Engine) report(ev gateway.AuditEvent) {
 
 // reloadFailure is why the last reload failed, while it is the last one.
 type reloadFailure struct {
-	file string // the file named first in text, if any
+	file string // the file that stopped it, if one did
 	text string
 }
 
-// failingFile is the first Lua file an error names.
-func failingFile(text string) string {
-	return luaFile.FindString(text)
+// failingFile is the file that stopped a load, if one did.
+func failingFile(err error) string {
+	var fe *FileError
+	if errors.As(err, &fe) {
+		return fe.File
+	}
+	return ""
 }
-
-var luaFile = regexp.MustCompile(`[\w./-]+\.lua`)
 
 // ReloadError is why the last reload failed ("" when it succeeded): the
 // previous version of the scripts serves meanwhile.
@@ -415,15 +416,18 @@ func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id s
 	case errors.As(err, &se) && se.code != "":
 		// The application's own answer (error{code = …}): a refusal, not a
 		// failure of the handler.
-		e.log.Info("Handler refused", append(attrs, "code", string(se.code), "message", se.text)...)
-		return protocol.Errorf(se.code, "%s", se.text)
+		text := gen.redacted(se.text)
+		e.log.Info("Handler refused", append(attrs, "code", string(se.code), "message", text)...)
+		return protocol.Errorf(se.code, "%s", text)
 	case errors.As(err, &se):
+		text := gen.redacted(se.text)
 		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Conn: c.ID(), Route: route, Reason: script + ": raised an error"}) // not the text: it may quote a payload
-		e.log.Warn("Handler failed", append(attrs, "error", se.text)...)
-		return protocol.Errorf(protocol.CodeHandlerError, "%s", se.text)
+		e.log.Warn("Handler failed", append(attrs, "error", text)...)
+		return protocol.Errorf(protocol.CodeHandlerError, "%s", text)
 	}
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
+		pe = &protocol.Error{Code: pe.Code, Message: gen.redacted(pe.Message)}
 		e.log.Warn("Handler failed", append(attrs, "error", pe)...)
 		return pe
 	}

@@ -29,6 +29,7 @@ type generation struct {
 	routes map[string]*lua.FunctionProto // route name → its file, compiled
 	libs   map[string]*lua.FunctionProto // module name → lib/<name>.lua, compiled
 	config []byte                        // the scripts' settings (JSON), or nil
+	redact *strings.Replacer             // hides the settings' values in error texts; nil: none
 
 	// hooks from default.lua, known once the first state loaded
 	hasOnConnect, hasOnClose, hasOnStart bool
@@ -37,6 +38,15 @@ type generation struct {
 
 	pool    *statePool  // ready states, and the count of all of them
 	retired atomic.Bool // replaced by a newer generation
+}
+
+// redacted is text without the values of the scripts' settings: what an
+// error says to a client or the log never carries a key from the config.
+func (g *generation) redacted(text string) string {
+	if g.redact == nil {
+		return text
+	}
+	return g.redact.Replace(text)
 }
 
 // compileGeneration compiles the handler files (*.lua) and modules
@@ -52,10 +62,11 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	}
 	g.timers = newTimerSet(g, e.clock, e.maxTimers, e.maxConnTimers)
 	if e.configFile != "" {
-		var err error
-		if g.config, err = readScriptConfig(e.configFile); err != nil {
+		config, values, err := readScriptConfigValues(e.configFile)
+		if err != nil {
 			return nil, err
 		}
+		g.config, g.redact = config, newRedactor(values)
 	}
 	files, _, err := listScripts(fsys)
 	if err != nil {
@@ -63,11 +74,11 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	}
 	for _, f := range files {
 		if !validName.MatchString(f.name) {
-			return nil, fmt.Errorf("%s: %s", f.path, errBadScriptName)
+			return nil, &FileError{File: f.path, Err: fmt.Errorf("%s: %w", f.path, errBadScriptName)}
 		}
 		proto, err := compileFile(fsys, f.path)
 		if err != nil {
-			return nil, err
+			return nil, &FileError{File: f.path, Err: err}
 		}
 		if f.module {
 			g.libs[f.name] = proto
@@ -89,6 +100,17 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	g.pool.give(0, st)
 	return g, nil
 }
+
+// FileError is why one file of a scripts directory stopped a load: File is
+// its path within the directory (e.g. "orders.lua", "lib/util.lua"); the
+// message names it already.
+type FileError struct {
+	File string
+	Err  error
+}
+
+func (e *FileError) Error() string { return e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
 
 // errBadScriptName is the complaint about a file named outside the route
 // and module name syntax.

@@ -117,12 +117,12 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 	st.call = callInfo{script: file}
 	defer func() { st.call = callInfo{} }()
 	if err := st.run(fn, 0); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, &FileError{File: file, Err: fmt.Errorf("%s: %w", file, err)}
 	}
 	funcs := &handlerFuncs{script: file}
 	var ok bool
 	if funcs.onData, ok = env.RawGetString("on_data").(*lua.LFunction); !ok {
-		return nil, fmt.Errorf("%s: %w", file, ErrNoOnData)
+		return nil, &FileError{File: file, Err: fmt.Errorf("%s: %w", file, ErrNoOnData)}
 	}
 	funcs.dataConn = seesArgument(funcs.onData, 2)
 	funcs.onConnect, _ = env.RawGetString("on_connect").(*lua.LFunction)

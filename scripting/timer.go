@@ -191,7 +191,7 @@ func (t *luaTimer) fire() {
 	if err != nil && s.failed != nil {
 		s.failed(t, err)
 	} else if err != nil {
-		s.gen.engine.log.Error("Timer failed", "script", scriptOf(t.where), "timer", t.where, "generation", s.gen.number, "error", timerErrorText(err))
+		s.gen.engine.log.Error("Timer failed", "script", scriptOf(t.where), "timer", t.where, "generation", s.gen.number, "error", s.gen.redacted(timerErrorText(err)))
 	}
 	if broken {
 		s.gen.abandon(t.st)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,7 +76,7 @@ func newUpstreams(cfg *UpstreamConfig) (*upstreams, error) {
 func (u *upstreams) client(ctx context.Context, name string) (*gateway.Client, error) {
 	n, ok := u.named[name]
 	if !ok {
-		return nil, fmt.Errorf("no upstream named %q", name)
+		return nil, fmt.Errorf("%w %q", ErrNoUpstream, name)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -152,11 +153,29 @@ func (st *luaState) outboundReason(ctx context.Context, err error) string {
 	} else {
 		st.call.upstream = protocol.CodeUpstreamError
 	}
-	st.gen.engine.log.Debug("Upstream call failed", "script", st.call.script, "error", err)
+	st.gen.engine.log.Debug("Upstream call failed", "script", st.call.script, "error", st.gen.redacted(withoutURLSecrets(err)))
 	return reason
 }
 
 var errBodyTooLarge = errors.New("response body too large")
+
+// withoutURLSecrets is err's text with the URL of a *url.Error cut to its
+// scheme, host and path: its query and user information (where keys go)
+// never reach the log.
+func withoutURLSecrets(err error) string {
+	var ue *neturl.Error
+	if !errors.As(err, &ue) {
+		return err.Error()
+	}
+	where := "?"
+	if u, perr := neturl.Parse(ue.URL); perr == nil {
+		where = (&neturl.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	return ue.Op + " " + where + ": " + ue.Err.Error()
+}
+
+// ErrNoUpstream is the error for an upstream name --upstream did not give.
+var ErrNoUpstream = errors.New("no upstream named")
 
 // errUnsupportedScheme refuses URLs other than http and https.
 var errUnsupportedScheme = errors.New("unsupported URL scheme: want http or https")
@@ -247,6 +266,12 @@ func (st *luaState) httpRequest(opts *lua.LTable) int {
 		err = fmt.Errorf("%w (%q)", errUnsupportedScheme, req.URL.Scheme)
 	}
 	if err != nil {
+		// Never the URL itself: a handler builds it from settings, and its
+		// query often holds a key.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("invalid URL: %w", ue.Err)
+		}
 		L.RaiseError("http.request: %s", err)
 	}
 	if contentType != "" {
@@ -296,7 +321,7 @@ func (st *luaState) upstreamRequest(L *lua.LState) int {
 	defer cancel()
 	client, err := st.gen.engine.upstreams.client(ctx, name)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "no upstream named") {
+		if errors.Is(err, ErrNoUpstream) {
 			L.RaiseError("upstream.request: %s", err)
 		}
 		return st.outboundFailure(ctx, err)
@@ -388,7 +413,7 @@ func (st *luaState) upstreamAll(L *lua.LState) int {
 		c := &calls[i]
 		r := L.NewTable()
 		switch {
-		case c.err != nil && strings.HasPrefix(c.err.Error(), "no upstream named"):
+		case errors.Is(c.err, ErrNoUpstream):
 			r.RawSetString("error", lua.LString(c.err.Error()))
 		case c.err != nil:
 			r.RawSetString("error", lua.LString(st.outboundReason(c.ctx, c.err)))

@@ -3,6 +3,7 @@ package scripting
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -425,5 +426,47 @@ end`}, Config{Timeout: 700 * time.Millisecond, Upstream: &UpstreamConfig{Named: 
 	if out[0] != `"timeout"` || out[1] != `"timeout"` || out[2] != `{"q":1}` ||
 		!strings.Contains(out[3], "refused") || !strings.Contains(out[4], `no upstream named`) {
 		t.Fatalf("results %v", out)
+	}
+}
+
+// TestSettingsNeverReachClientsOrLogs: a handler that builds a URL with a
+// key from --script-config and fails (a bad escape in an id from the
+// payload) sent the whole URL, key included, to the client and the WARN
+// log, and at debug level every failed call logged it. Now neither the
+// URL's query nor any setting's value is in an error text or a log line.
+func TestSettingsNeverReachClientsOrLogs(t *testing.T) {
+	const key = "sk-live-0123456789abcdef"
+	settings := filepath.Join(t.TempDir(), "settings.yaml")
+	if err := os.WriteFile(settings, []byte("api:\n  base: http://127.0.0.1:9\n  key: "+key+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, map[string]string{"default.lua": `function on_data(msg)
+  local url = config.api.base .. "/items/" .. msg.payload.id .. "?api_key=" .. config.api.key
+  if msg.payload.quote then error("calling " .. url .. " failed") end
+  local res, err = http.get(url, {timeout_ms = 500})
+  if not res then error("lookup failed: " .. err) end
+  return res.status
+end`}, Config{ConfigFile: settings, Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1"}}})
+	c, _ := f.client()
+	for _, tc := range []struct{ payload, want string }{
+		{`{"id":"%zz"}`, `http.request: invalid URL: invalid URL escape "%zz"`},       // the URL does not parse
+		{`{"id":"7"}`, "lookup failed: upstream error: connection refused"},          // nothing listens on port 9
+		{`{"id":"7","quote":true}`, "calling [redacted]/items/7?api_key=[redacted]"}, // the script quotes it itself
+	} {
+		_, err := request(t, c, "", tc.payload)
+		var pe *protocol.Error
+		if !errors.As(err, &pe) || !strings.Contains(pe.Message, tc.want) {
+			t.Fatalf("payload %s: got %v, want a message containing %q", tc.payload, err, tc.want)
+		}
+		if strings.Contains(pe.Message, key) {
+			t.Fatalf("the key reached the client: %q", pe.Message)
+		}
+	}
+	logs := f.logs.String()
+	if strings.Contains(logs, key) || strings.Contains(logs, "api_key=sk") {
+		t.Fatalf("the key reached the log:\n%s", logs)
+	}
+	if !strings.Contains(logs, "Upstream call failed") {
+		t.Fatalf("the failed call was not logged at debug level:\n%s", logs)
 	}
 }
