@@ -147,21 +147,24 @@ type Client struct {
 	done         chan struct{} // closed when the connection loop ends
 }
 
-// Validate reports the first field of c that makes no sense. Zero values
-// are fine: they mean the defaults. NewClient calls it.
+// Validate reports every field of c that makes no sense, in field order
+// (errors.Join of *ConfigError). Zero values are fine: they mean the
+// defaults. NewClient calls it.
 func (c ClientConfig) Validate() error {
 	var f fieldChecks
-	f.durations(map[string]time.Duration{"KeepAliveInterval": c.KeepAliveInterval, "KeepAliveTimeout": c.KeepAliveTimeout,
-		"DialTimeout": c.DialTimeout, "WriteTimeout": c.WriteTimeout, "LingerTimeout": c.LingerTimeout,
-		"BackoffMin": c.BackoffMin, "BackoffMax": c.BackoffMax, "FramePacing": c.FramePacing, "ConnectRetry": c.ConnectRetry})
-	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "QueueSize": c.QueueSize})
+	f.durations(field[time.Duration]{"KeepAliveInterval", c.KeepAliveInterval}, field[time.Duration]{"KeepAliveTimeout", c.KeepAliveTimeout})
+	f.sizes(field[int]{"MaxFrameSize", c.MaxFrameSize}, field[int]{"QueueSize", c.QueueSize})
+	f.durations(field[time.Duration]{"DialTimeout", c.DialTimeout}, field[time.Duration]{"WriteTimeout", c.WriteTimeout},
+		field[time.Duration]{"LingerTimeout", c.LingerTimeout}, field[time.Duration]{"BackoffMin", c.BackoffMin},
+		field[time.Duration]{"BackoffMax", c.BackoffMax})
 	if c.BackoffMin > 0 && c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax {
 		f.fail("BackoffMin", "must not exceed BackoffMax")
 	}
 	if c.SignKey != nil && len(c.SignKey) != ed25519.PrivateKeySize {
 		f.fail("SignKey", "is not an Ed25519 private key")
 	}
-	return f.err
+	f.durations(field[time.Duration]{"ConnectRetry", c.ConnectRetry}, field[time.Duration]{"FramePacing", c.FramePacing})
+	return f.err()
 }
 
 // NewClient returns an unconnected Client for cfg, or the error of a field

@@ -92,6 +92,10 @@ func (c CloseCause) String() string {
 		return "read failed: " + c.Detail
 	case CloseWriteFailed:
 		return "write failed: " + c.Detail
+	case CloseSlowConsumer:
+		if c.Detail != "" {
+			return closeTexts[c.Kind] + ": " + c.Detail
+		}
 	}
 	return closeTexts[c.Kind]
 }

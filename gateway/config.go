@@ -25,6 +25,9 @@ const (
 	// raised to twice the frame limit when that is larger, so one maximal
 	// reply always fits.
 	DefaultMaxQueueBytes = 4 << 20
+	// DefaultMaxPendingBytes bounds the outbound bytes of all connections
+	// together: a quarter of the default memory limit of the Lua side.
+	DefaultMaxPendingBytes = 256 << 20
 	// DefaultMaxFrameUnauthenticated is the frame limit until a connection
 	// has authenticated: an auth frame is small, and a peer that has proven
 	// nothing should not make the server buffer a megabyte.
@@ -49,6 +52,13 @@ type Config struct {
 	// MaxQueueBytes bounds the replies and pushes waiting to be written to
 	// one connection; a peer that lets it overflow is a slow consumer.
 	MaxQueueBytes int
+	// MaxPendingBytes bounds what all connections together hold waiting
+	// to be written (DefaultMaxPendingBytes when zero): past it, the
+	// connections with the largest queues are closed as slow consumers
+	// until the sum is back under it. Each connection's MaxQueueBytes
+	// holds too; this bounds their sum, as NATS's and Redis's client
+	// output limits do.
+	MaxPendingBytes int64
 	// WriteTimeout is how long one batched write may take before the peer is
 	// closed as a slow consumer.
 	WriteTimeout time.Duration
@@ -111,6 +121,7 @@ func (c Config) withDefaults() Config {
 	c.MaxDepth = cmp.Or(c.MaxDepth, protocol.DefaultMaxDepth)
 	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
 	c.MaxQueueBytes = cmp.Or(c.MaxQueueBytes, DefaultMaxQueueBytes) // raised to fit two maximal frames by newWireConfig
+	c.MaxPendingBytes = cmp.Or(c.MaxPendingBytes, DefaultMaxPendingBytes)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
@@ -146,50 +157,65 @@ func (e *ConfigError) Error() string { return "gateway: invalid config: " + e.Fi
 // Unwrap makes errors.Is(err, ErrInvalidConfig) hold.
 func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
 
-// fieldChecks collects the first problem of a config's fields.
-type fieldChecks struct{ err error }
+// fieldChecks collects every problem of a config's fields, in the order
+// they are checked (field order), so the same config always gives the
+// same error.
+type fieldChecks struct{ errs []error }
 
 func (f *fieldChecks) fail(field, problem string) {
-	if f.err == nil {
-		f.err = &ConfigError{Field: field, Problem: problem}
-	}
+	f.errs = append(f.errs, &ConfigError{Field: field, Problem: problem})
 }
 
-func (f *fieldChecks) durations(fields map[string]time.Duration) {
-	for name, d := range fields {
-		if d < 0 {
-			f.fail(name, "must not be negative, got "+d.String())
+// field is a name and a value, for checks that go in field order.
+type field[T any] struct {
+	name  string
+	value T
+}
+
+func (f *fieldChecks) durations(fields ...field[time.Duration]) {
+	for _, d := range fields {
+		if d.value < 0 {
+			f.fail(d.name, "must not be negative, got "+d.value.String())
 		}
 	}
 }
 
-func (f *fieldChecks) sizes(fields map[string]int) {
-	for name, n := range fields {
-		if n < 0 {
-			f.fail(name, "must not be negative")
+func (f *fieldChecks) sizes(fields ...field[int]) {
+	for _, n := range fields {
+		if n.value < 0 {
+			f.fail(n.name, "must not be negative")
 		}
 	}
 }
 
-// Validate reports the first field of c that makes no sense. Zero values
-// are fine: they mean the defaults. NewServer calls it.
+// err is every problem found (errors.Join), or nil.
+func (f *fieldChecks) err() error { return errors.Join(f.errs...) }
+
+// Validate reports every field of c that makes no sense, in field order
+// (errors.Join of *ConfigError). Zero values are fine: they mean the
+// defaults. NewServer calls it.
 func (c Config) Validate() error {
 	var f fieldChecks
-	f.durations(map[string]time.Duration{"KeepAliveTimeout": c.KeepAliveTimeout, "KeepAliveInterval": c.KeepAliveInterval,
-		"WriteTimeout": c.WriteTimeout, "LingerTimeout": c.LingerTimeout, "ShutdownTimeout": c.ShutdownTimeout,
-		"HandshakeTimeout": c.HandshakeTimeout, "AuthTimeout": c.AuthTimeout})
-	f.sizes(map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxDepth": c.MaxDepth, "MaxConns": c.MaxConns,
-		"MaxQueueBytes": c.MaxQueueBytes, "MaxFrameUnauthenticated": c.MaxFrameUnauthenticated,
-		"MaxUnauthenticated": c.MaxUnauthenticated, "MaxConnsPerIP": c.MaxConnsPerIP, "RateBurst": c.RateBurst})
-	f.durations(map[string]time.Duration{"FramePacing": c.FramePacing})
-	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
-		f.fail("Rate", "must be a finite number of frames per second, not negative")
+	f.durations(field[time.Duration]{"KeepAliveTimeout", c.KeepAliveTimeout}, field[time.Duration]{"KeepAliveInterval", c.KeepAliveInterval})
+	f.sizes(field[int]{"MaxFrameSize", c.MaxFrameSize}, field[int]{"MaxDepth", c.MaxDepth}, field[int]{"MaxConns", c.MaxConns},
+		field[int]{"MaxQueueBytes", c.MaxQueueBytes})
+	if c.MaxPendingBytes < 0 {
+		f.fail("MaxPendingBytes", "must not be negative")
 	}
+	f.durations(field[time.Duration]{"WriteTimeout", c.WriteTimeout}, field[time.Duration]{"LingerTimeout", c.LingerTimeout},
+		field[time.Duration]{"ShutdownTimeout", c.ShutdownTimeout}, field[time.Duration]{"HandshakeTimeout", c.HandshakeTimeout},
+		field[time.Duration]{"AuthTimeout", c.AuthTimeout})
+	f.sizes(field[int]{"MaxFrameUnauthenticated", c.MaxFrameUnauthenticated}, field[int]{"MaxUnauthenticated", c.MaxUnauthenticated})
 	if c.MaxConns > 0 && c.MaxUnauthenticated > c.MaxConns {
 		f.fail("MaxUnauthenticated", "must not exceed MaxConns")
 	}
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		f.fail("Rate", "must be a finite number of frames per second, not negative")
+	}
+	f.sizes(field[int]{"RateBurst", c.RateBurst}, field[int]{"MaxConnsPerIP", c.MaxConnsPerIP})
+	f.durations(field[time.Duration]{"FramePacing", c.FramePacing})
 	if c.Auth != nil && c.Auth.ReplayCap < 0 {
 		f.fail("Auth.ReplayCap", "must not be negative")
 	}
-	return f.err
+	return f.err()
 }

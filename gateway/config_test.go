@@ -36,6 +36,33 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestValidateReportsEveryProblemInFieldOrder: the fields were checked
+// from maps, so a config with two problems named either one, at random.
+// Every problem is reported now, always in the same order.
+func TestValidateReportsEveryProblemInFieldOrder(t *testing.T) {
+	cfg := Config{KeepAliveTimeout: -1, MaxConns: -1, MaxPendingBytes: -1, AuthTimeout: -1, Rate: -2, FramePacing: -1}
+	want := "gateway: invalid config: KeepAliveTimeout must not be negative, got -1ns\n" +
+		"gateway: invalid config: MaxConns must not be negative\n" +
+		"gateway: invalid config: MaxPendingBytes must not be negative\n" +
+		"gateway: invalid config: AuthTimeout must not be negative, got -1ns\n" +
+		"gateway: invalid config: Rate must be a finite number of frames per second, not negative\n" +
+		"gateway: invalid config: FramePacing must not be negative, got -1ns"
+	for range 50 {
+		if err := cfg.Validate(); err == nil || err.Error() != want {
+			t.Fatalf("Validate() =\n%v\nwant\n%s", err, want)
+		}
+	}
+	ccfg := ClientConfig{QueueSize: -1, KeepAliveInterval: -1, FramePacing: -1}
+	cwant := "gateway: invalid config: KeepAliveInterval must not be negative, got -1ns\n" +
+		"gateway: invalid config: QueueSize must not be negative\n" +
+		"gateway: invalid config: FramePacing must not be negative, got -1ns"
+	for range 50 {
+		if err := ccfg.Validate(); err == nil || err.Error() != cwant {
+			t.Fatalf("ClientConfig.Validate() =\n%v\nwant\n%s", err, cwant)
+		}
+	}
+}
+
 func TestClientConfigValidate(t *testing.T) {
 	tests := []struct {
 		field string

@@ -72,7 +72,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.KeepAliveInterval > 0 {
 		keepAlives = newKeepAliveScheduler(cfg.KeepAliveInterval)
 	}
-	return &Server{
+	s := &Server{
 		keepAlives: keepAlives,
 		auth:       auth,
 		cfg:        cfg,
@@ -88,7 +88,9 @@ func NewServer(cfg Config) (*Server, error) {
 		stopBase:    cancel,
 		servingCtx:  servingCtx,
 		stopServing: stopServing,
-	}, nil
+	}
+	s.wcfg.budget = newPendingBudget(cfg.MaxPendingBytes, s.shedLargestQueues)
+	return s, nil
 }
 
 // ListenAndServe listens on cfg.Addr and serves until ctx ends, then shuts

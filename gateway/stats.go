@@ -56,6 +56,12 @@ type Stats struct {
 	BadSignatures     uint64
 	Replays           uint64
 	RateLimited       uint64
+	// PendingBytes is what the connections hold waiting to be written, as
+	// counted against MaxPendingBytes (each counts what it holds beyond a
+	// small floor); OutboundShed counts the connections closed to keep it
+	// under that bound (also counted in SlowConsumers).
+	PendingBytes int64
+	OutboundShed uint64
 }
 
 // serverCounters are the event counters of a server.
@@ -94,6 +100,8 @@ func (s *Server) Stats() Stats {
 		Replays:                c.replays.Load(),
 		RateLimited:            c.rateLimited.Load(),
 		UnauthenticatedEvicted: c.unauthEvicted.Load(),
+		PendingBytes:           s.wcfg.budget.total.Load(),
+		OutboundShed:           s.wcfg.budget.closed.Load(),
 	}
 	s.mu.Lock()
 	st.ConnectionsOpen = len(s.conns)

@@ -29,6 +29,9 @@ type wireConfig struct {
 	// framePacing, when set, writes every frame in a write of its own,
 	// this long after the previous one (see Config.OneFramePerWrite).
 	framePacing time.Duration
+	// budget bounds the outbound bytes of all the server's connections
+	// together; nil on a client.
+	budget *pendingBudget
 }
 
 // DefaultFramePacing is the gap between two writes with OneFramePerWrite:
@@ -87,13 +90,15 @@ type wire struct {
 	cfg    *wireConfig     // shared by the connections of a server (or a client)
 	reader *protocol.Reader
 
-	mu      sync.Mutex
-	pending []byte     // encoded frames not yet handed to the socket
-	spare   []byte     // the flusher's last written batch, reused for pending
-	writing bool       // a flusher runs (or has finished for good)
-	closing bool       // no more frames are accepted; the flusher ends once pending is written
-	aborted bool       // the socket was closed outright; pending is discarded
-	cause   CloseCause // why the connection closes; the first cause wins
+	mu        sync.Mutex
+	pending   []byte     // encoded frames not yet handed to the socket
+	spare     []byte     // the flusher's last written batch, reused for pending
+	inflight  int        // bytes of the batch being written now
+	accounted int64      // what this connection counts against cfg.budget now
+	writing   bool       // a flusher runs (or has finished for good)
+	closing   bool       // no more frames are accepted; the flusher ends once pending is written
+	aborted   bool       // the socket was closed outright; pending is discarded
+	cause     CloseCause // why the connection closes; the first cause wins
 
 	writerDone chan struct{} // closed when writing has ended for good
 	doneOnce   sync.Once
@@ -363,10 +368,23 @@ func (w *wire) queue(t protocol.Type, encode func(dst []byte) []byte, answer boo
 		w.abort(causeSlowConsumer)
 		return ErrSlowConsumer
 	}
+	over := w.reaccountLocked()
+	if over && w.overGuardLocked() {
+		// The server's outbound memory is full and this queue is among the
+		// large ones: close it now, then let the shed pick the others.
+		w.mu.Unlock()
+		w.abort(causeOutboundFull)
+		w.cfg.budget.closed.Add(1)
+		w.cfg.budget.overrun()
+		return ErrSlowConsumer
+	}
 	start := !(answer && w.dispatching.Load()) && w.claimFlusherLocked()
 	w.mu.Unlock()
 	if start {
 		go w.flush()
+	}
+	if over {
+		w.cfg.budget.overrun()
 	}
 	return nil
 }
@@ -473,6 +491,7 @@ func (w *wire) abort(cause CloseCause) {
 	already := w.aborted
 	w.aborted = true
 	w.pending = nil
+	w.reaccountLocked()            // an aborted connection holds nothing
 	idle := w.claimFlusherLocked() // no flusher will see the abort
 	w.mu.Unlock()
 	if started {
@@ -556,6 +575,7 @@ func (w *wire) keepAliveLoop() {
 func (w *wire) flush() {
 	for {
 		w.mu.Lock()
+		w.inflight = 0 // the last batch is written
 		batch, closing, aborted := w.pending, w.closing, w.aborted
 		if aborted {
 			w.mu.Unlock()
@@ -574,12 +594,15 @@ func (w *wire) flush() {
 			spare := w.spare
 			w.pending, w.spare = nil, nil
 			w.writing = false
+			w.reaccountLocked()
 			w.mu.Unlock()
 			writeBuffers.put(batch)
 			writeBuffers.put(spare)
 			return
 		}
 		w.pending, w.spare = w.spare, nil
+		w.inflight = len(batch)
+		w.reaccountLocked() // the same bytes, held by the write now
 		w.mu.Unlock()
 		if err := w.write(batch); err != nil {
 			cause := CloseCause{Kind: CloseWriteFailed, Detail: err.Error()}

@@ -180,6 +180,8 @@ var (
 	descBytes      = prometheus.NewDesc("samgw_bytes_total", "Bytes by direction (in, out).", []string{"direction"}, nil)
 	descKeepAlive  = prometheus.NewDesc("samgw_keepalive_timeouts_total", "Connections closed for sending nothing within the keep-alive timeout.", nil, nil)
 	descSlow       = prometheus.NewDesc("samgw_slow_consumer_closes_total", "Connections closed as slow consumers.", nil, nil)
+	descPending    = prometheus.NewDesc("samgw_pending_bytes", "Outbound bytes the connections hold waiting to be written, as counted against --max-pending-bytes.", nil, nil)
+	descShed       = prometheus.NewDesc("samgw_outbound_shed_total", "Connections closed as slow consumers to keep the outbound bytes under --max-pending-bytes.", nil, nil)
 	descAuthFail   = prometheus.NewDesc("samgw_auth_failures_total", "Failed authentications.", nil, nil)
 	descRejected   = prometheus.NewDesc("samgw_rejected_frames_total", "Data frames rejected, by reason (forbidden, bad_signature, replay, rate_limited).", []string{"reason"}, nil)
 	descReloads    = prometheus.NewDesc("samgw_script_reloads_total", "Loads of the scripts by result (ok, failed).", []string{"result"}, nil)
@@ -189,7 +191,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnsOpen, descConnsTotal, descRefused, descEvicted, descFrames, descInvalid, descBytes,
-		descKeepAlive, descSlow, descAuthFail, descRejected, descReloads, descGeneration, descReady} {
+		descKeepAlive, descSlow, descPending, descShed, descAuthFail, descRejected, descReloads, descGeneration, descReady} {
 		ch <- d
 	}
 }
@@ -215,6 +217,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytes, st.BytesOut, "out")
 	counter(descKeepAlive, st.KeepAliveTimeouts)
 	counter(descSlow, st.SlowConsumers)
+	gauge(descPending, float64(st.PendingBytes))
+	counter(descShed, st.OutboundShed)
 	counter(descAuthFail, st.AuthFailures)
 	counter(descRejected, st.Forbidden, "forbidden")
 	counter(descRejected, st.BadSignatures, "bad_signature")

@@ -38,6 +38,7 @@ func serveCommand() *cli.Command {
 				Usage: "send a keepalive frame to every connection this often", EnvVars: envVar("keepalive-interval")},
 			&cli.StringFlag{Name: "max-frame", Value: "1MiB", Usage: "largest frame accepted, not counting the line ending", EnvVars: envVar("max-frame")},
 			&cli.IntFlag{Name: "max-conns", Value: gateway.DefaultMaxConns, Usage: "most connections open at once", EnvVars: envVar("max-conns")},
+			&cli.StringFlag{Name: "max-pending-bytes", Value: "256MiB", Usage: "most outbound bytes all connections may hold waiting to be written; past it the largest queues are closed as slow consumers", EnvVars: envVar("max-pending-bytes")},
 			oneFramePerWriteFlag(),
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: gateway.DefaultShutdownTimeout,
 				Usage: "how long a graceful shutdown may take", EnvVars: envVar("shutdown-timeout")},
@@ -172,6 +173,10 @@ func serverConfig(cctx *cli.Context, log *slog.Logger) (gateway.Config, error) {
 	if cctx.Int("max-conns") <= 0 {
 		return gateway.Config{}, fmt.Errorf("--max-conns must be positive, got %d", cctx.Int("max-conns"))
 	}
+	maxPending, err := positiveSize(cctx, "max-pending-bytes")
+	if err != nil {
+		return gateway.Config{}, err
+	}
 	if cctx.Duration("keepalive-interval") >= cctx.Duration("keepalive-timeout") {
 		log.Warn("The keep-alive interval is not shorter than the timeout: idle clients that only answer keepalives may be dropped")
 	}
@@ -181,6 +186,7 @@ func serverConfig(cctx *cli.Context, log *slog.Logger) (gateway.Config, error) {
 		KeepAliveInterval: cctx.Duration("keepalive-interval"),
 		MaxFrameSize:      maxFrame,
 		MaxConns:          cctx.Int("max-conns"),
+		MaxPendingBytes:   int64(maxPending),
 		ShutdownTimeout:   cctx.Duration("shutdown-timeout"),
 		OneFramePerWrite:  cctx.Bool("one-frame-per-write"),
 		Handler:           gateway.Echo,
@@ -475,6 +481,7 @@ var serveFlags = map[string]string{
 	"HandshakeTimeout": "handshake-timeout", "AuthTimeout": "auth-timeout", "MaxFrameSize": "max-frame", "MaxConns": "max-conns",
 	"MaxFrameUnauthenticated": "max-frame-unauthenticated", "MaxUnauthenticated": "max-unauthenticated",
 	"MaxConnsPerIP": "max-conns-per-ip", "Rate": "rate", "RateBurst": "rate-burst", "Auth.ReplayCap": "replay-cap",
+	"MaxPendingBytes": "max-pending-bytes",
 }
 
 // flagError words a gateway.ConfigError in terms of the flag the user set.
