@@ -449,7 +449,7 @@ func TestSettingsNeverReachClientsOrLogs(t *testing.T) {
 end`}, Config{ConfigFile: settings, Upstream: &UpstreamConfig{Allow: []string{"127.0.0.1"}}})
 	c, _ := f.client()
 	for _, tc := range []struct{ payload, want string }{
-		{`{"id":"%zz"}`, `http.request: invalid URL: invalid URL escape "%zz"`},       // the URL does not parse
+		{`{"id":"%zz"}`, `http.request: invalid URL: invalid URL escape "%zz"`},      // the URL does not parse
 		{`{"id":"7"}`, "lookup failed: upstream error: connection refused"},          // nothing listens on port 9
 		{`{"id":"7","quote":true}`, "calling [redacted]/items/7?api_key=[redacted]"}, // the script quotes it itself
 	} {
