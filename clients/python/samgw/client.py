@@ -26,6 +26,9 @@ EVENTS = frozenset({"message", "data", "ping", "pong", "keepalive", "close", "au
 # Bound on bytes written but not yet taken by the kernel (a server that
 # stopped reading).
 MAX_UNSENT_BYTES = 4 << 20
+# The most the client's own control frames (pongs, keepalives) may add to a
+# write backlog the server does not drain.
+MAX_CONTROL_BACKLOG = 64 << 10
 
 _PONG = '{"message":"pong"}'
 _KEEPALIVE = '{"message":"keepalive"}'
@@ -340,21 +343,30 @@ class Client:
         """Reads s until it ends and returns why."""
         keepalive = asyncio.create_task(self._keepalive(s))
         try:
+            last_frame = time.monotonic()
             while True:
+                # The dead-peer deadline counts from the last whole frame:
+                # a server that drips bytes of a frame that never ends is
+                # dead all the same.
+                left = self.keepalive_timeout - (time.monotonic() - last_frame)
+                if left <= 0:
+                    return "keepalive timeout"
                 try:
-                    chunk = await asyncio.wait_for(s.reader.read(_READ_SIZE), self.keepalive_timeout)
+                    chunk = await asyncio.wait_for(s.reader.read(_READ_SIZE), left)
                 except asyncio.TimeoutError:
                     return "keepalive timeout"
                 except (OSError, ssl_module.SSLError) as e:
                     return str(e) or type(e).__name__
                 if not chunk:
                     return "connection closed by the server"
-                self._last_activity = time.time()
                 try:
                     frames = s.frames.push(chunk)
                 except SamgwError as e:
                     self._emit("error", e)
                     return e.detail
+                if frames:
+                    last_frame = time.monotonic()
+                    self._last_activity = time.time()
                 for frame in frames:
                     reason = self._dispatch(s, frame)
                     if reason is not None:
@@ -366,7 +378,7 @@ class Client:
     async def _keepalive(self, s: _Session) -> None:
         while True:
             await asyncio.sleep(self.keepalive_interval)
-            if s.lost is None:
+            if s.lost is None and s.writer.transport.get_write_buffer_size() <= MAX_CONTROL_BACKLOG:
                 s.writer.write(encode_frame("keepalive", self._next_id(), _now(), _KEEPALIVE))
 
     def _dispatch(self, s: _Session, frame: bytes) -> str | None:
@@ -378,7 +390,11 @@ class Client:
             return None
         self._emit("message", m)
         if m.type == "ping":
-            s.writer.write(encode_frame("pong", m.id or self._next_id(), _now(), _PONG))
+            # A server that pings and never reads would have one pong queued
+            # per ping, without end: past the backlog, pongs are dropped (its
+            # own keep-alive timeout decides about us).
+            if s.writer.transport.get_write_buffer_size() <= MAX_CONTROL_BACKLOG:
+                s.writer.write(encode_frame("pong", m.id or self._next_id(), _now(), _PONG))
             self._emit("ping", m)
             return None
         if m.type == "close":

@@ -28,11 +28,46 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+MAX_DEPTH = 64
+"""The deepest nesting of arrays and objects a frame may have (the message
+object is level 1), as the server's."""
+
+
+def nested_deeper_than(frame: bytes, limit: int) -> bool:
+    """Whether the JSON text nests arrays and objects deeper than limit,
+    outside strings. A frame with fewer brackets than that cannot, so the
+    scan runs only for the rare frame that might: json.loads of a frame
+    nested 100,000 deep raises RecursionError."""
+    if frame.count(b"[") + frame.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for b in frame:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:
+                escaped = True
+            elif b == 0x22:
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
 def decode(frame: bytes) -> Message:
     """Parses one frame; raises SamgwError invalid_json or invalid_message."""
+    if nested_deeper_than(frame, MAX_DEPTH):
+        raise SamgwError(INVALID_MESSAGE, f"the server sent a frame nested deeper than {MAX_DEPTH} levels")
     try:
         v = json.loads(frame.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise SamgwError(INVALID_JSON, f"the server sent a frame that is not JSON: {e}") from None
     if not isinstance(v, dict):
         raise SamgwError(INVALID_MESSAGE, "the server sent a frame that is not a JSON object")

@@ -148,6 +148,61 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertFalse(c.is_connected())
         await c.disconnect()
 
+    async def test_a_frame_nested_100000_deep_is_an_error_and_the_client_goes_on(self) -> None:
+        c = Client(port=self.srv.port)
+        errors = Events(c, "error")
+        data = Events(c, "data")
+        await c.connect()
+        peer = await self.srv.accept(0)
+        deep = b'{"type":"data","payload":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+        peer.write(deep + frame({"type": "data", "payload": '["not nesting"]'}) + frame({"type": "data", "payload": "after"}))
+        err = (await errors.first(1))[0]
+        self.assertEqual(err.code, "invalid_message")
+        self.assertIn("nested deeper than 64", str(err))
+        self.assertEqual([m.payload for m in await data.first(2)], ['["not nesting"]', "after"])
+        self.assertTrue(c.is_connected())
+        # A frame past the scan's reach still cannot kill the reading task.
+        self.assertIsNone(c._dispatch(c._session, b'{"type":"data","payload":' + b"[" * 50 + b"]" * 50 + b"}"))
+        await disconnect_via(c, peer)
+
+    async def test_a_ping_flood_from_a_server_that_never_reads_stays_bounded(self) -> None:
+        c = Client(port=self.srv.port, keepalive_interval=10, keepalive_timeout=60)
+        pings = Events(c, "ping")
+        await c.connect()
+        peer = await self.srv.accept(0)
+        peer.writer.transport.pause_reading()  # never reads what the client writes
+        burst = frame({"type": "ping", "id": "p"}) * 10_000
+        rounds = 30  # 300,000 pings: 18 MB of pongs if each were queued
+        for _ in range(rounds):
+            peer.write(burst)
+            await asyncio.wait_for(peer.writer.drain(), WAIT)
+        await pings.first(rounds * 10_000)
+        backlog = c._session.writer.transport.get_write_buffer_size()
+        self.assertLessEqual(backlog, (64 << 10) + 256, f"the client holds {backlog} bytes of pongs")
+        self.assertTrue(c.is_connected())
+        peer.writer.transport.resume_reading()
+        await disconnect_via(c, peer)
+
+    async def test_a_server_that_drips_bytes_is_dead_at_the_timeout(self) -> None:
+        c = Client(port=self.srv.port, keepalive_timeout=0.4, keepalive_interval=10, backoff_min=5)
+        lost = Events(c, "disconnect")
+        await c.connect()
+        peer = await self.srv.accept(0)
+        start = time.monotonic()
+
+        async def drip() -> None:  # the server's behaviour under test, not a wait
+            while True:
+                peer.write(b"x")
+                await asyncio.sleep(0.05)
+
+        dripping = asyncio.create_task(drip())
+        reason = (await lost.first(1))[0]
+        dripping.cancel()
+        elapsed = time.monotonic() - start
+        self.assertEqual(reason, "keepalive timeout")
+        self.assertTrue(0.39 <= elapsed < 5, f"declared dead after {elapsed} s")
+        await c.disconnect()
+
     async def test_at_most_once_and_the_queue_in_order(self) -> None:
         c = Client(port=self.srv.port, backoff_min=0.02, backoff_max=0.05, token="tok")
         queued: list[str] = []

@@ -3,7 +3,7 @@ import { randomBytes, KeyObject } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { ClientCode, SamgwError } from './errors.js';
-import { FrameReader } from './framing.js';
+import { FrameReader, MAX_DEPTH, nestedDeeperThan } from './framing.js';
 import { encodeFrame, invalidMessage, type ErrorPayload, type Message, type MessageType } from './message.js';
 import { loadSignKey, signFrame, type SignKey } from './sign.js';
 
@@ -105,6 +105,9 @@ const pongPayload = '{"message":"pong"}';
 
 /** Bound on bytes written but not yet taken by the kernel (a server that stopped reading). */
 const maxUnsentBytes = 4 << 20;
+/** maxControlBacklog bounds what the client's own control frames (pongs,
+ * keepalives) may add to a write backlog the server does not drain. */
+const maxControlBacklog = 64 << 10;
 
 /**
  * Client is a connection to a samgw server that survives the server: it
@@ -344,7 +347,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.queue = [];
     for (const q of queued) socket.write(q.frame);
     s.keepAlive = setInterval(() => {
-      if (!s.lost) socket.write(encodeFrame({ type: 'keepalive', id: this.nextId(), timestamp: Date.now(), payloadText: '{"message":"keepalive"}' }));
+      if (!s.lost && socket.writableLength <= maxControlBacklog) socket.write(encodeFrame({ type: 'keepalive', id: this.nextId(), timestamp: Date.now(), payloadText: '{"message":"keepalive"}' }));
     }, this.opts.keepAliveInterval);
     s.keepAlive.unref();
     s.deadPeer = setTimeout(() => this.lose(s, 'keepalive timeout'), this.opts.keepAliveTimeout);
@@ -358,8 +361,6 @@ export class Client extends EventEmitter<ClientEvents> {
 
   private onData(s: Session, chunk: Buffer): void {
     if (s.lost) return;
-    this.lastActivityMs = Date.now();
-    s.deadPeer?.refresh();
     let frames: Buffer[];
     try {
       frames = s.reader.push(chunk);
@@ -367,6 +368,12 @@ export class Client extends EventEmitter<ClientEvents> {
       this.emitError(err as SamgwError);
       this.lose(s, (err as SamgwError).message);
       return;
+    }
+    if (frames.length > 0) {
+      // Only whole frames show the server alive: a peer that drips bytes
+      // of a frame that never ends is dead all the same.
+      this.lastActivityMs = Date.now();
+      s.deadPeer?.refresh();
     }
     for (const f of frames) {
       if (s.lost) return;
@@ -376,6 +383,10 @@ export class Client extends EventEmitter<ClientEvents> {
 
   private dispatch(s: Session, frame: Buffer): void {
     let m: Message;
+    if (nestedDeeperThan(frame, MAX_DEPTH)) {
+      this.emitError(new SamgwError(ClientCode.InvalidMessage, `the server sent a frame nested deeper than ${MAX_DEPTH} levels`));
+      return;
+    }
     try {
       m = JSON.parse(utf8.decode(frame));
     } catch (err) {
@@ -392,7 +403,12 @@ export class Client extends EventEmitter<ClientEvents> {
     this.emit('message', m);
     switch (m.type) {
       case 'ping':
-        s.socket.write(encodeFrame({ type: 'pong', id: m.id ?? this.nextId(), timestamp: Date.now(), payloadText: pongPayload }));
+        // A server that pings and never reads would have one pong queued
+        // per ping, without end: past the backlog, pongs are dropped (its
+        // own keep-alive timeout decides about us).
+        if (s.socket.writableLength <= maxControlBacklog) {
+          s.socket.write(encodeFrame({ type: 'pong', id: m.id ?? this.nextId(), timestamp: Date.now(), payloadText: pongPayload }));
+        }
         this.emit('ping', m);
         return;
       case 'close': {

@@ -295,3 +295,60 @@ test("TCPClient: the prototype's constructor, methods and console lines", async 
   ]);
   await srv.close();
 });
+
+test('a frame nested 100,000 deep is an error event, and the connection goes on', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port });
+  const errors = collect<SamgwError>(c, 'error');
+  const data = collect<Message>(c, 'data');
+  await c.connect();
+  const s = await srv.accept(0);
+  const deep = '{"type":"data","payload":' + '['.repeat(100_000) + ']'.repeat(100_000) + '}\n';
+  s.write(deep + frame({ type: 'data', payload: '["not nesting"]' }) + frame({ type: 'data', payload: 'after' }));
+  const [err] = await errors.next(1);
+  assert.equal(err!.code, 'invalid_message');
+  assert.match(err!.message, /nested deeper than 64/);
+  const got = await data.next(2);
+  assert.deepEqual(got.map((m) => m.payload), ['["not nesting"]', 'after']);
+  assert.equal(c.isConnected(), true);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('a ping flood from a server that never reads: the pong backlog stays bounded', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, keepAliveInterval: 10_000, keepAliveTimeout: 60_000 });
+  const pings = collect<Message>(c, 'ping' as 'data');
+  await c.connect();
+  const s = await srv.accept(0);
+  s.pause(); // never reads what the client writes
+  const burst = frame({ type: 'ping', id: 'p' }).repeat(10_000);
+  const rounds = 30; // 300,000 pings: 18 MB of pongs if each were queued
+  for (let i = 0; i < rounds; i++) {
+    if (!s.write(burst)) await withDeadline(once(s, 'drain'), 10_000, 'the client to read the pings');
+  }
+  await pings.next(rounds * 10_000);
+  const session = (c as unknown as { session?: { socket: { writableLength: number } } }).session;
+  const backlog = session!.socket.writableLength;
+  assert.ok(backlog <= (64 << 10) + 256, `the client holds ${backlog} bytes of pongs`);
+  assert.equal(c.isConnected(), true);
+  await c.disconnect();
+  await srv.close();
+});
+
+test('a server that drips bytes of a frame that never ends is dead at keepAliveTimeout', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, keepAliveTimeout: 400, keepAliveInterval: 10_000, backoffMin: 5_000 });
+  const lost = collect<string>(c, 'disconnect');
+  await c.connect();
+  const s = await srv.accept(0);
+  const start = performance.now();
+  const drip = setInterval(() => s.write('x'), 50); // the server's behaviour under test, not a wait
+  const [reason] = await lost.next(1);
+  clearInterval(drip);
+  const elapsed = performance.now() - start;
+  assert.equal(reason, 'keepalive timeout');
+  assert.ok(elapsed >= 390 && elapsed < 5_000, `declared dead after ${elapsed} ms`);
+  await c.disconnect();
+  await srv.close();
+});
