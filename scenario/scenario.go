@@ -20,6 +20,7 @@ import (
 
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/histogram"
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -141,6 +142,7 @@ func compileScenario(cfg Config) (*lua.FunctionProto, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	luabox.BoundConcat(chunk)
 	proto, err := lua.Compile(chunk, name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

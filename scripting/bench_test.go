@@ -153,8 +153,12 @@ func BenchmarkCall(b *testing.B) {
   p.d = string.lower(string.upper(p.d))
   return json.decode(json.encode(p))
 end`,
+		"concat": `function on_data(msg)
+  local p = msg.payload
+  return "<" .. p.d .. ">" .. #p.d .. "/" .. msg.id
+end`,
 	}
-	for _, name := range []string{"echo", "transform"} {
+	for _, name := range []string{"echo", "transform", "concat"} {
 		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			os.WriteFile(filepath.Join(dir, "default.lua"), []byte(handlers[name]), 0o644)

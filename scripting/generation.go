@@ -14,6 +14,8 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
+
+	"github.com/secureagentmessaging/samgw/internal/luabox"
 )
 
 // ErrNoOnData is the load error of a handler file that defines no on_data.
@@ -190,6 +192,7 @@ func compileFile(fsys fs.FS, file string) (*lua.FunctionProto, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s", syntaxErrorText(file, err))
 	}
+	luabox.BoundConcat(chunk)
 	proto, err := lua.Compile(chunk, file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)

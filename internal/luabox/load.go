@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
 )
 
 // Bounds of code compiled at run time by load and loadstring. gopher-lua
@@ -65,12 +66,20 @@ func loadSource(L *lua.LState, src, name string) int {
 	if depth := nesting(src); depth > MaxLoadNesting {
 		return loadFailed(L, "source nested deeper than %d levels", MaxLoadNesting)
 	}
-	fn, err := L.Load(strings.NewReader(src), name)
+	chunk, err := parse.Parse(strings.NewReader(src), name)
 	if err != nil {
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err.Error()))
 		return 2
 	}
+	BoundConcat(chunk)
+	proto, err := lua.Compile(chunk, name)
+	if err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	fn := L.NewFunctionFromProto(proto)
 	fn.Env = NewEnv(L)
 	L.Push(fn)
 	return 1

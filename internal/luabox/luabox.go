@@ -78,6 +78,7 @@ func Open(L *lua.LState) {
 		"unpack":       baseUnpack,
 		"rawset":       baseRawSet,
 		"setmetatable": baseSetMetatable,
+		concatGlobal:   concat,
 	})
 
 	osFull := g.RawGetString(lua.OsLibName).(*lua.LTable)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
 )
 
 // eval runs code in a sealed sandbox and returns its results, printed as
@@ -309,4 +310,63 @@ func TestCaseMaskMatchesByteByByte(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConcatIsBoundedAndKeepsLuaSemantics: `..` compiles to a bounded Go
+// call (BoundConcat) that must do what the VM's concatenation does.
+func TestConcatIsBoundedAndKeepsLuaSemantics(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	run := func(src string, bounded bool) (lua.LValue, error) {
+		chunk, err := parse.Parse(strings.NewReader(src), "test.lua")
+		if err != nil {
+			return nil, err
+		}
+		if bounded {
+			BoundConcat(chunk)
+		}
+		proto, err := lua.Compile(chunk, "test.lua")
+		if err != nil {
+			return nil, err
+		}
+		fn := L.NewFunctionFromProto(proto)
+		fn.Env = NewEnv(L)
+		if err := L.CallByParam(lua.P{Fn: fn, NRet: 1, Protect: true}); err != nil {
+			return nil, err
+		}
+		v := L.Get(-1)
+		L.Pop(1)
+		return v, nil
+	}
+	// Each case as the VM's own concatenation answers it, and as expected.
+	for _, tc := range []struct{ src, want string }{
+		{`return "a" .. "b"`, "ab"},
+		{`return "a" .. 1 .. 2.5 .. "z"`, "a12.5z"},
+		{`local n = 10 return n .. ""`, "10"},
+		{`local t = setmetatable({}, {__concat = function(a, b) return "T" end}) return "x" .. t`, "T"},
+		{`local t = setmetatable({}, {__concat = function(a, b) return (type(a) == "table" and "L" or a) .. "+" .. (type(b) == "table" and "R" or b) end})
+		  return "a" .. "b" .. t .. "c" .. "d"`, "abL+cd"}, // right to left: t .. "cd" goes through the metamethod
+		{`return ("a" .. ("b" .. "c")) .. "d"`, "abcd"},
+		{`local parts = {} for i = 1, 3 do parts[#parts + 1] = "p" .. i end return table.concat(parts, ",") .. "!"`, "p1,p2,p3!"},
+		{`return "n=" .. #("abc" .. "de")`, "n=5"},
+		{`local function f() return "x", "y" end return ({"a" .. f()})[1] .. ""`, "ax"},
+		{`local n = 0 local function g() n = n + 1 return n end return g() .. g() .. g()`, "123"}, // operands in order
+		{`local function v(...) return "<" .. ... end return v("p", "q")`, "<p"},                  // ... is one value too
+	} {
+		vm, vmErr := run(tc.src, false)
+		got, err := run(tc.src, true)
+		if err != nil || vmErr != nil || got.String() != tc.want || vm.String() != tc.want {
+			t.Errorf("%s: got %v, %v; the VM %v, %v; want %q", tc.src, got, err, vm, vmErr, tc.want)
+		}
+	}
+	_, vmErr := run("local x return 'a' .. x", false)
+	if _, err := run("local x return 'a' .. x", true); err == nil || vmErr == nil || !strings.Contains(err.Error(), "test.lua:1: cannot perform concat operation between string and nil") {
+		t.Errorf("nil operand: %v (the VM: %v)", err, vmErr)
+	}
+	start := time.Now()
+	_, err := run(`local s = "x" while true do s = s .. s end`, true)
+	if err == nil || !strings.Contains(err.Error(), "..: result larger than the limit of 16777216 bytes") {
+		t.Fatalf("doubling: %v", err)
+	}
+	t.Logf("the doubling was refused at 16 MiB after %v", time.Since(start))
 }
