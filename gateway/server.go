@@ -36,10 +36,11 @@ type Server struct {
 	evicting  int              // evicted connections still closing
 	closed    bool
 
-	connSeq atomic.Uint64
-	pushSeq atomic.Uint64
-	connWG  sync.WaitGroup // one per connection goroutine
-	done    chan struct{}  // closed by Shutdown
+	connSeq    atomic.Uint64
+	pushSeq    atomic.Uint64
+	connWG     sync.WaitGroup // one per connection goroutine
+	background sync.WaitGroup // the keep-alive scheduler: Shutdown waits for it
+	done       chan struct{}  // closed by Shutdown
 
 	keepAlives     *keepAliveScheduler // nil without a keep-alive interval
 	keepAlivesOnce sync.Once
@@ -142,7 +143,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.parker != nil {
 				go s.parker.run()
 			}
-			go s.keepAlives.run(s.done)
+			s.background.Add(1)
+			go func() {
+				defer s.background.Done()
+				s.keepAlives.run(s.done)
+			}()
 		})
 	}
 	if h, ok := s.cfg.Handler.(ServeHandler); ok {
@@ -428,7 +433,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // stopParker stops the parker once no connection is parked (Shutdown has
-// woken them all).
+// woken them all), and waits for the keep-alive scheduler, which ends when
+// done is closed.
 func (s *Server) stopParker() {
 	s.mu.Lock()
 	p := s.parker
@@ -436,6 +442,7 @@ func (s *Server) stopParker() {
 	if p != nil {
 		p.stop()
 	}
+	s.background.Wait()
 }
 
 // closeAuth stops the authority's timers once no connection can use it.
