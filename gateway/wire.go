@@ -97,7 +97,7 @@ type wire struct {
 	accounted int64      // what this connection counts against cfg.budget now
 	writing   bool       // a flusher runs (or has finished for good)
 	closing   bool       // no more frames are accepted; the flusher ends once pending is written
-	aborted   bool       // the socket was closed outright; pending is discarded
+	aborted   bool       // ended at once: pending is discarded and nothing more is written (the reader closes the socket)
 	cause     CloseCause // why the connection closes; the first cause wins
 
 	writerDone chan struct{} // closed when writing has ended for good
