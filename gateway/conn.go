@@ -349,10 +349,12 @@ func (c *Conn) audit(event, route, reason string) {
 // welcome authenticates the connection (when the server requires it) and
 // runs OnConnect; it reports whether the connection may go on to frames.
 func (c *Conn) welcome() (CloseCause, bool) {
+	byToken, authID := false, ""
 	switch {
 	case c.srv.auth != nil && c.Identity() == "":
 		c.advance(stateAuthenticating)
-		if cause, ok := c.authenticate(); !ok {
+		var cause CloseCause
+		if cause, byToken, authID = c.authenticate(); !byToken {
 			return cause, false
 		}
 	case c.srv.auth != nil && c.principal == nil:
@@ -367,6 +369,11 @@ func (c *Conn) welcome() (CloseCause, bool) {
 		// Its end was decided meanwhile (evicted, shut down, aborted): the
 		// cause given with it wins in finish.
 		return cmp.Or(c.w.requestedCause(), c.w.closeCause(), CloseCause{Kind: CloseRequested, Detail: "closed before it opened"}), false
+	}
+	if byToken {
+		// Told only once it is open: a client that has read its auth reply
+		// is addressable, so a push sent after that reaches it.
+		c.replyAuth(authID, c.Identity())
 	}
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
@@ -414,33 +421,34 @@ func (c *Conn) frames() (cause CloseCause, moved bool) {
 }
 
 // authenticate requires an auth frame with a valid token first, within the
-// auth timeout. On failure the peer gets error unauthorized, then close.
-func (c *Conn) authenticate() (cause CloseCause, ok bool) {
+// auth timeout, and returns the frame's id for the reply (welcome sends it
+// once the connection is open). On failure the peer gets error
+// unauthorized, then close.
+func (c *Conn) authenticate() (cause CloseCause, ok bool, id string) {
 	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(causeAuthTimeout) })
 	defer timer.Stop()
 	frame, err := c.w.readFrame()
 	if err != nil {
 		if cause := c.readFailed(err); cause.Kind != CloseAuthTimeout {
-			return cause, false
+			return cause, false, ""
 		}
-		return c.refuseAuth(ReasonAuthTimeout, ""), false
+		return c.refuseAuth(ReasonAuthTimeout, ""), false, ""
 	}
 	m := &c.msg
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
-		return c.refuseAuth("the first frame must be auth", m.ID), false
+		return c.refuseAuth("the first frame must be auth", m.ID), false, ""
 	}
 	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil {
-		return c.refuseAuth("invalid token", m.ID), false
+		return c.refuseAuth("invalid token", m.ID), false, ""
 	}
 	if !timer.Stop() {
-		return c.refuseAuth(ReasonAuthTimeout, m.ID), false
+		return c.refuseAuth(ReasonAuthTimeout, m.ID), false, ""
 	}
 	c.principal = p
 	c.identity.Store(&p.name)
-	c.replyAuth(m.ID, p.name)
 	c.audit(AuditAuthOK, "", "token")
-	return CloseCause{}, true
+	return CloseCause{}, true, m.ID
 }
 
 // refuseAuth answers a failed authentication with error unauthorized
