@@ -123,6 +123,12 @@ func (h *harness) register(st *luaState) {
 		"http": h.stub("http"), "upstream": h.stub("upstream"), "nats": h.stub("nats"),
 	}))
 	L.SetGlobal("clock", st.module(map[string]lua.LGFunction{"advance": h.advance, "now": h.now}))
+	// now() follows the test's clock, as timers and TTLs do, so a handler
+	// that compares now() with a stored time sees clock.advance.
+	L.SetGlobal("now", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(h.clock.base.Add(h.clock.elapsed).UnixMilli()))
+		return 1
+	}))
 	L.SetGlobal("assert_eq", L.NewFunction(h.assertEq))
 	L.SetGlobal("assert_error", L.NewFunction(h.assertError))
 }

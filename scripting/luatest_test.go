@@ -197,6 +197,12 @@ test("on_start and the clock drive timers", function()
   assert_eq(clock.now(), 4000)
 end)
 
+test("now() follows the test clock", function()
+  local t0 = now()
+  clock.advance(1500)
+  assert_eq(now() - t0, 1500)
+end)
+
 test("send_to, close and the outbox", function()
   local a, b, c = new_conn{identity = "ann"}, new_conn{identity = "ann"}, new_conn{identity = "bob"}
   assert_eq(call("default", {op = "send_to", identity = "ann", body = "hi"}, c), 2)
@@ -250,7 +256,7 @@ end)
 	})
 	var out bytes.Buffer
 	report, err := RunTests(TestConfig{Dir: dir, Out: &out, Verbose: true})
-	if err != nil || report.Failed != 0 || report.Passed != 8 {
+	if err != nil || report.Failed != 0 || report.Passed != 9 {
 		t.Fatalf("%+v, %v\n%s", report, err, out.String())
 	}
 }
