@@ -438,6 +438,7 @@ func (c *Conn) authenticate() (cause CloseCause, ok bool, id string) {
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
 		return c.refuseAuth("the first frame must be auth", m.ID), false, ""
 	}
+	c.w.in[typeIndex(protocol.TypeAuth)].Add(1) // counted like every frame dispatch sees
 	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil {
 		return c.refuseAuth("invalid token", m.ID), false, ""

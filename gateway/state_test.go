@@ -264,3 +264,19 @@ func (p *probe) pingAfterParking(srv *Server, bound time.Duration) bool {
 		}
 	}
 }
+
+// TestAuthFramesAreCounted: the first frame of an authenticating
+// connection is read before the frame loop, which counts frames by type;
+// auth frames were missing from the counts (samgw_frames_total).
+func TestAuthFramesAreCounted(t *testing.T) {
+	srv, addr := startServer(t, Config{Auth: authConfig(nil)})
+	for i := range 3 {
+		p := dialPeer(t, addr)
+		p.send(fmt.Sprintf(`{"type":"auth","payload":{"token":"token-a"},"id":"a%d"}`+"\n", i))
+		expectFrame(t, p.nextSkipping(), "auth", fmt.Sprintf("a%d", i), "")
+	}
+	st := srv.Stats()
+	if in, out := st.FramesIn[typeIndex(protocol.TypeAuth)], st.FramesOut[typeIndex(protocol.TypeAuth)]; in != 3 || out != 3 {
+		t.Fatalf("auth frames in %d, out %d; want 3 and 3", in, out)
+	}
+}
