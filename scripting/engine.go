@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +50,10 @@ type Config struct {
 	ConfigFile string
 	// Timeout bounds each call into a script (and the loading of a file).
 	Timeout time.Duration
+	// RouteTimeouts bounds the calls of the routes it names instead of
+	// Timeout (a route that waits on a slow tool, say); each at most
+	// MaxRouteTimeout.
+	RouteTimeouts map[string]time.Duration
 	// MaxStates bounds the Lua states of a generation.
 	MaxStates int
 	// MaxTimers bounds the pending timers of the scripts (timer.after,
@@ -95,6 +101,7 @@ type Engine struct {
 	fsys          fs.FS
 	dir           string
 	timeout       time.Duration
+	routeTimeouts map[string]time.Duration // per-route bounds in place of timeout
 	maxStates     int
 	store         *Store
 	log           *slog.Logger
@@ -142,6 +149,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		dir:           cfg.Dir,
 		fsys:          cfg.FS,
 		timeout:       cmp.Or(cfg.Timeout, DefaultTimeout),
+		routeTimeouts: maps.Clone(cfg.RouteTimeouts),
 		maxStates:     cmp.Or(cfg.MaxStates, DefaultMaxStates),
 		store:         cfg.Store,
 		log:           cfg.Logger,
@@ -159,6 +167,9 @@ func newEngine(cfg Config) (*Engine, error) {
 	}
 	if e.maxTimers < 0 {
 		return nil, fmt.Errorf("scripting: MaxTimers %d: want zero (the default) or more", e.maxTimers)
+	}
+	if err := CheckRouteTimeouts(e.routeTimeouts); err != nil {
+		return nil, err
 	}
 	if e.maxConnTimers < 0 {
 		return nil, fmt.Errorf("scripting: MaxTimersPerConn %d: want zero (the default) or more", e.maxConnTimers)
@@ -379,9 +390,10 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 		start = time.Now()
 	}
 	hint := dataOf(c).hint
-	st, err := gen.get(hint, e.timeout)
+	timeout := e.timeoutOf(route)
+	st, err := gen.get(hint, timeout)
 	if err == nil {
-		err = st.callData(route, c, msg)
+		err = st.callData(route, c, msg, timeout)
 		gen.put(hint, st)
 	}
 	if e.observe != nil {
@@ -400,6 +412,41 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 	return nil
 }
 
+// timeoutOf is how long a call of route may run: its RouteTimeouts entry,
+// else Timeout.
+func (e *Engine) timeoutOf(route string) time.Duration {
+	if d, ok := e.routeTimeouts[route]; ok {
+		return d
+	}
+	return e.timeout
+}
+
+// MaxRouteTimeout is the longest a route's calls may be given.
+const MaxRouteTimeout = 10 * time.Minute
+
+// ErrInvalidRouteTimeout is wrapped by the error of a RouteTimeouts entry
+// that names no valid route or gives no valid duration.
+var ErrInvalidRouteTimeout = errors.New("scripting: invalid route timeout")
+
+// CheckRouteTimeouts validates RouteTimeouts, in route order (New does; a
+// command line can check its flags with it first).
+func CheckRouteTimeouts(m map[string]time.Duration) error {
+	routes := make([]string, 0, len(m))
+	for r := range m {
+		routes = append(routes, r)
+	}
+	slices.Sort(routes)
+	for _, r := range routes {
+		if !validName.MatchString(r) || len(r) > 128 {
+			return fmt.Errorf("%w: %q is not a route name", ErrInvalidRouteTimeout, r)
+		}
+		if d := m[r]; d <= 0 || d > MaxRouteTimeout {
+			return fmt.Errorf("%w: route %q: %v: want more than 0 and at most %v", ErrInvalidRouteTimeout, r, d, MaxRouteTimeout)
+		}
+	}
+	return nil
+}
+
 // callFailed turns a failed call into the error frame the peer gets, and
 // logs it.
 func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id string, err error) error {
@@ -411,8 +458,9 @@ func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id s
 	switch {
 	case errors.Is(err, errTimeout):
 		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Conn: c.ID(), Route: route, Reason: script + ": timed out"})
-		e.log.Warn("Handler timed out", append(attrs, "timeout", e.timeout.String())...)
-		return protocol.Errorf(protocol.CodeHandlerTimeout, "handler did not finish within %v", e.timeout)
+		timeout := e.timeoutOf(route)
+		e.log.Warn("Handler timed out", append(attrs, "timeout", timeout.String())...)
+		return protocol.Errorf(protocol.CodeHandlerTimeout, "handler did not finish within %v", timeout)
 	case errors.As(err, &se) && se.code != "":
 		// The application's own answer (error{code = …}): a refusal, not a
 		// failure of the handler.
@@ -483,7 +531,7 @@ func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 }
 
 // callData runs the route's on_data(msg, conn) and sends its result.
-func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Message) error {
+func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Message, timeout time.Duration) error {
 	funcs := st.routes[route]
 	L := st.L
 	payload := lua.LValue(lua.LNil)
@@ -495,6 +543,7 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	}
 	m := st.newMsg(msg, payload)
 	st.begin(c, funcs.script)
+	st.call.timeout = timeout
 	defer st.end()
 	var err error
 	if funcs.dataConn {

@@ -275,3 +275,31 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteTimeouts: a route named in RouteTimeouts gets its own bound
+// (a tool call that takes longer than the default), the others keep the
+// default; invalid entries are refused with ErrInvalidRouteTimeout.
+func TestRouteTimeouts(t *testing.T) {
+	busy := func(ms int) string {
+		return fmt.Sprintf(`function on_data(msg)
+  local t0 = os.clock()
+  while os.clock() - t0 < %g do end
+  return "done"
+end`, float64(ms)/1000)
+	}
+	f := newFixture(t, map[string]string{"slow_tool.lua": busy(300), "other.lua": busy(300)},
+		Config{Timeout: 100 * time.Millisecond, RouteTimeouts: map[string]time.Duration{"slow_tool": 5 * time.Second}})
+	c, _ := f.client()
+	mustReply(t, c, "slow_tool", `0`, `"done"`)
+	mustFail(t, c, "other", `0`, protocol.CodeHandlerTimeout, "within 100ms")
+	for _, bad := range []map[string]time.Duration{
+		{"bad route!": time.Second},
+		{"ok": 0},
+		{"ok": -time.Second},
+		{"ok": time.Hour},
+	} {
+		if _, err := New(Config{FS: scripts.Handlers(), RouteTimeouts: bad}); !errors.Is(err, ErrInvalidRouteTimeout) {
+			t.Errorf("RouteTimeouts %v: %v, want ErrInvalidRouteTimeout", bad, err)
+		}
+	}
+}

@@ -1,10 +1,12 @@
 package scripting
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -35,6 +37,7 @@ type callInfo struct {
 	// background: a timer or on_start runs, for no connection; the gateway
 	// module works on the server being served
 	background bool
+	timeout    time.Duration // this call's bound; zero: the engine's Timeout
 }
 
 // luaState is one sandboxed Lua VM with every route of a generation loaded.
@@ -141,7 +144,7 @@ func seesArgument(fn *lua.LFunction, n int) bool {
 // on the stack. Script errors come back as *scriptError; a call cut off by
 // the deadline as errTimeout. A state whose deadline fired is marked broken.
 func (st *luaState) run(fn *lua.LFunction, nret int, args ...lua.LValue) error {
-	st.deadline.Arm(st.gen.engine.timeout)
+	st.deadline.Arm(cmp.Or(st.call.timeout, st.gen.engine.timeout))
 	st.gen.engine.watch.watch() // after Arm: see watchdog.poll
 	err := st.L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
 	inTime := st.deadline.Disarm()

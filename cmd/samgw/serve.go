@@ -47,6 +47,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-scripts", Usage: "serve the built-in Go echo instead of Lua handlers", EnvVars: envVar("no-scripts")},
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
+			&cli.StringSliceFlag{Name: "route-timeout", Usage: "ROUTE=DURATION: how long one call of that route may run, in place of --script-timeout (repeatable; at most 10m)", EnvVars: envVar("route-timeout")},
 			&cli.StringFlag{Name: "lua-memory-limit", Value: "1GiB", Usage: "Go heap size past which running handler calls are stopped", EnvVars: envVar("lua-memory-limit")},
 			&cli.StringFlag{Name: "conn-state-max-bytes", Value: "64KiB", Usage: "most one connection's conn.state may hold, as JSON; a handler that stores more gets handler_error", EnvVars: envVar("conn-state-max-bytes")},
 			&cli.StringFlag{Name: "store-max-bytes", Value: "256MiB", Usage: "most the local store module may hold (keys, values and 64 bytes an entry); a write past it fails", EnvVars: envVar("store-max-bytes")},
@@ -366,7 +367,12 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if err != nil {
 		return nil, err
 	}
+	routeTimeouts, err := routeTimeoutFlags(cctx.StringSlice("route-timeout"))
+	if err != nil {
+		return nil, err
+	}
 	cfg := scripting.Config{
+		RouteTimeouts:     routeTimeouts,
 		ConnStateMaxBytes: stateMax,
 		MemoryLimit:       uint64(memLimit),
 		StoreMaxBytes:     int64(storeMax),
@@ -513,6 +519,26 @@ func tuneGC(cctx *cli.Context, log *slog.Logger) (stop func(), err error) {
 		}
 	}
 	return gctune.Start(uint64(minHeap)), nil
+}
+
+// routeTimeoutFlags reads --route-timeout ROUTE=DURATION values.
+func routeTimeoutFlags(values []string) (map[string]time.Duration, error) {
+	m := make(map[string]time.Duration, len(values))
+	for _, v := range values {
+		route, text, ok := strings.Cut(v, "=")
+		d, err := time.ParseDuration(text)
+		if !ok || route == "" || err != nil {
+			return nil, fmt.Errorf("--route-timeout %q: want ROUTE=DURATION, like tool_call=30s", v)
+		}
+		if _, dup := m[route]; dup {
+			return nil, fmt.Errorf("--route-timeout: route %q is given twice", route)
+		}
+		m[route] = d
+	}
+	if err := scripting.CheckRouteTimeouts(m); err != nil {
+		return nil, fmt.Errorf("--route-timeout: %w", err)
+	}
+	return m, nil
 }
 
 // positiveSize reads size flag name, which must be above zero.

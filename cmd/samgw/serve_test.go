@@ -422,3 +422,46 @@ func TestLuaMaxTimersMustNotBeNegative(t *testing.T) {
 		t.Fatalf("exit %d, %s", code, errOut)
 	}
 }
+
+// TestRouteTimeoutFlag: --route-timeout gives one route its own bound; a
+// malformed, duplicated or out-of-range value refuses to start, naming it.
+func TestRouteTimeoutFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--route-timeout", "tool"}, `--route-timeout "tool": want ROUTE=DURATION`},
+		{[]string{"--route-timeout", "tool=soon"}, `--route-timeout "tool=soon": want ROUTE=DURATION`},
+		{[]string{"--route-timeout", "tool=1s", "--route-timeout", "tool=2s"}, `route "tool" is given twice`},
+		{[]string{"--route-timeout", "tool=1h"}, `route "tool": 1h0m0s: want more than 0 and at most 10m0s`},
+		{[]string{"--route-timeout", "no route=1s"}, `"no route" is not a route name`},
+	} {
+		code, _, errOut := runSamgw(t, "", append([]string{"serve", "--listen", "256.1.1.1:0"}, tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q; want %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "slow.lua"), "function on_data(msg)\n  local t0 = os.clock()\n  while os.clock() - t0 < 0.3 do end\n  return 'done'\nend\n")
+	writeFile(t, filepath.Join(dir, "default.lua"), "function on_data(msg)\n  local t0 = os.clock()\n  while os.clock() - t0 < 0.3 do end\n  return 'done'\nend\n")
+	addr, _, _ := startServe(t, "--scripts", dir, "--script-timeout", "100ms", "--route-timeout", "slow=10s")
+	if code, out, errOut := runSamgw(t, "", "send", "--addr", addr, "--route", "slow", "1"); code != 0 || out != "\"done\"\n" {
+		t.Fatalf("route slow: exit %d, %q %q", code, out, errOut)
+	}
+	if code, _, errOut := runSamgw(t, "", "send", "--addr", addr, "1"); code == 0 || !strings.Contains(errOut, "handler_timeout") {
+		t.Fatalf("the default route: exit %d, %q", code, errOut)
+	}
+}
+
+// TestRouteTimeoutInTheConfigFile: the config file takes route-timeout as
+// a list, as samgw.example.yaml shows it.
+func TestRouteTimeoutInTheConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "slow.lua"), "function on_data(msg)\n  local t0 = os.clock()\n  while os.clock() - t0 < 0.3 do end\n  return 'done'\nend\n")
+	conf := filepath.Join(dir, "samgw.yaml")
+	writeFile(t, conf, "scripts: .\nscript-timeout: 100ms\nroute-timeout: [slow=10s]\n")
+	addr, _, _ := startServe(t, "--config", conf)
+	if code, out, errOut := runSamgw(t, "", "send", "--addr", addr, "--route", "slow", "1"); code != 0 || out != "\"done\"\n" {
+		t.Fatalf("route slow: exit %d, %q %q", code, out, errOut)
+	}
+}
