@@ -112,6 +112,14 @@ var ErrSubjectNotAllowed = errors.New("cluster: subject not allowed")
 // they are refreshed every third of it.
 const DefaultPresenceTTL = 15 * time.Second
 
+// The bounds of a presence TTL: refreshed every third of it, a shorter one
+// costs a write per connection that often; a longer one leaves a dead
+// node's connections listed that long.
+const (
+	MinPresenceTTL = 3 * time.Second
+	MaxPresenceTTL = 10 * time.Minute
+)
+
 const (
 	subjectSend      = "samgw.send."
 	subjectBroadcast = "samgw.broadcast"

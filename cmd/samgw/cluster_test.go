@@ -4,8 +4,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
@@ -36,7 +39,7 @@ function on_data(msg, conn)
 end`)
 	var addrs []string
 	for _, node := range []string{"alpha", "beta", "gamma"} {
-		addr, log, _ := startServe(t, "--scripts", dir, "--nats", ns.ClientURL(), "--node", node, "--metrics-listen", "127.0.0.1:0")
+		addr, log, _ := startServe(t, "--scripts", dir, "--nats", ns.ClientURL(), "--node", node, "--metrics-listen", "127.0.0.1:0", "--presence-ttl", "6s")
 		if !strings.Contains(log.String(), `msg="Joined the cluster" node=`+node) {
 			t.Fatalf("log: %s", log.String())
 		}
@@ -56,5 +59,23 @@ for i = 1, 5 do request("count") end
 	// 45 increments through three nodes, one shared store.
 	if got := sendOK(t, addrs[1], `"count"`); got != "46" {
 		t.Fatalf("shared count %s, want 46", got)
+	}
+	// --presence-ttl reached the presence bucket.
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "samgw_presence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(t.Context())
+	if err != nil || st.TTL() != 6*time.Second {
+		t.Fatalf("presence bucket TTL %v, %v; want 6s", st, err)
 	}
 }

@@ -59,6 +59,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "upstream-token", Usage: "token to authenticate to the --upstream services", EnvVars: envVar("upstream-token")},
 			&cli.StringFlag{Name: "nats", Usage: "NATS server URL(s), comma-separated: join a cluster of nodes", EnvVars: envVar("nats")},
 			&cli.StringFlag{Name: "node", Usage: "this node's name in the cluster (default: the host name)", EnvVars: envVar("node")},
+			&cli.DurationFlag{Name: "presence-ttl", Value: cluster.DefaultPresenceTTL, Usage: "how long a node's presence outlives its last refresh (every third of it): a node that dies is noticed by the others within it; the same on every node", EnvVars: envVar("presence-ttl")},
 			&cli.StringFlag{Name: "nats-token", Usage: "token for NATS", EnvVars: envVar("nats-token")},
 			&cli.StringFlag{Name: "nats-creds", Usage: "NATS credentials file", EnvVars: envVar("nats-creds")},
 			&cli.StringFlag{Name: "nats-ca", Usage: "CA of the NATS servers' TLS certificates", EnvVars: envVar("nats-ca")},
@@ -412,6 +413,10 @@ func joinCluster(cctx *cli.Context, log *slog.Logger) (*cluster.Cluster, error) 
 	if url == "" {
 		return nil, nil
 	}
+	ttl := cctx.Duration("presence-ttl")
+	if ttl < cluster.MinPresenceTTL || ttl > cluster.MaxPresenceTTL {
+		return nil, fmt.Errorf("--presence-ttl %v: want %v to %v", ttl, cluster.MinPresenceTTL, cluster.MaxPresenceTTL)
+	}
 	node := cctx.String("node")
 	if node == "" {
 		host, err := os.Hostname()
@@ -424,7 +429,7 @@ func joinCluster(cctx *cli.Context, log *slog.Logger) (*cluster.Cluster, error) 
 	defer cancel()
 	clu, err := cluster.Connect(ctx, cluster.Config{
 		URLs: url, Node: node, Token: cctx.String("nats-token"), CredsFile: cctx.String("nats-creds"), CAFile: cctx.String("nats-ca"),
-		SubjectAllow: cctx.StringSlice("nats-subject-allow"), ReplayWindow: 2 * cctx.Duration("max-skew"), Logger: log,
+		SubjectAllow: cctx.StringSlice("nats-subject-allow"), ReplayWindow: 2 * cctx.Duration("max-skew"), PresenceTTL: ttl, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -465,3 +465,14 @@ func TestRouteTimeoutInTheConfigFile(t *testing.T) {
 		t.Fatalf("route slow: exit %d, %q %q", code, out, errOut)
 	}
 }
+
+// TestPresenceTTLFlagIsBounded: --presence-ttl outside 3s..10m refuses to
+// start, naming the bounds.
+func TestPresenceTTLFlagIsBounded(t *testing.T) {
+	for _, ttl := range []string{"1s", "2h"} {
+		code, _, errOut := runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1", "--presence-ttl", ttl)
+		if code == 0 || !strings.Contains(errOut, "--presence-ttl") || !strings.Contains(errOut, "want 3s to 10m0s") {
+			t.Errorf("--presence-ttl %s: exit %d, %q", ttl, code, errOut)
+		}
+	}
+}
