@@ -116,7 +116,7 @@ func TestOneFramePerWriteServesPrototypeAgents(t *testing.T) {
 	}
 }
 
-// TestBatchingMergesFrames shows what the README says of the default: a
+// TestBatchingMergesFrames shows what docs/protocol.md says of the default: a
 // burst of answers goes out in one write, which a one-JSON-per-read peer
 // cannot parse; the same burst in the one-frame-per-write mode can.
 func TestBatchingMergesFrames(t *testing.T) {

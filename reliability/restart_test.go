@@ -50,7 +50,7 @@ func serveOn(t *testing.T, addr string, h gateway.Handler) (*gateway.Server, cha
 }
 
 // TestRestartUnderTraffic stops the server while clients send, then starts a
-// new one on the same address. The promise (documented in the README): a
+// new one on the same address. The promise (documented in docs/reliability.md): a
 // frame written to a connection that breaks is delivered at most once, and
 // its Request fails with ErrConnectionLost rather than hanging; every frame
 // sent while disconnected is queued and delivered exactly once after the

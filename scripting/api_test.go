@@ -530,7 +530,7 @@ func TestFailedHandlerLogNamesTheRequest(t *testing.T) {
 	}
 }
 
-// TestWhereStateLives runs the README's example of where state lives:
+// TestWhereStateLives runs docs/handlers.md's example of where state lives:
 // conn.state counts per connection and store for all, whichever pooled
 // state serves the call.
 func TestWhereStateLives(t *testing.T) {

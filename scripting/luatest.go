@@ -53,7 +53,7 @@ type TestReport struct {
 // directory, each test in a fresh Lua state that has every route loaded as
 // serve would load it, with an in-memory store, a clock the test moves, and
 // test doubles of the gateway, http, upstream and nats modules (see the
-// README's "Testing handlers"). It returns ErrTestsFailed when a test
+// docs/cli.md, "samgw test"). It returns ErrTestsFailed when a test
 // failed; other errors mean the tests could not run at all.
 func RunTests(cfg TestConfig) (TestReport, error) {
 	var report TestReport

@@ -1,4 +1,4 @@
-// Command benchreport produces the benchmark table of the README: it builds
+// Command benchreport produces the benchmark tables of docs/performance.md: it builds
 // samgw, starts it as (a) the Go echo, (b) the embedded Lua echo and (c) a Lua
 // handler that decodes, transforms and re-encodes, plus (d) the HAProxy + Lua
 // + cjson peer and (f, g) the OpenResty stream-lua peer (echo and transform)
@@ -239,7 +239,7 @@ func (r *reporter) load(addr string, c config, duration time.Duration) (bench.Re
 	return res, nil
 }
 
-// table formats the results as the README's Markdown table, with ratios to
+// table formats the results as docs/performance.md's Markdown table, with ratios to
 // the first server.
 func table(servers []server, results map[string]map[config]bench.Result, seconds int, pinned bool, rounds int) string {
 	var b strings.Builder

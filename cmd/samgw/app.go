@@ -147,7 +147,7 @@ unit:
 }
 
 // oneFramePerWriteFlag is --one-frame-per-write, for peers that parse one
-// JSON object per read (see the README's "Peers that parse one frame per
+// JSON object per read (see docs/protocol.md, "Peers that parse one frame per
 // read").
 func oneFramePerWriteFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "one-frame-per-write", EnvVars: envVar("one-frame-per-write"),

@@ -110,10 +110,10 @@ func TestReadmeIdentitiesExampleLoads(t *testing.T) {
 	writeFile(t, file, block)
 	ids, err := loadIdentities(file)
 	if err != nil {
-		t.Fatalf("the README's example does not load: %v\n%s", err, block)
+		t.Fatalf("docs/security.md's example does not load: %v\n%s", err, block)
 	}
 	if _, err := gateway.NewServer(gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}}); err != nil {
-		t.Fatalf("the server refuses the README's example: %v", err)
+		t.Fatalf("the server refuses docs/security.md's example: %v", err)
 	}
 	if len(ids) != 2 || ids[1].PublicKey == "" || len(ids[1].Routes) != 3 {
 		t.Fatalf("parsed %+v", ids)

@@ -329,7 +329,7 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	}
 }
 
-// TestEveryFlagHasItsEnvironmentVariable: as the README says, every flag
+// TestEveryFlagHasItsEnvironmentVariable: as docs/cli.md says, every flag
 // of every command can be set by SAMGW_<NAME>.
 func TestEveryFlagHasItsEnvironmentVariable(t *testing.T) {
 	app := newApp(nil, io.Discard, io.Discard)

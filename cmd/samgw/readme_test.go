@@ -145,7 +145,7 @@ func TestReadmeUpstreamWalkthrough(t *testing.T) {
 	runWalkthrough(t, "docs/upstreams.md", "## Walk-through", 2)
 }
 
-// TestReadmeSendExamples runs the README's `samgw send` examples against
+// TestReadmeSendExamples runs docs/cli.md's `samgw send` examples against
 // the embedded default server (SAMGW_ADDR points them at it) and compares
 // what they print, "…" standing for any text.
 func TestReadmeSendExamples(t *testing.T) {

@@ -10,7 +10,7 @@
 -- message; one timer per session (a second login on the connection makes
 -- none) looks every second whether it is still there. The timer only reads the store, so it does not matter which Lua
 -- state a renewal runs in (a top-level table of timers would: see "Where
--- state lives" in the README).
+-- state lives" in docs/handlers.md).
 
 local IDLE_MS = (config.session or {}).idle_ms or 30000
 local CHECK_MS = 1000

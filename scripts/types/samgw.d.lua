@@ -1,7 +1,7 @@
 ---@meta samgw
 -- Type stubs of the samgw handler API for LuaLS / EmmyLua: print them with
 -- `samgw lua-types > samgw.d.lua` and point your editor's workspace.library
--- at the file (see the README). A test keeps them in step with the API.
+-- at the file (see docs/handlers.md, "Editor support"). A test keeps them in step with the API.
 
 ---@class samgw.Message
 ---@field type "data"

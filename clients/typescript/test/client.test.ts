@@ -47,7 +47,7 @@ test('FrameReader: split at every byte, coalesced, CRLF, empty lines, the limit'
   assert.throws(() => slow.push(Buffer.from('z'.repeat(10))), (e: SamgwError) => e.code === 'frame_too_large');
 });
 
-test('signedBytes: the README example, byte for byte', () => {
+test('signedBytes: the example of docs/security.md, byte for byte', () => {
   assert.equal(signedBytes('m1', 1764100000000, 'chat', '{"a":1}').toString(), 'samgw-sig-v1\nm1\n1764100000000\nchat\n{"a":1}');
 });
 
