@@ -52,7 +52,7 @@ type TestReport struct {
 // RunTests runs the *_test.lua files beside the handlers of a scripts
 // directory, each test in a fresh Lua state that has every route loaded as
 // serve would load it, with an in-memory store, a clock the test moves, and
-// test doubles of the gateway, http, upstream and nats modules (see the
+// test doubles of the gateway, http, upstream and nats modules (see
 // docs/cli.md, "samgw test"). It returns ErrTestsFailed when a test
 // failed; other errors mean the tests could not run at all.
 func RunTests(cfg TestConfig) (TestReport, error) {
