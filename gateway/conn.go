@@ -56,6 +56,8 @@ type Conn struct {
 // ConnInfo describes a connection, for listings and statistics.
 type ConnInfo struct {
 	ID           string
+	Identity     string // the authenticated identity; "" without authentication
+	Transport    string // "tcp" or "tls"
 	RemoteAddr   string
 	ConnectedAt  time.Time
 	LastActivity time.Time // when the last frame arrived (or the connect)
@@ -158,8 +160,14 @@ func (l lazyContext) Value(key any) any           { return l.c.Context().Value(k
 
 // Info returns a snapshot of the connection's statistics.
 func (c *Conn) Info() ConnInfo {
+	transport := "tcp"
+	if c.srv.cfg.TLSConfig != nil {
+		transport = "tls"
+	}
 	return ConnInfo{
 		ID:           c.id,
+		Identity:     c.Identity(),
+		Transport:    transport,
 		RemoteAddr:   c.remote,
 		ConnectedAt:  c.connectedAt,
 		LastActivity: time.Unix(0, c.w.lastFrame.Load()),

@@ -1,6 +1,6 @@
 // Package metrics exposes a gateway to Prometheus and to health checks:
-// /metrics, /healthz (the process is alive) and /readyz (listening, scripts
-// loaded).
+// /metrics, /healthz (the process is alive), /readyz (listening, scripts
+// loaded) and /connz (the open connections, as JSON).
 //
 // Counters are read from gateway.Server.Stats and the script engine at scrape
 // time, so the message path pays nothing for them; only the Lua handler
@@ -96,7 +96,7 @@ func (m *Metrics) EnablePprof() {
 	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
 }
 
-// Handler serves /metrics, /healthz and /readyz.
+// Handler serves /metrics, /healthz, /readyz and /connz.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if m.pprof {
@@ -107,6 +107,7 @@ func (m *Metrics) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /connz", m.serveConnz)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

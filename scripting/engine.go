@@ -328,6 +328,10 @@ func failingFile(err error) string {
 	return ""
 }
 
+// Subscriptions lists the topics connection c is subscribed to on this
+// node, sorted (for listings such as /connz).
+func (e *Engine) Subscriptions(c *gateway.Conn) []string { return e.topics.of(c) }
+
 // ReloadError is why the last reload failed ("" when it succeeded): the
 // previous version of the scripts serves meanwhile.
 func (e *Engine) ReloadError() string {

@@ -3,6 +3,7 @@ package scripting
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/secureagentmessaging/samgw/gateway"
@@ -146,4 +147,16 @@ func (t *topics) count() int {
 		n += len(subs)
 	}
 	return n
+}
+
+// of lists the topics c is subscribed to, sorted.
+func (t *topics) of(c *gateway.Conn) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	names := make([]string, 0, len(t.byConn[c]))
+	for name := range t.byConn[c] {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
