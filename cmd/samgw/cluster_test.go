@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +45,8 @@ end`)
 			t.Fatalf("log: %s", log.String())
 		}
 		addrs = append(addrs, addr)
-		if got := sendOK(t, addr, `"where"`); !strings.HasPrefix(got, `"`+node+`.c`) {
-			t.Fatalf("connection id %s does not name node %s", got, node)
+		if got := sendOK(t, addr, `"where"`); !regexp.MustCompile(`^"` + node + `\.[a-z2-7]{6}\.c\d+"$`).MatchString(got) {
+			t.Fatalf("connection id %s is not NODE.BOOT.cN for node %s", got, node)
 		}
 	}
 	scenario := filepath.Join(dir, "spread.lua")

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,9 +119,18 @@ func serve(cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Connection ids never repeat: each start of the process names its
+	// connections with a boot id of its own (after the node's name in a
+	// cluster), so state a script keyed by a connection id (in the store,
+	// which outlives a restart) never points at an unrelated connection.
+	boot, err := bootID()
+	if err != nil {
+		return err
+	}
+	cfg.IDPrefix = boot + "."
 	if clu != nil {
 		defer clu.Close()
-		cfg.IDPrefix = clu.IDPrefix()
+		cfg.IDPrefix = clu.IDPrefix() + boot + "."
 		if cfg.Auth != nil {
 			cfg.Auth.Replay = clu // a signed frame is accepted once by the cluster
 		}
@@ -524,6 +535,16 @@ func tuneGC(cctx *cli.Context, log *slog.Logger) (stop func(), err error) {
 		}
 	}
 	return gctune.Start(uint64(minHeap)), nil
+}
+
+// bootID is six random lowercase base32 characters (30 bits) naming this
+// start of the process in its connection ids.
+func bootID() (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("boot id: %w", err)
+	}
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))[:6], nil
 }
 
 // routeTimeoutFlags reads --route-timeout ROUTE=DURATION values.

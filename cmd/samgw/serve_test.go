@@ -476,3 +476,28 @@ func TestPresenceTTLFlagIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionIDsNeverRepeatAcrossRestarts: ids started again at c1
+// after a restart, so state a script kept by connection id in the store
+// pointed at new, unrelated connections. Each start has a boot id now.
+func TestConnectionIDsNeverRepeatAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "default.lua"), "function on_data(msg, conn) return conn.id end\n")
+	format := regexp.MustCompile(`^"([a-z2-7]{6})\.c(\d+)"$`)
+	seen := map[string]bool{}
+	for range 3 {
+		addr, _, stop := startServe(t, "--scripts", dir)
+		for range 2 {
+			got := sendOK(t, addr, "1")
+			m := format.FindStringSubmatch(got)
+			if m == nil {
+				t.Fatalf("connection id %s is not BOOT.cN", got)
+			}
+			if seen[got] {
+				t.Fatalf("connection id %s repeated across restarts", got)
+			}
+			seen[got] = true
+		}
+		stop()
+	}
+}
