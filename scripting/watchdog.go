@@ -42,9 +42,10 @@ type watchdog struct {
 	limit   uint64
 	polling atomic.Bool // read by every call, written only when polling starts or stops
 
-	mu      sync.Mutex
-	states  map[*luaState]struct{} // every live state, to find the running ones
-	stopped []*luaState            // stopped for memory, not yet discarded
+	mu        sync.Mutex
+	states    map[*luaState]struct{} // every live state, to find the running ones
+	stopped   []*luaState            // stopped for memory, not yet discarded
+	stoppedAt time.Time              // when the last of them was stopped
 
 	sampleMu sync.Mutex // guards sample
 	sample   []metrics.Sample
@@ -96,7 +97,11 @@ func (g *watchdog) poll() {
 	for _, st := range g.stopped {
 		// A stopped call's state is discarded (closed, and removed from
 		// states) once the call has ended: until then it holds its memory.
-		if _, open := g.states[st]; open {
+		// One whose call had ended just before it was stopped is not
+		// discarded; it stops counting once it is idle and stopGrace has
+		// passed.
+		_, open := g.states[st]
+		if open && (st.deadline.Running() || now.Sub(g.stoppedAt) < stopGrace) {
 			ending = append(ending, st)
 		}
 	}
@@ -124,6 +129,7 @@ func (g *watchdog) poll() {
 		case overLimit && st.deadline.Running():
 			st.deadline.Stop(errMemoryLimit)
 			g.stopped = append(g.stopped, st)
+			g.stoppedAt = now
 		case st.deadline.Overdue(now.UnixNano()):
 			st.deadline.Stop(context.DeadlineExceeded)
 		}
@@ -142,6 +148,10 @@ func (g *watchdog) poll() {
 		time.AfterFunc(watchPeriod, g.poll)
 	}
 }
+
+// stopGrace is how long an idle state stopped for memory counts as
+// ending before the watchdog stops waiting for it to be discarded.
+const stopGrace = time.Second
 
 // used reads the guarded memory: heap objects (live, and dead ones not
 // yet swept) and goroutine stacks.
