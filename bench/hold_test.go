@@ -69,8 +69,8 @@ func TestHoldTimesBroadcastsOverSeveralServers(t *testing.T) {
 	res, err := Hold(context.Background(), HoldConfig{Addrs: addrs, Token: "tok", Conns: 30, Duration: 2500 * time.Millisecond,
 		Broadcasts: 2, BroadcastRoute: "fanout",
 		Opened: func() { // spread in turn over both servers
-			testutil.Eventually(t, "15 connections on each server", func() bool {
-				return servers[0].ConnectionCount() >= 15 && servers[1].ConnectionCount() >= 15
+			testutil.Eventually(t, "15 authenticated connections on each server", func() bool {
+				return len(servers[0].Connections()) >= 15 && len(servers[1].Connections()) >= 15
 			})
 		}})
 	if err != nil {

@@ -134,20 +134,27 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.keepAlivesOnce.Do(func() {
 			// The parker lives from the first Serve to Shutdown; the
 			// keep-alive scheduler, which decides who is quiet, feeds it.
+			// Started only while not shut down, and counted under s.mu,
+			// so Shutdown (which sets closed under it, then waits) either
+			// waits for the scheduler or it never starts.
 			s.mu.Lock()
-			if !s.closed {
+			start := !s.closed
+			if start {
 				s.parker = newParker(s.cfg.KeepAliveTimeout)
 				s.keepAlives.parker = s.parker
+				s.background.Add(1)
 			}
+			parker := s.parker
 			s.mu.Unlock()
-			if s.parker != nil {
-				go s.parker.run()
+			if parker != nil {
+				go parker.run()
 			}
-			s.background.Add(1)
-			go func() {
-				defer s.background.Done()
-				s.keepAlives.run(s.done)
-			}()
+			if start {
+				go func() {
+					defer s.background.Done()
+					s.keepAlives.run(s.done)
+				}()
+			}
 		})
 	}
 	if h, ok := s.cfg.Handler.(ServeHandler); ok {

@@ -601,7 +601,7 @@ func TestPushesBetweenConnections(t *testing.T) {
 	})})
 	a := dialPeer(t, addr)
 	b := dialPeer(t, addr)
-	testutil.Eventually(t, "two connections", func() bool { return srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections open", func() bool { return len(srv.Connections()) == 2 })
 	var bID string
 	for _, in := range srv.Connections() {
 		if in.RemoteAddr == b.nc.LocalAddr().String() {

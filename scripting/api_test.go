@@ -36,7 +36,7 @@ function on_data(msg, conn)
 end`}, Config{})
 	a, aPush := f.client()
 	b, bPush := f.client()
-	testutil.Eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections open", func() bool { return len(f.srv.Connections()) == 2 })
 	ids := map[string]string{}
 	for _, in := range f.srv.Connections() {
 		ids[in.RemoteAddr] = in.ID
@@ -326,7 +326,7 @@ func TestOnDataSeesItsConnHoweverItIsDeclared(t *testing.T) {
 		"state.lua":   `function on_data(msg) gateway.send(msg.payload, "pushed") return "sent" end`,
 	}, Config{})
 	c, pushes := f.client()
-	testutil.Eventually(t, "the connection", func() bool { return f.srv.ConnectionCount() == 1 })
+	testutil.Eventually(t, "the connection to open", func() bool { return len(f.srv.Connections()) == 1 })
 	id := fmt.Sprintf("%q", f.srv.Connections()[0].ID)
 	mustReply(t, c, "", id, `[true,"userdata"]`)
 	mustReply(t, c, "varargs", id, `[true,1]`)
@@ -416,7 +416,7 @@ func TestExamplesWork(t *testing.T) {
 	f := newFixture(t, files, Config{})
 	a, aPush := f.client()
 	b, bPush := f.client()
-	testutil.Eventually(t, "two connections", func() bool { return f.srv.ConnectionCount() == 2 })
+	testutil.Eventually(t, "two connections open", func() bool { return len(f.srv.Connections()) == 2 })
 
 	mustReply(t, a, "upper", `{"greeting":"hello","list":["a",{"b":"c"}],"n":1}`, `{"greeting":"HELLO","list":["A",{"b":"C"}],"n":1}`)
 	mustReply(t, a, "", `"no default.lua: built-in echo"`, `"no default.lua: built-in echo"`)
