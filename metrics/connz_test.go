@@ -42,17 +42,12 @@ func TestConnz(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	served := make(chan error, 1)
-	go func() { served <- m.Serve(ctx, "127.0.0.1:0", ready) }()
-	base := "http://" + <-ready
 	defer func() {
-		cancel()
-		<-served
 		srv.Shutdown(context.Background())
 		<-done
 	}()
+	ctx := t.Context()
+	base := serveMetrics(t, m)
 
 	silent, err := net.Dial("tcp", ln.Addr().String()) // never authenticates
 	if err != nil {

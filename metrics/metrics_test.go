@@ -49,6 +49,21 @@ func value(t *testing.T, scrape, series string) float64 {
 	return v
 }
 
+// serveMetrics serves m on a loopback port until the test ends and
+// returns its base URL.
+func serveMetrics(t *testing.T, m *Metrics) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(ctx, "127.0.0.1:0", ready) }()
+	t.Cleanup(func() {
+		cancel()
+		<-served
+	})
+	return "http://" + <-ready
+}
+
 func TestScrape(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	m := New()
@@ -61,16 +76,8 @@ func TestScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Attach(srv, engine)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	served := make(chan error, 1)
-	go func() { served <- m.Serve(ctx, "127.0.0.1:0", ready) }()
-	base := "http://" + <-ready
-	defer func() {
-		cancel()
-		<-served
-	}()
+	ctx := t.Context()
+	base := serveMetrics(t, m)
 
 	t.Run("healthy but not ready before listening", func(t *testing.T) {
 		if code, body := get(t, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
