@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -36,26 +35,17 @@ func TestConnz(t *testing.T) {
 	}
 	m := New()
 	m.Attach(srv, engine)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	defer func() {
-		srv.Shutdown(context.Background())
-		<-done
-	}()
+	addr := serveGateway(t, srv)
 	ctx := t.Context()
 	base := serveMetrics(t, m)
 
-	silent, err := net.Dial("tcp", ln.Addr().String()) // never authenticates
+	silent, err := net.Dial("tcp", addr) // never authenticates
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
 	for i, token := range []string{"token-a", "token-b", "token-a"} {
-		c, err := gateway.NewClient(gateway.ClientConfig{Addr: ln.Addr().String(), Token: token, Logger: quiet, KeepAliveInterval: time.Hour})
+		c, err := gateway.NewClient(gateway.ClientConfig{Addr: addr, Token: token, Logger: quiet, KeepAliveInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,6 +64,23 @@ func serveMetrics(t *testing.T, m *Metrics) string {
 	return "http://" + <-ready
 }
 
+// serveGateway serves srv on a loopback port until the test ends and
+// returns its address.
+func serveGateway(t *testing.T, srv *gateway.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-done
+	})
+	return ln.Addr().String()
+}
+
 func TestScrape(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	m := New()
@@ -88,16 +105,7 @@ func TestScrape(t *testing.T) {
 		}
 	})
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	defer func() {
-		srv.Shutdown(context.Background())
-		<-done
-	}()
+	addr := serveGateway(t, srv)
 	deadline := time.Now().Add(10 * time.Second)
 	t.Run("ready once listening", func(t *testing.T) {
 		for code, _ := get(t, base+"/readyz"); code != 200; code, _ = get(t, base+"/readyz") {
@@ -107,7 +115,7 @@ func TestScrape(t *testing.T) {
 		}
 	})
 
-	t.Run("traffic, errors and timeouts are counted", func(t *testing.T) { scrapeTraffic(t, ctx, ln.Addr().String(), base, deadline) })
+	t.Run("traffic, errors and timeouts are counted", func(t *testing.T) { scrapeTraffic(t, ctx, addr, base, deadline) })
 }
 
 // scrapeTraffic drives a client and a silent connection through the
