@@ -109,6 +109,9 @@ type Config struct {
 	IDPrefix string
 	// Handler serves data messages; nil means Echo.
 	Handler Handler
+	// Mailboxes holds the messages of identities that resume (an auth
+	// frame with "resume": true); nil means no connection resumes.
+	Mailboxes Mailboxes
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
 }

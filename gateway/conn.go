@@ -51,6 +51,7 @@ type Conn struct {
 	pending   *list.Element          // in srv.pending until authenticated; guarded by srv.mu
 	evicted   bool                   // closed to admit another; guarded by srv.mu
 	state     connState              // where it is in its life; guarded by srv.mu, changed only by advance
+	mb        *mailboxState          // set, when it resumes, before it opens (see attachMailbox)
 }
 
 // ConnInfo describes a connection, for listings and statistics.
@@ -285,6 +286,7 @@ func (c *Conn) end(cause CloseCause) {
 	c.w.finish(cause)
 	c.cancelContext()
 	c.srv.remove(c)
+	c.detachMailbox()
 	cause = c.w.closeCause()
 	reason := cause.String()
 	switch cause.Kind {
@@ -357,12 +359,12 @@ func (c *Conn) audit(event, route, reason string) {
 // welcome authenticates the connection (when the server requires it) and
 // runs OnConnect; it reports whether the connection may go on to frames.
 func (c *Conn) welcome() (CloseCause, bool) {
-	byToken, authID := false, ""
+	byToken, authID, resume := false, "", false
 	switch {
 	case c.srv.auth != nil && c.Identity() == "":
 		c.advance(stateAuthenticating)
 		var cause CloseCause
-		if cause, byToken, authID = c.authenticate(); !byToken {
+		if cause, byToken, authID, resume = c.authenticate(); !byToken {
 			return cause, false
 		}
 	case c.srv.auth != nil && c.principal == nil:
@@ -373,15 +375,29 @@ func (c *Conn) welcome() (CloseCause, bool) {
 	case c.Identity() != "":
 		c.audit(AuditAuthOK, "", "client certificate")
 	}
+	var resumed bool
+	var pending uint64
+	if resume {
+		resumed, pending = c.attachMailbox()
+	}
 	if !c.srv.authenticated(c) {
 		// Its end was decided meanwhile (evicted, shut down, aborted): the
 		// cause given with it wins in finish.
+		c.detachMailbox()
 		return cmp.Or(c.w.requestedCause(), c.w.closeCause(), CloseCause{Kind: CloseRequested, Detail: "closed before it opened"}), false
 	}
 	if byToken {
 		// Told only once it is open: a client that has read its auth reply
 		// is addressable, so a push sent after that reaches it.
-		c.replyAuth(authID, c.Identity())
+		payload := protocol.AppendAuthReply(nil, c.Identity())
+		if resume {
+			payload = protocol.AppendResumeAuthReply(nil, c.Identity(), resumed, pending)
+		}
+		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: authID, Payload: payload}) //nolint:errcheck // closing
+	}
+	if resumed {
+		// After the reply: the mailbox's first message follows it.
+		c.mb.box.Start()
 	}
 	if h, ok := c.srv.cfg.Handler.(ConnectHandler); ok {
 		var err error = errInternal // stays so if OnConnect panics
@@ -432,32 +448,32 @@ func (c *Conn) frames() (cause CloseCause, moved bool) {
 // auth timeout, and returns the frame's id for the reply (welcome sends it
 // once the connection is open). On failure the peer gets error
 // unauthorized, then close.
-func (c *Conn) authenticate() (cause CloseCause, ok bool, id string) {
+func (c *Conn) authenticate() (cause CloseCause, ok bool, id string, resume bool) {
 	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(causeAuthTimeout) })
 	defer timer.Stop()
 	frame, err := c.w.readFrame()
 	if err != nil {
 		if cause := c.readFailed(err); cause.Kind != CloseAuthTimeout {
-			return cause, false, ""
+			return cause, false, "", false
 		}
-		return c.refuseAuth(ReasonAuthTimeout, ""), false, ""
+		return c.refuseAuth(ReasonAuthTimeout, ""), false, "", false
 	}
 	m := &c.msg
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
-		return c.refuseAuth("the first frame must be auth", m.ID), false, ""
+		return c.refuseAuth("the first frame must be auth", m.ID), false, "", false
 	}
 	c.w.in[typeIndex(protocol.TypeAuth)].Add(1) // counted like every frame dispatch sees
 	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil {
-		return c.refuseAuth("invalid token", m.ID), false, ""
+		return c.refuseAuth("invalid token", m.ID), false, "", false
 	}
 	if !timer.Stop() {
-		return c.refuseAuth(ReasonAuthTimeout, m.ID), false, ""
+		return c.refuseAuth(ReasonAuthTimeout, m.ID), false, "", false
 	}
 	c.principal = p
 	c.identity.Store(&p.name)
 	c.audit(AuditAuthOK, "", "token")
-	return CloseCause{}, true, m.ID
+	return CloseCause{}, true, m.ID, protocol.ParseAuthResume(m.Payload)
 }
 
 // refuseAuth answers a failed authentication with error unauthorized
@@ -584,6 +600,8 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 		c.handleData(m)
 	case protocol.TypeAuth:
 		c.reauthenticate(m)
+	case protocol.TypeAck:
+		c.ack(m)
 	case protocol.TypePing:
 		c.w.answerMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
 	case protocol.TypeKeepAlive:

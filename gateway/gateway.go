@@ -31,6 +31,9 @@ var (
 	// ErrSlowConsumer is the reason a peer that does not read fast enough is
 	// disconnected: its outbound queue overflowed or a write timed out.
 	ErrSlowConsumer = errors.New("gateway: slow consumer")
+	// ErrNoMailbox is returned by Deliver on a connection that did not
+	// resume.
+	ErrNoMailbox = errors.New("gateway: connection has no mailbox")
 	// ErrQueueFull is returned by Client sends when the queue of frames
 	// waiting for a connection is full.
 	ErrQueueFull = errors.New("gateway: queue full")

@@ -9,7 +9,7 @@ import (
 // FrameTypes are the frame types Stats counts, in a fixed order.
 var FrameTypes = [...]protocol.Type{
 	protocol.TypeData, protocol.TypePing, protocol.TypePong, protocol.TypeKeepAlive,
-	protocol.TypeClose, protocol.TypeError, protocol.TypeAuth,
+	protocol.TypeClose, protocol.TypeError, protocol.TypeAuth, protocol.TypeAck,
 }
 
 // typeIndex is t's position in FrameTypes.
@@ -27,8 +27,10 @@ func typeIndex(t protocol.Type) int {
 		return 4
 	case protocol.TypeError:
 		return 5
+	case protocol.TypeAuth:
+		return 6
 	}
-	return 6
+	return 7
 }
 
 // frameCounts counts frames by type.

@@ -13,6 +13,7 @@ const (
 	fieldTimestamp
 	fieldPayload
 	fieldSig
+	fieldSeq
 )
 
 // Decode validates frame and fills m from it. It checks, in one pass and
@@ -144,6 +145,20 @@ func (d *messageDecoder) field(key []byte) (bit int, err error) {
 		}
 		d.m.Timestamp = ts
 		return fieldTimestamp, nil
+	case "seq":
+		start := s.pos
+		if err := s.skipValue(1); err != nil {
+			return 0, err
+		}
+		raw := s.data[start:s.pos]
+		if string(raw) != "null" {
+			seq, ok := parseSeq(raw)
+			if !ok {
+				d.fail(Errorf(CodeInvalidMessage, "seq must be a non-negative integer"))
+			}
+			d.m.Seq = seq
+		}
+		return fieldSeq, nil
 	case "payload":
 		start := s.pos
 		if err := s.skipValue(1); err != nil {
@@ -253,6 +268,8 @@ func knownType(b []byte) (Type, bool) {
 		return TypeError, true
 	case "auth":
 		return TypeAuth, true
+	case "ack":
+		return TypeAck, true
 	}
 	return "", false
 }

@@ -42,6 +42,10 @@ func AppendFrame(dst []byte, m *Message) []byte {
 		dst = append(dst, `,"route":`...)
 		dst = AppendString(dst, m.Route)
 	}
+	if m.Seq != 0 {
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendUint(dst, m.Seq, 10)
+	}
 	if m.Sig != "" {
 		dst = append(dst, `,"sig":`...)
 		dst = AppendString(dst, m.Sig)

@@ -6,7 +6,8 @@ import (
 	"github.com/secureagentmessaging/samgw/internal/clock"
 )
 
-// Message is one frame: {"type", "payload", "timestamp", "id", "route"}.
+// Message is one frame: {"type", "payload", "timestamp", "id", "route",
+// "seq", "sig"}.
 //
 // A Message filled by Decode aliases the frame it was decoded from: Payload
 // points into that buffer and is valid only as long as the buffer is. Copy
@@ -24,6 +25,10 @@ type Message struct {
 	// Payload is the raw JSON of the payload, exactly as sent. Nil means
 	// absent; a JSON null is the 4 bytes "null".
 	Payload []byte
+	// Seq is the mailbox sequence number of a message delivered from a
+	// mailbox (per identity, increasing); 0 means absent. The client acks it
+	// with an ack frame.
+	Seq uint64
 	// Sig is the base64 Ed25519 signature of a signed message (see
 	// AppendSigned); empty means unsigned.
 	Sig string

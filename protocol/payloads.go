@@ -1,11 +1,16 @@
 package protocol
 
+import "strconv"
+
 // The payloads the protocol itself defines, encoded and decoded here so that
 // no other package hand-builds or re-parses them:
 //
 //	error:  {"code": "...", "message": "..."}
 //	close:  {"reason": "..."} (or {"message": "..."} when answering a client's close)
-//	auth:   {"token": "..."} from the client; {"ok": true, "identity": "..."} from the server
+//	auth:   {"token": "...", "resume": true} from the client ("resume" optional);
+//	        {"ok": true, "identity": "...", "resume": true, "pending": N} from the
+//	        server ("resume" and "pending" only when the client asked to resume)
+//	ack:    {"seq": N} from a resuming client: its mailbox's messages up to N are done
 
 // AppendErrorPayload appends {"code": code, "message": message}.
 func AppendErrorPayload(dst []byte, code Code, message string) []byte {
@@ -56,27 +61,137 @@ func AppendAuthReply(dst []byte, identity string) []byte {
 // ParseAuthReply reads the identity of the server's auth answer.
 func ParseAuthReply(payload []byte) string { return stringFields(payload, "identity")[0] }
 
+// AppendResumeAuthPayload appends the payload of an auth frame that asks
+// for the identity's mailbox, {"token": token, "resume": true}.
+func AppendResumeAuthPayload(dst []byte, token string) []byte {
+	dst = AppendAuthPayload(dst, token)
+	return append(dst[:len(dst)-1], `,"resume":true}`...)
+}
+
+// ParseAuthResume reports whether an auth payload asks to resume: its
+// "resume" is true (anything else is no).
+func ParseAuthResume(payload []byte) bool { return string(rawField(payload, "resume")) == "true" }
+
+// AppendResumeAuthReply appends the server's answer to an auth frame that
+// asked to resume: resumed says whether the connection gets its identity's
+// mailbox, pending how many messages wait there.
+func AppendResumeAuthReply(dst []byte, identity string, resumed bool, pending uint64) []byte {
+	dst = AppendAuthReply(dst, identity)
+	dst = dst[:len(dst)-1]
+	if !resumed {
+		return append(dst, `,"resume":false}`...)
+	}
+	dst = append(dst, `,"resume":true,"pending":`...)
+	dst = strconv.AppendUint(dst, pending, 10)
+	return append(dst, '}')
+}
+
+// ParseAuthReplyResume reads the mailbox part of the server's auth answer:
+// whether the connection resumed and how many messages wait.
+func ParseAuthReplyResume(payload []byte) (resumed bool, pending uint64) {
+	if string(rawField(payload, "resume")) != "true" {
+		return false, 0
+	}
+	n, _ := parseSeq(rawField(payload, "pending"))
+	return true, n
+}
+
+// AppendAckPayload appends the payload of an ack frame, {"seq": seq}.
+func AppendAckPayload(dst []byte, seq uint64) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	return append(dst, '}')
+}
+
+// ParseAck reads the sequence number of an ack payload: a positive integer
+// (an *Error with CodeInvalidMessage otherwise).
+func ParseAck(payload []byte) (uint64, error) {
+	raw := rawField(payload, "seq")
+	if raw == nil {
+		return 0, Errorf(CodeInvalidMessage, `an ack needs a payload {"seq": N}`)
+	}
+	seq, ok := parseSeq(raw)
+	if !ok || seq == 0 {
+		return 0, Errorf(CodeInvalidMessage, "ack seq must be a positive integer, got %s", truncateText(raw, 32))
+	}
+	return seq, nil
+}
+
+// parseSeq reads a sequence number: a JSON integer from 0 to 2^63-1 written
+// without fraction or exponent.
+func parseSeq(raw []byte) (uint64, bool) {
+	if len(raw) == 0 || raw[0] == '-' {
+		return 0, false
+	}
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	if len(raw) > 1 && raw[0] == '0' {
+		return 0, false
+	}
+	v, ok := parseInt(raw)
+	return uint64(v), ok
+}
+
 // stringFields returns the string values of keys in a JSON object (""
 // where a key is absent, not a string, or the payload is not an object).
 // Other fields are skipped whatever they hold.
 func stringFields(payload []byte, keys ...string) []string {
 	out := make([]string, len(keys))
+	eachField(payload, func(s *scanner, key []byte) bool {
+		i := indexOf(keys, string(key))
+		if i < 0 || s.peek() != '"' {
+			return false
+		}
+		str, _, err := s.stringValue()
+		if err == nil {
+			out[i] = string(str)
+		}
+		return err == nil
+	})
+	return out
+}
+
+// rawField returns the raw JSON value of key in a JSON object, or nil when
+// the key is absent or the payload is not an object. It aliases payload.
+func rawField(payload []byte, key string) []byte {
+	var raw []byte
+	eachField(payload, func(s *scanner, k []byte) bool {
+		if string(k) != key {
+			return false
+		}
+		start := s.pos
+		if s.skipValue(1) != nil {
+			return true
+		}
+		raw = s.data[start:s.pos]
+		return true
+	})
+	return raw
+}
+
+// eachField walks the members of a JSON object: visit is called with the
+// scanner at each member's value and reads it (returning true) or leaves it
+// to be skipped (false). A malformed payload ends the walk.
+func eachField(payload []byte, visit func(s *scanner, key []byte) bool) {
 	s := scanner{data: payload, maxDepth: DefaultMaxDepth}
 	s.skipSpace()
 	if s.expect('{') != nil {
-		return out
+		return
 	}
 	s.skipSpace()
 	if s.peek() == '}' {
-		return out
+		return
 	}
 	for {
 		if s.expect('"') != nil {
-			return out
+			return
 		}
 		ks, ke, kesc, err := s.scanString()
 		if err != nil {
-			return out
+			return
 		}
 		key := s.data[ks:ke]
 		if kesc {
@@ -84,22 +199,21 @@ func stringFields(payload []byte, keys ...string) []string {
 		}
 		s.skipSpace()
 		if s.expect(':') != nil {
-			return out
+			return
 		}
 		s.skipSpace()
-		i := indexOf(keys, string(key))
-		if i >= 0 && s.peek() == '"' {
-			str, _, err := s.stringValue()
-			if err != nil {
-				return out
+		start := s.pos
+		if !visit(&s, key) {
+			s.pos = start
+			if s.skipValue(1) != nil {
+				return
 			}
-			out[i] = string(str)
-		} else if s.skipValue(1) != nil {
-			return out
+		} else if s.pos == start {
+			return // the visitor could not read the value
 		}
 		s.skipSpace()
 		if s.peek() != ',' {
-			return out
+			return
 		}
 		s.pos++
 		s.skipSpace()

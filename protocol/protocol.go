@@ -33,6 +33,9 @@ const (
 	// TypeAuth carries a bearer token from the client, and the server's
 	// answer.
 	TypeAuth Type = "auth"
+	// TypeAck is a resuming client's receipt for its mailbox's messages: its
+	// payload's seq says everything up to that number is done.
+	TypeAck Type = "ack"
 )
 
 // Default limits, used when a Limits field is zero.
