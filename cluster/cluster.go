@@ -709,3 +709,7 @@ func (c *Cluster) subjectAllowed(subject string) bool {
 	}
 	return false
 }
+
+// Conn returns the cluster's NATS connection, which the mailboxes share
+// (their JetStream is the cluster's).
+func (c *Cluster) Conn() *nats.Conn { return c.nc }

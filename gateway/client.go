@@ -78,7 +78,21 @@ type ClientConfig struct {
 	FramePacing      time.Duration
 	// OnMessage, if set, is called on the reader goroutine for every frame
 	// received, replies included. The message is valid only during the call.
+	// A message from the identity's mailbox has a Seq; one whose id was
+	// handled within DedupeWindow is not passed on (it was delivered again
+	// after a reconnect).
 	OnMessage func(*protocol.Message)
+	// NoResume leaves the identity's mailbox alone: by default a client
+	// with a Token asks to resume (an auth frame with "resume": true), so
+	// what waits in its mailbox is delivered after each connect.
+	NoResume bool
+	// ManualAck leaves acks to the caller (Ack); by default each mailbox
+	// message is acked once OnMessage has returned (acks are batched: one
+	// after a burst).
+	ManualAck bool
+	// DedupeWindow is how many mailbox message ids are remembered to drop
+	// duplicates; zero means DefaultDedupeWindow.
+	DedupeWindow int
 	// OnConnect and OnDisconnect, if set, are called when a connection is
 	// made (the first and every reconnection) and when one is lost.
 	OnConnect    func()
@@ -96,6 +110,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
+	c.DedupeWindow = cmp.Or(c.DedupeWindow, DefaultDedupeWindow)
 	c.BackoffMin = cmp.Or(c.BackoffMin, DefaultBackoffMin)
 	c.BackoffMax = max(cmp.Or(c.BackoffMax, DefaultBackoffMax), c.BackoffMin)
 	if c.Dial == nil {
@@ -141,6 +156,7 @@ type Client struct {
 	lastError error  // the last error frame that answered no request (what the server said before hanging up)
 	quit      bool   // Disconnect was called (closed may also come from a loss)
 
+	inbox        *inbox        // the mailbox's side of the client
 	authResult   chan error    // the answer to the auth frame of the first connection
 	lastActivity atomic.Int64  // Unix nanoseconds
 	stop         chan struct{} // closed by Disconnect
@@ -153,7 +169,7 @@ type Client struct {
 func (c ClientConfig) Validate() error {
 	var f fieldChecks
 	f.durations(field[time.Duration]{"KeepAliveInterval", c.KeepAliveInterval}, field[time.Duration]{"KeepAliveTimeout", c.KeepAliveTimeout})
-	f.sizes(field[int]{"MaxFrameSize", c.MaxFrameSize}, field[int]{"QueueSize", c.QueueSize})
+	f.sizes(field[int]{"MaxFrameSize", c.MaxFrameSize}, field[int]{"QueueSize", c.QueueSize}, field[int]{"DedupeWindow", c.DedupeWindow})
 	f.durations(field[time.Duration]{"DialTimeout", c.DialTimeout}, field[time.Duration]{"WriteTimeout", c.WriteTimeout},
 		field[time.Duration]{"LingerTimeout", c.LingerTimeout}, field[time.Duration]{"BackoffMin", c.BackoffMin},
 		field[time.Duration]{"BackoffMax", c.BackoffMax})
@@ -183,6 +199,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		log:        cfg.Logger.With("server", cfg.Addr),
 		idPrefix:   hex.EncodeToString(b[:]) + "-",
 		waiters:    make(map[string]chan *protocol.Message),
+		inbox:      newInbox(cfg.DedupeWindow),
 		authResult: make(chan error, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -320,6 +337,9 @@ func (c *Client) startSession(nc net.Conn) *wire {
 	if c.cfg.Token != "" {
 		var buf [512]byte
 		payload := protocol.AppendAuthPayload(buf[:0], c.cfg.Token)
+		if !c.cfg.NoResume {
+			payload = protocol.AppendResumeAuthPayload(buf[:0], c.cfg.Token)
+		}
 		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: c.nextID(), Payload: payload}) //nolint:errcheck // a new wire accepts
 	}
 	c.mu.Lock()
@@ -391,6 +411,10 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) CloseCause
 		c.log.Debug("Invalid frame from server", "error", err)
 		return CloseCause{}
 	}
+	if m.Type == protocol.TypeData && m.Seq != 0 {
+		c.mailboxMessage(w, m) // never a reply, whatever its id
+		return CloseCause{}
+	}
 	if c.cfg.OnMessage != nil {
 		c.cfg.OnMessage(m)
 	}
@@ -400,6 +424,7 @@ func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) CloseCause
 	case protocol.TypeClose:
 		return CloseCause{Kind: CloseByServer, Detail: cmp.Or(protocol.ParseClose(m.Payload), "no reason given")}
 	case protocol.TypeAuth:
+		c.authAnswered(m)
 		c.reportAuth(nil)
 	case protocol.TypeData, protocol.TypePong, protocol.TypeError:
 		if m.Type == protocol.TypeError && errors.Is(errorFromFrame(m), &protocol.Error{Code: protocol.CodeUnauthorized}) {

@@ -28,6 +28,7 @@ func (st *luaState) registerAPI() {
 		"subscribe":   st.apiSubscribe,
 		"unsubscribe": st.apiUnsubscribe,
 		"publish":     st.apiPublish,
+		"deliver":     st.apiDeliver,
 	}))
 	L.SetGlobal("nats", st.module(map[string]lua.LGFunction{
 		"publish": st.apiNATSPublish,

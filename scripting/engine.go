@@ -81,6 +81,9 @@ type Config struct {
 	// Cluster, when set, extends the gateway module to every node and
 	// enables the nats module.
 	Cluster Cluster
+	// Mailboxes keeps the messages of gateway.deliver until their identity
+	// takes them; nil turns gateway.deliver into an error.
+	Mailboxes Mailboxes
 	// Logger receives script logs and reload reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -110,6 +113,7 @@ type Engine struct {
 	upstreams     *upstreams
 	kv            KV
 	cluster       Cluster
+	mailboxes     Mailboxes
 	watch         *watchdog
 	topics        *topics
 	clock         timerClock
@@ -195,7 +199,7 @@ func newEngine(cfg Config) (*Engine, error) {
 	if e.store == nil {
 		e.store = NewStore(cfg.StoreMaxBytes)
 	}
-	e.kv, e.cluster = cfg.KV, cfg.Cluster
+	e.kv, e.cluster, e.mailboxes = cfg.KV, cfg.Cluster, cfg.Mailboxes
 	if e.cluster != nil {
 		e.cluster.DeliverTopics(e.topics.publish)
 	}

@@ -25,11 +25,12 @@ type harness struct {
 	tests   []declaredTest
 	loading bool
 
-	conns    []*fakeConn
-	outbox   []outboxEntry
-	stubs    map[string]map[string]lua.LValue // "http" / "upstream" / "nats" → key → reply or function
-	timerErr error
-	nextID   int
+	conns     []*fakeConn
+	outbox    []outboxEntry
+	stubs     map[string]map[string]lua.LValue // "http" / "upstream" / "nats" → key → reply or function
+	timerErr  error
+	nextID    int
+	delivered int // gateway.deliver calls so far: the last seq returned
 }
 
 type declaredTest struct {
@@ -61,7 +62,7 @@ type fakePush struct {
 type outboxEntry struct {
 	action                       string
 	to, identity, topic, subject string
-	route, except, reason        string
+	route, except, reason, id    string
 	payload                      []byte
 }
 
@@ -104,6 +105,7 @@ func (h *harness) register(st *luaState) {
 	L.SetGlobal("gateway", st.module(map[string]lua.LGFunction{
 		"send": h.gwSend, "send_to": h.gwSendTo, "broadcast": h.gwBroadcast, "connections": h.gwConnections,
 		"close": h.gwClose, "subscribe": h.gwSubscribe, "unsubscribe": h.gwUnsubscribe, "publish": h.gwPublish,
+		"deliver": h.gwDeliver,
 	}))
 	L.SetGlobal("http", st.httpModule(h.httpCall))
 	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": h.upstreamRequest, "all": h.upstreamAll}))
@@ -364,7 +366,7 @@ func (h *harness) outboxList(L *lua.LState) int {
 	for _, o := range h.outbox {
 		e := L.NewTable()
 		for k, v := range map[string]string{"action": o.action, "to": o.to, "identity": o.identity, "topic": o.topic,
-			"subject": o.subject, "route": o.route, "except": o.except, "reason": o.reason} {
+			"subject": o.subject, "route": o.route, "except": o.except, "reason": o.reason, "id": o.id} {
 			if v != "" {
 				e.RawSetString(k, lua.LString(v))
 			}

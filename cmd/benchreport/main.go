@@ -339,7 +339,12 @@ func poll(timeout, interval time.Duration, cond func() bool) bool {
 
 // startSamgw runs `samgw serve` on a free port and returns its address.
 func (r *reporter) startSamgw(bin string, args ...string) string {
-	cmd := r.serverCommand(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+	dataDir, err := os.MkdirTemp("", "samgw-bench-data")
+	if err != nil {
+		log.Fatal(err)
+	}
+	r.cleanup(func() { os.RemoveAll(dataDir) })
+	cmd := r.serverCommand(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-level", "warn", "--data-dir", dataDir}, args...)...)
 	if r.serverCores != "" {
 		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(r.procs))
 	}

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,8 +35,19 @@ func runSamgw(t *testing.T, stdin string, args ...string) (code int, stdout, std
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	var out, errOut testutil.SyncBuffer
-	code = run(ctx, append([]string{"samgw"}, args...), strings.NewReader(stdin), &out, &errOut)
+	code = run(ctx, append([]string{"samgw"}, withDataDir(t, args)...), strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+// withDataDir gives a serve command line a data directory of the test's
+// own unless it names one: the default (samgw-data in the working
+// directory) would be shared by the tests, and one process at a time may
+// use it.
+func withDataDir(t *testing.T, args []string) []string {
+	if len(args) == 0 || args[0] != "serve" || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--data-dir") }) {
+		return args
+	}
+	return append([]string{"serve", "--data-dir", t.TempDir()}, args[1:]...)
 }
 
 // startGateway serves handler (nil: echo) on a loopback port for the test.
@@ -54,7 +66,7 @@ func startServe(t *testing.T, args ...string) (addr string, log *testutil.SyncBu
 	log = &testutil.SyncBuffer{}
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, append([]string{"samgw", "serve", "--listen", "127.0.0.1:0"}, args...), strings.NewReader(""), io.Discard, log)
+		exit <- run(ctx, append([]string{"samgw"}, withDataDir(t, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...))...), strings.NewReader(""), io.Discard, log)
 	}()
 	listening := regexp.MustCompile(`msg="TCP server listening" addr=(\S+)|"msg":"TCP server listening","addr":"([^"]+)"`)
 	deadline := time.Now().Add(waitTimeout)

@@ -138,6 +138,12 @@ func TestReadmeSecureDeployment(t *testing.T) {
 }
 
 // TestReadmeUpstreamWalkthrough pastes the HTTP bridge walkthrough twice.
+// TestDeliveryWalkthrough runs docs/delivery.md's walkthrough: messages
+// left for an absent agent survive kill -9 and reach it once it resumes.
+func TestDeliveryWalkthrough(t *testing.T) {
+	runWalkthrough(t, "docs/delivery.md", "## Walkthrough", 2)
+}
+
 func TestReadmeUpstreamWalkthrough(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatal("the walkthrough's HTTP server is python3's")

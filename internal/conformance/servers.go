@@ -160,7 +160,9 @@ func (s *Servers) StartServer(ctx context.Context, name string) error {
 		return fmt.Errorf("start %q: %w", name, ErrUnknownServer)
 	}
 	addr := s.Fixture.Servers[name]
-	cmd := exec.Command(s.bin, append([]string{"serve", "--listen", addr}, args...)...)
+	// Its own data directory, kept across a restart of the same server.
+	dataDir := filepath.Join(s.dir, name+".data")
+	cmd := exec.Command(s.bin, append([]string{"serve", "--listen", addr, "--data-dir", dataDir}, args...)...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)

@@ -43,6 +43,12 @@ function gateway.send(conn_id, payload, route) end
 ---@param route? string
 ---@return integer
 function gateway.send_to(identity, payload, route) end
+---Append to an identity's durable mailbox; returns the message's seq. Raises when it is not stored.
+---@param identity string
+---@param payload any
+---@param opts? {route?: string, id?: string, ttl_ms?: number}
+---@return integer
+function gateway.deliver(identity, payload, opts) end
 ---Push to every connection (every node's in a cluster) but except_id; returns how many.
 ---@param payload any
 ---@param route? string
