@@ -55,6 +55,11 @@ func (m *Mailboxes) Deliver(ctx context.Context, identity string, payload []byte
 	if opts.TTL < 0 {
 		return 0, fmt.Errorf("%w: ttl %v", ErrInvalid, opts.TTL)
 	}
+	if !m.cfg.Conn.IsConnected() {
+		// nats.go would keep the message to send after a reconnect and wait
+		// for its ack until ctx ends: say at once that it is not stored.
+		return 0, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, m.cfg.Conn.Status())
+	}
 	msg := nats.NewMsg(subject(identity))
 	msg.Data = payload
 	var popts []jetstream.PublishOpt

@@ -25,6 +25,7 @@ type fixture struct {
 	t     *testing.T
 	emb   *Embedded
 	boxes *Mailboxes
+	srv   *gateway.Server
 	addr  string
 }
 
@@ -56,20 +57,19 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	}
 	t.Cleanup(boxes.Close)
 	f := &fixture{t: t, emb: emb, boxes: boxes}
-	f.addr = serveGateway(t, boxes)
+	f.srv, f.addr = serveGateway(t, boxes)
 	return f
 }
 
 // serveGateway serves a gateway with token authentication for the test
 // identities, attached to boxes.
-func serveGateway(t *testing.T, boxes gateway.Mailboxes) string {
+func serveGateway(t *testing.T, boxes gateway.Mailboxes) (*gateway.Server, string) {
 	var ids []gateway.Identity
 	for _, name := range testIdentities {
 		sum := sha256.Sum256([]byte(name + "-token"))
 		ids = append(ids, gateway.Identity{Name: name, TokenSHA256: hex.EncodeToString(sum[:])})
 	}
-	_, addr := gatewaytest.Serve(t, "", gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}, Mailboxes: boxes})
-	return addr
+	return gatewaytest.Serve(t, "", gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}, Mailboxes: boxes})
 }
 
 // deliver stores n messages {"n": i} (i from 1) for identity and returns

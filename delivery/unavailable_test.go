@@ -42,7 +42,7 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 	t.Cleanup(boxes.Close)
 	f := &fixture{t: t, boxes: boxes}
-	f.addr = serveGateway(t, boxes)
+	f.srv, f.addr = serveGateway(t, boxes)
 	seqs := f.deliver("alice", 2)
 	live, _ := f.connect("alice", true)
 	live.data(2)
@@ -109,7 +109,7 @@ func TestMessagesSurviveARestartOfTheEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.boxes.Close)
-	f.addr = serveGateway(t, f.boxes)
+	f.srv, f.addr = serveGateway(t, f.boxes)
 	p, reply := f.connect("alice", true)
 	if _, pending := protocol.ParseAuthReplyResume(reply); pending != 20 {
 		t.Fatalf("after a restart: %s, want pending 20", reply)

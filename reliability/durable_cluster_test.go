@@ -1,0 +1,180 @@
+package reliability
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/secureagentmessaging/samgw/internal/testutil"
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// startJetStream runs a NATS server with JetStream on a loopback port for
+// the test: the cluster's store.
+func startJetStream(t *testing.T) *natsserver.Server {
+	t.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(testutil.WaitTimeout) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+// putPipelined sends total puts for alice through w without waiting,
+// numbered from first, and returns what was answered (n → seq) until the
+// connection ends or all are answered; kill, when set, runs once after
+// killAt answers.
+func putPipelined(t *testing.T, w *wire, first, total, killAt int, kill func()) map[int]uint64 {
+	t.Helper()
+	go func() {
+		var buf []byte
+		for i := first; i < first+total; i++ {
+			buf = protocol.AppendFrame(buf[:0], &protocol.Message{Type: protocol.TypeData, Route: "put", ID: "p" + strconv.Itoa(i),
+				Payload: fmt.Appendf(nil, `{"to":"alice","n":%d}`, i)})
+			if _, err := w.nc.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	stored := map[int]uint64{}
+	for len(stored) < total {
+		m, err := w.read()
+		if err != nil {
+			break
+		}
+		if m.Type != protocol.TypeData {
+			t.Fatalf("put answered %s %s", m.Type, m.Payload)
+		}
+		n, _ := strconv.Atoi(m.ID[1:])
+		seq, err := strconv.ParseUint(string(m.Payload), 10, 64)
+		if err != nil {
+			t.Fatalf("put %d answered %s", n, m.Payload)
+		}
+		stored[n] = seq
+		if kill != nil && len(stored) == killAt {
+			kill()
+		}
+	}
+	return stored
+}
+
+// takeAll reads pending mailbox messages, checking their order and that
+// none comes twice, acking as it goes; it returns n → seq.
+func takeAll(t *testing.T, w *wire, pending uint64) map[int]uint64 {
+	t.Helper()
+	got := map[int]uint64{}
+	var last uint64
+	for range pending {
+		m, err := w.read()
+		if err != nil {
+			t.Fatalf("after %d of %d: %v", len(got), pending, err)
+		}
+		var body struct{ N int }
+		if m.Type != protocol.TypeData || json.Unmarshal(m.Payload, &body) != nil || m.Seq <= last {
+			t.Fatalf("after seq %d: %s seq %d %s", last, m.Type, m.Seq, m.Payload)
+		}
+		if _, dup := got[body.N]; dup {
+			t.Fatalf("message %d delivered twice", body.N)
+		}
+		last, got[body.N] = m.Seq, m.Seq
+		w.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, m.Seq)}))
+	}
+	return got
+}
+
+// TestClusterMailboxesSurviveANode runs three samgw processes on one
+// JetStream (--nats): deliveries made through node A reach the agent on
+// node B, node A killed with SIGKILL mid-stream loses nothing whose
+// deliver had returned, and a delivery through node C reaches the agent on
+// B at once.
+func TestClusterMailboxesSurviveANode(t *testing.T) {
+	skipIfShort(t)
+	bin := buildSamgw(t)
+	scripts, identities := durableSetup(t)
+	ns := startJetStream(t)
+	node := func(name string) *process {
+		return startProcess(t, bin, "--nats", ns.ClientURL(), "--node", name, "--scripts", scripts, "--identities", identities)
+	}
+	a, b, c := node("alpha"), node("beta"), node("gamma")
+
+	sender, _ := dialAs(t, a.addr, "sender", false)
+	stored := putPipelined(t, sender, 1, 5000, 1000, func() { a.cmd.Process.Kill() })
+	a.cmd.Wait()
+	if len(stored) < 1000 {
+		t.Fatalf("only %d answered before node A died", len(stored))
+	}
+
+	agent, reply := dialAs(t, b.addr, "alice", true)
+	resumed, pending := protocol.ParseAuthReplyResume(reply)
+	if !resumed || pending < uint64(len(stored)) {
+		t.Fatalf("on node B: %s; want at least the %d stored", reply, len(stored))
+	}
+	got := takeAll(t, agent, pending)
+	lost := 0
+	for n, seq := range stored {
+		if got[n] != seq {
+			lost++
+		}
+	}
+	t.Logf("answered by node A before kill -9: %d; delivered on node B: %d; lost: %d", len(stored), len(got), lost)
+	if lost != 0 {
+		t.Fatalf("%d messages whose deliver returned on node A were lost", lost)
+	}
+
+	// Live: a delivery through node C reaches the agent on node B.
+	other, _ := dialAs(t, c.addr, "sender", false)
+	live := putPipelined(t, other, 10_000, 1, 0, nil)
+	m, err := agent.read()
+	if err != nil || m.Seq != live[10_000] {
+		t.Fatalf("live delivery across nodes: %v %v, want seq %d", m, err, live[10_000])
+	}
+	agent.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, m.Seq)}))
+	agent.nc.Close()
+
+	// Acked on node B: nothing waits when the agent comes to node C.
+	testutil.Eventually(t, "the acks applied", func() bool {
+		w, reply := dialAs(t, c.addr, "alice", true)
+		defer w.nc.Close()
+		_, pending := protocol.ParseAuthReplyResume(reply)
+		return pending == 0
+	})
+}
+
+// TestDeliverWithNATSDown stops the cluster's NATS: gateway.deliver fails
+// with cluster_unavailable within the handler's deadline, and the
+// connections keep working.
+func TestDeliverWithNATSDown(t *testing.T) {
+	skipIfShort(t)
+	bin := buildSamgw(t)
+	scripts, identities := durableSetup(t)
+	ns := startJetStream(t)
+	p := startProcess(t, bin, "--nats", ns.ClientURL(), "--node", "alpha", "--scripts", scripts, "--identities", identities,
+		"--script-timeout", "500ms", "--data-dir", filepath.Join(t.TempDir(), "unused"))
+	sender, _ := dialAs(t, p.addr, "sender", false)
+	if stored := putPipelined(t, sender, 1, 1, 0, nil); len(stored) != 1 {
+		t.Fatal("no delivery with NATS up")
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	sender.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeData, Route: "put", ID: "down", Payload: []byte(`{"to":"alice","n":2}`)}))
+	m, err := sender.read()
+	if err != nil || m.Type != protocol.TypeError || protocol.ParseError(m.Payload).Code != protocol.CodeClusterUnavailable {
+		t.Fatalf("deliver with NATS down: %v %v, want error cluster_unavailable", m, err)
+	}
+	sender.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypePing, ID: "still"}))
+	if m, err := sender.read(); err != nil || m.Type != protocol.TypePong {
+		t.Fatalf("ping after the failure: %v %v", m, err)
+	}
+}
