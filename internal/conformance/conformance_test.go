@@ -60,6 +60,7 @@ type goRunner struct {
 	inbox    []*protocol.Message
 	changed  chan struct{} // closed and replaced when inbox or connected changes
 	up       bool
+	lastSeq  uint64 // of the last mailbox message received
 }
 
 func (r *goRunner) run(ctx context.Context, s Step) error {
@@ -89,6 +90,13 @@ func (r *goRunner) run(ctx context.Context, s Step) error {
 		err := r.client.Disconnect(s.Reason)
 		r.client = nil
 		return err
+	case "deliver":
+		return r.deliver(ctx, s)
+	case "ack_last":
+		r.mu.Lock()
+		seq := r.lastSeq
+		r.mu.Unlock()
+		return r.client.Ack(seq)
 	}
 	return fmt.Errorf("unknown step %q", s.Step)
 }
@@ -106,6 +114,7 @@ func (r *goRunner) connect(ctx context.Context, s Step) error {
 		OnMessage:    r.onMessage,
 		OnConnect:    func() { r.setUp(true) },
 		OnDisconnect: func(string) { r.setUp(false) },
+		ManualAck:    s.ManualAck,
 	}
 	if s.Cert != "" {
 		tlsCfg, err := gateway.NewClientTLSConfig(gateway.ClientTLS{CAFile: fix.CA, CertFile: fix.Certs[s.Cert].Cert, KeyFile: fix.Certs[s.Cert].Key})
@@ -133,6 +142,36 @@ func (r *goRunner) connect(ctx context.Context, s Step) error {
 		return err
 	}
 	r.client = c
+	if s.ExpectPending != nil {
+		if resumed, pending := c.Resumed(); !resumed || pending != uint64(*s.ExpectPending) {
+			return fmt.Errorf("mailbox: resumed %v, pending %d; want resumed, pending %d", resumed, pending, *s.ExpectPending)
+		}
+	}
+	return nil
+}
+
+// deliver leaves s.Payload in the mailbox of s.To through route "leave":
+// the answer is the seq, a positive integer.
+func (r *goRunner) deliver(ctx context.Context, s Step) error {
+	body, err := json.Marshal(map[string]any{"to": s.To, "id": s.ID, "body": s.Payload})
+	if err != nil {
+		return err
+	}
+	r.nextReq++
+	id := "conformance-" + strconv.Itoa(r.nextReq)
+	r.mu.Lock()
+	r.requests[id] = true
+	r.mu.Unlock()
+	reply, err := r.client.RequestMessage(ctx, protocol.Message{Type: protocol.TypeData, ID: id, Route: "leave", Payload: body})
+	if s.ExpectError != "" {
+		return wantCode(err, s.ExpectError)
+	}
+	if err != nil {
+		return err
+	}
+	if seq, err := strconv.ParseUint(string(reply.Payload), 10, 64); err != nil || seq == 0 {
+		return fmt.Errorf("deliver answered %s, want a seq", reply.Payload)
+	}
 	return nil
 }
 
@@ -163,6 +202,9 @@ func (r *goRunner) onMessage(m *protocol.Message) {
 		return
 	}
 	r.inbox = append(r.inbox, m.Clone())
+	if m.Seq != 0 {
+		r.lastSeq = m.Seq
+	}
 	r.notifyLocked()
 }
 
@@ -211,6 +253,9 @@ func (r *goRunner) expectData(ctx context.Context, s Step) error {
 		}
 		if err := sameJSON(m.Payload, s.Payloads[i]); err != nil {
 			return fmt.Errorf("data frame %d: %w", i+1, err)
+		}
+		if s.IDs != nil && (m.ID != s.IDs[i] || m.Seq == 0) {
+			return fmt.Errorf("data frame %d: id %q seq %d, want mailbox message %q", i+1, m.ID, m.Seq, s.IDs[i])
 		}
 	}
 	return nil

@@ -134,7 +134,7 @@ func (s *Servers) writeFixture(ctx context.Context) error {
 		Servers:  make(map[string]string),
 		CA:       filepath.Join(s.dir, "ca.pem"),
 		Certs:    map[string]CertFiles{"agent-c": {Cert: filepath.Join(s.dir, "agent-c.pem"), Key: filepath.Join(s.dir, "agent-c-key.pem")}},
-		Tokens:   map[string]string{"agent-a": newToken(), "agent-b": newToken(), "wrong": newToken()},
+		Tokens:   map[string]string{"agent-a": newToken(), "agent-b": newToken(), "agent-d": newToken(), "wrong": newToken()},
 		SignKeys: map[string]string{"agent-b": filepath.Join(s.dir, "agent-b.key")},
 	}
 	identities := fmt.Sprintf(`identities:
@@ -145,7 +145,10 @@ func (s *Servers) writeFixture(ctx context.Context) error {
     public_key: %q
   - name: agent-c
     token_sha256: %s
-`, tokenHash(s.Fixture.Tokens["agent-a"]), tokenHash(s.Fixture.Tokens["agent-b"]), strings.TrimSpace(string(pub)), tokenHash(newToken()))
+  - name: agent-d
+    token_sha256: %s
+`, tokenHash(s.Fixture.Tokens["agent-a"]), tokenHash(s.Fixture.Tokens["agent-b"]), strings.TrimSpace(string(pub)), tokenHash(newToken()),
+		tokenHash(s.Fixture.Tokens["agent-d"]))
 	if err := os.WriteFile(filepath.Join(s.dir, "identities.yaml"), []byte(identities), 0o600); err != nil {
 		return fmt.Errorf("fixture: %w", err)
 	}

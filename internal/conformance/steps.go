@@ -37,6 +37,14 @@ type Step struct {
 	ExpectReply json.RawMessage   `json:"expect_reply,omitempty"`
 	ExpectError string            `json:"expect_error,omitempty"`
 	Reason      string            `json:"reason,omitempty"`
+	// The mailbox steps: deliver (through route "leave", to To with id
+	// ID), connect's ManualAck and ExpectPending, expect_data's IDs, and
+	// ack_last (ack the last mailbox message received).
+	To            string   `json:"to,omitempty"`
+	ID            string   `json:"id,omitempty"`
+	ManualAck     bool     `json:"manual_ack,omitempty"`
+	ExpectPending *int     `json:"expect_pending,omitempty"`
+	IDs           []string `json:"ids,omitempty"`
 }
 
 // Steps returns the scenario of steps.json.

@@ -53,6 +53,8 @@ class _Session:
         self.writer = writer
         self.frames = FrameReader(max_frame)
         self.lost: str | None = None
+        self.mailbox: Message | None = None  # a mailbox message _serve is to hand on
+        self.to_ack = 0  # the highest mailbox seq handled and not yet acked
 
 
 class Client:
@@ -76,12 +78,13 @@ class Client:
                  backoff_min: float = 0.1, backoff_max: float = 30.0, reconnect: bool = True,
                  request_timeout: float = 30.0, ssl: ssl_module.SSLContext | None = None,
                  server_hostname: str | None = None, token: str | None = None,
-                 sign_key: Any = None) -> None:
+                 sign_key: Any = None, resume: bool = True, manual_ack: bool = False,
+                 dedupe_window: int = 4096) -> None:
         for name, v in (("keepalive_interval", keepalive_interval), ("keepalive_timeout", keepalive_timeout),
                         ("max_frame_size", max_frame_size), ("queue_size", queue_size),
                         ("connect_timeout", connect_timeout), ("linger_timeout", linger_timeout),
                         ("backoff_min", backoff_min), ("backoff_max", backoff_max),
-                        ("request_timeout", request_timeout)):
+                        ("request_timeout", request_timeout), ("dedupe_window", dedupe_window)):
             if not v > 0:
                 raise ValueError(f"{name} must be positive, got {v}")
         self.host, self.port = host, port
@@ -99,6 +102,14 @@ class Client:
         self._server_hostname = server_hostname
         self._token = token
         self._sign_key = load_sign_key(sign_key) if sign_key is not None else None
+        self._resume = resume
+        self._manual_ack = manual_ack
+        self._dedupe_window = dedupe_window
+        self._seen: dict[str, None] = {}  # mailbox ids handled, oldest first, within dedupe_window
+        self.resumed = False
+        """Whether the last connection was attached to the identity's mailbox."""
+        self.pending = 0
+        """How many mailbox messages waited when it authenticated."""
 
         self._id_prefix = os.urandom(4).hex() + "-"
         self._seq = 0
@@ -124,7 +135,11 @@ class Client:
         logged, never raised into the client.
 
         Events: message (every frame), then by type: data (frames that answer
-        none of your requests: pushes, echoes of send), ping (answered with a
+        none of your requests: pushes, echoes of send, and the messages of the
+        identity's mailbox, which carry a seq: those are handed on in order,
+        a coroutine callback awaited before the next, then acked unless
+        manual_ack, and one whose id was handled within dedupe_window is
+        dropped), ping (answered with a
         pong for you), pong, keepalive, close, auth; connect, disconnect
         (reason), end (stopped for good), error (a SamgwError: a server error
         frame that answers no request, or invalid input from the server)."""
@@ -297,7 +312,10 @@ class Client:
         self._last_activity = time.time()
         self._last_server_error = None
         if self._token:
-            writer.write(encode_frame("auth", self._next_id(), _now(), payload_text({"token": self._token})))
+            auth: dict[str, Any] = {"token": self._token}
+            if self._resume:
+                auth["resume"] = True
+            writer.write(encode_frame("auth", self._next_id(), _now(), payload_text(auth)))
         queued, self._queue = self._queue, []
         for _, frame in queued:
             writer.write(frame)
@@ -371,6 +389,13 @@ class Client:
                     reason = self._dispatch(s, frame)
                     if reason is not None:
                         return reason
+                    if s.mailbox is not None:
+                        m, s.mailbox = s.mailbox, None
+                        await self._mailbox_message(s, m)
+                # Acks are cumulative: one for the whole chunk.
+                if s.to_ack and s.lost is None:
+                    s.writer.write(_ack_frame(s.to_ack, self._next_id()))
+                    s.to_ack = 0
         finally:
             keepalive.cancel()
             s.writer.close()
@@ -401,7 +426,14 @@ class Client:
             p = m.payload if isinstance(m.payload, dict) else {}
             self._emit("close", m)
             return f"closed by the server: {p.get('reason') or p.get('message') or 'no reason given'}"
+        if m.type == "data" and m.seq:
+            s.mailbox = m  # never a reply, whatever its id: _serve hands it on
+            return None
         if m.type == "auth":
+            p = m.payload if isinstance(m.payload, dict) else {}
+            self.resumed = p.get("resume") is True
+            pending = p.get("pending")
+            self.pending = pending if self.resumed and isinstance(pending, int) and not isinstance(pending, bool) else 0
             if self._auth is not None and not self._auth.done():
                 self._auth.set_result(None)
             self._emit("auth", m)
@@ -432,6 +464,36 @@ class Client:
         else:
             self._emit("pong", m)
         return None
+
+    async def _mailbox_message(self, s: _Session, m: Message) -> None:
+        """Hands on a mailbox message (unless its id was handled within the
+        window: a redelivery after a reconnect), waiting for coroutine
+        callbacks, then marks it for the ack (unless manual_ack)."""
+        mid = m.id or f"m-{m.seq}"
+        if mid not in self._seen:
+            self._seen[mid] = None
+            if len(self._seen) > self._dedupe_window:
+                del self._seen[next(iter(self._seen))]
+            for fn in list(self._handlers["data"]):
+                try:
+                    result = fn(m)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("samgw: data callback failed")
+        if not self._manual_ack:
+            s.to_ack = max(s.to_ack, m.seq or 0)
+
+    def ack(self, seq: int) -> None:
+        """Acks the mailbox messages up to seq (cumulative); only needed with
+        manual_ack. Raises connection_lost while disconnected (the message
+        comes again after the reconnect)."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq <= 0:
+            raise ValueError(f"ack: seq must be a positive integer, got {seq!r}")
+        s = self._session
+        if s is None or s.lost is not None:
+            raise SamgwError(errors.CONNECTION_LOST, f"ack {seq}: not connected (the message comes again after the reconnect)")
+        s.writer.write(_ack_frame(seq, self._next_id()))
 
     def _lose(self, s: _Session, reason: str) -> None:
         """Ends session s: requests whose frames were written fail."""
@@ -470,6 +532,10 @@ class Client:
         if not self._ended:
             self._ended = True
             self._emit("end")
+
+
+def _ack_frame(seq: int, id: str) -> bytes:
+    return encode_frame("ack", id, _now(), f'{{"seq":{seq}}}')
 
 
 def _now() -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import INVALID_JSON, INVALID_MESSAGE, SamgwError
 
-TYPES = frozenset({"data", "ping", "pong", "keepalive", "close", "error", "auth"})
+TYPES = frozenset({"data", "ping", "pong", "keepalive", "close", "error", "auth", "ack"})
 
 
 @dataclass
@@ -22,6 +22,8 @@ class Message:
     timestamp: int | None = None
     route: str | None = None
     sig: str | None = None
+    seq: int | None = None
+    """A message from the identity's mailbox: its sequence number, to ack."""
 
 
 def _no_constants(name: str) -> Any:
@@ -82,7 +84,11 @@ def decode(frame: bytes) -> Message:
     ts = v.get("timestamp")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
         raise SamgwError(INVALID_MESSAGE, '"timestamp" is not a number')
-    return Message(type=t, payload=v.get("payload"), id=v.get("id"), timestamp=ts, route=v.get("route"), sig=v.get("sig"))
+    seq = v.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+        raise SamgwError(INVALID_MESSAGE, '"seq" is not a non-negative integer')
+    return Message(type=t, payload=v.get("payload"), id=v.get("id"), timestamp=ts, route=v.get("route"), sig=v.get("sig"),
+                   seq=seq or None)
 
 
 def payload_text(payload: Any) -> str:

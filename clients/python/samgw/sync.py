@@ -55,6 +55,15 @@ class SyncClient:
     def ping(self, timeout: float | None = None) -> float:
         return self._call(self._client.ping(timeout))
 
+    def ack(self, seq: int) -> None:
+        """Acks the mailbox messages up to seq (with manual_ack)."""
+        self._sync(lambda: self._client.ack(seq))
+
+    @property
+    def mailbox(self) -> tuple[bool, int]:
+        """Whether the last connection resumed its mailbox, and how many messages waited."""
+        return self._sync(lambda: (self._client.resumed, self._client.pending))
+
     def is_connected(self) -> bool:
         return self._sync(self._client.is_connected)
 

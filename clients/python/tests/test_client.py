@@ -214,7 +214,7 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         connecting = asyncio.create_task(c.connect())
         first = await self.srv.accept(0)
         auth = await first.next("auth")
-        self.assertEqual(auth["payload"], {"token": "tok"})
+        self.assertEqual(auth["payload"], {"token": "tok", "resume": True})  # resume by default
         first.write(frame({"type": "auth", "payload": {"ok": True, "identity": "a"}, "id": auth["id"]}))
         await asyncio.wait_for(connecting, WAIT)
         req = asyncio.create_task(c.request({"r": 1}))
@@ -231,6 +231,68 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         c.send({"marker": True})  # the written request was not sent again
         self.assertEqual((await second.next("data"))["payload"], {"marker": True})
         await disconnect_via(c, second)
+
+    async def test_mailbox(self) -> None:
+        """One cumulative ack per chunk, after the data callbacks (coroutines
+        awaited); duplicates by id dropped across reconnects; manual_ack; a
+        bad seq is an error event."""
+        c = Client(port=self.srv.port, backoff_min=0.02, backoff_max=0.05, token="tok")
+        data, errors = Events(c, "data"), Events(c, "error")
+        done: list[int] = []
+
+        @c.on("data")
+        async def slow(m: Any) -> None:
+            await asyncio.sleep(0)  # a coroutine callback: awaited before the ack
+            done.append(m.seq)
+        connecting = asyncio.create_task(c.connect())
+        first = await self.srv.accept(0)
+        auth = await first.next("auth")
+        first.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 3}}))
+        await asyncio.wait_for(connecting, WAIT)
+        self.assertEqual((c.resumed, c.pending), (True, 3))
+        first.write(frame({"type": "data", "id": "m1", "seq": 4, "payload": 1}) + frame({"type": "data", "id": "m2", "seq": 7, "payload": 2})
+                    + frame({"type": "data", "id": "m3", "seq": 9, "payload": 3, "route": "inbox"}))
+        self.assertEqual([(m.seq, m.payload) for m in await data.first(3)], [(4, 1), (7, 2), (9, 3)])
+        self.assertEqual((await first.next("ack"))["payload"], {"seq": 9})
+        self.assertEqual(done, [4, 7, 9], "the ack came after every callback had finished")
+        first.write(frame({"type": "data", "id": "bad", "seq": -1, "payload": 0}) + frame({"type": "data", "id": "bad2", "seq": 1.5, "payload": 0}))
+        self.assertTrue(all(e.code == "invalid_message" for e in await errors.first(2)))
+        first.writer.transport.abort()
+        second = await self.srv.accept(1)
+        auth = await second.next("auth")
+        second.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 2}}))
+        second.write(frame({"type": "data", "id": "m2", "seq": 7, "payload": 2}) + frame({"type": "data", "id": "m3", "seq": 9, "payload": 3}))
+        self.assertEqual((await second.next("ack"))["payload"], {"seq": 9}, "duplicates are acked")
+        second.write(frame({"type": "data", "id": "m4", "seq": 12, "payload": 4}))
+        self.assertEqual((await data.first(4))[3].payload, 4)
+        self.assertEqual(len(data.items), 4, "m2 and m3 were not handed on twice")
+        await disconnect_via(c, second)
+
+        m = Client(port=self.srv.port, token="tok", manual_ack=True)
+        mdata = Events(m, "data")
+        connecting = asyncio.create_task(m.connect())
+        third = await self.srv.accept(2)
+        auth = await third.next("auth")
+        third.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 1}}))
+        await asyncio.wait_for(connecting, WAIT)
+        third.write(frame({"type": "data", "id": "x", "seq": 20, "payload": "x"}))
+        await mdata.first(1)
+        m.ack(20)
+        nxt = await third.next()
+        self.assertEqual((nxt["type"], nxt["payload"]), ("ack", {"seq": 20}), "the first frame after the message is the manual ack")
+        with self.assertRaises(ValueError):
+            m.ack(0)
+        await disconnect_via(m, third)
+
+        plain = Client(port=self.srv.port, token="tok", resume=False)
+        connecting = asyncio.create_task(plain.connect())
+        fourth = await self.srv.accept(3)
+        auth = await fourth.next("auth")
+        self.assertEqual(auth["payload"], {"token": "tok"})
+        fourth.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a"}}))
+        await asyncio.wait_for(connecting, WAIT)
+        self.assertEqual((plain.resumed, plain.pending), (False, 0))
+        await disconnect_via(plain, fourth)
 
     async def test_queue_is_bounded(self) -> None:
         c = Client(port=self.srv.port, queue_size=2, backoff_min=10)

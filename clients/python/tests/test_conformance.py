@@ -28,6 +28,7 @@ class Runner:
         self.client: Client | None = None
         self.inbox: list[Message] = []
         self.up = False
+        self.last_seq = 0
         self.changed = asyncio.Event()
 
     def _notify(self) -> None:
@@ -75,6 +76,24 @@ class Runner:
                 if s.get("route"):
                     assert m.route == s["route"], m
                 assert m.payload == want[i], f"data frame {i + 1}: {m.payload!r}, want {want[i]!r}"
+                if "ids" in s:
+                    assert m.id == s["ids"][i] and m.seq, f"data frame {i + 1}: id {m.id!r} seq {m.seq}, want mailbox message {s['ids'][i]!r}"
+        elif step == "deliver":
+            assert c is not None
+            body = {"to": s["to"], "id": s["id"], "body": s.get("payload")}
+            if "expect_error" in s:
+                try:
+                    await c.request(body, route="leave")
+                except SamgwError as e:
+                    assert e.code == s["expect_error"], f"code {e.code}, want {s['expect_error']}"
+                else:
+                    raise AssertionError(f"no error, want {s['expect_error']}")
+            else:
+                seq = (await c.request(body, route="leave")).payload
+                assert isinstance(seq, int) and not isinstance(seq, bool) and seq > 0, f"deliver answered {seq!r}, want a seq"
+        elif step == "ack_last":
+            assert c is not None
+            c.ack(self.last_seq)
         elif step == "stop_server":
             await self.h.command(stop=s["server"])
         elif step == "start_server":
@@ -103,11 +122,15 @@ class Runner:
             opts["ssl"] = tls_context(ca=fx["ca"], cert=cert["cert"], key=cert["key"])
         if "sign" in s:
             opts["sign_key"] = Path(fx["sign_keys"][s["sign"]]).read_bytes()
+        if s.get("manual_ack"):
+            opts["manual_ack"] = True
         c = Client(host, port, **opts)
 
         @c.on("data")
         def data(m: Message) -> None:
             self.inbox.append(m)
+            if m.seq:
+                self.last_seq = m.seq
             self._notify()
 
         @c.on("connect")
@@ -129,6 +152,8 @@ class Runner:
             raise AssertionError(f"connected, want {s['expect_error']}")
         await c.connect()
         self.client = c
+        if "expect_pending" in s:
+            assert (c.resumed, c.pending) == (True, s["expect_pending"]), f"mailbox {c.resumed}, {c.pending}; want pending {s['expect_pending']}"
 
 
 class ConformanceTest(unittest.IsolatedAsyncioTestCase):

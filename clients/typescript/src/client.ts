@@ -41,6 +41,28 @@ export interface ClientOptions {
   token?: string;
   /** Signs every data frame (Ed25519; PKCS#8 PEM from `samgw keygen`, or a KeyObject). */
   signKey?: SignKey;
+  /**
+   * With a token, ask for the identity's mailbox on every connection
+   * (`"resume": true`): what waits there is delivered as `data` events with
+   * a `seq`. Default true.
+   */
+  resume?: boolean;
+  /**
+   * Leave acks to ack(seq). By default each mailbox message is acked once
+   * the `data` listeners have returned (one ack per burst of frames); a
+   * listener that finishes its work later should use manualAck.
+   */
+  manualAck?: boolean;
+  /** How many mailbox message ids are remembered to drop duplicates; default 4096. */
+  dedupeWindow?: number;
+}
+
+/** What the server's auth reply said of the identity's mailbox. */
+export interface MailboxState {
+  /** The connection is attached to the mailbox. */
+  resumed: boolean;
+  /** How many messages waited when it authenticated. */
+  pending: number;
 }
 
 /** Options of one send or request. */
@@ -99,9 +121,14 @@ interface Session {
   deadPeer?: NodeJS.Timeout;
   reader: FrameReader;
   lost?: string; // why it ended, once it has
+  toAck?: number; // the highest mailbox seq of the chunk being handled
 }
 
 const pongPayload = '{"message":"pong"}';
+
+function ackFrame(seq: number, id: string): string {
+  return encodeFrame({ type: 'ack', id, timestamp: Date.now(), payloadText: `{"seq":${seq}}` });
+}
 
 /** Bound on bytes written but not yet taken by the kernel (a server that stopped reading). */
 const maxUnsentBytes = 4 << 20;
@@ -121,7 +148,12 @@ const maxControlBacklog = 64 << 10;
  * breaks are sent on the next one.
  */
 export class Client extends EventEmitter<ClientEvents> {
-  private readonly opts: Required<Omit<ClientOptions, 'tls' | 'token' | 'signKey'>>;
+  private readonly opts: Required<Omit<ClientOptions, 'tls' | 'token' | 'signKey' | 'resume' | 'manualAck'>>;
+  private readonly resume: boolean;
+  private readonly manualAck: boolean;
+  private readonly seen = new Set<string>(); // mailbox ids handled, within dedupeWindow
+  private readonly seenOrder: string[] = [];
+  private mailboxState: MailboxState = { resumed: false, pending: 0 };
   private readonly tlsOptions?: TLSOptions;
   private readonly token?: string;
   private readonly signKey?: KeyObject;
@@ -157,7 +189,10 @@ export class Client extends EventEmitter<ClientEvents> {
       backoffMax: Math.max(o.backoffMax ?? 30_000, o.backoffMin ?? 100),
       reconnect: o.reconnect ?? true,
       requestTimeout: o.requestTimeout ?? 30_000,
+      dedupeWindow: o.dedupeWindow ?? 4096,
     };
+    this.resume = o.resume ?? true;
+    this.manualAck = o.manualAck ?? false;
     for (const [k, v] of Object.entries(this.opts)) {
       if (typeof v === 'number' && !(v > 0)) throw new RangeError(`${k} must be positive, got ${v}`);
     }
@@ -248,6 +283,19 @@ export class Client extends EventEmitter<ClientEvents> {
       clearTimeout(linger);
     }
     this.finish();
+  }
+
+  /** mailbox says whether the last connection resumed its identity's mailbox, and how many messages waited. */
+  get mailbox(): MailboxState {
+    return { ...this.mailboxState };
+  }
+
+  /** ack acks the mailbox messages up to seq (cumulative); only needed with manualAck. */
+  ack(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq <= 0) throw new RangeError(`ack: seq must be a positive integer, got ${seq}`);
+    const s = this.session;
+    if (!s || s.lost) throw new SamgwError(ClientCode.ConnectionLost, `ack ${seq}: not connected (the message comes again after the reconnect)`);
+    s.socket.write(ackFrame(seq, this.nextId()));
   }
 
   /** isConnected reports whether a connection is up now. */
@@ -341,7 +389,8 @@ export class Client extends EventEmitter<ClientEvents> {
     this.lastServerError = undefined;
     if (this.token) {
       const id = this.nextId();
-      socket.write(encodeFrame({ type: 'auth', id, timestamp: Date.now(), payloadText: JSON.stringify({ token: this.token }) }));
+      const auth = this.resume ? { token: this.token, resume: true } : { token: this.token };
+      socket.write(encodeFrame({ type: 'auth', id, timestamp: Date.now(), payloadText: JSON.stringify(auth) }));
     }
     const queued = this.queue;
     this.queue = [];
@@ -375,10 +424,25 @@ export class Client extends EventEmitter<ClientEvents> {
       this.lastActivityMs = Date.now();
       s.deadPeer?.refresh();
     }
+    s.toAck = 0;
     for (const f of frames) {
       if (s.lost) return;
       this.dispatch(s, f);
     }
+    // Acks are cumulative: one for the whole chunk.
+    if (s.toAck > 0 && !s.lost) s.socket.write(ackFrame(s.toAck, this.nextId()));
+  }
+
+  /** mailboxMessage passes on a message from the mailbox unless it is a duplicate, then marks it for the ack. */
+  private mailboxMessage(s: Session, m: Message): void {
+    const id = m.id ?? `m-${m.seq}`;
+    if (!this.seen.has(id)) {
+      this.seen.add(id);
+      this.seenOrder.push(id);
+      if (this.seenOrder.length > this.opts.dedupeWindow) this.seen.delete(this.seenOrder.shift()!);
+      this.emit('data', m);
+    }
+    if (!this.manualAck) s.toAck = Math.max(s.toAck ?? 0, m.seq!);
   }
 
   private dispatch(s: Session, frame: Buffer): void {
@@ -417,13 +481,20 @@ export class Client extends EventEmitter<ClientEvents> {
         this.lose(s, `closed by the server: ${p.reason ?? p.message ?? 'no reason given'}`);
         return;
       }
-      case 'auth':
+      case 'auth': {
+        const p = (m.payload ?? {}) as { resume?: unknown; pending?: unknown };
+        this.mailboxState = { resumed: p.resume === true, pending: p.resume === true && typeof p.pending === 'number' ? p.pending : 0 };
         this.authWait?.resolve();
         this.emit('auth', m);
         return;
+      }
       case 'keepalive':
         this.emit('keepalive', m);
         return;
+    }
+    if (m.type === 'data' && typeof m.seq === 'number' && m.seq > 0) {
+      this.mailboxMessage(s, m); // never a reply, whatever its id
+      return;
     }
     // data, pong, error: a reply goes to its request only.
     let err: SamgwError | undefined;

@@ -1,5 +1,5 @@
 /** The message types of the samgw protocol. */
-export type MessageType = 'data' | 'ping' | 'pong' | 'keepalive' | 'close' | 'error' | 'auth';
+export type MessageType = 'data' | 'ping' | 'pong' | 'keepalive' | 'close' | 'error' | 'auth' | 'ack';
 
 /** One frame of the protocol, as received (one JSON object per line). */
 export interface Message<P = unknown> {
@@ -13,6 +13,8 @@ export interface Message<P = unknown> {
   route?: string;
   /** Base64 Ed25519 signature of a signed data message. */
   sig?: string;
+  /** A message from the identity's mailbox: its sequence number, to ack. */
+  seq?: number;
 }
 
 /** The payload of an `error` frame. */
@@ -44,7 +46,7 @@ export function encodeFrame(f: OutgoingFrame): string {
   return s + '}\n';
 }
 
-const types = new Set<string>(['data', 'ping', 'pong', 'keepalive', 'close', 'error', 'auth']);
+const types = new Set<string>(['data', 'ping', 'pong', 'keepalive', 'close', 'error', 'auth', 'ack']);
 
 /** Why a parsed frame is not a message, or undefined if it is one. */
 export function invalidMessage(v: unknown): string | undefined {
@@ -56,5 +58,6 @@ export function invalidMessage(v: unknown): string | undefined {
     if (m[k] !== undefined && m[k] !== null && typeof m[k] !== 'string') return `"${k}" is not a string`;
   }
   if (m.timestamp !== undefined && m.timestamp !== null && typeof m.timestamp !== 'number') return '"timestamp" is not a number';
+  if (m.seq !== undefined && m.seq !== null && !(Number.isSafeInteger(m.seq) && (m.seq as number) >= 0)) return '"seq" is not a non-negative integer';
   return undefined;
 }

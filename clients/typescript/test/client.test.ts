@@ -150,7 +150,7 @@ test('at most once: a written request fails with connection_lost; sends queued w
   const connecting = c.connect();
   const first = new Lines(await srv.accept(0));
   const auth1 = await first.next('auth');
-  assert.deepEqual(auth1.payload, { token: 'tok' });
+  assert.deepEqual(auth1.payload, { token: 'tok', resume: true }); // resume by default: the mailbox is delivered after each connect
   srv.sockets[0]!.write(frame({ type: 'auth', payload: { ok: true, identity: 'a' }, id: auth1.id }));
   await connecting;
   const req = c.request({ r: 1 });
@@ -350,5 +350,66 @@ test('a server that drips bytes of a frame that never ends is dead at keepAliveT
   assert.equal(reason, 'keepalive timeout');
   assert.ok(elapsed >= 390 && elapsed < 5_000, `declared dead after ${elapsed} ms`);
   await c.disconnect();
+  await srv.close();
+});
+
+test('mailbox: one cumulative ack per chunk, duplicates by id dropped across reconnects, manualAck, a bad seq is an error event', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, backoffMin: 20, backoffMax: 50, token: 'tok' });
+  const data = collect<Message>(c, 'data');
+  const errors = collect<SamgwError>(c, 'error');
+  const connecting = c.connect();
+  const first = new Lines(await srv.accept(0));
+  const auth = await first.next('auth');
+  srv.sockets[0]!.write(frame({ type: 'auth', id: auth.id, payload: { ok: true, identity: 'a', resume: true, pending: 3 } }));
+  await connecting;
+  assert.deepEqual(c.mailbox, { resumed: true, pending: 3 });
+  // Three in one write: one ack, for the last.
+  srv.sockets[0]!.write(frame({ type: 'data', id: 'm1', seq: 4, payload: 1 }) + frame({ type: 'data', id: 'm2', seq: 7, payload: 2 }) +
+    frame({ type: 'data', id: 'm3', seq: 9, payload: 3, route: 'inbox' }));
+  assert.deepEqual((await data.next(3)).map((m) => [m.seq, m.payload]), [[4, 1], [7, 2], [9, 3]]);
+  const ack = await first.next('ack');
+  assert.deepEqual(ack.payload, { seq: 9 });
+  // A seq that is not a non-negative integer is refused as invalid input.
+  srv.sockets[0]!.write(frame({ type: 'data', id: 'bad', seq: -1, payload: 0 }) + frame({ type: 'data', id: 'bad2', seq: 1.5, payload: 0 }));
+  assert.equal((await errors.next(2)).every((e) => e.code === 'invalid_message'), true);
+  // After a reconnect the same ids come again (their ack was lost): dropped, but acked.
+  srv.sockets[0]!.destroy();
+  const second = new Lines(await srv.accept(1));
+  const auth2 = await second.next('auth');
+  srv.sockets[1]!.write(frame({ type: 'auth', id: auth2.id, payload: { ok: true, identity: 'a', resume: true, pending: 2 } }));
+  srv.sockets[1]!.write(frame({ type: 'data', id: 'm2', seq: 7, payload: 2 }) + frame({ type: 'data', id: 'm3', seq: 9, payload: 3 }));
+  assert.deepEqual((await second.next('ack')).payload, { seq: 9 });
+  srv.sockets[1]!.write(frame({ type: 'data', id: 'm4', seq: 12, payload: 4 }));
+  assert.deepEqual((await data.next(4))[3]!.payload, 4, 'm2 and m3 were not handed on twice');
+  assert.equal(data.items.length, 4);
+  await c.disconnect();
+
+  // manualAck: nothing is acked until ack(seq).
+  const m = new Client({ port: srv.port, token: 'tok', manualAck: true, resume: true });
+  const mdata = collect<Message>(m, 'data');
+  const mconnecting = m.connect();
+  const third = new Lines(await srv.accept(2));
+  const auth3 = await third.next('auth');
+  srv.sockets[2]!.write(frame({ type: 'auth', id: auth3.id, payload: { ok: true, identity: 'a', resume: true, pending: 1 } }));
+  await mconnecting;
+  srv.sockets[2]!.write(frame({ type: 'data', id: 'x', seq: 20, payload: 'x' }));
+  await mdata.next(1);
+  m.ack(20);
+  const next = await third.next();
+  assert.deepEqual([next.type, next.payload], ['ack', { seq: 20 }], 'the first frame after the message is the manual ack');
+  assert.throws(() => m.ack(0), RangeError);
+  await m.disconnect();
+
+  // resume: false asks for no mailbox.
+  const plain = new Client({ port: srv.port, token: 'tok', resume: false });
+  const pconnecting = plain.connect();
+  const fourth = new Lines(await srv.accept(3));
+  const auth4 = await fourth.next('auth');
+  assert.deepEqual(auth4.payload, { token: 'tok' });
+  srv.sockets[3]!.write(frame({ type: 'auth', id: auth4.id, payload: { ok: true, identity: 'a' } }));
+  await pconnecting;
+  assert.deepEqual(plain.mailbox, { resumed: false, pending: 0 });
+  await plain.disconnect();
   await srv.close();
 });

@@ -19,6 +19,11 @@ interface Step {
   expect_reply?: unknown;
   expect_error?: string;
   reason?: string;
+  to?: string;
+  id?: string;
+  manual_ack?: boolean;
+  expect_pending?: number;
+  ids?: string[];
 }
 
 const steps = (JSON.parse(readFileSync(path.join(repoRoot, 'internal/conformance/steps.json'), 'utf8')) as { steps: Step[] }).steps;
@@ -36,6 +41,7 @@ class Runner {
   client?: Client;
   private inbox: Message[] = [];
   private up = false;
+  private lastSeq = 0;
   private changed?: () => void;
 
   private async until(cond: () => boolean, what: string): Promise<void> {
@@ -69,9 +75,26 @@ class Runner {
         got.forEach((m, i) => {
           if (s.route) assert.equal(m.route, s.route);
           assert.deepEqual(m.payload, want[i], `data frame ${i + 1}`);
+          if (s.ids) {
+            assert.equal(m.id, s.ids[i], `data frame ${i + 1}: id`);
+            assert.ok(typeof m.seq === 'number' && m.seq > 0, `data frame ${i + 1}: seq ${m.seq}`);
+          }
         });
         return;
       }
+      case 'deliver': {
+        const p = this.client!.request({ to: s.to, id: s.id, body: s.payload }, { route: 'leave' });
+        if (s.expect_error) {
+          await assert.rejects(p, (err: SamgwError) => err.code === s.expect_error);
+          return;
+        }
+        const seq = (await p).payload;
+        assert.ok(Number.isSafeInteger(seq) && (seq as number) > 0, `deliver answered ${JSON.stringify(seq)}, want a seq`);
+        return;
+      }
+      case 'ack_last':
+        this.client!.ack(this.lastSeq);
+        return;
       case 'stop_server':
         return harness.command({ stop: s.server! });
       case 'start_server':
@@ -100,9 +123,11 @@ class Runner {
       opts.tls = { ca: readFileSync(fx.ca), cert: readFileSync(c.cert), key: readFileSync(c.key) };
     }
     if (s.sign) opts.signKey = readFileSync(fx.sign_keys[s.sign]!);
+    if (s.manual_ack) opts.manualAck = true;
     const c = new Client(opts);
     c.on('data', (m) => {
       this.inbox.push(m);
+      if (m.seq) this.lastSeq = m.seq;
       this.notify();
     });
     c.on('connect', () => {
@@ -119,6 +144,7 @@ class Runner {
     }
     await c.connect();
     this.client = c;
+    if (s.expect_pending !== undefined) assert.deepEqual(c.mailbox, { resumed: true, pending: s.expect_pending });
   }
 
   private async request(s: Step): Promise<void> {
