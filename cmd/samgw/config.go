@@ -73,7 +73,7 @@ func loadConfigFile(cctx *cli.Context) error {
 // in a config file are read from the file's folder.
 var pathKeys = map[string]bool{
 	"scripts": true, "tls-cert": true, "tls-key": true, "tls-client-ca": true, "identities": true, "audit-log": true,
-	"upstream-tls-ca": true, "nats-creds": true, "nats-ca": true,
+	"upstream-tls-ca": true, "nats-creds": true, "nats-ca": true, "data-dir": true,
 }
 
 // expectedForm says what a flag's value looks like, for errors.
