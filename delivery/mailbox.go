@@ -181,6 +181,11 @@ func (m *Mailboxes) applyBox(b *box) {
 	}
 }
 
+// pullBatch is how many messages a session's consumer asks JetStream for
+// at a time (it asks for more when half are taken): what the process holds
+// per resuming connection beyond what was sent to it.
+const pullBatch = 128
+
 // session delivers one connection's mailbox: it reads the identity's
 // subject from its first message with an ordered consumer and pushes each
 // message not yet acked to the connection, at most MaxInFlight ahead of
@@ -238,8 +243,7 @@ func (s *session) Close() {
 // run is the session's goroutine.
 func (s *session) run() {
 	defer close(s.done)
-	window := min(s.m.cfg.MaxInFlight, 64)
-	iter, err := s.cons.Messages(jetstream.PullMaxMessages(window))
+	iter, err := s.cons.Messages(jetstream.PullMaxMessages(min(s.m.cfg.MaxInFlight, pullBatch)))
 	if err != nil {
 		s.m.cfg.Logger.Warn("Mailbox delivery could not start", "identity", s.box.identity, "error", err)
 		return
@@ -281,11 +285,14 @@ func (s *session) run() {
 		if floor, _ := s.box.floor(); seq <= floor {
 			continue // acked meanwhile (by another connection of the identity)
 		}
-		id := msg.Headers().Get(headerID)
+		var id, route string
+		if h := msg.Headers(); h != nil {
+			id, route = h.Get(headerID), h.Get(headerRoute)
+		}
 		if id == "" {
 			id = "m-" + strconv.FormatUint(seq, 10)
 		}
-		if err := s.to.Deliver(seq, id, msg.Headers().Get(headerRoute), msg.Data()); err != nil {
+		if err := s.to.Deliver(seq, id, route, msg.Data()); err != nil {
 			return // the connection is gone; what it did not ack waits
 		}
 		sent = append(sent, seq)

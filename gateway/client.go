@@ -87,8 +87,9 @@ type ClientConfig struct {
 	// what waits in its mailbox is delivered after each connect.
 	NoResume bool
 	// ManualAck leaves acks to the caller (Ack); by default each mailbox
-	// message is acked once OnMessage has returned (acks are batched: one
-	// after a burst).
+	// message is acked once OnMessage has returned (acks are cumulative and
+	// batched: one for every 64 messages, or 10 ms after the first, and
+	// before Disconnect's close).
 	ManualAck bool
 	// DedupeWindow is how many mailbox message ids are remembered to drop
 	// duplicates; zero means DefaultDedupeWindow.
@@ -661,6 +662,8 @@ func (c *Client) Disconnect(reason string) error {
 	w := c.cur
 	c.mu.Unlock()
 	close(c.stop)
+	c.flushAck() // what was handled is acked before the close
+	c.stopAcks()
 	if w != nil {
 		var buf [128]byte
 		payload := protocol.AppendReasonPayload(buf[:0], "reason", reason)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -11,10 +12,14 @@ import (
 // to drop duplicates.
 const DefaultDedupeWindow = 4096
 
-// ackBatch is how many mailbox messages a client handles before it acks
-// even though more frames are already buffered: acks are cumulative, so
-// one ack after a burst says as much as one per message.
-const ackBatch = 64
+// Acks are cumulative, so one ack after many messages says as much as one
+// per message: a client acks once it has handled ackBatch messages since
+// the last ack, or ackDelay after the first of them, whichever comes first
+// (and before it disconnects).
+const (
+	ackBatch = 64
+	ackDelay = 10 * time.Millisecond
+)
 
 // inbox is a client's side of its identity's mailbox: what the last auth
 // reply said, the seq to ack next, and the ids recently handled, to drop
@@ -23,8 +28,9 @@ type inbox struct {
 	mu      sync.Mutex
 	resumed bool
 	pending uint64
-	toAck   uint64 // the highest seq handled and not yet acked
-	unacked int    // messages handled since the last ack
+	toAck   uint64      // the highest seq handled and not yet acked
+	unacked int         // messages handled since the last ack
+	timer   *time.Timer // sends the ack ackDelay after the first unacked message; nil until then
 	seen    map[string]struct{}
 	order   []string // seen's ids, oldest first (a ring of DedupeWindow)
 	next    int
@@ -54,17 +60,58 @@ func (b *inbox) duplicate(id string) bool {
 	return false
 }
 
-// handled records seq for the next ack and reports whether to ack now.
-func (b *inbox) handled(seq uint64, more bool) (ack uint64, now bool) {
+// handled records seq for the next ack and reports whether to ack now
+// (else the timer, armed by arm, will).
+func (b *inbox) handled(seq uint64, arm func() *time.Timer) (ack uint64, now bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.toAck = max(b.toAck, seq)
 	b.unacked++
-	if more && b.unacked < ackBatch {
+	if b.unacked < ackBatch {
+		if b.unacked == 1 {
+			if b.timer == nil {
+				b.timer = arm()
+			} else {
+				b.timer.Reset(ackDelay)
+			}
+		}
+		return 0, false
+	}
+	return b.take()
+}
+
+// take returns the seq to ack, if any, and starts counting afresh.
+func (b *inbox) take() (uint64, bool) {
+	if b.unacked == 0 {
 		return 0, false
 	}
 	b.unacked = 0
 	return b.toAck, true
+}
+
+// flushAck sends the ack that is due, if any, on the current connection.
+func (c *Client) flushAck() {
+	c.inbox.mu.Lock()
+	seq, due := c.inbox.take()
+	c.inbox.mu.Unlock()
+	if !due {
+		return
+	}
+	c.mu.Lock()
+	w := c.cur
+	c.mu.Unlock()
+	if w != nil {
+		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, seq)}) //nolint:errcheck // closing: it comes again
+	}
+}
+
+// stopAcks stops the ack timer (Disconnect, after a last flushAck).
+func (c *Client) stopAcks() {
+	c.inbox.mu.Lock()
+	defer c.inbox.mu.Unlock()
+	if c.inbox.timer != nil {
+		c.inbox.timer.Stop()
+	}
 }
 
 // Resumed reports whether the current (or last) connection was attached to
@@ -101,7 +148,7 @@ func (c *Client) mailboxMessage(w *wire, m *protocol.Message) {
 	if c.cfg.ManualAck {
 		return
 	}
-	if seq, now := c.inbox.handled(m.Seq, w.reader.Buffered() > 0); now {
+	if seq, now := c.inbox.handled(m.Seq, func() *time.Timer { return time.AfterFunc(ackDelay, c.flushAck) }); now {
 		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, seq)}) //nolint:errcheck // closing: it comes again
 	}
 }
@@ -111,6 +158,6 @@ func (c *Client) authAnswered(m *protocol.Message) {
 	resumed, pending := protocol.ParseAuthReplyResume(m.Payload)
 	c.inbox.mu.Lock()
 	c.inbox.resumed, c.inbox.pending = resumed, pending
-	c.inbox.toAck, c.inbox.unacked = 0, 0
+	c.inbox.toAck, c.inbox.unacked = 0, 0 // what the last connection did not ack comes again
 	c.inbox.mu.Unlock()
 }
