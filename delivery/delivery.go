@@ -222,3 +222,11 @@ func (m *Mailboxes) Close() {
 	close(m.stop)
 	<-m.done
 }
+
+// Healthy reports whether the store can be reached (for /readyz).
+func (m *Mailboxes) Healthy() error {
+	if !m.cfg.Conn.IsConnected() {
+		return fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, m.cfg.Conn.Status())
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -47,8 +48,13 @@ func TestStoreUnavailable(t *testing.T) {
 	live, _ := f.connect("alice", true)
 	live.data(2)
 
+	if err := boxes.Healthy(); err != nil {
+		t.Fatalf("Healthy with NATS up: %v", err)
+	}
 	ns.Shutdown()
 	ns.WaitForShutdown()
+	// The client notices the loss when its connection reports it.
+	testutil.Eventually(t, "Healthy to report the store unavailable", func() bool { return errors.Is(boxes.Healthy(), ErrUnavailable) })
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()

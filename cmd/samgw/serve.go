@@ -169,6 +169,9 @@ func serve(cctx *cli.Context) error {
 	if err := attach(srv, engine, reg, clu); err != nil {
 		return err
 	}
+	if reg != nil && boxes != nil {
+		reg.AddCheck("mailboxes", boxes.Healthy)
+	}
 
 	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
 	bg := newBackground(cctx.Context)
