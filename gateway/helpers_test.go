@@ -78,6 +78,7 @@ type frame struct {
 	Route     string          `json:"route"`
 	Timestamp int64           `json:"timestamp"`
 	Payload   json.RawMessage `json:"payload"`
+	Seq       uint64          `json:"seq"`
 	raw       string
 }
 
