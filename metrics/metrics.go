@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,9 @@ type Metrics struct {
 	engine   Scripts
 	checks   []check
 	pprof    bool
+
+	scriptsOnce sync.Once
+	scripts     *ScriptMetrics
 }
 
 // check is an extra readiness condition, such as the cluster's.

@@ -48,6 +48,7 @@ func (st *luaState) registerAPI() {
 		"incr":   st.apiStoreIncr,
 		"cas":    st.apiStoreCAS,
 	}))
+	L.SetGlobal("metrics", st.metricsModule(st.apiMetricsRecord))
 	L.SetGlobal("print", L.NewFunction(st.apiPrint))
 	L.SetGlobal("require", L.NewFunction(st.apiRequire))
 }

@@ -81,6 +81,8 @@ type Config struct {
 	// Cluster, when set, extends the gateway module to every node and
 	// enables the nats module.
 	Cluster Cluster
+	// Metrics receives metrics.inc, set and observe; nil drops them.
+	Metrics ScriptMetrics
 	// Mailboxes keeps the messages of gateway.deliver until their identity
 	// takes them; nil turns gateway.deliver into an error.
 	Mailboxes Mailboxes
@@ -114,6 +116,7 @@ type Engine struct {
 	kv            KV
 	cluster       Cluster
 	mailboxes     Mailboxes
+	metrics       ScriptMetrics
 	watch         *watchdog
 	topics        *topics
 	clock         timerClock
@@ -199,7 +202,7 @@ func newEngine(cfg Config) (*Engine, error) {
 	if e.store == nil {
 		e.store = NewStore(cfg.StoreMaxBytes)
 	}
-	e.kv, e.cluster, e.mailboxes = cfg.KV, cfg.Cluster, cfg.Mailboxes
+	e.kv, e.cluster, e.mailboxes, e.metrics = cfg.KV, cfg.Cluster, cfg.Mailboxes, cfg.Metrics
 	if e.cluster != nil {
 		e.cluster.DeliverTopics(e.topics.publish)
 	}

@@ -63,6 +63,8 @@ type outboxEntry struct {
 	action                       string
 	to, identity, topic, subject string
 	route, except, reason, id    string
+	name, kind                   string  // a metric's
+	value                        float64 // a metric's
 	payload                      []byte
 }
 
@@ -106,6 +108,10 @@ func (h *harness) register(st *luaState) {
 		"send": h.gwSend, "send_to": h.gwSendTo, "broadcast": h.gwBroadcast, "connections": h.gwConnections,
 		"close": h.gwClose, "subscribe": h.gwSubscribe, "unsubscribe": h.gwUnsubscribe, "publish": h.gwPublish,
 		"deliver": h.gwDeliver,
+	}))
+	L.SetGlobal("metrics", st.metricsModule(func(kind, name string, v float64) error {
+		h.outbox = append(h.outbox, outboxEntry{action: "metric", name: name, kind: kind, value: v})
+		return nil
 	}))
 	L.SetGlobal("http", st.httpModule(h.httpCall))
 	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": h.upstreamRequest, "all": h.upstreamAll}))
@@ -373,6 +379,11 @@ func (h *harness) outboxList(L *lua.LState) int {
 		}
 		if o.payload != nil {
 			e.RawSetString("payload", h.decode(o.payload))
+		}
+		if o.action == "metric" {
+			e.RawSetString("name", lua.LString(o.name))
+			e.RawSetString("kind", lua.LString(o.kind))
+			e.RawSetString("value", lua.LNumber(o.value))
 		}
 		t.Append(e)
 	}

@@ -421,6 +421,11 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	}
 	if reg != nil {
 		cfg.ObserveCall = reg.ObserveCall
+		cfg.Metrics = reg.Scripts()
+	} else {
+		// Checked the same way, and not exposed: a script's metric names
+		// fail or pass alike with and without --metrics-listen.
+		cfg.Metrics = metrics.New().Scripts()
 	}
 	up, err := upstreamConfig(cctx, log)
 	if err != nil {

@@ -209,7 +209,8 @@ func TestServeMetricsListen(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`samgw_frames_total{direction="in",type="data"} 1`, `samgw_handler_duration_seconds_count{outcome="ok",route="default"} 1`, "samgw_script_generation 1"} {
+	for _, want := range []string{`samgw_frames_total{direction="in",type="data"} 1`, `samgw_handler_duration_seconds_count{outcome="ok",route="default"} 1`, "samgw_script_generation 1",
+		`samgw_ready{check="mailboxes"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("scrape lacks %s", want)
 		}
@@ -219,6 +220,48 @@ func TestServeMetricsListen(t *testing.T) {
 		t.Fatalf("readyz: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestScriptMetricsFromLua: metrics.inc, set and observe in a handler
+// reach /metrics; a bad name fails that call only.
+func TestScriptMetricsFromLua(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "default.lua"), `
+function on_data(msg)
+  if msg.payload == "bad" then metrics.inc("Not-A-Name") end
+  metrics.inc("tasks_done")
+  metrics.inc("bytes_in", #json.encode(msg.payload))
+  metrics.set("last_n", msg.payload)
+  metrics.observe("work_seconds", 0.25)
+  return "ok"
+end`)
+	for _, args := range [][]string{{"--metrics-listen", "127.0.0.1:0"}, {}} {
+		addr, log, _ := startServe(t, append([]string{"--scripts", dir}, args...)...)
+		sendOK(t, addr, `41`)
+		sendOK(t, addr, `42`)
+		code, _, errOut := runSamgw(t, "", "send", "--addr", addr, `"bad"`)
+		if code == 0 || !strings.Contains(errOut, "handler_error") || !strings.Contains(errOut, "invalid metric name") {
+			t.Fatalf("a bad metric name (%v): exit %d %s", args, code, errOut)
+		}
+		m := regexp.MustCompile(`msg="Metrics listening" addr=(\S+)`).FindStringSubmatch(log.String())
+		if len(args) == 0 {
+			if m != nil {
+				t.Fatal("metrics served without --metrics-listen")
+			}
+			continue
+		}
+		resp, err := http.Get("http://" + m[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"samgw_script_tasks_done_total 2", "samgw_script_bytes_in_total 4", "samgw_script_last_n 42", "samgw_script_work_seconds_count 2"} {
+			if !strings.Contains(string(body), want+"\n") {
+				t.Errorf("scrape lacks %q", want)
+			}
+		}
+	}
 }
 
 func TestServeUpstreamFlags(t *testing.T) {

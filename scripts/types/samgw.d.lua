@@ -115,6 +115,21 @@ json.null = nil
 ---@class samgw.StoreOptions
 ---@field ttl_ms? integer the value expires this many milliseconds from now
 
+---Metrics of the application, exported on --metrics-listen's /metrics.
+metrics = {}
+---Add n (default 1, at least 0) to the counter samgw_script_<name>_total.
+---@param name string
+---@param n? number
+function metrics.inc(name, n) end
+---Set the gauge samgw_script_<name>.
+---@param name string
+---@param v number
+function metrics.set(name, v) end
+---Record v in the histogram samgw_script_<name>.
+---@param name string
+---@param v number
+function metrics.observe(name, v) end
+
 store = {}
 ---@param key string
 ---@return any
