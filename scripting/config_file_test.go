@@ -20,8 +20,17 @@ func TestScriptConfig(t *testing.T) {
 	f := newFixture(t, map[string]string{
 		"default.lua": `function on_data(msg) return {url = config.upstream.url, t = config.upstream.timeout_ms, room = config.rooms[2]} end`,
 		"write.lua":   `function on_data(msg) config.upstream.url = "http://evil/" return "written" end`,
+		"rooms.lua": `function on_data(msg)
+  local all = {}
+  for i, r in ipairs(config.rooms) do all[i] = r end
+  local keys = 0
+  for _ in pairs(config) do keys = keys + 1 end
+  return {n = #config.rooms, all = all, keys = keys}
+end`,
 	}, Config{ConfigFile: file})
 	c, _ := f.client()
+	// Lists are sequences: #, ipairs and pairs see them.
+	mustReply(t, c, "rooms", `1`, `{"n":2,"all":["lobby","ops"],"keys":2}`)
 	mustReply(t, c, "", `1`, `{"url":"http://127.0.0.1:8081/","t":2000,"room":"ops"}`)
 	// Read-only: a script cannot change what the others see.
 	got, err := request(t, c, "write", `1`)

@@ -81,6 +81,9 @@ func Open(L *lua.LState) {
 		concatGlobal:   concat,
 	})
 
+	g.RawSetString("pairs", L.NewClosure(basePairs, L.NewFunction(pairsNext)))
+	g.RawSetString("ipairs", L.NewClosure(baseIpairs, L.NewFunction(ipairsNext)))
+
 	osFull := g.RawGetString(lua.OsLibName).(*lua.LTable)
 	os := L.NewTable()
 	for _, name := range []string{"time", "clock", "date", "difftime"} {

@@ -16,9 +16,10 @@ const readOnlyField = "__samgw_readonly"
 // Each table is replaced in its parent by an empty proxy whose metatable
 // reads through to it and refuses writes; the metatable is protected
 // (getmetatable returns false, setmetatable fails), and rawset,
-// table.insert, table.remove and table.sort refuse proxies. Iterating a
-// proxy with pairs yields nothing. Call Seal after every module scripts see
-// has been registered.
+// table.insert, table.remove and table.sort refuse proxies. `#`, pairs and
+// ipairs see through a proxy (so a sealed array, a list in the scripts'
+// config say, is a sequence), without handing out the table behind it.
+// Call Seal after every module scripts see has been registered.
 func Seal(L *lua.LState) {
 	g := L.G.Global
 	seen := map[*lua.LTable]*lua.LTable{g: g}
@@ -59,10 +60,66 @@ func readOnly(L *lua.LState, t *lua.LTable, seen map[*lua.LTable]*lua.LTable) *l
 		L.RaiseError("attempt to modify a read-only table (field %s)", L.Get(2).String())
 		return 0
 	}))
+	meta.RawSetString("__len", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(t.Len()))
+		return 1
+	}))
 	meta.RawSetString("__metatable", lua.LFalse)
 	meta.RawSetString(readOnlyField, lua.LTrue)
 	proxy.Metatable = meta
 	return proxy
+}
+
+// behind returns the table a read-only proxy reads through to, or t itself.
+// Never hand it to a script: it is writable.
+func behind(t *lua.LTable) *lua.LTable {
+	if IsReadOnly(t) {
+		if inner, ok := t.Metatable.(*lua.LTable).RawGetString("__index").(*lua.LTable); ok {
+			return inner
+		}
+	}
+	return t
+}
+
+// basePairs is pairs, seeing through read-only proxies: the iterator reads
+// the table behind the proxy, and the state it returns is the proxy.
+func basePairs(L *lua.LState) int {
+	t := L.CheckTable(1)
+	L.Push(L.Get(lua.UpvalueIndex(1))) // pairsNext, made once per state
+	L.Push(t)
+	L.Push(lua.LNil)
+	return 3
+}
+
+func pairsNext(L *lua.LState) int {
+	k, v := behind(L.CheckTable(1)).Next(L.Get(2))
+	if k == lua.LNil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(k)
+	L.Push(v)
+	return 2
+}
+
+// baseIpairs is ipairs, seeing through read-only proxies.
+func baseIpairs(L *lua.LState) int {
+	t := L.CheckTable(1)
+	L.Push(L.Get(lua.UpvalueIndex(1))) // ipairsNext, made once per state
+	L.Push(t)
+	L.Push(lua.LNumber(0))
+	return 3
+}
+
+func ipairsNext(L *lua.LState) int {
+	i := L.CheckInt(2) + 1
+	v := behind(L.CheckTable(1)).RawGetInt(i)
+	if v == lua.LNil {
+		return 0
+	}
+	L.Push(lua.LNumber(i))
+	L.Push(v)
+	return 2
 }
 
 // IsReadOnly reports whether t is a sealed library table.

@@ -370,3 +370,49 @@ func TestConcatIsBoundedAndKeepsLuaSemantics(t *testing.T) {
 	}
 	t.Logf("the doubling was refused at 16 MiB after %v", time.Since(start))
 }
+
+// TestSealedTablesAreSequences: a sealed array (a list in the scripts'
+// config) answers #, ipairs and pairs as the array it is, and nothing they
+// return lets a script write to it.
+func TestSealedTablesAreSequences(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	cfg := L.NewTable()
+	list := L.NewTable()
+	for _, s := range []string{"a", "b", "c"} {
+		list.Append(lua.LString(s))
+	}
+	inner := L.NewTable()
+	inner.RawSetString("k", lua.LString("v"))
+	list.Append(inner)
+	cfg.RawSetString("list", list)
+	cfg.RawSetString("name", lua.LString("x"))
+	L.SetGlobal("config", cfg)
+	Seal(L)
+	for _, tc := range []struct{ code, want string }{
+		{`return #config.list`, "4"},
+		{`local s = "" for i, v in ipairs(config.list) do s = s .. i .. (type(v) == "string" and v or v.k) end return s`, "1a2b3c4v"},
+		{`local n = 0 for k, v in pairs(config) do n = n + 1 end return n`, "2"},
+		{`local t = {} for k in pairs(config.list) do t[#t + 1] = k end return #t`, "4"},
+		{`local f, s = pairs(config.list) return tostring(s == config.list)`, "true"},
+		{`local f, s, i = ipairs(config.list) local ok = pcall(function() s[1] = "z" end) return tostring(ok) .. config.list[1]`, "falsea"},
+		{`local ok = pcall(function() for k, v in ipairs(config.list) do if type(v) == "table" then v.k = "w" end end end) return tostring(ok) .. config.list[4].k`, "falsev"},
+		{`local t = {1, 2, 3} local n = 0 for _ in ipairs(t) do n = n + 1 end for _ in pairs(t) do n = n + 1 end return n .. #t`, "63"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			fn, err := L.LoadString(tc.code)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn.Env = NewEnv(L)
+			L.Push(fn)
+			if err := L.PCall(0, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := L.Get(-1).String(); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			L.Pop(1)
+		})
+	}
+}
