@@ -156,24 +156,20 @@ func waitFor(b *testing.B, got *atomic.Int64, more chan struct{}, want int64) {
 }
 
 // BenchmarkSendToLive: the at-most-once push to a connected agent.
-func BenchmarkSendToLive(b *testing.B) {
-	g := startBenchGateway(b)
-	_, got, more := g.receiver(b, false)
-	b.ResetTimer()
-	start := time.Now()
-	g.send(b, "push", b.N)
-	waitFor(b, got, more, int64(b.N))
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-}
+func BenchmarkSendToLive(b *testing.B) { benchLive(b, "push", false) }
 
 // BenchmarkDeliverLive: durable delivery to a connected, resuming agent
 // that acks (the Go client's automatic, batched acks).
-func BenchmarkDeliverLive(b *testing.B) {
+func BenchmarkDeliverLive(b *testing.B) { benchLive(b, "put", true) }
+
+// benchLive sends b.N messages on route to alice, connected (resuming or
+// not), and reports how many a second reached her.
+func benchLive(b *testing.B, route string, resume bool) {
 	g := startBenchGateway(b)
-	_, got, more := g.receiver(b, true)
+	_, got, more := g.receiver(b, resume)
 	b.ResetTimer()
 	start := time.Now()
-	g.send(b, "put", b.N)
+	g.send(b, route, b.N)
 	waitFor(b, got, more, int64(b.N))
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }

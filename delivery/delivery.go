@@ -113,26 +113,22 @@ func (cfg Config) Validate() error {
 	if cfg.Replicas < 0 || cfg.Replicas > 5 {
 		bad("Replicas %d: want 1 to 5", cfg.Replicas)
 	}
-	if cfg.MaxMessages < 0 {
-		bad("MaxMessages %d: want a positive number", cfg.MaxMessages)
-	}
-	if cfg.MaxAge < 0 {
-		bad("MaxAge %v: want a positive duration", cfg.MaxAge)
-	}
-	if cfg.MaxBytes < 0 {
-		bad("MaxBytes %d: want a positive size", cfg.MaxBytes)
-	}
-	if cfg.MaxMessageBytes < 0 {
-		bad("MaxMessageBytes %d: want a positive size", cfg.MaxMessageBytes)
-	}
-	if cfg.DedupeWindow < 0 {
-		bad("DedupeWindow %v: want a positive duration", cfg.DedupeWindow)
-	}
-	if cfg.MaxInFlight < 0 {
-		bad("MaxInFlight %d: want a positive number", cfg.MaxInFlight)
-	}
-	if cfg.AckFlush < 0 {
-		bad("AckFlush %v: want a positive duration", cfg.AckFlush)
+	for _, f := range []struct {
+		name     string
+		negative bool
+		value    any
+	}{
+		{"MaxMessages", cfg.MaxMessages < 0, cfg.MaxMessages},
+		{"MaxAge", cfg.MaxAge < 0, cfg.MaxAge},
+		{"MaxBytes", cfg.MaxBytes < 0, cfg.MaxBytes},
+		{"MaxMessageBytes", cfg.MaxMessageBytes < 0, cfg.MaxMessageBytes},
+		{"DedupeWindow", cfg.DedupeWindow < 0, cfg.DedupeWindow},
+		{"MaxInFlight", cfg.MaxInFlight < 0, cfg.MaxInFlight},
+		{"AckFlush", cfg.AckFlush < 0, cfg.AckFlush},
+	} {
+		if f.negative {
+			bad("%s %v: want more than 0 (or 0 for the default)", f.name, f.value)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -224,3 +224,20 @@ func TestSameIDIsStoredOnce(t *testing.T) {
 		t.Fatalf("id %q, want the caller's", m.ID)
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	err := Config{Replicas: 9, MaxMessages: -1, AckFlush: -1}.Validate()
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := []string{"Conn is required", "Replicas 9", "MaxMessages -1", "AckFlush -1ns"}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("Validate said %q, want %d problems in field order", lines, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Fatalf("problem %d: %q, want %q", i+1, lines[i], w)
+		}
+	}
+}

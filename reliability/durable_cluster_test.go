@@ -1,10 +1,7 @@
 package reliability
 
 import (
-	"encoding/json"
-	"fmt"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -30,68 +27,6 @@ func startJetStream(t *testing.T) *natsserver.Server {
 		ns.WaitForShutdown()
 	})
 	return ns
-}
-
-// putPipelined sends total puts for alice through w without waiting,
-// numbered from first, and returns what was answered (n → seq) until the
-// connection ends or all are answered; kill, when set, runs once after
-// killAt answers.
-func putPipelined(t *testing.T, w *wire, first, total, killAt int, kill func()) map[int]uint64 {
-	t.Helper()
-	go func() {
-		var buf []byte
-		for i := first; i < first+total; i++ {
-			buf = protocol.AppendFrame(buf[:0], &protocol.Message{Type: protocol.TypeData, Route: "put", ID: "p" + strconv.Itoa(i),
-				Payload: fmt.Appendf(nil, `{"to":"alice","n":%d}`, i)})
-			if _, err := w.nc.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
-	stored := map[int]uint64{}
-	for len(stored) < total {
-		m, err := w.read()
-		if err != nil {
-			break
-		}
-		if m.Type != protocol.TypeData {
-			t.Fatalf("put answered %s %s", m.Type, m.Payload)
-		}
-		n, _ := strconv.Atoi(m.ID[1:])
-		seq, err := strconv.ParseUint(string(m.Payload), 10, 64)
-		if err != nil {
-			t.Fatalf("put %d answered %s", n, m.Payload)
-		}
-		stored[n] = seq
-		if kill != nil && len(stored) == killAt {
-			kill()
-		}
-	}
-	return stored
-}
-
-// takeAll reads pending mailbox messages, checking their order and that
-// none comes twice, acking as it goes; it returns n → seq.
-func takeAll(t *testing.T, w *wire, pending uint64) map[int]uint64 {
-	t.Helper()
-	got := map[int]uint64{}
-	var last uint64
-	for range pending {
-		m, err := w.read()
-		if err != nil {
-			t.Fatalf("after %d of %d: %v", len(got), pending, err)
-		}
-		var body struct{ N int }
-		if m.Type != protocol.TypeData || json.Unmarshal(m.Payload, &body) != nil || m.Seq <= last {
-			t.Fatalf("after seq %d: %s seq %d %s", last, m.Type, m.Seq, m.Payload)
-		}
-		if _, dup := got[body.N]; dup {
-			t.Fatalf("message %d delivered twice", body.N)
-		}
-		last, got[body.N] = m.Seq, m.Seq
-		w.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, m.Seq)}))
-	}
-	return got
 }
 
 // TestClusterMailboxesSurviveANode runs three samgw processes on one
@@ -122,12 +57,7 @@ func TestClusterMailboxesSurviveANode(t *testing.T) {
 		t.Fatalf("on node B: %s; want at least the %d stored", reply, len(stored))
 	}
 	got := takeAll(t, agent, pending)
-	lost := 0
-	for n, seq := range stored {
-		if got[n] != seq {
-			lost++
-		}
-	}
+	lost := lostOf(stored, got)
 	t.Logf("answered by node A before kill -9: %d; delivered on node B: %d; lost: %d", len(stored), len(got), lost)
 	if lost != 0 {
 		t.Fatalf("%d messages whose deliver returned on node A were lost", lost)

@@ -45,6 +45,79 @@ end
 	return scripts, identities
 }
 
+// putPipelined sends total puts for alice through w without waiting,
+// numbered from first, and returns what was answered (n → seq) until the
+// connection ends or all are answered; kill, when set, runs once after
+// killAt answers.
+func putPipelined(t *testing.T, w *wire, first, total, killAt int, kill func()) map[int]uint64 {
+	t.Helper()
+	go func() { // requests keep going out while the process is killed
+		var buf []byte
+		for i := first; i < first+total; i++ {
+			buf = protocol.AppendFrame(buf[:0], &protocol.Message{Type: protocol.TypeData, Route: "put", ID: "p" + strconv.Itoa(i),
+				Payload: fmt.Appendf(nil, `{"to":"alice","n":%d}`, i)})
+			if _, err := w.nc.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	stored := map[int]uint64{}
+	for len(stored) < total {
+		m, err := w.read()
+		if err != nil {
+			break // the process is gone
+		}
+		if m.Type != protocol.TypeData {
+			t.Fatalf("put answered %s %s", m.Type, m.Payload)
+		}
+		n, _ := strconv.Atoi(m.ID[1:])
+		seq, err := strconv.ParseUint(string(m.Payload), 10, 64)
+		if err != nil {
+			t.Fatalf("put %d answered %s, want a seq", n, m.Payload)
+		}
+		stored[n] = seq
+		if kill != nil && len(stored) == killAt {
+			kill()
+		}
+	}
+	return stored
+}
+
+// takeAll reads pending mailbox messages, checking their order, ids and
+// route and that none comes twice, acking each; it returns n → seq.
+func takeAll(t *testing.T, w *wire, pending uint64) map[int]uint64 {
+	t.Helper()
+	got := map[int]uint64{}
+	var last uint64
+	for range pending {
+		m, err := w.read()
+		if err != nil {
+			t.Fatalf("after %d of %d: %v", len(got), pending, err)
+		}
+		var body struct{ N int }
+		if m.Type != protocol.TypeData || json.Unmarshal(m.Payload, &body) != nil || m.Seq <= last || m.ID != "n"+strconv.Itoa(body.N) || m.Route != "inbox" {
+			t.Fatalf("after seq %d: %s seq %d id %q route %q %s", last, m.Type, m.Seq, m.ID, m.Route, m.Payload)
+		}
+		if _, dup := got[body.N]; dup {
+			t.Fatalf("message %d delivered twice", body.N)
+		}
+		last, got[body.N] = m.Seq, m.Seq
+		w.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, m.Seq)}))
+	}
+	return got
+}
+
+// lostOf counts the stored messages (n → seq) not delivered as stored.
+func lostOf(stored, got map[int]uint64) int {
+	lost := 0
+	for n, seq := range stored {
+		if got[n] != seq {
+			lost++
+		}
+	}
+	return lost
+}
+
 // wire is a raw protocol connection of a test.
 type wire struct {
 	t  *testing.T
@@ -113,38 +186,12 @@ func TestKillNineLosesNoStoredMessage(t *testing.T) {
 	p := startProcess(t, bin, args...)
 
 	sender, _ := dialAs(t, p.addr, "sender", false)
-	const total, killAfter = 5000, 1000
-	go func() { // pipelined: requests keep going out while the process is killed
-		var buf []byte
-		for i := 1; i <= total; i++ {
-			buf = protocol.AppendFrame(buf[:0], &protocol.Message{Type: protocol.TypeData, Route: "put", ID: "p" + strconv.Itoa(i),
-				Payload: fmt.Appendf(nil, `{"to":"alice","n":%d}`, i)})
-			if _, err := sender.nc.Write(buf); err != nil {
-				return // killed
-			}
+	const killAfter = 1000
+	stored := putPipelined(t, sender, 1, 5000, killAfter, func() {
+		if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown, no flush
+			t.Fatal(err)
 		}
-	}()
-	stored := map[int]uint64{} // n → seq, for every deliver that returned
-	for {
-		m, err := sender.read()
-		if err != nil {
-			break // the process is gone
-		}
-		if m.Type != protocol.TypeData {
-			t.Fatalf("put answered %s %s", m.Type, m.Payload)
-		}
-		n, _ := strconv.Atoi(m.ID[1:])
-		seq, err := strconv.ParseUint(string(m.Payload), 10, 64)
-		if err != nil {
-			t.Fatalf("put %d answered %s, want a seq", n, m.Payload)
-		}
-		stored[n] = seq
-		if len(stored) == killAfter {
-			if err := p.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown, no flush
-				t.Fatal(err)
-			}
-		}
-	}
+	})
 	p.cmd.Wait()
 	if len(stored) < killAfter {
 		t.Fatalf("only %d deliveries answered before the process ended", len(stored))
@@ -156,31 +203,8 @@ func TestKillNineLosesNoStoredMessage(t *testing.T) {
 	if !resumed || pending < uint64(len(stored)) {
 		t.Fatalf("after the restart: %s; want resume with at least the %d stored", reply, len(stored))
 	}
-	got := map[int]uint64{}
-	var last uint64
-	for range pending {
-		m, err := agent.read()
-		if err != nil {
-			t.Fatalf("after %d of %d: %v", len(got), pending, err)
-		}
-		var body struct{ N int }
-		if m.Type != protocol.TypeData || json.Unmarshal(m.Payload, &body) != nil || m.Seq <= last || m.ID != "n"+strconv.Itoa(body.N) || m.Route != "inbox" {
-			t.Fatalf("after seq %d: %s seq %d id %q route %q %s", last, m.Type, m.Seq, m.ID, m.Route, m.Payload)
-		}
-		if _, dup := got[body.N]; dup {
-			t.Fatalf("message %d delivered twice", body.N)
-		}
-		last, got[body.N] = m.Seq, m.Seq
-		if m.Seq%256 == 0 { // acks as a client would; none is needed for the check
-			agent.write(protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAck, Payload: protocol.AppendAckPayload(nil, m.Seq)}))
-		}
-	}
-	lost := 0
-	for n, seq := range stored {
-		if got[n] != seq {
-			lost++
-		}
-	}
+	got := takeAll(t, agent, pending)
+	lost := lostOf(stored, got)
 	t.Logf("answered before kill -9: %d; stored and delivered after the restart: %d; lost: %d", len(stored), len(got), lost)
 	if lost != 0 {
 		t.Fatalf("%d messages whose deliver returned were lost", lost)
