@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,7 +36,11 @@ const (
 // ClientConfig configures a Client. The zero value of every field means its
 // default.
 type ClientConfig struct {
-	// Addr is the server's address; default DefaultAddr.
+	// Addr is the server's address; default DefaultAddr. Several,
+	// comma-separated ("10.0.0.1:4000,10.0.0.2:4000"), are tried in turn:
+	// a dial that fails moves on to the next, and a reconnection starts
+	// with the one after the server it lost, so a client fails over to the
+	// other nodes of a cluster.
 	Addr string
 	// KeepAliveInterval is how often the client sends a keepalive frame.
 	KeepAliveInterval time.Duration
@@ -145,6 +151,8 @@ type Client struct {
 	wcfg     wireConfig
 	log      *slog.Logger
 	idPrefix string
+	addrs    []string // Addr's servers
+	next     int      // the one to dial first; the dialing goroutine only
 	seq      atomic.Uint64
 
 	mu        sync.Mutex
@@ -177,6 +185,9 @@ func (c ClientConfig) Validate() error {
 	if c.BackoffMin > 0 && c.BackoffMax > 0 && c.BackoffMin > c.BackoffMax {
 		f.fail("BackoffMin", "must not exceed BackoffMax")
 	}
+	if c.Addr != "" && slices.Contains(splitAddrs(c.Addr), "") {
+		f.fail("Addr", "has an empty entry in its comma-separated list")
+	}
 	if c.SignKey != nil && len(c.SignKey) != ed25519.PrivateKeySize {
 		f.fail("SignKey", "is not an Ed25519 private key")
 	}
@@ -199,6 +210,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			cfg.WriteTimeout, cfg.LingerTimeout, 0, false).oneFramePerWrite(cfg.OneFramePerWrite, cfg.FramePacing),
 		log:        cfg.Logger.With("server", cfg.Addr),
 		idPrefix:   hex.EncodeToString(b[:]) + "-",
+		addrs:      splitAddrs(cfg.Addr),
 		waiters:    make(map[string]chan *protocol.Message),
 		inbox:      newInbox(cfg.DedupeWindow),
 		authResult: make(chan error, 1),
@@ -268,14 +280,39 @@ func (c *Client) dialFirst(ctx context.Context) (net.Conn, error) {
 	}
 }
 
+// dial connects to the first of the servers, from c.next on, that
+// answers; the next dial starts after it.
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	var errs []error
+	for i := range c.addrs {
+		k := (c.next + i) % len(c.addrs)
+		nc, err := c.dialOne(ctx, c.addrs[k])
+		if err == nil {
+			c.next = k + 1
+			return nc, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (c *Client) dialOne(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	nc, err := c.cfg.Dial(ctx, "tcp", c.cfg.Addr)
+	nc, err := c.cfg.Dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	return nc, nil
+}
+
+// splitAddrs returns the servers of a comma-separated Addr.
+func splitAddrs(addr string) []string {
+	var out []string
+	for _, a := range strings.Split(addr, ",") {
+		out = append(out, strings.TrimSpace(a))
+	}
+	return out
 }
 
 // run is the connection loop: it serves a connection until it ends, then

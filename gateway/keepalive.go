@@ -114,12 +114,21 @@ func (k *keepAliveScheduler) fire(now int64) {
 		k.head = 0
 	}
 	quiet := k.quiet.Load()
-	for k.recheckHead < len(k.recheck) && k.recheck[k.recheckHead].due <= now {
+	n = len(k.recheck) // entries appended again below wait for a later tick
+	for k.recheckHead < n && k.recheck[k.recheckHead].due <= now {
 		w := k.recheck[k.recheckHead].w
 		k.recheck[k.recheckHead] = recheckEntry{}
 		k.recheckHead++
-		if now-w.lastFrame.Load() > quiet && w.repark() {
-			k.reparked.Add(1)
+		last := w.lastFrame.Load()
+		switch {
+		case now-last > quiet:
+			if w.repark() {
+				k.reparked.Add(1)
+			}
+		case w.reparkable.Load():
+			// A frame came meanwhile: look again one quiet spell after it,
+			// not only at the next keepalive (an interval later).
+			k.recheck = append(k.recheck, recheckEntry{w: w, due: last + quiet + 1})
 		}
 	}
 	if k.recheckHead > len(k.recheck)/2 && k.recheckHead > 64 {

@@ -127,12 +127,13 @@ func Run(ctx context.Context, cfg Config) Result {
 	return runScenario(ctx, withAddr(cfg, 0), proto, 1, &lineWriter{w: cfg.Out}, "")
 }
 
-// withAddr picks copy i's server when Client.Addr lists several,
-// comma-separated: the copies are spread over them in turn, as over the
-// nodes of a cluster.
+// withAddr starts copy i at its own server when Client.Addr lists
+// several, comma-separated: the copies are spread over them in turn, as
+// over the nodes of a cluster, and each fails over to the others.
 func withAddr(cfg Config, i int) Config {
 	addrs := strings.Split(cfg.Client.Addr, ",")
-	cfg.Client.Addr = strings.TrimSpace(addrs[i%len(addrs)])
+	k := i % len(addrs)
+	cfg.Client.Addr = strings.Join(append(addrs[k:len(addrs):len(addrs)], addrs[:k]...), ",")
 	return cfg
 }
 

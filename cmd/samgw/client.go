@@ -20,7 +20,7 @@ func clientCommand() *cli.Command {
 		Name:  "client",
 		Usage: "run a Lua client scenario (default: the demo) against a gateway",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address; several, comma-separated, spread --clients over them", EnvVars: envVar("addr")},
+			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address; several, comma-separated, spread --clients over them (and each fails over to the others)", EnvVars: envVar("addr")},
 			&cli.StringFlag{Name: "scenario", Usage: "Lua scenario file (default: the embedded demo)"},
 			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},

@@ -22,7 +22,7 @@ func sendCommand() *cli.Command {
 		Usage:     "send one data message and print the reply's payload (or, with --resume N, take N messages from the identity's mailbox)",
 		ArgsUsage: "PAYLOAD (JSON, or - to read it from standard input; none with --resume)",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address", EnvVars: envVar("addr")},
+			&cli.StringFlag{Name: "addr", Value: gateway.DefaultAddr, Usage: "server address; several, comma-separated, are tried in turn", EnvVars: envVar("addr")},
 			&cli.StringFlag{Name: "route", Usage: "route of the message (default: the default handler)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the connection and the reply"},
 			&cli.IntFlag{Name: "resume", Usage: "instead of sending, resume the identity's mailbox (needs --token), print N messages as JSON lines {seq, id, route, payload} and ack them"},

@@ -79,7 +79,7 @@ class Client:
                  request_timeout: float = 30.0, ssl: ssl_module.SSLContext | None = None,
                  server_hostname: str | None = None, token: str | None = None,
                  sign_key: Any = None, resume: bool = True, manual_ack: bool = False,
-                 dedupe_window: int = 4096) -> None:
+                 dedupe_window: int = 4096, servers: list[str] | None = None) -> None:
         for name, v in (("keepalive_interval", keepalive_interval), ("keepalive_timeout", keepalive_timeout),
                         ("max_frame_size", max_frame_size), ("queue_size", queue_size),
                         ("connect_timeout", connect_timeout), ("linger_timeout", linger_timeout),
@@ -88,6 +88,11 @@ class Client:
             if not v > 0:
                 raise ValueError(f"{name} must be positive, got {v}")
         self.host, self.port = host, port
+        # servers ("host:port" each) replace host and port: tried in turn, a
+        # failed dial moves on to the next, and a reconnection starts with the
+        # one after the server it lost (failover across a cluster's nodes).
+        self._servers: list[tuple[str, int]] = [_host_port(hp) for hp in servers] if servers else [(host, port)]
+        self._next_server = 0
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.max_frame_size = max_frame_size
@@ -181,7 +186,7 @@ class Client:
             reader, writer = await self._dial()
         except (OSError, asyncio.TimeoutError, ssl_module.SSLError) as e:
             self._finish()
-            raise SamgwError(errors.CONNECT_FAILED, f"connect to {self.host}:{self.port}: {e or type(e).__name__}") from e
+            raise SamgwError(errors.CONNECT_FAILED, f"connect to {self._where()}: {e or type(e).__name__}") from e
         loop = asyncio.get_running_loop()
         if self._token:
             self._auth = loop.create_future()
@@ -194,7 +199,7 @@ class Client:
         except (SamgwError, asyncio.TimeoutError) as e:
             await self.disconnect("authentication failed")
             if isinstance(e, SamgwError):
-                raise SamgwError(e.code, f"authenticate to {self.host}:{self.port}: {e.detail}") from e
+                raise SamgwError(e.code, f"authenticate to {self._where()}: {e.detail}") from e
             raise SamgwError(errors.TIMEOUT, "no answer to the auth frame") from e
         finally:
             self._auth = None
@@ -300,11 +305,34 @@ class Client:
     # --- connections ---
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connects to the first of the servers, from the next one on, that
+        answers; the next dial starts after it."""
+        failures: list[str] = []
+        last: BaseException | None = None
+        for i in range(len(self._servers)):
+            k = (self._next_server + i) % len(self._servers)
+            host, port = self._servers[k]
+            try:
+                conn = await self._dial_one(host, port)
+            except (OSError, asyncio.TimeoutError, ssl_module.SSLError) as e:
+                failures.append(f"{host}:{port}: {e or type(e).__name__}")
+                last = e
+                continue
+            self._next_server = k + 1
+            return conn
+        if len(failures) == 1 and isinstance(last, (OSError, asyncio.TimeoutError, ssl_module.SSLError)):
+            raise last
+        raise OSError("; ".join(failures))
+
+    async def _dial_one(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         kwargs: dict[str, Any] = {}
         if self._ssl is not None:
-            kwargs = {"ssl": self._ssl, "server_hostname": self._server_hostname or self.host,
+            kwargs = {"ssl": self._ssl, "server_hostname": self._server_hostname or host,
                       "ssl_handshake_timeout": self.connect_timeout}
-        return await asyncio.wait_for(asyncio.open_connection(self.host, self.port, **kwargs), self.connect_timeout)
+        return await asyncio.wait_for(asyncio.open_connection(host, port, **kwargs), self.connect_timeout)
+
+    def _where(self) -> str:
+        return ",".join(f"{h}:{p}" for h, p in self._servers)
 
     def _start_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         s = _Session(reader, writer, self.max_frame_size)
@@ -532,6 +560,13 @@ class Client:
         if not self._ended:
             self._ended = True
             self._emit("end")
+
+
+def _host_port(hp: str) -> tuple[str, int]:
+    host, sep, port = hp.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"servers: {hp!r} is not host:port")
+    return host.strip("[]"), int(port)
 
 
 def _ack_frame(seq: int, id: str) -> bytes:

@@ -294,6 +294,32 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((plain.resumed, plain.pending), (False, 0))
         await disconnect_via(plain, fourth)
 
+    async def test_servers_fail_over(self) -> None:
+        """A dial that fails moves on to the next server; a lost connection
+        fails over to the other."""
+        down = await FakeServer.start()
+        down_port = down.port
+        await down.close()  # nothing listens there now
+        b = await FakeServer.start()
+        try:
+            c = Client(servers=[f"127.0.0.1:{down_port}", f"127.0.0.1:{self.srv.port}", f"127.0.0.1:{b.port}"],
+                       backoff_min=0.01, backoff_max=0.02)
+            await c.connect()
+            first = await self.srv.accept(0)  # the first server refused
+            first.writer.transport.abort()
+            second = await b.accept(0)  # after it, the next one
+            self.assertEqual(len(self.srv.conns), 1)
+            await disconnect_via(c, second)
+            with self.assertRaises(ValueError):
+                Client(servers=["nohost"])
+            none = Client(servers=[f"127.0.0.1:{down_port}", f"127.0.0.1:{down_port}"], reconnect=False)
+            with self.assertRaises(SamgwError) as e:
+                await none.connect()
+            self.assertEqual(e.exception.code, "connect_failed")
+            self.assertEqual(e.exception.detail.count("Connect call failed"), 2, e.exception.detail)
+        finally:
+            await b.close()
+
     async def test_queue_is_bounded(self) -> None:
         c = Client(port=self.srv.port, queue_size=2, backoff_min=10)
         lost = Events(c, "disconnect")

@@ -55,6 +55,12 @@ export interface ClientOptions {
   manualAck?: boolean;
   /** How many mailbox message ids are remembered to drop duplicates; default 4096. */
   dedupeWindow?: number;
+  /**
+   * Several servers, "host:port" each, in place of host and port: tried in
+   * turn, a failed dial moves on to the next, and a reconnection starts with
+   * the one after the server it lost (failover across a cluster's nodes).
+   */
+  servers?: string[];
 }
 
 /** What the server's auth reply said of the identity's mailbox. */
@@ -148,7 +154,9 @@ const maxControlBacklog = 64 << 10;
  * breaks are sent on the next one.
  */
 export class Client extends EventEmitter<ClientEvents> {
-  private readonly opts: Required<Omit<ClientOptions, 'tls' | 'token' | 'signKey' | 'resume' | 'manualAck'>>;
+  private readonly opts: Required<Omit<ClientOptions, 'tls' | 'token' | 'signKey' | 'resume' | 'manualAck' | 'servers'>>;
+  private readonly servers: { host: string; port: number }[];
+  private nextServer = 0;
   private readonly resume: boolean;
   private readonly manualAck: boolean;
   private readonly seen = new Set<string>(); // mailbox ids handled, within dedupeWindow
@@ -192,6 +200,14 @@ export class Client extends EventEmitter<ClientEvents> {
       dedupeWindow: o.dedupeWindow ?? 4096,
     };
     this.resume = o.resume ?? true;
+    this.servers = o.servers?.length
+      ? o.servers.map((hp) => {
+          const i = hp.lastIndexOf(':');
+          const port = Number(hp.slice(i + 1));
+          if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new RangeError(`servers: ${JSON.stringify(hp)} is not host:port`);
+          return { host: hp.slice(0, i).replace(/^\[|\]$/g, ''), port };
+        })
+      : [{ host: this.opts.host, port: this.opts.port }];
     this.manualAck = o.manualAck ?? false;
     for (const [k, v] of Object.entries(this.opts)) {
       if (typeof v === 'number' && !(v > 0)) throw new RangeError(`${k} must be positive, got ${v}`);
@@ -216,7 +232,7 @@ export class Client extends EventEmitter<ClientEvents> {
       socket = await this.dial();
     } catch (err) {
       this.finish();
-      throw new SamgwError(ClientCode.ConnectFailed, `connect to ${this.opts.host}:${this.opts.port}: ${(err as Error).message}`, { cause: err });
+      throw new SamgwError(ClientCode.ConnectFailed, `connect to ${this.where()}: ${(err as Error).message}`, { cause: err });
     }
     if (this.closed) {
       // disconnect() was called while dialling.
@@ -232,7 +248,7 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch (err) {
       await this.disconnect('authentication failed');
       const e = err as SamgwError;
-      throw new SamgwError(e.code, `authenticate to ${this.opts.host}:${this.opts.port}: ${e.message}`, { cause: err });
+      throw new SamgwError(e.code, `authenticate to ${this.where()}: ${e.message}`, { cause: err });
     } finally {
       this.authWait = undefined;
     }
@@ -360,9 +376,30 @@ export class Client extends EventEmitter<ClientEvents> {
 
   // --- connections ---
 
-  private dial(): Promise<net.Socket> {
+  private where(): string {
+    return this.servers.map((s) => `${s.host}:${s.port}`).join(',');
+  }
+
+  /** dial connects to the first of the servers, from nextServer on, that answers; the next dial starts after it. */
+  private async dial(): Promise<net.Socket> {
+    const errors: string[] = [];
+    for (let i = 0; i < this.servers.length; i++) {
+      const k = (this.nextServer + i) % this.servers.length;
+      const { host, port } = this.servers[k]!;
+      try {
+        const socket = await this.dialOne(host, port);
+        this.nextServer = k + 1;
+        return socket;
+      } catch (err) {
+        errors.push(this.servers.length > 1 ? `${host}:${port}: ${(err as Error).message}` : (err as Error).message);
+      }
+    }
+    throw new Error(errors.join('; '));
+  }
+
+  private dialOne(host: string, port: number): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
-      const { host, port, connectTimeout } = this.opts;
+      const { connectTimeout } = this.opts;
       const ready = this.tlsOptions ? 'secureConnect' : 'connect';
       const socket = this.tlsOptions
         ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...this.tlsOptions })

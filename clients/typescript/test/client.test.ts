@@ -413,3 +413,23 @@ test('mailbox: one cumulative ack per chunk, duplicates by id dropped across rec
   await plain.disconnect();
   await srv.close();
 });
+
+test('servers: a dial that fails moves on to the next server; a lost connection fails over to the other', async () => {
+  const down = await FakeServer.start();
+  const downPort = down.port;
+  await down.close(); // nothing listens there now
+  const a = await FakeServer.start();
+  const b = await FakeServer.start();
+  const c = new Client({ servers: [`127.0.0.1:${downPort}`, `127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`], backoffMin: 10, backoffMax: 20 });
+  await c.connect();
+  await a.accept(0); // the first server refused
+  a.sockets[0]!.destroy();
+  await b.accept(0); // after a, the next one
+  assert.equal(a.sockets.length, 1);
+  await c.disconnect();
+  await a.close();
+  await b.close();
+  assert.throws(() => new Client({ servers: ['nohost'] }), RangeError);
+  const none = new Client({ servers: [`127.0.0.1:${downPort}`, `127.0.0.1:${downPort}`], reconnect: false });
+  await assert.rejects(none.connect(), (e: SamgwError) => e.code === 'connect_failed' && e.message.split('ECONNREFUSED').length === 3);
+});
