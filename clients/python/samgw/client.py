@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import os
@@ -53,7 +54,8 @@ class _Session:
         self.writer = writer
         self.frames = FrameReader(max_frame)
         self.lost: str | None = None
-        self.mailbox: Message | None = None  # a mailbox message _serve is to hand on
+        self.mailbox: collections.deque[Message] = collections.deque()  # mailbox messages not yet handed on
+        self.mailbox_worker: asyncio.Task[None] | None = None  # hands them on, in order
         self.to_ack = 0  # the highest mailbox seq handled and not yet acked
 
 
@@ -417,13 +419,6 @@ class Client:
                     reason = self._dispatch(s, frame)
                     if reason is not None:
                         return reason
-                    if s.mailbox is not None:
-                        m, s.mailbox = s.mailbox, None
-                        await self._mailbox_message(s, m)
-                # Acks are cumulative: one for the whole chunk.
-                if s.to_ack and s.lost is None:
-                    s.writer.write(_ack_frame(s.to_ack, self._next_id()))
-                    s.to_ack = 0
         finally:
             keepalive.cancel()
             s.writer.close()
@@ -455,7 +450,14 @@ class Client:
             self._emit("close", m)
             return f"closed by the server: {p.get('reason') or p.get('message') or 'no reason given'}"
         if m.type == "data" and m.seq:
-            s.mailbox = m  # never a reply, whatever its id: _serve hands it on
+            # Never a reply, whatever its id. Handed on by a task of its own,
+            # so a callback that awaits a request of this client is not
+            # waiting for the reader it holds up.
+            s.mailbox.append(m)
+            if s.mailbox_worker is None or s.mailbox_worker.done():
+                s.mailbox_worker = asyncio.ensure_future(self._hand_on_mailbox(s))
+                self._tasks.add(s.mailbox_worker)
+                s.mailbox_worker.add_done_callback(self._callback_done)
             return None
         if m.type == "auth":
             p = m.payload if isinstance(m.payload, dict) else {}
@@ -492,6 +494,17 @@ class Client:
         else:
             self._emit("pong", m)
         return None
+
+    async def _hand_on_mailbox(self, s: _Session) -> None:
+        """Hands on s's mailbox messages in order, each after the callbacks
+        of the one before have finished, and acks once none is left (acks
+        are cumulative: one for a burst). It stops with the connection: what
+        it did not ack comes again after the reconnect."""
+        while s.mailbox and s.lost is None:
+            await self._mailbox_message(s, s.mailbox.popleft())
+            if not s.mailbox and s.to_ack and s.lost is None:
+                s.writer.write(_ack_frame(s.to_ack, self._next_id()))
+                s.to_ack = 0
 
     async def _mailbox_message(self, s: _Session, m: Message) -> None:
         """Hands on a mailbox message (unless its id was handled within the

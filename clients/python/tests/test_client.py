@@ -294,6 +294,29 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((plain.resumed, plain.pending), (False, 0))
         await disconnect_via(plain, fourth)
 
+    async def test_mailbox_callback_may_await_a_request(self) -> None:
+        """A coroutine data callback that awaits a request of the same client
+        for a mailbox message gets its reply (the reader is not held), and
+        the ack follows once it has finished."""
+        c = Client(port=self.srv.port, token="tok")
+        replies: list[Any] = []
+
+        @c.on("data")
+        async def work(m: Any) -> None:
+            replies.append((await c.request({"for": m.seq})).payload)
+        connecting = asyncio.create_task(c.connect())
+        peer = await self.srv.accept(0)
+        auth = await peer.next("auth")
+        peer.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 1}}))
+        await asyncio.wait_for(connecting, WAIT)
+        peer.write(frame({"type": "data", "id": "m1", "seq": 3, "payload": "job"}))
+        req = await peer.next("data")
+        self.assertEqual(req["payload"], {"for": 3})
+        peer.write(frame({"type": "data", "id": req["id"], "payload": "done"}))
+        self.assertEqual((await peer.next("ack"))["payload"], {"seq": 3})
+        self.assertEqual(replies, ["done"])
+        await disconnect_via(c, peer)
+
     async def test_servers_fail_over(self) -> None:
         """A dial that fails moves on to the next server; a lost connection
         fails over to the other."""
