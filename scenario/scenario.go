@@ -41,6 +41,10 @@ type Config struct {
 	// Client configures the connection; Addr at least. Its OnMessage,
 	// OnConnect and OnDisconnect are taken by the scenario.
 	Client gateway.ClientConfig
+	// Tokens, when set, give the copies of RunMany tokens of their own:
+	// copy i authenticates with Tokens[i % len(Tokens)] (Client.Token is
+	// then not used).
+	Tokens []string
 	// Args are the script's `args` table (from --arg k=v).
 	Args map[string]string
 	// TimeScale multiplies every sleep and timeout, and the client's
@@ -129,8 +133,12 @@ func Run(ctx context.Context, cfg Config) Result {
 
 // withAddr starts copy i at its own server when Client.Addr lists
 // several, comma-separated: the copies are spread over them in turn, as
-// over the nodes of a cluster, and each fails over to the others.
+// over the nodes of a cluster, and each fails over to the others; with
+// Tokens, copy i authenticates with the i-th (in turn).
 func withAddr(cfg Config, i int) Config {
+	if len(cfg.Tokens) > 0 {
+		cfg.Client.Token = cfg.Tokens[i%len(cfg.Tokens)]
+	}
 	addrs := strings.Split(cfg.Client.Addr, ",")
 	k := i % len(addrs)
 	cfg.Client.Addr = strings.Join(append(addrs[k:len(addrs):len(addrs)], addrs[:k]...), ",")

@@ -24,6 +24,9 @@ func clientCommand() *cli.Command {
 			&cli.StringFlag{Name: "scenario", Usage: "Lua scenario file (default: the embedded demo)"},
 			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},
+			&cli.StringFlag{Name: "token-file", Usage: "file of tokens, one a line (# comments): copy i of --clients authenticates with line i, in turn (in place of --token)", EnvVars: envVar("token-file")},
+			&cli.DurationFlag{Name: "keepalive-interval", Value: gateway.DefaultKeepAliveInterval, Usage: "send a keepalive this often (scaled by --time-scale)", EnvVars: envVar("keepalive-interval")},
+			&cli.DurationFlag{Name: "keepalive-timeout", Value: gateway.DefaultKeepAliveTimeout, Usage: "a server silent this long is dead: reconnect (scaled by --time-scale)", EnvVars: envVar("keepalive-timeout")},
 			oneFramePerWriteFlag(),
 			connectTimeoutFlag(),
 			&cli.Float64Flag{Name: "time-scale", Value: 1, Usage: "multiply every sleep and timeout (0.01 runs the 30 s demo in 0.3 s)", EnvVars: envVar("time-scale")},
@@ -57,7 +60,8 @@ func runClient(cctx *cli.Context) error {
 		Name:   "demo.lua",
 		Source: scripts.Demo(),
 		Client: gateway.ClientConfig{Addr: cctx.String("addr"), OneFramePerWrite: cctx.Bool("one-frame-per-write"),
-			ConnectRetry: cctx.Duration("connect-timeout")},
+			ConnectRetry: cctx.Duration("connect-timeout"), KeepAliveInterval: cctx.Duration("keepalive-interval"),
+			KeepAliveTimeout: cctx.Duration("keepalive-timeout")},
 		Args:      args,
 		TimeScale: scale,
 		Out:       cctx.App.Writer,
@@ -65,6 +69,17 @@ func runClient(cctx *cli.Context) error {
 	}
 	if err := clientSecurity(cctx, &cfg.Client); err != nil {
 		return err
+	}
+	if err := cfg.Client.Validate(); err != nil {
+		return err
+	}
+	if file := cctx.String("token-file"); file != "" {
+		if cctx.String("token") != "" {
+			return errors.New("--token and --token-file exclude each other")
+		}
+		if cfg.Tokens, err = readTokens(file); err != nil {
+			return err
+		}
 	}
 	if path := cctx.String("scenario"); path != "" {
 		src, err := os.ReadFile(path)
@@ -98,4 +113,23 @@ func runClient(cctx *cli.Context) error {
 		return errors.New(sum.Errors[0])
 	}
 	return nil
+}
+
+// readTokens reads a --token-file: one token a line; blank lines and lines
+// starting with # are skipped.
+func readTokens(file string) ([]string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	var tokens []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			tokens = append(tokens, line)
+		}
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("--token-file %s: no tokens", file)
+	}
+	return tokens, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -542,5 +544,46 @@ func TestConnectionIDsNeverRepeatAcrossRestarts(t *testing.T) {
 			seen[got] = true
 		}
 		stop()
+	}
+}
+
+// TestClientTokenFileAndKeepAliveFlags: copies of `samgw client` take
+// their tokens from --token-file in turn; the keep-alive flags are checked
+// like serve's.
+func TestClientTokenFileAndKeepAliveFlags(t *testing.T) {
+	dir := t.TempDir()
+	ids := filepath.Join(dir, "identities.yaml")
+	var yaml string
+	for _, name := range []string{"agent-a", "agent-b"} {
+		sum := sha256.Sum256([]byte("tok-" + name))
+		yaml += "- name: " + name + "\n  token_sha256: " + hex.EncodeToString(sum[:]) + "\n"
+	}
+	writeFile(t, ids, yaml)
+	if err := os.MkdirAll(filepath.Join(dir, "handlers"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "handlers", "default.lua"), `function on_data(msg, conn) return conn.identity end`)
+	addr, _, _ := startServe(t, "--identities", ids, "--scripts", filepath.Join(dir, "handlers"))
+	tokens := filepath.Join(dir, "tokens")
+	writeFile(t, tokens, "# one a line\ntok-agent-a\n\ntok-agent-b\n")
+	scenario := filepath.Join(dir, "who.lua")
+	writeFile(t, scenario, `log(request("who"))`)
+	code, out, errOut := runSamgw(t, "", "client", "--addr", addr, "--clients", "4", "--token-file", tokens, "--scenario", scenario,
+		"--keepalive-interval", "2s", "--keepalive-timeout", "6s")
+	if code != 0 || strings.Count(out, "agent-a") != 2 || strings.Count(out, "agent-b") != 2 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--token-file", filepath.Join(dir, "missing")}, "--token-file"},
+		{[]string{"--token-file", tokens, "--token", "x"}, "exclude each other"},
+		{[]string{"--keepalive-interval", "-1s"}, "KeepAliveInterval"},
+	} {
+		code, _, errOut := runSamgw(t, "", append([]string{"client", "--addr", addr, "--scenario", scenario}, tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
+		}
 	}
 }
