@@ -25,6 +25,11 @@ const (
 	AuditSlowConsumer    = "slow_consumer"
 	AuditScriptsReloaded = "scripts_reloaded"
 	AuditScriptError     = "script_error"
+	// AuditHandlerRefused: a handler refused a message with
+	// error{code = …, audit = true}, a security decision of the
+	// application's (at most one event a second per connection, with the
+	// count of the refusals it stands for).
+	AuditHandlerRefused = "handler_refused"
 )
 
 // AuditEvent is one security-relevant event. It never carries a token, a

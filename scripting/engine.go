@@ -365,8 +365,10 @@ func (e *Engine) Store() *Store { return e.store }
 // connData is what the engine keeps per connection, Go-side so it survives
 // pooling and reloads: conn.state, as JSON.
 type connData struct {
-	state []byte
-	hint  uint64 // which shard of the state pools this connection uses
+	state     []byte
+	hint      uint64    // which shard of the state pools this connection uses
+	refusedAt time.Time // when its last audited refusal was reported
+	refusals  uint64    // audited refusals since (reported with the next)
 }
 
 // connHints spreads connections over the pools' shards.
@@ -477,6 +479,9 @@ func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id s
 		// failure of the handler.
 		text := gen.redacted(se.text)
 		e.log.Info("Handler refused", append(attrs, "code", string(se.code), "message", text)...)
+		if se.audit {
+			e.auditRefusal(c, route, string(se.code)+": "+text)
+		}
 		return protocol.Errorf(se.code, "%s", text)
 	case errors.As(err, &se):
 		text := gen.redacted(se.text)
@@ -492,6 +497,23 @@ func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id s
 	}
 	e.log.Error("Handler failed", append(attrs, "error", err)...)
 	return protocol.Errorf(protocol.CodeHandlerError, "handler failed")
+}
+
+// refusalAuditInterval is how often one connection's audited refusals are
+// written: a client that makes a handler refuse in a loop is one event a
+// second (with the count), not one audit line per frame.
+const refusalAuditInterval = time.Second
+
+// auditRefusal reports a refusal the script marked audit = true. It runs
+// on c's reader goroutine, as does everything that touches c's connData.
+func (e *Engine) auditRefusal(c *gateway.Conn, route, reason string) {
+	d := dataOf(c)
+	d.refusals++
+	if now := time.Now(); now.Sub(d.refusedAt) >= refusalAuditInterval {
+		e.report(gateway.AuditEvent{Event: gateway.AuditHandlerRefused, Conn: c.ID(), Remote: c.RemoteAddr(), Identity: c.Identity(),
+			Route: cmp.Or(route, defaultRoute), Reason: reason, Count: d.refusals})
+		d.refusedAt, d.refusals = now, 0
+	}
 }
 
 // OnConnect runs default.lua's on_connect, if any. An error raised in it,
@@ -522,6 +544,10 @@ func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 // OnClose runs default.lua's on_close, if any.
 func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 	e.topics.drop(c)
+	if d, ok := c.Value().(*connData); ok && d.refusals > 0 { // the ones the last event did not count
+		e.report(gateway.AuditEvent{Event: gateway.AuditHandlerRefused, Conn: c.ID(), Remote: c.RemoteAddr(), Identity: c.Identity(),
+			Reason: "refusals since the last event", Count: d.refusals})
+	}
 	if e.cluster != nil {
 		e.cluster.Announce()
 	}

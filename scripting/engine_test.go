@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/internal/testutil"
 	"github.com/secureagentmessaging/samgw/protocol"
 	"github.com/secureagentmessaging/samgw/scripts"
 )
@@ -308,4 +311,65 @@ end`, float64(ms)/1000)
 			t.Errorf("RouteTimeouts %v: %v, want ErrInvalidRouteTimeout", bad, err)
 		}
 	}
+}
+
+// auditEvents records audit events.
+type auditEvents struct {
+	mu     sync.Mutex
+	events []gateway.AuditEvent
+}
+
+func (a *auditEvents) Audit(ev gateway.AuditEvent) {
+	a.mu.Lock()
+	a.events = append(a.events, ev)
+	a.mu.Unlock()
+}
+
+func (a *auditEvents) of(kind string) []gateway.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []gateway.AuditEvent
+	for _, ev := range a.events {
+		if ev.Event == kind {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// TestRefusalsMarkedAuditGoToTheAuditLog: error{code, message, audit =
+// true} is a handler_refused event; a flood of them is one event a second
+// per connection, and the rest are counted when the connection closes.
+// Refusals without audit = true stay out of it.
+func TestRefusalsMarkedAuditGoToTheAuditLog(t *testing.T) {
+	audit := &auditEvents{}
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  if msg.payload == "quiet" then error({code = "not_yours", message = "task 7 is not yours"}) end
+  error({code = "not_yours", message = "task 7 is not yours", audit = true})
+end`}, Config{Audit: audit})
+	c, _ := f.client()
+	mustFail(t, c, "", `"quiet"`, "not_yours", "task 7 is not yours")
+	if got := audit.of(gateway.AuditHandlerRefused); len(got) != 0 {
+		t.Fatalf("a refusal without audit = true was audited: %+v", got)
+	}
+	mustFail(t, c, "", `"x"`, "not_yours", "task 7 is not yours")
+	got := audit.of(gateway.AuditHandlerRefused)
+	if len(got) != 1 || got[0].Reason != "not_yours: task 7 is not yours" || got[0].Route != "default" || got[0].Count != 1 || got[0].Conn == "" {
+		t.Fatalf("audited refusal: %+v", got)
+	}
+	for range 99 { // within the second: counted, not written
+		mustFail(t, c, "", `"x"`, "not_yours", "")
+	}
+	if got := audit.of(gateway.AuditHandlerRefused); len(got) > 2 {
+		t.Fatalf("%d events for 100 refusals within about a second", len(got))
+	}
+	c.Disconnect("done")
+	testutil.Eventually(t, "the remaining refusals counted at close", func() bool {
+		var n uint64
+		for _, ev := range audit.of(gateway.AuditHandlerRefused) {
+			n += ev.Count
+		}
+		return n == 100
+	})
 }

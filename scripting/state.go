@@ -187,7 +187,8 @@ func scriptErrorOf(err error) *scriptError {
 			return &scriptError{text: fmt.Sprintf("error{code = %q}: not a valid error code (lowercase letters, digits and _, at most %d, not one of the protocol's own)",
 				truncate(string(code), protocol.MaxAppCodeLen), protocol.MaxAppCodeLen)}
 		}
-		return &scriptError{code: protocol.Code(code), text: truncate(string(message), maxErrorMessage)}
+		return &scriptError{code: protocol.Code(code), text: truncate(string(message), maxErrorMessage),
+			audit: v.RawGetString("audit") == lua.LTrue}
 	}
 	return &scriptError{text: "the handler raised a " + ae.Object.Type().String() +
 		` value: raise error("text") or error({code = "…", message = "…"})`}
@@ -209,8 +210,9 @@ func (st *luaState) close() {
 // is the application's own error code (error{code = …}), or "" for
 // handler_error.
 type scriptError struct {
-	code protocol.Code
-	text string
+	code  protocol.Code
+	text  string
+	audit bool // error{…, audit = true}: the refusal goes to the audit log
 }
 
 func (e *scriptError) Error() string { return e.text }
