@@ -3,9 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -191,4 +194,51 @@ func formatNumber(f float64) string {
 		return strconv.FormatInt(int64(f), 10)
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// Keys returns the live keys that start with prefix, sorted, at most
+// limit of them. Keys are stored encoded (any character may be in one), so
+// the bucket cannot filter by prefix: this lists every key of the bucket,
+// then reads the matching ones in order until limit live ones are found
+// (expired values are skipped). It is meant for buckets of thousands of
+// keys.
+func (s *Store) Keys(ctx context.Context, prefix string, limit int) ([]string, error) {
+	if !s.c.nc.IsConnected() { // fail at once rather than at the deadline
+		return nil, ErrUnavailable
+	}
+	lister, err := s.c.store.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer lister.Stop() //nolint:errcheck // stops the watch
+	var matching []string
+	for k := range lister.Keys() {
+		enc, ok := strings.CutPrefix(k, "k.")
+		if !ok {
+			continue
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(enc)
+		if err == nil && strings.HasPrefix(string(raw), prefix) {
+			matching = append(matching, string(raw))
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	slices.Sort(matching)
+	keys := make([]string, 0, min(len(matching), limit))
+	for _, k := range matching {
+		if len(keys) == limit {
+			break
+		}
+		if v, err := s.Get(ctx, k); err != nil {
+			return nil, err
+		} else if v != nil {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
 }

@@ -47,6 +47,7 @@ func (st *luaState) registerAPI() {
 		"delete": st.apiStoreDelete,
 		"incr":   st.apiStoreIncr,
 		"cas":    st.apiStoreCAS,
+		"keys":   st.apiStoreKeys,
 	}))
 	L.SetGlobal("metrics", st.metricsModule(st.apiMetricsRecord))
 	L.SetGlobal("print", L.NewFunction(st.apiPrint))

@@ -59,6 +59,31 @@ func (st *luaState) apiStoreDelete(L *lua.LState) int {
 	return 0
 }
 
+// Bounds of store.keys: how many keys it returns by default, and at most.
+const (
+	defaultKeysLimit = 100
+	maxKeysLimit     = 1000
+)
+
+// store.keys(prefix[, limit]) → sorted array of the live keys with prefix
+func (st *luaState) apiStoreKeys(L *lua.LState) int {
+	prefix := L.CheckString(1)
+	limit := L.OptInt(2, defaultKeysLimit)
+	if limit < 1 || limit > maxKeysLimit {
+		L.ArgError(2, fmt.Sprintf("limit must be 1 to %d", maxKeysLimit))
+	}
+	keys, err := st.kv.Keys(st.deadline, prefix, limit)
+	if err != nil {
+		st.storeFailure("store.keys", err)
+	}
+	t := st.L.CreateTable(len(keys), 0)
+	for _, k := range keys {
+		t.Append(lua.LString(k))
+	}
+	L.Push(t)
+	return 1
+}
+
 // store.incr(key[, n]) → the new number
 func (st *luaState) apiStoreIncr(L *lua.LState) int {
 	v, err := st.kv.Incr(st.deadline, L.CheckString(1), float64(L.OptNumber(2, 1)))

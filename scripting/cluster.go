@@ -26,6 +26,9 @@ type KV interface {
 	// absent or expired), atomically, and reports whether it did; values
 	// compare as their JSON bytes. A positive ttl makes the new value expire.
 	CAS(ctx context.Context, key string, old, value []byte, ttl time.Duration) (bool, error)
+	// Keys returns the live keys that start with prefix, sorted, at most
+	// limit of them.
+	Keys(ctx context.Context, prefix string, limit int) ([]string, error)
 }
 
 // Cluster reaches the connections of other nodes (cluster.Cluster). Without
@@ -58,6 +61,9 @@ func (l localKV) CAS(_ context.Context, key string, old, v []byte, ttl time.Dura
 	return l.s.CAS(key, old, v, ttl)
 }
 func (l localKV) Delete(_ context.Context, key string) error { l.s.Delete(key); return nil }
+func (l localKV) Keys(_ context.Context, prefix string, limit int) ([]string, error) {
+	return l.s.Keys(prefix, limit), nil
+}
 func (l localKV) Incr(_ context.Context, key string, n float64) (float64, error) {
 	return l.s.Incr(key, n)
 }

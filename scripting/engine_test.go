@@ -373,3 +373,31 @@ end`}, Config{Audit: audit})
 		return n == 100
 	})
 }
+
+// TestStoreKeysFromLua: store.keys lists live keys by prefix, sorted,
+// bounded by its limit (100 by default, 1 to 1000).
+func TestStoreKeysFromLua(t *testing.T) {
+	f := newFixture(t, map[string]string{"default.lua": `
+function on_data(msg)
+  local p = msg.payload
+  if p.op == "fill" then
+    for i = 1, 150 do store.set(string.format("job:%03d", i), i) end
+    store.set("other", 1)
+    store.set("job:gone", 1, {ttl_ms = 1})
+    return true
+  end
+  if p.op == "keys" then return store.keys(p.prefix, p.limit) end
+  return #store.keys(p.prefix)
+end`}, Config{})
+	c, _ := f.client()
+	mustReply(t, c, "", `{"op":"fill"}`, `true`)
+	testutil.Eventually(t, "job:gone to expire", func() bool {
+		got, err := request(t, c, "", `{"op":"keys","prefix":"job:g","limit":5}`)
+		return err == nil && got == `{}` // an empty Lua table encodes as {}
+	})
+	mustReply(t, c, "", `{"op":"keys","prefix":"job:14","limit":3}`, `["job:140","job:141","job:142"]`)
+	mustReply(t, c, "", `{"op":"count","prefix":"job:"}`, `100`)
+	mustReply(t, c, "", `{"op":"keys","prefix":"oth"}`, `["other"]`)
+	mustFail(t, c, "", `{"op":"keys","prefix":"job:","limit":0}`, protocol.CodeHandlerError, "limit must be 1 to 1000")
+	mustFail(t, c, "", `{"op":"keys","prefix":"job:","limit":1001}`, protocol.CodeHandlerError, "limit must be 1 to 1000")
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"container/heap"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +97,24 @@ func (s *Store) live(key string) (storeEntry, bool) {
 		return storeEntry{}, false
 	}
 	return e, true
+}
+
+// Keys returns the live keys that start with prefix, sorted, at most limit
+// of them. It looks at every key: a store is meant for thousands of keys,
+// not millions.
+func (s *Store) Keys(prefix string, limit int) []string {
+	s.mu.RLock()
+	var keys []string
+	for k := range s.values {
+		if strings.HasPrefix(k, prefix) {
+			if _, ok := s.live(k); ok {
+				keys = append(keys, k)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	slices.Sort(keys)
+	return keys[:min(len(keys), limit)]
 }
 
 // Get returns the JSON value of key, or nil.

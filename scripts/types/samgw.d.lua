@@ -153,6 +153,11 @@ function store.incr(key, n) end
 ---@param opts? samgw.StoreOptions
 ---@return boolean
 function store.cas(key, old, new, opts) end
+---The live keys starting with prefix, sorted, at most limit (100 by default, 1 to 1000).
+---@param prefix string
+---@param limit? integer
+---@return string[]
+function store.keys(prefix, limit) end
 
 ---@class samgw.HTTPResponse
 ---@field status integer
