@@ -245,7 +245,8 @@ func (s *session) run() {
 	defer close(s.done)
 	iter, err := s.cons.Messages(jetstream.PullMaxMessages(min(s.m.cfg.MaxInFlight, pullBatch)))
 	if err != nil {
-		s.m.cfg.Logger.Warn("Mailbox delivery could not start", "identity", s.box.identity, "error", err)
+		s.m.cfg.Logger.Warn("Mailbox delivery could not start: closing the connection so that it resumes again", "identity", s.box.identity, "error", err)
+		s.to.Close("mailbox unavailable")
 		return
 	}
 	s.iterMu.Lock()
@@ -273,7 +274,8 @@ func (s *session) run() {
 		msg, err := iter.Next()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				s.m.cfg.Logger.Warn("Mailbox delivery stopped", "identity", s.box.identity, "error", err)
+				s.m.cfg.Logger.Warn("Mailbox delivery stopped: closing the connection so that it resumes again", "identity", s.box.identity, "error", err)
+				s.to.Close("mailbox unavailable")
 			}
 			return
 		}

@@ -33,6 +33,9 @@ type MailboxReceiver interface {
 	// Deliver pushes one stored message. An error means the receiver is
 	// gone (or could not take it) and delivery to it should stop.
 	Deliver(seq uint64, id, route string, payload []byte) error
+	// Close ends the connection with reason: a mailbox that can no longer
+	// deliver to it closes it, so its client reconnects and resumes.
+	Close(reason string)
 }
 
 // mailboxState is a resuming connection's side of its mailbox.
