@@ -51,17 +51,7 @@ func TestClusterMailboxesSurviveANode(t *testing.T) {
 		t.Fatalf("only %d answered before node A died", len(stored))
 	}
 
-	agent, reply := dialAs(t, b.addr, "alice", true)
-	resumed, pending := protocol.ParseAuthReplyResume(reply)
-	if !resumed || pending < uint64(len(stored)) {
-		t.Fatalf("on node B: %s; want at least the %d stored", reply, len(stored))
-	}
-	got := takeAll(t, agent, pending)
-	lost := lostOf(stored, got)
-	t.Logf("answered by node A before kill -9: %d; delivered on node B: %d; lost: %d", len(stored), len(got), lost)
-	if lost != 0 {
-		t.Fatalf("%d messages whose deliver returned on node A were lost", lost)
-	}
+	agent := resumeAndCheck(t, b.addr, stored, "on node B")
 
 	// Live: a delivery through node C reaches the agent on node B.
 	other, _ := dialAs(t, c.addr, "sender", false)

@@ -107,6 +107,25 @@ func takeAll(t *testing.T, w *wire, pending uint64) map[int]uint64 {
 	return got
 }
 
+// resumeAndCheck connects as alice with resume, takes every waiting
+// message and fails the test if one of stored (n → seq, answered before a
+// node died) is not among them, as stored.
+func resumeAndCheck(t *testing.T, addr string, stored map[int]uint64, where string) *wire {
+	t.Helper()
+	agent, reply := dialAs(t, addr, "alice", true)
+	resumed, pending := protocol.ParseAuthReplyResume(reply)
+	if !resumed || pending < uint64(len(stored)) {
+		t.Fatalf("%s: %s; want resume with at least the %d stored", where, reply, len(stored))
+	}
+	got := takeAll(t, agent, pending)
+	lost := lostOf(stored, got)
+	t.Logf("%s: answered before kill -9: %d; delivered: %d; lost: %d", where, len(stored), len(got), lost)
+	if lost != 0 {
+		t.Fatalf("%s: %d messages whose deliver returned were lost", where, lost)
+	}
+	return agent
+}
+
 // lostOf counts the stored messages (n → seq) not delivered as stored.
 func lostOf(stored, got map[int]uint64) int {
 	lost := 0
@@ -198,15 +217,5 @@ func TestKillNineLosesNoStoredMessage(t *testing.T) {
 	}
 
 	p = startProcess(t, bin, args...)
-	agent, reply := dialAs(t, p.addr, "alice", true)
-	resumed, pending := protocol.ParseAuthReplyResume(reply)
-	if !resumed || pending < uint64(len(stored)) {
-		t.Fatalf("after the restart: %s; want resume with at least the %d stored", reply, len(stored))
-	}
-	got := takeAll(t, agent, pending)
-	lost := lostOf(stored, got)
-	t.Logf("answered before kill -9: %d; stored and delivered after the restart: %d; lost: %d", len(stored), len(got), lost)
-	if lost != 0 {
-		t.Fatalf("%d messages whose deliver returned were lost", lost)
-	}
+	resumeAndCheck(t, p.addr, stored, "after the restart")
 }
