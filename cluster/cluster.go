@@ -161,9 +161,11 @@ type Cluster struct {
 	replay    jetstream.KeyValue
 	srv       *gateway.Server
 	subs      []*nats.Subscription
-	roster    *roster       // this node's copy of presence, for sends without a round trip
-	published atomic.Uint64 // cross-node sends made as a plain publish
-	asked     atomic.Uint64 // cross-node sends made as a request (target not in the roster)
+	roster    *roster                             // this node's copy of presence, for sends without a round trip
+	nodeDown  func(node string, connIDs []string) // see OnNodeDown; set before Start
+	checks    atomic.Uint64                       // presence checks made (checkDown), for tests
+	published atomic.Uint64                       // cross-node sends made as a plain publish
+	asked     atomic.Uint64                       // cross-node sends made as a request (target not in the roster)
 	// how this node delivers other nodes' topic pushes (see DeliverTopics)
 	deliverTopic atomic.Pointer[func(topic string, payload []byte, route string) int]
 	stopWatch    context.CancelFunc // ends the roster's watch
@@ -607,6 +609,7 @@ func (c *Cluster) refreshLoop() {
 			return
 		case <-tick.C:
 			c.refresh()
+			c.checkDown()
 		case <-c.changed:
 			// Let a burst of connections settle, then publish them at once.
 			settle := time.NewTimer(announceDelay)
@@ -713,3 +716,23 @@ func (c *Cluster) subjectAllowed(subject string) bool {
 // Conn returns the cluster's NATS connection, which the mailboxes share
 // (their JetStream is the cluster's).
 func (c *Cluster) Conn() *nats.Conn { return c.nc }
+
+// OnNodeDown sets what runs when another node goes down: its presence was
+// not refreshed within the presence TTL (it died, or lost NATS) or it was
+// withdrawn (it stopped). It runs on one node of the cluster (the live one
+// with the smallest name), on the presence refresh's goroutine, once per
+// node going down, with the connections presence still listed for it
+// (sorted). Call it before Start.
+func (c *Cluster) OnNodeDown(f func(node string, connIDs []string)) { c.nodeDown = f }
+
+// checkDown reports the nodes that went down since the last check.
+func (c *Cluster) checkDown() {
+	defer c.checks.Add(1)
+	down, acts := c.roster.takeDown(c.cfg.Node, time.Now())
+	for node, ids := range down {
+		c.log.Warn("Node down", "node", node, "connections", len(ids), "acting", acts)
+		if acts && c.nodeDown != nil {
+			c.nodeDown(node, ids)
+		}
+	}
+}

@@ -101,6 +101,7 @@ func startNode(t testing.TB, name, natsURL, scripts string) *node {
 	srv, addr := gatewaytest.Serve(t, "", gateway.Config{Handler: e, IDPrefix: c.IDPrefix(), MaxConns: 20000, Auth: &gateway.AuthConfig{Identities: []gateway.Identity{
 		{Name: "agent-a", TokenSHA256: hash("a")}, {Name: "agent-b", TokenSHA256: hash("b")}, {Name: "agent-c", TokenSHA256: hash("c")},
 	}}})
+	c.OnNodeDown(e.NodeDown)
 	if err := c.Start(srv); err != nil {
 		t.Fatal(err)
 	}

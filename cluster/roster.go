@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,10 +25,61 @@ type roster struct {
 	keys  map[string]string    // presence key → connection id
 	conns map[string]int       // connection id → presence keys naming it (two, briefly, while its identity changes)
 	nodes map[string]time.Time // node → when its presence was last written, as seen here
+	// For takeDown: nodes seen live by a check (and not since reported
+	// down), and nodes whose presence was withdrawn (a stop) meanwhile.
+	sawLive   map[string]bool
+	withdrawn map[string]bool
 }
 
 func newRoster(ttl time.Duration) *roster {
-	return &roster{ttl: ttl, keys: make(map[string]string), conns: make(map[string]int), nodes: make(map[string]time.Time)}
+	return &roster{ttl: ttl, keys: make(map[string]string), conns: make(map[string]int), nodes: make(map[string]time.Time),
+		sawLive: make(map[string]bool), withdrawn: make(map[string]bool)}
+}
+
+// takeDown returns the nodes, other than self, that a check had seen live
+// and that are down now (their presence not rewritten within the TTL, or
+// withdrawn), each once, with the connections presence still lists for
+// them; and whether self is the node that acts on it: the live node with
+// the smallest name, so one node of a connected cluster does.
+func (r *roster) takeDown(self string, now time.Time) (down map[string][]string, acts bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	acts = true
+	for node, seen := range r.nodes {
+		live := now.Sub(seen) < r.ttl && !r.withdrawn[node]
+		switch {
+		case live:
+			r.sawLive[node] = true
+			if node < self {
+				acts = false
+			}
+		case r.sawLive[node] && node != self:
+			if down == nil {
+				down = make(map[string][]string)
+			}
+			down[node] = []string{}
+			delete(r.sawLive, node)
+		}
+	}
+	for node := range r.withdrawn {
+		if _, known := r.nodes[node]; !known && r.sawLive[node] && node != self {
+			if down == nil {
+				down = make(map[string][]string)
+			}
+			down[node] = []string{}
+			delete(r.sawLive, node)
+		}
+		delete(r.withdrawn, node)
+	}
+	for id := range r.conns {
+		if ids, ok := down[nodeOf(id)]; ok {
+			down[nodeOf(id)] = append(ids, id)
+		}
+	}
+	for _, ids := range down {
+		slices.Sort(ids)
+	}
+	return down, acts
 }
 
 // has reports whether connection id is in the presence of a live node.
@@ -49,8 +101,10 @@ func (r *roster) apply(e jetstream.KeyValueEntry, when time.Time) {
 	if node, ok := strings.CutPrefix(key, "node."); ok {
 		if e.Operation() == jetstream.KeyValuePut {
 			r.nodes[node] = when
+			delete(r.withdrawn, node)
 		} else {
 			delete(r.nodes, node)
+			r.withdrawn[node] = true
 		}
 		return
 	}

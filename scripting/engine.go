@@ -313,6 +313,33 @@ func (e *Engine) runStart(gen *generation) {
 	}
 }
 
+// NodeDown runs default.lua's on_node_down(node, conn_ids), if any: another
+// node of the cluster went down with these connections (cluster.OnNodeDown
+// calls it on one node). A failure is logged.
+func (e *Engine) NodeDown(node string, connIDs []string) {
+	gen := e.current.Load()
+	if !gen.hasOnNodeDown || gen.retired.Load() {
+		return
+	}
+	st, err := gen.get(0, e.timeout)
+	if err != nil {
+		e.log.Error("on_node_down did not run: no Lua state was free", "script", "default.lua", "node", node, "error", err)
+		return
+	}
+	st.call = callInfo{script: "default.lua", background: true}
+	ids := st.L.CreateTable(len(connIDs), 0)
+	for _, id := range connIDs {
+		ids.Append(lua.LString(id))
+	}
+	err = st.run(st.routes[defaultRoute].onNodeDown, 0, lua.LString(node), ids)
+	st.end()
+	gen.put(0, st)
+	if err != nil {
+		e.log.Error("on_node_down failed", "script", "default.lua", "node", node, "error", timerErrorText(err))
+		e.report(gateway.AuditEvent{Event: gateway.AuditScriptError, Route: defaultRoute, Reason: "default.lua: on_node_down failed"})
+	}
+}
+
 // report sends an audit event if auditing is on.
 func (e *Engine) report(ev gateway.AuditEvent) {
 	if e.audit != nil {

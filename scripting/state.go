@@ -17,12 +17,13 @@ import (
 
 // handlerFuncs are the functions one route's file defines.
 type handlerFuncs struct {
-	script    string // file name, for logs
-	onData    *lua.LFunction
-	dataConn  bool // on_data can see a second argument: only then does a call make its conn object
-	onConnect *lua.LFunction
-	onClose   *lua.LFunction
-	onStart   *lua.LFunction
+	script     string // file name, for logs
+	onData     *lua.LFunction
+	dataConn   bool // on_data can see a second argument: only then does a call make its conn object
+	onConnect  *lua.LFunction
+	onClose    *lua.LFunction
+	onStart    *lua.LFunction
+	onNodeDown *lua.LFunction
 }
 
 // callInfo is what API functions need to know about the call in progress.
@@ -131,6 +132,7 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 	funcs.onConnect, _ = env.RawGetString("on_connect").(*lua.LFunction)
 	funcs.onClose, _ = env.RawGetString("on_close").(*lua.LFunction)
 	funcs.onStart, _ = env.RawGetString("on_start").(*lua.LFunction)
+	funcs.onNodeDown, _ = env.RawGetString("on_node_down").(*lua.LFunction)
 	return funcs, nil
 }
 

@@ -166,6 +166,9 @@ func serve(cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if clu != nil && engine != nil {
+		clu.OnNodeDown(engine.NodeDown)
+	}
 	if err := attach(srv, engine, reg, clu); err != nil {
 		return err
 	}

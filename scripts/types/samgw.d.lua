@@ -26,6 +26,9 @@ on_connect = nil
 ---default.lua only: when a connection has closed.
 ---@type fun(conn: samgw.Conn, reason: string)
 on_close = nil
+---default.lua only, with --nats: another node went down with these connections (runs on one node).
+---@type fun(node: string, conn_ids: string[])
+on_node_down = nil
 ---default.lua only: when the server starts serving and after every reload; set up timers here.
 ---@type fun()
 on_start = nil
