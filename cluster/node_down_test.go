@@ -23,8 +23,8 @@ func TestNodeDownHook(t *testing.T) {
 	scripts := t.TempDir()
 	if err := os.WriteFile(filepath.Join(scripts, "default.lua"), []byte(handler+`
 function on_node_down(node, ids)
-  store.incr("calls:" .. node)
   store.set("down:" .. node, ids)
+  store.incr("calls:" .. node)
 end`), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -55,10 +55,10 @@ end`), 0o644); err != nil {
 	if d := time.Since(died); d > 3*time.Second {
 		t.Errorf("beta's death noticed after %v; presence TTL 1.5s", d)
 	}
-	var got []string
-	json.Unmarshal([]byte(call(t, watcher, `{"op":"get","key":"down:beta"}`)), &got)
-	if !slices.Equal(got, ids) {
-		t.Fatalf("on_node_down(beta) got %q, want %q", got, ids)
+	var got struct{ V []string }
+	json.Unmarshal([]byte(call(t, watcher, `{"op":"getv","key":"down:beta"}`)), &got)
+	if !slices.Equal(got.V, ids) {
+		t.Fatalf("on_node_down(beta) got %q, want %q", got.V, ids)
 	}
 
 	// gamma stops: its presence is withdrawn.
