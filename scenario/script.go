@@ -353,6 +353,9 @@ func (s *scenario) messageTable(m *protocol.Message) *lua.LTable {
 	if m.Timestamp != 0 {
 		t.RawSetString("timestamp", lua.LNumber(m.Timestamp))
 	}
+	if m.Seq != 0 {
+		t.RawSetString("seq", lua.LNumber(m.Seq)) // a mailbox message (samgw client --resume)
+	}
 	t.RawSetString("payload", s.payloadValue(m))
 	return t
 }

@@ -24,6 +24,7 @@ func clientCommand() *cli.Command {
 			&cli.StringFlag{Name: "scenario", Usage: "Lua scenario file (default: the embedded demo)"},
 			&cli.StringSliceFlag{Name: "arg", Usage: "k=v, passed to the scenario as args.k (repeatable)"},
 			&cli.IntFlag{Name: "clients", Value: 1, Usage: "run this many copies at once, each on its own connection"},
+			&cli.BoolFlag{Name: "resume", Usage: "with a token, take the identity's mailbox: its messages reach the scenario's data handlers (with msg.seq) and are acked after them"},
 			&cli.StringFlag{Name: "token-file", Usage: "file of tokens, one a line (# comments): copy i of --clients authenticates with line i, in turn (in place of --token)", EnvVars: envVar("token-file")},
 			&cli.DurationFlag{Name: "keepalive-interval", Value: gateway.DefaultKeepAliveInterval, Usage: "send a keepalive this often (scaled by --time-scale)", EnvVars: envVar("keepalive-interval")},
 			&cli.DurationFlag{Name: "keepalive-timeout", Value: gateway.DefaultKeepAliveTimeout, Usage: "a server silent this long is dead: reconnect (scaled by --time-scale)", EnvVars: envVar("keepalive-timeout")},
@@ -59,7 +60,9 @@ func runClient(cctx *cli.Context) error {
 	cfg := scenario.Config{
 		Name:   "demo.lua",
 		Source: scripts.Demo(),
-		Client: gateway.ClientConfig{Addr: cctx.String("addr"), OneFramePerWrite: cctx.Bool("one-frame-per-write"),
+		// A scenario drives a connection; it does not take (and ack) the
+		// identity's mailbox unless the scenario's author says so.
+		Client: gateway.ClientConfig{Addr: cctx.String("addr"), NoResume: !cctx.Bool("resume"), OneFramePerWrite: cctx.Bool("one-frame-per-write"),
 			ConnectRetry: cctx.Duration("connect-timeout"), KeepAliveInterval: cctx.Duration("keepalive-interval"),
 			KeepAliveTimeout: cctx.Duration("keepalive-timeout")},
 		Args:      args,

@@ -587,3 +587,38 @@ func TestClientTokenFileAndKeepAliveFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestClientResumeIsOptIn: `samgw client` takes an identity's mailbox only
+// with --resume (a scenario that drives traffic must not consume and ack
+// an agent's waiting messages); with it, the messages reach the scenario
+// with their seq and are acked.
+func TestClientResumeIsOptIn(t *testing.T) {
+	dir := t.TempDir()
+	ids := filepath.Join(dir, "identities.yaml")
+	sum := sha256.Sum256([]byte("tok-alice"))
+	writeFile(t, ids, "- name: alice\n  token_sha256: "+hex.EncodeToString(sum[:])+"\n")
+	if err := os.MkdirAll(filepath.Join(dir, "handlers"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "handlers", "default.lua"), `function on_data(msg) return gateway.deliver("alice", msg.payload) end`)
+	addr, _, _ := startServe(t, "--identities", ids, "--scripts", filepath.Join(dir, "handlers"))
+	if got := sendOK(t, addr, "--token", "tok-alice", `"for later"`); got != "1" {
+		t.Fatalf("deliver answered %s", got)
+	}
+	scenario := filepath.Join(dir, "take.lua")
+	writeFile(t, scenario, `local m = expect("data", 2000) log(m.payload, m.seq)`)
+	quiet := filepath.Join(dir, "quiet.lua")
+	writeFile(t, quiet, `ping()`)
+	if code, _, errOut := runSamgw(t, "", "client", "--addr", addr, "--token", "tok-alice", "--scenario", quiet); code != 0 {
+		t.Fatalf("without --resume: exit %d %s", code, errOut)
+	}
+	code, out, errOut := runSamgw(t, "", "client", "--addr", addr, "--token", "tok-alice", "--resume", "--scenario", scenario)
+	if code != 0 || out != "for later 1\n" {
+		t.Fatalf("with --resume: exit %d, stdout %q, stderr %q (the message must still wait after the run without it)", code, out, errOut)
+	}
+	// Acked before the scenario's client closed: nothing waits any more.
+	code, out, errOut = runSamgw(t, "", "send", "--addr", addr, "--token", "tok-alice", "--resume", "1", "--timeout", "300ms")
+	if code == 0 || out != "" || !strings.Contains(errOut, "0 of 1 mailbox messages") {
+		t.Fatalf("after --resume: exit %d, stdout %q, stderr %q; want nothing waiting", code, out, errOut)
+	}
+}
