@@ -37,6 +37,16 @@ class Events:
         return self.items[:n]
 
 
+async def answer_auth(srv: FakeServer, n: int, **mailbox: Any) -> tuple[Peer, dict[str, Any]]:
+    """Takes connection n of srv, reads its auth frame and answers it as
+    samgw does, with the mailbox fields given; returns the peer and the
+    client's auth frame."""
+    peer = await srv.accept(n)
+    auth = await peer.next("auth")
+    peer.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", **mailbox}}))
+    return peer, auth
+
+
 async def disconnect_via(c: Client, peer: Peer, reason: str = "bye") -> dict[str, Any]:
     """Disconnects c, answering its close frame as samgw does; returns the frame."""
     task = asyncio.create_task(c.disconnect(reason))
@@ -245,9 +255,7 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
             await asyncio.sleep(0)  # a coroutine callback: awaited before the ack
             done.append(m.seq)
         connecting = asyncio.create_task(c.connect())
-        first = await self.srv.accept(0)
-        auth = await first.next("auth")
-        first.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 3}}))
+        first, auth = await answer_auth(self.srv, 0, resume=True, pending=3)
         await asyncio.wait_for(connecting, WAIT)
         self.assertEqual((c.resumed, c.pending), (True, 3))
         first.write(frame({"type": "data", "id": "m1", "seq": 4, "payload": 1}) + frame({"type": "data", "id": "m2", "seq": 7, "payload": 2})
@@ -258,9 +266,7 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         first.write(frame({"type": "data", "id": "bad", "seq": -1, "payload": 0}) + frame({"type": "data", "id": "bad2", "seq": 1.5, "payload": 0}))
         self.assertTrue(all(e.code == "invalid_message" for e in await errors.first(2)))
         first.writer.transport.abort()
-        second = await self.srv.accept(1)
-        auth = await second.next("auth")
-        second.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 2}}))
+        second, auth = await answer_auth(self.srv, 1, resume=True, pending=2)
         second.write(frame({"type": "data", "id": "m2", "seq": 7, "payload": 2}) + frame({"type": "data", "id": "m3", "seq": 9, "payload": 3}))
         self.assertEqual((await second.next("ack"))["payload"], {"seq": 9}, "duplicates are acked")
         second.write(frame({"type": "data", "id": "m4", "seq": 12, "payload": 4}))
@@ -271,9 +277,7 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         m = Client(port=self.srv.port, token="tok", manual_ack=True)
         mdata = Events(m, "data")
         connecting = asyncio.create_task(m.connect())
-        third = await self.srv.accept(2)
-        auth = await third.next("auth")
-        third.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 1}}))
+        third, auth = await answer_auth(self.srv, 2, resume=True, pending=1)
         await asyncio.wait_for(connecting, WAIT)
         third.write(frame({"type": "data", "id": "x", "seq": 20, "payload": "x"}))
         await mdata.first(1)
@@ -286,10 +290,8 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
 
         plain = Client(port=self.srv.port, token="tok", resume=False)
         connecting = asyncio.create_task(plain.connect())
-        fourth = await self.srv.accept(3)
-        auth = await fourth.next("auth")
+        fourth, auth = await answer_auth(self.srv, 3)
         self.assertEqual(auth["payload"], {"token": "tok"})
-        fourth.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a"}}))
         await asyncio.wait_for(connecting, WAIT)
         self.assertEqual((plain.resumed, plain.pending), (False, 0))
         await disconnect_via(plain, fourth)
@@ -305,9 +307,7 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         async def work(m: Any) -> None:
             replies.append((await c.request({"for": m.seq})).payload)
         connecting = asyncio.create_task(c.connect())
-        peer = await self.srv.accept(0)
-        auth = await peer.next("auth")
-        peer.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "resume": True, "pending": 1}}))
+        peer, auth = await answer_auth(self.srv, 0, resume=True, pending=1)
         await asyncio.wait_for(connecting, WAIT)
         peer.write(frame({"type": "data", "id": "m1", "seq": 3, "payload": "job"}))
         req = await peer.next("data")

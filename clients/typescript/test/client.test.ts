@@ -353,15 +353,21 @@ test('a server that drips bytes of a frame that never ends is dead at keepAliveT
   await srv.close();
 });
 
+/** answerAuth takes connection n of srv, reads its auth frame and answers it as samgw does, with the mailbox fields given. */
+async function answerAuth(srv: FakeServer, n: number, mailbox: { resume?: boolean; pending?: number }): Promise<Lines & { auth: Record<string, unknown> }> {
+  const lines = new Lines(await srv.accept(n)) as Lines & { auth: Record<string, unknown> };
+  lines.auth = await lines.next('auth');
+  srv.sockets[n]!.write(frame({ type: 'auth', id: lines.auth.id, payload: { ok: true, identity: 'a', ...mailbox } }));
+  return lines;
+}
+
 test('mailbox: one cumulative ack per chunk, duplicates by id dropped across reconnects, manualAck, a bad seq is an error event', async () => {
   const srv = await FakeServer.start();
   const c = new Client({ port: srv.port, backoffMin: 20, backoffMax: 50, token: 'tok' });
   const data = collect<Message>(c, 'data');
   const errors = collect<SamgwError>(c, 'error');
   const connecting = c.connect();
-  const first = new Lines(await srv.accept(0));
-  const auth = await first.next('auth');
-  srv.sockets[0]!.write(frame({ type: 'auth', id: auth.id, payload: { ok: true, identity: 'a', resume: true, pending: 3 } }));
+  const first = await answerAuth(srv, 0, { resume: true, pending: 3 });
   await connecting;
   assert.deepEqual(c.mailbox, { resumed: true, pending: 3 });
   // Three in one write: one ack, for the last.
@@ -375,9 +381,7 @@ test('mailbox: one cumulative ack per chunk, duplicates by id dropped across rec
   assert.equal((await errors.next(2)).every((e) => e.code === 'invalid_message'), true);
   // After a reconnect the same ids come again (their ack was lost): dropped, but acked.
   srv.sockets[0]!.destroy();
-  const second = new Lines(await srv.accept(1));
-  const auth2 = await second.next('auth');
-  srv.sockets[1]!.write(frame({ type: 'auth', id: auth2.id, payload: { ok: true, identity: 'a', resume: true, pending: 2 } }));
+  const second = await answerAuth(srv, 1, { resume: true, pending: 2 });
   srv.sockets[1]!.write(frame({ type: 'data', id: 'm2', seq: 7, payload: 2 }) + frame({ type: 'data', id: 'm3', seq: 9, payload: 3 }));
   assert.deepEqual((await second.next('ack')).payload, { seq: 9 });
   srv.sockets[1]!.write(frame({ type: 'data', id: 'm4', seq: 12, payload: 4 }));
@@ -389,9 +393,7 @@ test('mailbox: one cumulative ack per chunk, duplicates by id dropped across rec
   const m = new Client({ port: srv.port, token: 'tok', manualAck: true, resume: true });
   const mdata = collect<Message>(m, 'data');
   const mconnecting = m.connect();
-  const third = new Lines(await srv.accept(2));
-  const auth3 = await third.next('auth');
-  srv.sockets[2]!.write(frame({ type: 'auth', id: auth3.id, payload: { ok: true, identity: 'a', resume: true, pending: 1 } }));
+  const third = await answerAuth(srv, 2, { resume: true, pending: 1 });
   await mconnecting;
   srv.sockets[2]!.write(frame({ type: 'data', id: 'x', seq: 20, payload: 'x' }));
   await mdata.next(1);
@@ -404,10 +406,8 @@ test('mailbox: one cumulative ack per chunk, duplicates by id dropped across rec
   // resume: false asks for no mailbox.
   const plain = new Client({ port: srv.port, token: 'tok', resume: false });
   const pconnecting = plain.connect();
-  const fourth = new Lines(await srv.accept(3));
-  const auth4 = await fourth.next('auth');
-  assert.deepEqual(auth4.payload, { token: 'tok' });
-  srv.sockets[3]!.write(frame({ type: 'auth', id: auth4.id, payload: { ok: true, identity: 'a' } }));
+  const fourth = await answerAuth(srv, 3, {});
+  assert.deepEqual(fourth.auth.payload, { token: 'tok' });
   await pconnecting;
   assert.deepEqual(plain.mailbox, { resumed: false, pending: 0 });
   await plain.disconnect();
