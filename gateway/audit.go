@@ -46,6 +46,12 @@ type AuditEvent struct {
 	// Count, when not zero, is how many occurrences the event stands for
 	// (rate_limited is reported once a second per connection).
 	Count uint64
+	// Roles, Kind and Target describe a refusal by roles: the identity's
+	// roles, what it tried (route, publish, subscribe, send_to) and on
+	// what.
+	Roles  []string
+	Kind   string
+	Target string
 }
 
 // Bounds of the fields an AuditLog writes, in bytes: longer ones are cut
@@ -53,6 +59,7 @@ type AuditEvent struct {
 const (
 	maxAuditField  = 128
 	maxAuditReason = 256
+	maxAuditRoles  = 16 // role names written of an event's Roles
 )
 
 // Auditor receives audit events. Audit must not block for long: it is
@@ -155,13 +162,23 @@ func appendAuditEvent(dst []byte, e *AuditEvent) []byte {
 		k, v string
 		max  int
 	}{{"conn", e.Conn, maxAuditField}, {"remote", e.Remote, maxAuditField}, {"identity", e.Identity, maxAuditField},
-		{"route", e.Route, maxAuditField}, {"reason", e.Reason, maxAuditReason}} {
+		{"route", e.Route, maxAuditField}, {"kind", e.Kind, maxAuditField}, {"target", e.Target, maxAuditField}, {"reason", e.Reason, maxAuditReason}} {
 		if f.v != "" {
 			dst = append(dst, ',', '"')
 			dst = append(dst, f.k...)
 			dst = append(dst, '"', ':')
 			dst = protocol.AppendString(dst, truncateField(f.v, f.max))
 		}
+	}
+	if e.Roles != nil {
+		dst = append(dst, `,"roles":[`...)
+		for i, r := range e.Roles[:min(len(e.Roles), maxAuditRoles)] {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = protocol.AppendString(dst, truncateField(r, maxAuditField))
+		}
+		dst = append(dst, ']')
 	}
 	if e.Count != 0 {
 		dst = append(dst, `,"count":`...)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -13,8 +14,11 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -39,6 +43,8 @@ type Identity struct {
 	// keygen writes), or of the SPKI DER form, or that form's PEM (what
 	// openssl pkey -pubout writes).
 	PublicKey string
+	// Roles are the names of its roles (AuthConfig.Roles).
+	Roles []string
 }
 
 // AuthConfig turns authentication on: every connection must prove one of
@@ -56,14 +62,30 @@ type AuthConfig struct {
 	// signed frame is accepted once, not once per node. When it fails the
 	// message is refused with cluster_unavailable.
 	Replay ReplayGuard
+	// Roles, when not nil (even empty), turns roles on: what no role of an
+	// identity (and no Routes of its own) grants is refused, routes by the
+	// gateway and publish, subscribe and direct messages by the handler
+	// through Conn.Check. Nil keeps the identities' Routes as the only
+	// rule.
+	Roles map[string]access.Role
 }
 
-// authority checks tokens, routes and signatures for a server.
+// authority checks tokens, routes and signatures for a server. Its
+// identities can be replaced while it serves (Server.SetIdentities).
 type authority struct {
-	byName  map[string]*principal
-	all     []*principal
+	table   atomic.Pointer[identityTable]
+	mu      sync.Mutex // serialises replacements of table
 	maxSkew time.Duration
 	replay  ReplayGuard
+	limit   int // replay cap of each signing identity
+	closed  bool
+}
+
+// identityTable is one version of the identities: replaced whole.
+type identityTable struct {
+	byName map[string]*principal
+	all    []*principal
+	roles  bool // roles are on
 }
 
 // principal is an identity ready for checks, with its replay window.
@@ -71,32 +93,68 @@ type principal struct {
 	name      string
 	tokenHash []byte
 	routes    []string
+	grant     *access.Grant // nil: roles are off
 	key       ed25519.PublicKey
 	seen      *replayCache // signed message ids within the window; nil without a key
+	// next is the same identity in the table that replaced this one's, so
+	// a connection follows a reload at its next message; revoked is set
+	// instead when the reload removed the identity or changed how it
+	// proves itself.
+	next    atomic.Pointer[principal]
+	revoked atomic.Bool
 }
 
 // newAuthority prepares cfg's identities; rate and burst (the server's
 // per-connection limit) size the replay windows when cfg.ReplayCap is zero.
 func newAuthority(cfg *AuthConfig, rate float64, burst int) (*authority, error) {
-	a := &authority{byName: make(map[string]*principal), maxSkew: cfg.MaxSkew, replay: cfg.Replay}
+	a := &authority{maxSkew: cfg.MaxSkew, replay: cfg.Replay}
 	if a.maxSkew <= 0 {
 		a.maxSkew = DefaultMaxSkew
 	}
 	if cfg.ReplayCap < 0 {
 		return nil, fmt.Errorf("replay cap %d: must not be negative", cfg.ReplayCap)
 	}
-	limit := cfg.ReplayCap
-	if limit == 0 {
-		limit = replayCap(rate, burst, a.window())
+	a.limit = cfg.ReplayCap
+	if a.limit == 0 {
+		a.limit = replayCap(rate, burst, a.window())
 	}
-	for _, id := range cfg.Identities {
+	t, err := a.newTable(cfg.Identities, cfg.Roles)
+	if err != nil {
+		return nil, err
+	}
+	a.table.Store(t)
+	return a, nil
+}
+
+// newTable checks and prepares identities and roles. Replay windows are
+// made later, by adopt.
+func (a *authority) newTable(ids []Identity, roles map[string]access.Role) (*identityTable, error) {
+	t := &identityTable{byName: make(map[string]*principal, len(ids)), roles: roles != nil}
+	var policy *access.Policy
+	if roles != nil {
+		members := make(map[string][]string, len(ids))
+		for _, id := range ids {
+			members[id.Name] = id.Roles
+		}
+		var err error
+		if policy, err = access.Compile(roles, members); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range ids {
 		if id.Name == "" {
 			return nil, fmt.Errorf("identity without a name")
 		}
-		if _, dup := a.byName[id.Name]; dup {
+		if _, dup := t.byName[id.Name]; dup {
 			return nil, fmt.Errorf("identity %q: listed twice", id.Name)
 		}
+		if policy == nil && len(id.Roles) > 0 {
+			return nil, fmt.Errorf("identity %q: has roles, but no roles are defined", id.Name)
+		}
 		p := &principal{name: id.Name, routes: id.Routes}
+		if policy != nil {
+			p.grant = policy.Grant(id.Name)
+		}
 		if id.TokenSHA256 != "" {
 			h, err := hex.DecodeString(id.TokenSHA256)
 			if err != nil || len(h) != sha256.Size {
@@ -115,12 +173,53 @@ func newAuthority(cfg *AuthConfig, rate float64, burst int) (*authority, error) 
 				return nil, fmt.Errorf("identity %q: public_key: %w", id.Name, err)
 			}
 			p.key = k
-			p.seen = newReplayCache(a.window(), limit)
+			p.seen = newReplayCache(a.window(), a.limit)
 		}
-		a.byName[id.Name] = p
-		a.all = append(a.all, p)
+		t.byName[id.Name] = p
+		t.all = append(t.all, p)
 	}
-	return a, nil
+	return t, nil
+}
+
+// replace puts t in place of the current identities. An identity that
+// proves itself the same way keeps its replay window (a reload must not
+// let a signed message be replayed) and its connections move to the new
+// principal; the others are revoked, and their connections are returned
+// to be closed.
+func (a *authority) replace(t *identityTable) (revoked []*principal, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrServerClosed
+	}
+	old := a.table.Load()
+	for _, p := range old.all {
+		n := t.byName[p.name]
+		if n == nil || !bytes.Equal(n.tokenHash, p.tokenHash) || !n.key.Equal(p.key) {
+			p.revoked.Store(true)
+			revoked = append(revoked, p)
+			if p.seen != nil {
+				p.seen.close()
+			}
+			continue
+		}
+		if p.seen != nil {
+			n.seen.close()
+			n.seen = p.seen
+		}
+		p.next.Store(n)
+	}
+	a.table.Store(t)
+	return revoked, nil
+}
+
+// current is the latest version of p, after the reloads since p was
+// taken; it may be revoked.
+func (p *principal) current() *principal {
+	for n := p.next.Load(); n != nil; n = p.next.Load() {
+		p = n
+	}
+	return p
 }
 
 // window is how long signed ids are remembered: a message is accepted while
@@ -130,12 +229,18 @@ func (a *authority) window() time.Duration { return 2 * a.maxSkew }
 
 // close stops the replay windows' timers.
 func (a *authority) close() {
-	for _, p := range a.all {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for _, p := range a.table.Load().all {
 		if p.seen != nil {
 			p.seen.close()
 		}
 	}
 }
+
+// byName returns the identity called name, or nil.
+func (a *authority) byName(name string) *principal { return a.table.Load().byName[name] }
 
 // ErrPublicKey is returned for a public key that is not an Ed25519 key in
 // one of the accepted forms.
@@ -203,7 +308,7 @@ func (a *authority) byToken(token string) *principal {
 	}
 	sum := sha256.Sum256([]byte(token))
 	var found *principal
-	for _, p := range a.all {
+	for _, p := range a.table.Load().all {
 		if p.tokenHash != nil && subtle.ConstantTimeCompare(sum[:], p.tokenHash) == 1 {
 			found = p
 		}
@@ -211,20 +316,36 @@ func (a *authority) byToken(token string) *principal {
 	return found
 }
 
-// allows reports whether the identity may send data to route.
-func (p *principal) allows(route string) bool {
-	if p.routes == nil {
+// allows reports whether the identity may do the action: a route by its
+// own Routes or a role, anything else by a role. Without roles, Routes
+// alone decide (nil: every route) and anything else is allowed.
+func (p *principal) allows(kind access.Kind, target string) bool {
+	if kind != access.KindRoute {
+		return p.grant == nil || p.grant.Allows(kind, target)
+	}
+	if p.grant != nil && p.grant.Allows(kind, target) {
 		return true
 	}
-	if route == "" {
-		route = "default"
+	if p.routes == nil {
+		return p.grant == nil
+	}
+	if target == "" {
+		target = "default"
 	}
 	for _, pattern := range p.routes {
-		if ok, _ := path.Match(pattern, route); ok {
+		if ok, _ := path.Match(pattern, target); ok {
 			return true
 		}
 	}
 	return false
+}
+
+// roles returns the names of the identity's roles, sorted; nil without.
+func (p *principal) roles() []string {
+	if p.grant == nil {
+		return nil
+	}
+	return p.grant.Roles()
 }
 
 // verify checks a data frame of a signing identity: the signature over the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -26,12 +27,12 @@ func FuzzAuthChecks(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	signer := a.byName["signer"]
+	signer := a.byName("signer")
 	var n int
 	f.Fuzz(func(t *testing.T, token, id, route string, payload []byte, sig string, signIt bool, skewMs int16) {
 		a.byToken(token)
 		protocol.ParseAuthToken(payload)
-		signer.allows(route)
+		signer.allows(access.KindRoute, route)
 		n++
 		m := protocol.Message{Type: protocol.TypeData, ID: id + "#" + strconv.Itoa(n), Route: route, Payload: payload,
 			Timestamp: time.Now().UnixMilli() + int64(skewMs), Sig: sig}

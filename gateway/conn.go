@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -43,7 +44,7 @@ type Conn struct {
 	// Security state, set before the first data frame is handled and read
 	// only on the reader goroutine afterwards (identity also by Identity).
 	identity  atomic.Pointer[string] // the authenticated identity's name
-	principal *principal             // its checks; nil for certificate-only identities
+	principal atomic.Pointer[principal] // its checks; nil without identities (see grant)
 	limiter   *rate.Limiter          // nil: no rate limit
 	limited   uint64                 // data frames refused by the limiter since the last rate_limited event
 	limitedAt time.Time              // when the last rate_limited event was reported
@@ -334,7 +335,9 @@ func (c *Conn) handshake() bool {
 		c.identity.Store(&name)
 		if c.srv.auth != nil {
 			// nil for an identity not listed: readLoop refuses it.
-			c.principal = c.srv.auth.byName[name]
+			if p := c.srv.auth.byName(name); p != nil {
+				c.principal.Store(p)
+			}
 		}
 	}
 	return true
@@ -367,7 +370,7 @@ func (c *Conn) welcome() (CloseCause, bool) {
 		if cause, byToken, authID, resume = c.authenticate(); !byToken {
 			return cause, false
 		}
-	case c.srv.auth != nil && c.principal == nil:
+	case c.srv.auth != nil && c.principal.Load() == nil:
 		// With identities, the file is the allow-list: a certificate from
 		// the CA whose identity is not listed gets no access at all (not
 		// access without a route ACL or a signature requirement).
@@ -470,7 +473,7 @@ func (c *Conn) authenticate() (cause CloseCause, ok bool, id string, resume bool
 	if !timer.Stop() {
 		return c.refuseAuth(ReasonAuthTimeout, m.ID), false, "", false
 	}
-	c.principal = p
+	c.principal.Store(p)
 	c.identity.Store(&p.name)
 	c.audit(AuditAuthOK, "", "token")
 	return CloseCause{}, true, m.ID, protocol.ParseAuthResume(m.Payload)
@@ -523,14 +526,16 @@ func (c *Conn) admit(m *protocol.Message) error {
 		}
 		return protocol.Errorf(protocol.CodeRateLimited, "more than %g data frames per second", c.srv.cfg.Rate)
 	}
-	p := c.principal
+	p := c.grant()
 	if p == nil {
 		return nil
 	}
-	if !p.allows(m.Route) {
-		c.srv.counters.forbidden.Add(1)
-		c.audit(AuditForbidden, m.Route, "")
-		return protocol.Errorf(protocol.CodeForbidden, "identity %q may not use route %q", p.name, cmp.Or(m.Route, "default"))
+	if p.revoked.Load() {
+		c.w.requestClose(CloseCause{Kind: CloseUnauthorized, Detail: ReasonRevoked})
+		return protocol.Errorf(protocol.CodeUnauthorized, "%s", ReasonRevoked)
+	}
+	if err := c.refuse(p, access.KindRoute, cmp.Or(m.Route, "default")); err != nil {
+		return err
 	}
 	if p.key != nil {
 		var err error

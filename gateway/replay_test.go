@@ -79,7 +79,7 @@ func TestSignedIDsAreBounded(t *testing.T) {
 	cfg := authConfig(pub)
 	cfg.ReplayCap = 50
 	srv, addr := startServer(t, Config{Auth: cfg, MaxFrameSize: 2 << 20})
-	signer := srv.auth.byName["signer"]
+	signer := srv.auth.byName("signer")
 	p := signerPeer(t, addr)
 
 	var before runtime.MemStats

@@ -36,13 +36,14 @@ func TestIdentitiesFileRoutes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "identities.yaml")
 			writeFile(t, file, tc.file)
-			ids, err := loadIdentities(file)
+			f, err := loadIdentities(file)
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("error %v, want %v", err, tc.err)
 			}
 			if err != nil {
 				return
 			}
+			ids := f.Identities
 			if strings.Join(ids[0].Routes, ",") != strings.Join(tc.routes, ",") || (ids[0].Routes == nil) != (tc.routes == nil) {
 				t.Fatalf("routes %#v, want %#v", ids[0].Routes, tc.routes)
 			}
@@ -79,10 +80,11 @@ func TestIdentitiesPublicKeyForms(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "identities.yaml")
 			writeFile(t, file, "- name: signer\n  public_key: "+value+"\n")
-			ids, err := loadIdentities(file)
+			f, err := loadIdentities(file)
 			if err != nil {
 				t.Fatal(err)
 			}
+			ids := f.Identities
 			key, err := gateway.ParsePublicKey(ids[0].PublicKey)
 			if err != nil || !key.Equal(pub) {
 				t.Fatalf("parsed %x, %v; want %x", key, err, pub)
@@ -108,10 +110,11 @@ func TestReadmeIdentitiesExampleLoads(t *testing.T) {
 	block, _, _ := strings.Cut(rest, "   ```")
 	file := filepath.Join(t.TempDir(), "identities.yaml")
 	writeFile(t, file, block)
-	ids, err := loadIdentities(file)
+	f, err := loadIdentities(file)
 	if err != nil {
 		t.Fatalf("docs/security.md's example does not load: %v\n%s", err, block)
 	}
+	ids := f.Identities
 	if _, err := gateway.NewServer(gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}}); err != nil {
 		t.Fatalf("the server refuses docs/security.md's example: %v", err)
 	}

@@ -102,7 +102,7 @@ func serve(cctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	audit, err := serveSecurity(cctx, &cfg)
+	audit, idFile, err := serveSecurity(cctx, &cfg)
 	if err != nil {
 		return err
 	}
@@ -179,9 +179,13 @@ func serve(cctx *cli.Context) error {
 	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
 	bg := newBackground(cctx.Context)
 	defer bg.stop()
-	if engine != nil {
-		bg.reloadScripts(engine, cctx.String("scripts") != "", log)
+	var ids *identitiesReloader
+	if idFile != nil {
+		ids = &identitiesReloader{file: cctx.String("identities"), srv: srv, log: log, digest: idFile.Digest}
+		log.Info("Identities loaded", "file", ids.file, "sha256", idFile.Digest[:12], "identities", len(idFile.Identities), "roles", len(idFile.Roles),
+			"roles_on", idFile.Roles != nil)
 	}
+	bg.reload(engine, cctx.String("scripts") != "", ids, log)
 	if reg != nil {
 		if err := bg.serveMetrics(reg, cctx.String("metrics-listen"), log); err != nil {
 			return err
@@ -278,16 +282,27 @@ func (b *background) stop() {
 	b.wg.Wait()
 }
 
-// reloadScripts reloads the engine on SIGHUP and, for a scripts directory,
-// when its files change.
-func (b *background) reloadScripts(engine *scripting.Engine, watch bool, log *slog.Logger) {
+// reload reloads the engine and the identities (either may be nil) on
+// SIGHUP and when their files change (for the scripts, when they are a
+// directory).
+func (b *background) reload(engine *scripting.Engine, watch bool, ids *identitiesReloader, log *slog.Logger) {
+	if engine == nil && ids == nil {
+		return
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	b.run(func(ctx context.Context) {
 		defer signal.Stop(hup)
-		reloadOnSignal(ctx, hup, engine)
+		reloadOnSignal(ctx, hup, engine, ids)
 	})
-	if watch {
+	if ids != nil {
+		b.run(func(ctx context.Context) {
+			if err := ids.watch(ctx); err != nil {
+				log.Error("Not watching the identities file; reload it with SIGHUP", "error", err)
+			}
+		})
+	}
+	if engine != nil && watch {
 		b.run(func(ctx context.Context) {
 			if err := engine.Watch(ctx, 0); err != nil {
 				log.Error("Not watching the scripts; reload with SIGHUP", "error", err)
@@ -312,35 +327,35 @@ func (b *background) serveMetrics(reg *metrics.Metrics, addr string, log *slog.L
 }
 
 // serveSecurity applies the TLS, authentication, audit and limit flags to
-// cfg. It returns the audit log to close at exit, if any.
-func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (*gateway.AuditLog, error) {
+// cfg. It returns the audit log to close at exit and the identities file
+// loaded, if any.
+func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (audit *gateway.AuditLog, ids *identitiesFile, err error) {
 	log := cfg.Logger
 	certFile, keyFile, clientCA := cctx.String("tls-cert"), cctx.String("tls-key"), cctx.String("tls-client-ca")
 	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("--tls-cert and --tls-key go together")
+		return nil, nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	if clientCA != "" && certFile == "" {
-		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+		return nil, nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	}
 	if certFile != "" {
 		tlsCfg, err := gateway.NewServerTLSConfig(gateway.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: clientCA})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.TLSConfig = tlsCfg
 		cfg.HandshakeTimeout = cctx.Duration("handshake-timeout")
 	}
 	if file := cctx.String("identities"); file != "" {
-		ids, err := loadIdentities(file)
-		if err != nil {
-			return nil, err
+		if ids, err = loadIdentities(file); err != nil {
+			return nil, nil, err
 		}
-		cfg.Auth = &gateway.AuthConfig{Identities: ids, MaxSkew: cctx.Duration("max-skew"), ReplayCap: cctx.Int("replay-cap")}
+		cfg.Auth = &gateway.AuthConfig{Identities: ids.Identities, Roles: ids.Roles, MaxSkew: cctx.Duration("max-skew"), ReplayCap: cctx.Int("replay-cap")}
 		cfg.AuthTimeout = cctx.Duration("auth-timeout")
 	}
 	maxUnauthFrame, err := parseSize(cctx.String("max-frame-unauthenticated"))
 	if err != nil {
-		return nil, fmt.Errorf("--max-frame-unauthenticated: %w", err)
+		return nil, nil, fmt.Errorf("--max-frame-unauthenticated: %w", err)
 	}
 	cfg.MaxFrameUnauthenticated, cfg.MaxUnauthenticated = maxUnauthFrame, cctx.Int("max-unauthenticated")
 	cfg.Rate, cfg.RateBurst, cfg.MaxConnsPerIP = cctx.Float64("rate"), cctx.Int("rate-burst"), cctx.Int("max-conns-per-ip")
@@ -354,18 +369,18 @@ func serveSecurity(cctx *cli.Context, cfg *gateway.Config) (*gateway.AuditLog, e
 	}
 	file := cctx.String("audit-log")
 	if file == "" {
-		return nil, nil
+		return nil, ids, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil { // a new folder is private, like the log
-		return nil, fmt.Errorf("--audit-log: create its folder: %w", err)
+		return nil, nil, fmt.Errorf("--audit-log: create its folder: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("--audit-log: %w", err)
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
 	}
-	audit := gateway.NewAuditLog(f, 0)
+	audit = gateway.NewAuditLog(f, 0)
 	cfg.Audit = audit
-	return audit, nil
+	return audit, ids, nil
 }
 
 // isLoopback reports whether a listen host only accepts local connections.
@@ -516,15 +531,20 @@ func upstreamConfig(cctx *cli.Context, log *slog.Logger) (*scripting.UpstreamCon
 	return up, nil
 }
 
-// reloadOnSignal reloads the scripts on every signal (SIGHUP) until ctx
-// ends.
-func reloadOnSignal(ctx context.Context, signals <-chan os.Signal, engine *scripting.Engine) {
+// reloadOnSignal reloads the scripts and the identities (either may be
+// nil) on every signal (SIGHUP) until ctx ends.
+func reloadOnSignal(ctx context.Context, signals <-chan os.Signal, engine *scripting.Engine, ids *identitiesReloader) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-signals:
-			engine.Reload() //nolint:errcheck // logged; the old scripts keep serving
+			if ids != nil {
+				ids.reload(false) //nolint:errcheck // logged; the previous identities stay
+			}
+			if engine != nil {
+				engine.Reload() //nolint:errcheck // logged; the old scripts keep serving
+			}
 		}
 	}
 }
