@@ -43,16 +43,16 @@ type Conn struct {
 
 	// Security state, set before the first data frame is handled and read
 	// only on the reader goroutine afterwards (identity also by Identity).
-	identity  atomic.Pointer[string] // the authenticated identity's name
+	identity  atomic.Pointer[string]    // the authenticated identity's name
 	principal atomic.Pointer[principal] // its checks; nil without identities (see grant)
-	limiter   *rate.Limiter          // nil: no rate limit
-	limited   uint64                 // data frames refused by the limiter since the last rate_limited event
-	limitedAt time.Time              // when the last rate_limited event was reported
-	scratch   []byte                 // signature verification buffer
-	pending   *list.Element          // in srv.pending until authenticated; guarded by srv.mu
-	evicted   bool                   // closed to admit another; guarded by srv.mu
-	state     connState              // where it is in its life; guarded by srv.mu, changed only by advance
-	mb        *mailboxState          // set, when it resumes, before it opens (see attachMailbox)
+	limiter   *rate.Limiter             // nil: no rate limit
+	limited   uint64                    // data frames refused by the limiter since the last rate_limited event
+	limitedAt time.Time                 // when the last rate_limited event was reported
+	scratch   []byte                    // signature verification buffer
+	pending   *list.Element             // in srv.pending until authenticated; guarded by srv.mu
+	evicted   bool                      // closed to admit another; guarded by srv.mu
+	state     connState                 // where it is in its life; guarded by srv.mu, changed only by advance
+	mb        *mailboxState             // set, when it resumes, before it opens (see attachMailbox)
 }
 
 // ConnInfo describes a connection, for listings and statistics.
