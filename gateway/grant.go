@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/protocol"
@@ -102,33 +101,32 @@ var ErrNoIdentities = errors.New("gateway: authentication is off: there are no i
 // SetIdentities replaces the identities and roles the server checks, as a
 // reload of the identities file does. A connection sees the change at its
 // next message; connections whose identity is gone, or proves itself with
-// another token or key, are closed now. On error nothing changes.
-func (s *Server) SetIdentities(ids []Identity, roles map[string]access.Role) error {
+// another token or key, are told (error unauthorized) and closed now: it
+// returns how many. On error nothing changes.
+func (s *Server) SetIdentities(ids []Identity, roles map[string]access.Role) (closed int, err error) {
 	if s.auth == nil {
-		return ErrNoIdentities
+		return 0, ErrNoIdentities
 	}
 	t, err := s.auth.newTable(ids, roles)
 	if err != nil {
-		return fmt.Errorf("identities: %w", err)
+		return 0, fmt.Errorf("identities: %w", err)
 	}
 	revoked, err := s.auth.replace(t)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	closed := 0
 	if len(revoked) > 0 {
 		s.mu.Lock()
 		conns := s.snapshot()
 		s.mu.Unlock()
 		for _, c := range conns {
 			if p := c.grant(); p != nil && p.revoked.Load() {
+				c.w.enqueueError("", protocol.Errorf(protocol.CodeUnauthorized, "%s", ReasonRevoked)) //nolint:errcheck // closing
 				c.w.requestClose(CloseCause{Kind: CloseUnauthorized, Detail: ReasonRevoked})
 				c.audit(AuditAuthFailed, "", ReasonRevoked)
 				closed++
 			}
 		}
 	}
-	s.log.Info("Identities replaced", slog.Int("identities", len(ids)), slog.Bool("roles", roles != nil),
-		slog.Int("revoked", len(revoked)), slog.Int("connections_closed", closed))
-	return nil
+	return closed, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -65,6 +66,7 @@ func (st *luaState) apiDeliver(L *lua.LState) int {
 	identity := L.CheckString(1)
 	payload := st.payloadArg(2)
 	opts := st.deliverOptions(3)
+	st.check("gateway.deliver", st.actor(), access.KindSendTo, identity)
 	boxes := st.gen.engine.mailboxes
 	if boxes == nil {
 		L.RaiseError("gateway.deliver: %s", ErrNoMailboxes)

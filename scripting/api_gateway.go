@@ -5,6 +5,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -50,6 +51,7 @@ func (st *luaState) apiSendTo(L *lua.LState) int {
 		L.Push(lua.LNumber(0))
 		return 1
 	}
+	st.check("gateway.send_to", st.actor(), access.KindSendTo, identity)
 	if cl := st.gen.engine.cluster; cl != nil {
 		n, err := cl.SendTo(st.deadline, identity, payload, route)
 		if err != nil {
@@ -153,6 +155,9 @@ func (st *luaState) apiSubscribe(L *lua.LState) int {
 		L.Push(lua.LFalse)
 		return 1
 	}
+	if st.actor() != nil {
+		st.check("gateway.subscribe", c, access.KindSubscribe, topic) // the subscriber's roles
+	}
 	if err := st.gen.engine.topics.subscribe(c, topic); err != nil {
 		L.RaiseError("gateway.subscribe: %s", err)
 	}
@@ -175,6 +180,7 @@ func (st *luaState) apiPublish(L *lua.LState) int {
 	payload := st.payloadArg(2)
 	route := st.routeArg(3)
 	st.server() // only where the gateway module works
+	st.check("gateway.publish", st.actor(), access.KindPublish, topic)
 	n := 0
 	if cl := st.gen.engine.cluster; cl != nil {
 		remote, err := cl.PublishTopic(st.deadline, topic, payload, route)

@@ -2,7 +2,10 @@ package scripting
 
 import (
 	"fmt"
+
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/secureagentmessaging/samgw/access"
 )
 
 // connPeer is what a conn object shows of its connection: a real one, or
@@ -11,6 +14,8 @@ type connPeer interface {
 	ID() string
 	RemoteAddr() string
 	Identity() string
+	Roles() []string
+	Can(kind access.Kind, target string) bool
 }
 
 // newConnMeta makes the metatable of conn objects. conn.state is
@@ -33,6 +38,10 @@ func (st *luaState) newConnMeta() *lua.LTable {
 			}
 		case "state":
 			L.Push(st.connState(c))
+		case "roles":
+			L.Push(st.connRoles(c))
+		case "can":
+			L.Push(st.connCan(c))
 		default:
 			L.Push(lua.LNil)
 		}

@@ -607,7 +607,7 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	}
 	m := st.newMsg(msg, payload)
 	st.begin(c, funcs.script)
-	st.call.timeout = timeout
+	st.call.timeout, st.call.message = timeout, true
 	defer st.end()
 	var err error
 	if funcs.dataConn {

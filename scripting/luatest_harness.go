@@ -9,6 +9,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -46,11 +47,46 @@ type fakeConn struct {
 	closed               string // the close reason, once closed
 	topics               map[string]bool
 	ud                   *lua.LUserData
+	roles                []string
+	grant                *access.Grant // from new_conn{grants = …}; nil: everything allowed
 }
 
 func (c *fakeConn) ID() string         { return c.id }
 func (c *fakeConn) RemoteAddr() string { return c.remote }
 func (c *fakeConn) Identity() string   { return c.identity }
+func (c *fakeConn) Roles() []string    { return c.roles }
+
+func (c *fakeConn) Can(kind access.Kind, target string) bool {
+	return c.grant == nil || c.grant.Allows(kind, target)
+}
+
+// fakeGrant compiles new_conn's grants = {routes = {…}, publish = {…},
+// subscribe = {…}, send_to = {identity, …}} as one role.
+func fakeGrant(L *lua.LState, t *lua.LTable) *access.Grant {
+	list := func(key string) []string {
+		var out []string
+		v, ok := t.RawGetString(key).(*lua.LTable)
+		if !ok {
+			return nil
+		}
+		for i := 1; i <= v.Len(); i++ {
+			out = append(out, lua.LVAsString(v.RawGetInt(i)))
+		}
+		return out
+	}
+	role := access.Role{Routes: list("routes"), Publish: list("publish"), Subscribe: list("subscribe"), SendTo: list("send_to")}
+	ids := map[string][]string{"": {"test"}}
+	for _, name := range role.SendTo {
+		if _, ok := ids[name]; !ok {
+			ids[name] = nil
+		}
+	}
+	p, err := access.Compile(map[string]access.Role{"test": role}, ids)
+	if err != nil {
+		L.RaiseError("new_conn: grants: %s", err)
+	}
+	return p.Grant("")
+}
 
 type fakePush struct {
 	payload []byte
@@ -156,8 +192,9 @@ func (h *harness) declare(L *lua.LState) int {
 	return 0
 }
 
-// new_conn{id=, identity=, remote=} → a made-up connection (ids c1, c2, …
-// by default).
+// new_conn{id=, identity=, remote=, roles=, grants=} → a made-up
+// connection (ids c1, c2, … by default); conn.can answers from grants
+// (everything without).
 func (h *harness) newConn(L *lua.LState) int {
 	L.Push(h.makeConn(L.OptTable(1, L.NewTable())).ud)
 	return 1
@@ -175,6 +212,14 @@ func (h *harness) makeConn(opts *lua.LTable) *fakeConn {
 	}
 	if s, ok := opts.RawGetString("remote").(lua.LString); ok {
 		c.remote = string(s)
+	}
+	if t, ok := opts.RawGetString("roles").(*lua.LTable); ok {
+		for i := 1; i <= t.Len(); i++ {
+			c.roles = append(c.roles, lua.LVAsString(t.RawGetInt(i)))
+		}
+	}
+	if t, ok := opts.RawGetString("grants").(*lua.LTable); ok {
+		c.grant = fakeGrant(L, t)
 	}
 	if h.conn(c.id) != nil {
 		L.RaiseError("new_conn: a connection %q exists already", c.id)

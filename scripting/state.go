@@ -34,11 +34,14 @@ type callInfo struct {
 	data     *connData
 	state    lua.LValue    // conn.state as the script sees it, once touched
 	touched  bool          // the script read or assigned conn.state
-	upstream protocol.Code // set when an outbound or cluster call of this call failed
+	upstream protocol.Code // set when an outbound or cluster call of this call failed, or a role refused one
 	// background: a timer or on_start runs, for no connection; the gateway
 	// module works on the server being served
 	background bool
-	timeout    time.Duration // this call's bound; zero: the engine's Timeout
+	// message: on_data handles a message of conn, whose roles the gateway
+	// module checks (see actor)
+	message bool
+	timeout time.Duration // this call's bound; zero: the engine's Timeout
 }
 
 // luaState is one sandboxed Lua VM with every route of a generation loaded.

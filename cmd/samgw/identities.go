@@ -182,22 +182,23 @@ func parseRoles(file string, n *yaml.Node) (map[string]access.Role, []sendTarget
 			return nil, nil, fileError(file, key.Line, "role %q is defined twice", name)
 		}
 		var r access.Role
-		err := eachKey(file, val, "role "+name, func(k string, v *yaml.Node) error {
+		role := fmt.Sprintf("role %q", name)
+		err := eachKey(file, val, role, func(k string, v *yaml.Node) error {
 			switch k {
 			case "routes":
-				return patternList(file, v, "role "+name+": routes", &r.Routes)
+				return patternList(file, v, role+": routes", &r.Routes)
 			case "topics":
-				return eachKey(file, v, "role "+name+": topics", func(k string, v *yaml.Node) error {
+				return eachKey(file, v, role+": topics", func(k string, v *yaml.Node) error {
 					switch k {
 					case "publish":
-						return patternList(file, v, "role "+name+": topics.publish", &r.Publish)
+						return patternList(file, v, role+": topics.publish", &r.Publish)
 					case "subscribe":
-						return patternList(file, v, "role "+name+": topics.subscribe", &r.Subscribe)
+						return patternList(file, v, role+": topics.subscribe", &r.Subscribe)
 					}
 					return fileError(file, v.Line, "role %q: topics: unknown key %q (want publish, subscribe)", name, clipName(k))
 				})
 			case "send_to":
-				list, lines, err := stringList(file, v, "role "+name+": send_to")
+				list, lines, err := stringList(file, v, role+": send_to")
 				if err != nil {
 					return err
 				}

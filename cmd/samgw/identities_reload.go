@@ -35,15 +35,17 @@ func (r *identitiesReloader) reload(onlyChanged bool) error {
 	if err == nil && onlyChanged && f.Digest == r.digest {
 		return nil
 	}
+	closed := 0
 	if err == nil {
-		err = r.srv.SetIdentities(f.Identities, f.Roles)
+		closed, err = r.srv.SetIdentities(f.Identities, f.Roles)
 	}
 	if err != nil {
 		r.log.Error("Identities not reloaded; the previous ones stay in force", "file", r.file, "error", err)
 		return err
 	}
 	r.digest = f.Digest
-	r.log.Info("Identities reloaded", "file", r.file, "sha256", f.Digest[:12], "identities", len(f.Identities), "roles", len(f.Roles))
+	r.log.Info("Identities reloaded", "file", r.file, "sha256", f.Digest[:12], "identities", len(f.Identities), "roles", len(f.Roles),
+		"connections_closed", closed)
 	return nil
 }
 
