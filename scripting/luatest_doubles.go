@@ -7,8 +7,10 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/internal/luabox"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // The gateway module of `samgw test`: it acts on the connections the test
@@ -30,8 +32,19 @@ func (h *harness) gwSend(L *lua.LState) int {
 	return 1
 }
 
+// refuse raises forbidden, as the server would, when the call handles a
+// message of c and c's grants (new_conn{grants = …}) do not allow it.
+func (h *harness) refuse(what string, c connPeer, kind access.Kind, target string) {
+	if !h.st.call.message || c == nil || c.Can(kind, target) {
+		return
+	}
+	h.st.call.upstream = protocol.CodeForbidden
+	h.st.L.RaiseError("%s: identity %q may not %s %q", what, c.Identity(), kind, target)
+}
+
 func (h *harness) gwSendTo(L *lua.LState) int {
 	identity, payload, route := L.CheckString(1), h.st.payloadArg(2), h.st.routeArg(3)
+	h.refuse("gateway.send_to", h.st.call.peer, access.KindSendTo, identity)
 	h.outbox = append(h.outbox, outboxEntry{action: "send_to", identity: identity, payload: payload, route: route})
 	n := 0
 	for _, c := range h.conns {
@@ -48,6 +61,7 @@ func (h *harness) gwSendTo(L *lua.LState) int {
 // id, as "id") and returns the next seq, from 1.
 func (h *harness) gwDeliver(L *lua.LState) int {
 	identity, payload, opts := L.CheckString(1), h.st.payloadArg(2), h.st.deliverOptions(3)
+	h.refuse("gateway.deliver", h.st.call.peer, access.KindSendTo, identity)
 	if identity == "" {
 		L.RaiseError("gateway.deliver: %s", deliverFailure(identity, delivery.ErrUnknownIdentity))
 	}
@@ -101,6 +115,7 @@ func (h *harness) gwSubscribe(L *lua.LState) int {
 		L.Push(lua.LFalse)
 		return 1
 	}
+	h.refuse("gateway.subscribe", c, access.KindSubscribe, topic)
 	if !c.topics[topic] && len(c.topics) >= MaxTopicsPerConn {
 		L.RaiseError("gateway.subscribe: %s (%d)", ErrTooManyTopics, MaxTopicsPerConn)
 	}
@@ -122,6 +137,7 @@ func (h *harness) gwUnsubscribe(L *lua.LState) int {
 
 func (h *harness) gwPublish(L *lua.LState) int {
 	topic, payload, route := h.st.topicArg(1), h.st.payloadArg(2), h.st.routeArg(3)
+	h.refuse("gateway.publish", h.st.call.peer, access.KindPublish, topic)
 	h.outbox = append(h.outbox, outboxEntry{action: "publish", topic: topic, payload: payload, route: route})
 	n := 0
 	for _, c := range h.conns {

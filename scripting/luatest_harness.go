@@ -255,11 +255,12 @@ func (h *harness) connArg(n int, orNew bool) *fakeConn {
 }
 
 // inCall runs fn as a handler call for c would run: conn.state loaded, and
-// saved after. A handler error is raised again as it is.
-func (h *harness) inCall(c *fakeConn, script string, fn *lua.LFunction, nret int, args ...lua.LValue) []lua.LValue {
+// saved after; message: it handles c's message (on_data), so the gateway
+// doubles check c's grants. A handler error is raised again as it is.
+func (h *harness) inCall(c *fakeConn, script string, fn *lua.LFunction, message bool, nret int, args ...lua.LValue) []lua.LValue {
 	st, L := h.st, h.st.L
 	saved := st.call
-	st.call = callInfo{peer: c, script: script, data: &c.data}
+	st.call = callInfo{peer: c, script: script, data: &c.data, message: message}
 	err := L.CallByParam(lua.P{Fn: fn, NRet: nret, Protect: true}, args...)
 	var rets []lua.LValue
 	if err == nil {
@@ -271,6 +272,7 @@ func (h *harness) inCall(c *fakeConn, script string, fn *lua.LFunction, nret int
 			err = serr
 		}
 	}
+	refused := st.call.upstream == protocol.CodeForbidden
 	st.call = saved
 	if err != nil {
 		var text string
@@ -281,6 +283,9 @@ func (h *harness) inCall(c *fakeConn, script string, fn *lua.LFunction, nret int
 			}
 		} else {
 			text = errorTextOf(err)
+			if refused {
+				text = "forbidden: " + text // a role refused a call, and the script let it escape
+			}
 		}
 		L.Error(lua.LString(text), 0)
 	}
@@ -299,7 +304,7 @@ func (h *harness) call(L *lua.LState) int {
 	c := h.connArg(3, true)
 	h.nextID++
 	m := h.st.newMsg(&protocol.Message{ID: "t" + strconv.Itoa(h.nextID), Route: route, Timestamp: h.clock.Now().UnixMilli()}, payload)
-	ret := h.inCall(c, funcs.script, funcs.onData, 1, m, c.ud)[0]
+	ret := h.inCall(c, funcs.script, funcs.onData, true, 1, m, c.ud)[0]
 	if ret == lua.LNil {
 		L.Push(lua.LNil)
 		return 1
@@ -333,7 +338,7 @@ func (h *harness) connect(L *lua.LState) int {
 		L.Push(lua.LTrue)
 		return 1
 	}
-	rets := h.inCall(c, funcs.script, funcs.onConnect, 2, c.ud)
+	rets := h.inCall(c, funcs.script, funcs.onConnect, false, 2, c.ud)
 	if rets[0] == lua.LFalse {
 		reason := lua.LString("rejected by on_connect")
 		if s, ok := rets[1].(lua.LString); ok && s != "" {
@@ -358,7 +363,7 @@ func (h *harness) disconnect(L *lua.LState) int {
 	}
 	clear(c.topics)
 	if funcs := h.st.routes[defaultRoute]; funcs != nil && funcs.onClose != nil {
-		h.inCall(c, funcs.script, funcs.onClose, 0, c.ud, lua.LString(reason))
+		h.inCall(c, funcs.script, funcs.onClose, false, 0, c.ud, lua.LString(reason))
 	}
 	return 0
 }

@@ -171,6 +171,9 @@ function on_data(msg, conn)
   if p.op == "all" then return upstream.all{{"a", 1}, {"b", 2, "route2"}} end
   if p.op == "get" then local r, err = http.get(p.url); return r and r.status or err end
   if p.op == "msg" then return {id = msg.id, route = msg.route, type = msg.type, ts = msg.timestamp > 0} end
+  if p.op == "publish" then return gateway.publish(p.topic, 1) end
+  if p.op == "can" then return conn.can(p.kind, p.target) end
+  if p.op == "roles" then return conn.roles end
   return p
 end`,
 		"features_test.lua": `
@@ -248,6 +251,17 @@ test("msg has the fields a handler sees", function()
   assert_eq(type(got.id), "string")
 end)
 
+test("roles: new_conn's grants drive conn.can and the checks", function()
+  local w = new_conn{identity = "w1", roles = {"worker"}, grants = {publish = {"results.*"}, send_to = {"coord"}}}
+  assert_eq(call("default", {op = "roles"}, w), {"worker"})
+  assert_eq(call("default", {op = "can", kind = "publish", target = "results.a"}, w), true)
+  assert_eq(call("default", {op = "can", kind = "publish", target = "tasks.a"}, w), false)
+  assert_eq(call("default", {op = "publish", topic = "results.a"}, w), 0)
+  assert_error(function() call("default", {op = "publish", topic = "tasks.a"}, w) end, 'forbidden: ')
+  assert_error(function() call("default", {op = "send_to", identity = "ann", body = "hi"}, w) end, 'identity "w1" may not send_to "ann"')
+  assert_eq(call("default", {op = "can", kind = "send_to", target = "ann"}), true) -- no grants: everything
+end)
+
 test("values cross as JSON", function()
   assert_error(function() call("default", function() end) end, "payload is not JSON")
   assert_eq(call("default", {1, 2, json.null}), {1, 2, json.null})
@@ -256,7 +270,7 @@ end)
 	})
 	var out bytes.Buffer
 	report, err := RunTests(TestConfig{Dir: dir, Out: &out, Verbose: true})
-	if err != nil || report.Failed != 0 || report.Passed != 9 {
+	if err != nil || report.Failed != 0 || report.Passed != 10 {
 		t.Fatalf("%+v, %v\n%s", report, err, out.String())
 	}
 }

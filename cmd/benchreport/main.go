@@ -64,6 +64,7 @@ func main() {
 	memoryOnly := flag.Bool("memory-only", false, "measure only the memory per held connection")
 	rounds := flag.Int("rounds", 1, "measure each configuration this many times, alternating servers, and report medians")
 	cores := flag.String("cores", "", "scaling mode: comma-separated core counts for the servers (e.g. 1,2)")
+	rolesOnly := flag.Bool("roles", false, "measure only what role checks cost: the Lua echo with identities, without and with 100 roles of 1,000 patterns, at 64 × 16")
 	flag.Parse()
 	peerScript, openresty := peerPath(*peers, "haproxy-peer.sh"), peerPath(*peers, "openresty-peer.sh")
 	if *rounds < 1 {
@@ -88,6 +89,10 @@ func main() {
 	r.bin = bin
 	if *cores != "" {
 		fmt.Print(r.scaling(*cores, openresty, transform, time.Duration(*seconds)*time.Second))
+		return
+	}
+	if *rolesOnly {
+		fmt.Print(r.roles(dir, time.Duration(*seconds)*time.Second))
 		return
 	}
 	if *memoryOnly {
@@ -221,10 +226,13 @@ func (r *reporter) roundRatio(a, b string, c config) float64 {
 // the servers have them all).
 func (r *reporter) load(addr string, c config, duration time.Duration) (bench.Result, error) {
 	if r.serverCores == "" {
-		return bench.Run(context.Background(), bench.Config{Addr: addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128, Duration: duration})
+		return bench.Run(context.Background(), bench.Config{Addr: addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128, Duration: duration, Token: r.token})
 	}
 	args := []string{r.bin, "bench", "--addr", addr, "--conns", strconv.Itoa(c.conns),
 		"--pipeline", strconv.Itoa(c.pipeline), "--size", "128", "--duration", duration.String(), "--json"}
+	if r.token != "" {
+		args = append(args, "--token", r.token)
+	}
 	if r.loadCores != "" {
 		args = append([]string{"taskset", "-c", r.loadCores}, args...)
 	}
@@ -313,6 +321,7 @@ type reporter struct {
 	serverCores string                               // taskset list of the servers' cores; "" pins nothing
 	loadCores   string                               // the load generator's; "" lets it run anywhere
 	procs       int                                  // GOMAXPROCS of samgw and workers of the peers, when pinned
+	token       string                               // the load generator authenticates with it, when set
 }
 
 // serverCommand is name args…, on the servers' cores when the report pins.

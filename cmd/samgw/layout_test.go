@@ -25,6 +25,7 @@ func TestLayoutMatchesImports(t *testing.T) {
 		{"cluster", []string{"bench", "metrics", "scenario"}},
 		{"scripts", []string{"protocol", "gateway", "scripting"}},
 		{"internal/luabox", []string{"gateway", "scripting", "scenario"}},
+		{"access", []string{"protocol", "gateway", "scripting", "internal/luabox", "cluster", "delivery"}},
 	} {
 		t.Run(tc.pkg, func(t *testing.T) {
 			out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+tc.pkg).Output()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secureagentmessaging/samgw/access"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
@@ -499,5 +500,56 @@ func TestHostileIdentitiesFiles(t *testing.T) {
 	writeFile(t, file, strings.Repeat("# padding\n", maxIdentitiesFile/10+1))
 	if code, out, _ := runSamgw(t, "", "check", "--identities", file); code == 0 || !strings.Contains(out, "larger than 16 MiB") {
 		t.Fatalf("a file over the bound: exit %d: %s", code, out)
+	}
+}
+
+// TestDocsRolesExample: the roles file of docs/security.md loads and
+// grants what the page says it does.
+func TestDocsRolesExample(t *testing.T) {
+	page, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(page), "   # roles.yaml\n")
+	if !ok {
+		t.Fatal("no roles.yaml example in docs/security.md")
+	}
+	block, _, _ := strings.Cut(rest, "   ```")
+	file := filepath.Join(t.TempDir(), "roles.yaml")
+	writeFile(t, file, block)
+	f, err := loadIdentities(file)
+	if err != nil {
+		t.Fatalf("the example does not load: %v\n%s", err, block)
+	}
+	members := map[string][]string{}
+	for _, id := range f.Identities {
+		members[id.Name] = id.Roles
+	}
+	policy, err := access.Compile(f.Roles, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		who    string
+		kind   access.Kind
+		target string
+		want   bool
+	}{
+		{"worker-1", access.KindRoute, "post_task", false},
+		{"coord", access.KindRoute, "report", false},
+		{"coord", access.KindRoute, "post_task", true},
+		{"worker-1", access.KindPublish, "results.t1", true},
+		{"worker-1", access.KindPublish, "results.t1.x", false},
+		{"worker-1", access.KindPublish, "tasks.t1", false},
+		{"worker-1", access.KindSubscribe, "tasks.summarise", true},
+		{"worker-1", access.KindSubscribe, "tasks.summarise.fast", false},
+		{"worker-1", access.KindSubscribe, "tasks", false},
+		{"coord", access.KindSendTo, "worker-2", true},
+		{"worker-1", access.KindSendTo, "worker-2", false},
+		{"worker-1", access.KindSendTo, "coord", true},
+	} {
+		if got := policy.Grant(tc.who).Allows(tc.kind, tc.target); got != tc.want {
+			t.Errorf("%s %s %s: %v, want %v", tc.who, tc.kind, tc.target, got, tc.want)
+		}
 	}
 }

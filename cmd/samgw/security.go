@@ -31,7 +31,7 @@ func serveSecurityFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-key", Usage: "server private key (PEM)", EnvVars: envVar("tls-key")},
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by this CA (mTLS)", EnvVars: envVar("tls-client-ca")},
 		&cli.DurationFlag{Name: "handshake-timeout", Value: gateway.DefaultHandshakeTimeout, Usage: "drop a TLS handshake that takes longer", EnvVars: envVar("handshake-timeout")},
-		&cli.StringFlag{Name: "identities", Usage: "YAML file of identities: turns authentication on", EnvVars: envVar("identities")},
+		&cli.StringFlag{Name: "identities", Usage: "YAML file of identities (and roles): turns authentication on; reloaded on SIGHUP and when it changes", EnvVars: envVar("identities")},
 		&cli.StringFlag{Name: "max-frame-unauthenticated", Value: "8KiB", Usage: "largest frame accepted before a connection has authenticated", EnvVars: envVar("max-frame-unauthenticated")},
 		&cli.IntFlag{Name: "max-unauthenticated", Usage: "connections allowed in their TLS handshake or authentication at once; the oldest is closed to admit a new one (default: a quarter of --max-conns)", EnvVars: envVar("max-unauthenticated")},
 		&cli.DurationFlag{Name: "auth-timeout", Value: gateway.DefaultAuthTimeout, Usage: "how long a connection may take to authenticate", EnvVars: envVar("auth-timeout")},

@@ -15,6 +15,8 @@
 ---@field remote string the peer's address
 ---@field identity string|nil the authenticated identity
 ---@field state table per-connection data, kept across this connection's messages (JSON data, at most --conn-state-max-bytes of it)
+---@field roles string[] the identity's roles, sorted (a copy; empty without roles)
+---@field can fun(kind: "route"|"publish"|"subscribe"|"send_to", target: string): boolean whether the identity's roles allow it (as the checks would; not audited)
 
 ---Called for every data message of this file's route; the return value is the reply (nil: none).
 ---@type fun(msg: samgw.Message, conn: samgw.Conn): any

@@ -11,6 +11,8 @@ function test(name, fn) end
 ---@field id? string default c1, c2, …
 ---@field identity? string
 ---@field remote? string
+---@field roles? string[] what conn.roles shows
+---@field grants? {routes?: string[], publish?: string[], subscribe?: string[], send_to?: string[]} what conn.can answers from (everything allowed without)
 
 ---A made-up connection for call, connect and disconnect.
 ---@param opts? samgw.ConnOptions
