@@ -96,12 +96,18 @@ type principal struct {
 	grant     *access.Grant // nil: roles are off
 	key       ed25519.PublicKey
 	seen      *replayCache // signed message ids within the window; nil without a key
-	// next is the same identity in the table that replaced this one's, so
-	// a connection follows a reload at its next message; revoked is set
-	// instead when the reload removed the identity or changed how it
-	// proves itself.
-	next    atomic.Pointer[principal]
+	// slot is shared by the versions of this identity that reloads kept
+	// (same token and key): it points at the latest, so a connection
+	// follows a reload at its next message in one step, however many
+	// reloads it slept through. revoked is set instead when a reload
+	// removed the identity or changed how it proves itself.
+	slot    *principalSlot
 	revoked atomic.Bool
+}
+
+// principalSlot holds the latest version of an identity.
+type principalSlot struct {
+	latest atomic.Pointer[principal]
 }
 
 // newAuthority prepares cfg's identities; rate and burst (the server's
@@ -151,7 +157,8 @@ func (a *authority) newTable(ids []Identity, roles map[string]access.Role) (*ide
 		if policy == nil && len(id.Roles) > 0 {
 			return nil, fmt.Errorf("identity %q: has roles, but no roles are defined", id.Name)
 		}
-		p := &principal{name: id.Name, routes: id.Routes}
+		p := &principal{name: id.Name, routes: id.Routes, slot: &principalSlot{}}
+		p.slot.latest.Store(p)
 		if policy != nil {
 			p.grant = policy.Grant(id.Name)
 		}
@@ -207,7 +214,8 @@ func (a *authority) replace(t *identityTable) (revoked []*principal, err error) 
 			n.seen.close()
 			n.seen = p.seen
 		}
-		p.next.Store(n)
+		n.slot = p.slot
+		n.slot.latest.Store(n)
 	}
 	a.table.Store(t)
 	return revoked, nil
@@ -215,12 +223,7 @@ func (a *authority) replace(t *identityTable) (revoked []*principal, err error) 
 
 // current is the latest version of p, after the reloads since p was
 // taken; it may be revoked.
-func (p *principal) current() *principal {
-	for n := p.next.Load(); n != nil; n = p.next.Load() {
-		p = n
-	}
-	return p
-}
+func (p *principal) current() *principal { return p.slot.latest.Load() }
 
 // window is how long signed ids are remembered: a message is accepted while
 // its timestamp is within maxSkew of the clock, so a copy can arrive up to
