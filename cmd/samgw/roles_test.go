@@ -2,18 +2,22 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/access"
+	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/internal/testutil"
 )
 
@@ -167,7 +171,9 @@ func TestRoles(t *testing.T) {
 	ids := filepath.Join(dir, "identities.yaml")
 	writeRoles(t, ids, nil)
 	audit := filepath.Join(dir, "audit.log")
-	addr, log, stop := startServe(t, "--identities", ids, "--scripts", "testdata/roles", "--audit-log", audit)
+	// act stores mailbox messages: its calls get room for a store that is
+	// slow on a loaded machine (a deliver that runs out of time fails).
+	addr, log, stop := startServe(t, "--identities", ids, "--scripts", "testdata/roles", "--audit-log", audit, "--route-timeout", "act=20s")
 
 	coord, w1, w2 := dialAgent(t, addr, "coord"), dialAgent(t, addr, "w1"), dialAgent(t, addr, "w2")
 	aud, nobody, legacy := dialAgent(t, addr, "aud"), dialAgent(t, addr, "nobody"), dialAgent(t, addr, "legacy")
@@ -551,5 +557,35 @@ func TestDocsRolesExample(t *testing.T) {
 		if got := policy.Grant(tc.who).Allows(tc.kind, tc.target); got != tc.want {
 			t.Errorf("%s %s %s: %v, want %v", tc.who, tc.kind, tc.target, got, tc.want)
 		}
+	}
+}
+
+// TestIdentitiesReloadOnSignal: SIGHUP (here, the channel it arrives on)
+// reloads the identities file even when nothing watched it change.
+func TestIdentitiesReloadOnSignal(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "identities.yaml")
+	writeRoles(t, file, nil)
+	f, err := loadIdentities(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.NewServer(gateway.Config{Auth: &gateway.AuthConfig{Identities: f.Identities, Roles: f.Roles}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log testutil.SyncBuffer
+	r := &identitiesReloader{file: file, srv: srv, log: slog.New(slog.NewTextHandler(&log, nil)), digest: f.Digest}
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	go func() { defer close(done); reloadOnSignal(ctx, signals, nil, r) }()
+	defer func() { cancel(); <-done }()
+
+	writeRoles(t, file, func(s string) string { return strings.Replace(s, "  auditor:\n", "  spare: {}\n  auditor:\n", 1) })
+	signals <- syscall.SIGHUP
+	testutil.Eventually(t, "the reload", func() bool { return strings.Contains(log.String(), "roles=4") })
+	if !strings.Contains(log.String(), `msg="Identities reloaded"`) {
+		t.Fatal(log.String())
 	}
 }
