@@ -112,6 +112,9 @@ type Config struct {
 	// Mailboxes holds the messages of identities that resume (an auth
 	// frame with "resume": true); nil means no connection resumes.
 	Mailboxes Mailboxes
+	// Jobs hands out the work queues' jobs and takes the workers' answers
+	// (ack, nack and progress frames naming a job); nil: no work queues.
+	Jobs Jobs
 	// Logger receives connection events; nil means slog.Default().
 	Logger *slog.Logger
 }

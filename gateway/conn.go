@@ -288,6 +288,7 @@ func (c *Conn) end(cause CloseCause) {
 	c.cancelContext()
 	c.srv.remove(c)
 	c.detachMailbox()
+	c.leaveQueues()
 	cause = c.w.closeCause()
 	reason := cause.String()
 	switch cause.Kind {
@@ -606,7 +607,17 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 	case protocol.TypeAuth:
 		c.reauthenticate(m)
 	case protocol.TypeAck:
-		c.ack(m)
+		if job, ok, err := protocol.ParseJob(m.Payload); ok && err == nil {
+			c.answerJob(m, job, JobDone)
+		} else if ok {
+			c.w.enqueueError(m.ID, err) //nolint:errcheck // closing
+		} else {
+			c.ack(m)
+		}
+	case protocol.TypeNack:
+		c.jobFrame(m, JobRetry)
+	case protocol.TypeProgress:
+		c.jobFrame(m, JobProgress)
 	case protocol.TypePing:
 		c.w.answerMessage(&protocol.Message{Type: protocol.TypePong, ID: m.ID, Payload: pongPayload}) //nolint:errcheck // closing
 	case protocol.TypeKeepAlive:

@@ -10,6 +10,7 @@ import (
 var FrameTypes = [...]protocol.Type{
 	protocol.TypeData, protocol.TypePing, protocol.TypePong, protocol.TypeKeepAlive,
 	protocol.TypeClose, protocol.TypeError, protocol.TypeAuth, protocol.TypeAck,
+	protocol.TypeNack, protocol.TypeProgress,
 }
 
 // typeIndex is t's position in FrameTypes.
@@ -29,6 +30,10 @@ func typeIndex(t protocol.Type) int {
 		return 5
 	case protocol.TypeAuth:
 		return 6
+	case protocol.TypeNack:
+		return 8
+	case protocol.TypeProgress:
+		return 9
 	}
 	return 7
 }

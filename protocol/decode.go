@@ -14,6 +14,7 @@ const (
 	fieldPayload
 	fieldSig
 	fieldSeq
+	fieldJob
 )
 
 // Decode validates frame and fills m from it. It checks, in one pass and
@@ -135,6 +136,8 @@ func (d *messageDecoder) field(key []byte) (bit int, err error) {
 		return fieldRoute, d.stringField(key, fieldRoute, &d.m.Route)
 	case "sig":
 		return fieldSig, d.stringField(key, fieldSig, &d.m.Sig)
+	case "job":
+		return fieldJob, d.stringField(key, fieldJob, &d.m.Job)
 	case "timestamp":
 		ts, err := s.timestampValue()
 		if err != nil {
@@ -188,6 +191,8 @@ func (d *messageDecoder) stringField(key []byte, bit int, dst *string) error {
 	switch {
 	case bit == fieldRoute && len(str) > 0 && !validRoute(str):
 		d.fail(Errorf(CodeInvalidMessage, "invalid route name %q: want 1 to %d characters of [A-Za-z0-9_.-]", truncateText(str, 64), MaxRouteLen))
+	case bit == fieldJob && (len(str) > MaxJobLen || hasControl(str)):
+		d.fail(Errorf(CodeInvalidMessage, "job must be at most %d bytes without control characters", MaxJobLen))
 	case bit == fieldID && hasControl(str):
 		// A newline in id (or route) would let two different messages sign
 		// the same bytes (see AppendSigned).
@@ -270,6 +275,10 @@ func knownType(b []byte) (Type, bool) {
 		return TypeAuth, true
 	case "ack":
 		return TypeAck, true
+	case "nack":
+		return TypeNack, true
+	case "progress":
+		return TypeProgress, true
 	}
 	return "", false
 }

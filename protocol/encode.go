@@ -46,6 +46,10 @@ func AppendFrame(dst []byte, m *Message) []byte {
 		dst = append(dst, `,"seq":`...)
 		dst = strconv.AppendUint(dst, m.Seq, 10)
 	}
+	if m.Job != "" {
+		dst = append(dst, `,"job":`...)
+		dst = AppendString(dst, m.Job)
+	}
 	if m.Sig != "" {
 		dst = append(dst, `,"sig":`...)
 		dst = AppendString(dst, m.Sig)

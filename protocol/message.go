@@ -7,7 +7,7 @@ import (
 )
 
 // Message is one frame: {"type", "payload", "timestamp", "id", "route",
-// "seq", "sig"}.
+// "seq", "job", "sig"}.
 //
 // A Message filled by Decode aliases the frame it was decoded from: Payload
 // points into that buffer and is valid only as long as the buffer is. Copy
@@ -29,6 +29,10 @@ type Message struct {
 	// mailbox (per identity, increasing); 0 means absent. The client acks it
 	// with an ack frame.
 	Seq uint64
+	// Job is the id of a work queue's job delivered to a worker; empty
+	// means absent. The worker answers with an ack, nack or progress frame
+	// whose payload names it.
+	Job string
 	// Sig is the base64 Ed25519 signature of a signed message (see
 	// AppendSigned); empty means unsigned.
 	Sig string

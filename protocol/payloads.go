@@ -117,6 +117,32 @@ func ParseAck(payload []byte) (uint64, error) {
 	return seq, nil
 }
 
+// AppendJobPayload appends {"job": job}, the payload of a worker's ack,
+// nack and progress frames.
+func AppendJobPayload(dst []byte, job string) []byte {
+	dst = append(dst, `{"job":`...)
+	dst = AppendString(dst, job)
+	return append(dst, '}')
+}
+
+// ParseJob reads the job id of an ack, nack or progress payload: a
+// string of 1 to MaxJobLen bytes (an *Error with CodeInvalidMessage
+// otherwise); ok is false when the payload has no "job" at all (an ack
+// of a mailbox's seq).
+func ParseJob(payload []byte) (job string, ok bool, err error) {
+	raw := rawField(payload, "job")
+	if raw == nil {
+		return "", false, nil
+	}
+	var s scanner
+	s.data = raw
+	str, kind, err := s.stringValue()
+	if err != nil || kind != stringValue || len(str) == 0 || len(str) > MaxJobLen || hasControl(str) {
+		return "", true, Errorf(CodeInvalidMessage, "job must be a string of 1 to %d bytes, got %s", MaxJobLen, truncateText(raw, 32))
+	}
+	return string(str), true, nil
+}
+
 // parseSeq reads a sequence number: a JSON integer from 0 to 2^63-1 written
 // without fraction or exponent.
 func parseSeq(raw []byte) (uint64, bool) {

@@ -80,3 +80,48 @@ func TestSignAndVerify(t *testing.T) {
 		})
 	}
 }
+
+func TestParseJob(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		job     string
+		ok, err bool
+	}{
+		{`{"job":"j-1"}`, "j-1", true, false},
+		{`{"job":"a\u00e9"}`, "aé", true, false},
+		{`{"seq":3}`, "", false, false},
+		{`{"job":""}`, "", true, true},
+		{`{"job":7}`, "", true, true},
+		{`{"job":null}`, "", true, true},
+		{`{"job":"a\nb"}`, "", true, true},
+		{`{"job":"` + strings.Repeat("x", MaxJobLen+1) + `"}`, "", true, true},
+	} {
+		job, ok, err := ParseJob([]byte(tc.payload))
+		if job != tc.job || ok != tc.ok || (err != nil) != tc.err {
+			t.Errorf("ParseJob(%.40s) = %q, %v, %v", tc.payload, job, ok, err)
+		}
+	}
+	if got := string(AppendJobPayload(nil, `a"b`)); got != `{"job":"a\"b"}` {
+		t.Errorf("AppendJobPayload = %s", got)
+	}
+}
+
+func TestJobField(t *testing.T) {
+	var m Message
+	if err := Decode([]byte(`{"type":"data","route":"q","job":"j1","payload":1}`), &m, Limits{}); err != nil || m.Job != "j1" {
+		t.Fatalf("Decode: %+v, %v", m, err)
+	}
+	if got := string(AppendFrame(nil, &Message{Type: TypeData, Route: "q", Job: "j1", Timestamp: 5, Payload: []byte(`1`)})); !strings.Contains(got, `"route":"q","job":"j1"`) {
+		t.Fatalf("AppendFrame: %s", got)
+	}
+	for _, bad := range []string{`{"type":"data","job":3}`, `{"type":"data","job":"a\u0000"}`, `{"type":"data","job":"a","job":"b"}`} {
+		if err := Decode([]byte(bad), &m, Limits{}); err == nil {
+			t.Errorf("Decode(%s) accepted", bad)
+		}
+	}
+	for _, typ := range []string{"nack", "progress"} {
+		if err := Decode([]byte(`{"type":"`+typ+`","payload":{"job":"j"}}`), &m, Limits{}); err != nil || string(m.Type) != typ {
+			t.Errorf("type %s: %v", typ, err)
+		}
+	}
+}

@@ -34,9 +34,19 @@ const (
 	// answer.
 	TypeAuth Type = "auth"
 	// TypeAck is a resuming client's receipt for its mailbox's messages: its
-	// payload's seq says everything up to that number is done.
+	// payload's seq says everything up to that number is done. With a job
+	// instead ({"job": ID}), a worker says that job is done.
 	TypeAck Type = "ack"
+	// TypeNack is a worker's refusal of a job ({"job": ID}): it goes back
+	// to its queue for another delivery.
+	TypeNack Type = "nack"
+	// TypeProgress is a worker's word that a job ({"job": ID}) is still
+	// being worked on: its lease starts again.
+	TypeProgress Type = "progress"
 )
+
+// MaxJobLen bounds a job id.
+const MaxJobLen = 256
 
 // Default limits, used when a Limits field is zero.
 const (
