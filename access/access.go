@@ -18,16 +18,18 @@ import (
 type Kind string
 
 // The kinds of action a role grants. A target is a route name, a topic,
-// or an identity name (KindSendTo).
+// a queue name (KindPush, KindJoin) or an identity name (KindSendTo).
 const (
 	KindRoute     Kind = "route"
 	KindPublish   Kind = "publish"
 	KindSubscribe Kind = "subscribe"
 	KindSendTo    Kind = "send_to"
+	KindPush      Kind = "push"
+	KindJoin      Kind = "join"
 )
 
 // Kinds lists every kind, in the order the docs give them.
-var Kinds = []Kind{KindRoute, KindPublish, KindSubscribe, KindSendTo}
+var Kinds = []Kind{KindRoute, KindPublish, KindSubscribe, KindSendTo, KindPush, KindJoin}
 
 // ParseKind returns the kind named s.
 func ParseKind(s string) (Kind, bool) {
@@ -46,6 +48,8 @@ type Role struct {
 	Subscribe []string // topic patterns
 	// SendTo names identities, or every identity of a role as "role:NAME".
 	SendTo []string
+	Push   []string // queue patterns: queue.push
+	Join   []string // queue patterns: queue.join (as a worker)
 }
 
 // Bounds of a policy: a hostile or mistaken file is refused with a clear

@@ -20,6 +20,8 @@ type Grant struct {
 	routes    set
 	publish   set
 	subscribe set
+	push      set
+	join      set
 	sendTo    map[string]struct{} // identity names, roles expanded
 }
 
@@ -64,7 +66,7 @@ func Compile(roles map[string]Role, identities map[string][]string) (*Policy, er
 				for _, pats := range []struct {
 					s    *set
 					list []string
-				}{{&g.routes, r.Routes}, {&g.publish, r.Publish}, {&g.subscribe, r.Subscribe}} {
+				}{{&g.routes, r.Routes}, {&g.publish, r.Publish}, {&g.subscribe, r.Subscribe}, {&g.push, r.Push}, {&g.join, r.Join}} {
 					for _, pat := range pats.list {
 						p.nodes += pats.s.add(pat)
 					}
@@ -95,7 +97,7 @@ func checkRole(r Role, roles map[string]Role, identities map[string][]string) er
 	for _, l := range []struct {
 		name string
 		list []string
-	}{{"routes", r.Routes}, {"topics.publish", r.Publish}, {"topics.subscribe", r.Subscribe}} {
+	}{{"routes", r.Routes}, {"topics.publish", r.Publish}, {"topics.subscribe", r.Subscribe}, {"queues.push", r.Push}, {"queues.join", r.Join}} {
 		if err := CheckList(l.list); err != nil {
 			return fmt.Errorf("%s: %w", l.name, err)
 		}
@@ -175,6 +177,10 @@ func (g *Grant) Allows(k Kind, target string) bool {
 		return g.publish.match(target)
 	case KindSubscribe:
 		return g.subscribe.match(target)
+	case KindPush:
+		return g.push.match(target)
+	case KindJoin:
+		return g.join.match(target)
 	case KindSendTo:
 		_, ok := g.sendTo[target]
 		return ok

@@ -78,6 +78,9 @@ type QueueConfig struct {
 	// stops answering (it was killed, or lost NATS): then they go to
 	// another node. A live node keeps its jobs for their leases.
 	NodeTimeout time.Duration
+	// MaxPayload is the largest job payload a Push takes (0: the store's
+	// limit only): a job must fit in the frame that hands it to a worker.
+	MaxPayload int
 	// OnEvent, when set, is told of each job that is acked, nacked,
 	// expired or dead-lettered. It is called on the queues' goroutines:
 	// it must not block for long.
@@ -218,6 +221,8 @@ func (q *Queues) Push(ctx context.Context, name string, payload []byte, opts Pus
 		return "", fmt.Errorf("%w: delay %v: want up to %v", ErrInvalid, opts.Delay, MaxDelay)
 	case len(opts.ID) > 256:
 		return "", fmt.Errorf("%w: an id of %d bytes, at most 256", ErrInvalid, len(opts.ID))
+	case q.cfg.MaxPayload > 0 && len(payload) > q.cfg.MaxPayload:
+		return "", fmt.Errorf("%w: a payload of %d bytes, at most %d (a job must fit in a frame)", ErrInvalid, len(payload), q.cfg.MaxPayload)
 	}
 	if !q.cfg.Conn.IsConnected() {
 		return "", fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, q.cfg.Conn.Status())

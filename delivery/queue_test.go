@@ -284,7 +284,7 @@ func TestQueueDelay(t *testing.T) {
 // payloads, bad names and too many queues are refused; the connection
 // stays usable.
 func TestQueueBadInput(t *testing.T) {
-	f := newQueueFixture(t, QueueConfig{})
+	f := newQueueFixture(t, QueueConfig{MaxPayload: 1000})
 	a, ac := f.worker("alice", "tasks", 1)
 	b, _ := f.worker("bob", "other", 1)
 	f.push("tasks", 1, PushOptions{ID: "mine"})
@@ -320,6 +320,9 @@ func TestQueueBadInput(t *testing.T) {
 		if _, err := f.q.Push(t.Context(), "tasks", []byte(`1`), o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Push with %+v: %v", o, err)
 		}
+	}
+	if _, err := f.q.Push(t.Context(), "tasks", []byte(`"`+strings.Repeat("x", 1000)+`"`), PushOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a payload over the bound: %v", err)
 	}
 	var err error
 	for i := range MaxQueuesPerWorker + 10 {

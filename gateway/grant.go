@@ -90,8 +90,18 @@ func action(kind access.Kind, target string) string {
 		return fmt.Sprintf("subscribe to %q", target)
 	case access.KindSendTo:
 		return fmt.Sprintf("send to %q", target)
+	case access.KindPush:
+		return fmt.Sprintf("push to queue %q", target)
+	case access.KindJoin:
+		return fmt.Sprintf("work queue %q", target)
 	}
 	return fmt.Sprintf("%s %q", kind, target)
+}
+
+// KnowsIdentity reports whether name is one of the identities in force
+// (after the last SetIdentities); false without authentication.
+func (s *Server) KnowsIdentity(name string) bool {
+	return s.auth != nil && s.auth.byName(name) != nil
 }
 
 // ErrNoIdentities is returned by SetIdentities on a server without

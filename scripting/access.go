@@ -61,7 +61,7 @@ func (st *luaState) connCan(c connPeer) *lua.LFunction {
 		}
 		kind, ok := access.ParseKind(L.CheckString(n))
 		if !ok {
-			L.ArgError(n, `want "route", "publish", "subscribe" or "send_to"`)
+			L.ArgError(n, `want "route", "publish", "subscribe", "send_to", "push" or "join"`)
 		}
 		L.Push(lua.LBool(c.Can(kind, L.CheckString(n+1))))
 		return 1

@@ -101,7 +101,7 @@ func (e *Engine) checkRoute(name string, proto *lua.FunctionProto, libs map[stri
 		hooks := []struct {
 			name string
 			fn   *lua.LFunction
-		}{{"on_connect", f.onConnect}, {"on_close", f.onClose}, {"on_start", f.onStart}}
+		}{{"on_connect", f.onConnect}, {"on_close", f.onClose}, {"on_start", f.onStart}, {"on_node_down", f.onNodeDown}, {"on_job", f.onJob}}
 		for _, h := range hooks {
 			if h.fn != nil {
 				problems = append(problems, Problem{File: file, Line: h.fn.Proto.LineDefined, Warning: true,

@@ -86,6 +86,8 @@ type Config struct {
 	// Mailboxes keeps the messages of gateway.deliver until their identity
 	// takes them; nil turns gateway.deliver into an error.
 	Mailboxes Mailboxes
+	// Queues are the work queues of the queue module (nil: it raises).
+	Queues Queues
 	// Logger receives script logs and reload reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -116,6 +118,7 @@ type Engine struct {
 	kv            KV
 	cluster       Cluster
 	mailboxes     Mailboxes
+	queues        Queues
 	metrics       ScriptMetrics
 	watch         *watchdog
 	topics        *topics
@@ -203,6 +206,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		e.store = NewStore(cfg.StoreMaxBytes)
 	}
 	e.kv, e.cluster, e.mailboxes, e.metrics = cfg.KV, cfg.Cluster, cfg.Mailboxes, cfg.Metrics
+	e.queues = cfg.Queues
 	if e.cluster != nil {
 		e.cluster.DeliverTopics(e.topics.publish)
 	}

@@ -34,7 +34,7 @@ type generation struct {
 	redact *strings.Replacer             // hides the settings' values in error texts; nil: none
 
 	// hooks from default.lua, known once the first state loaded
-	hasOnConnect, hasOnClose, hasOnStart, hasOnNodeDown bool
+	hasOnConnect, hasOnClose, hasOnStart, hasOnNodeDown, hasOnJob bool
 
 	timers *timerSet // made by this generation's scripts
 
@@ -98,7 +98,7 @@ func compileGeneration(e *Engine, fsys fs.FS, number uint64, maxStates int) (*ge
 	}
 	if d := st.routes[defaultRoute]; d != nil {
 		g.hasOnConnect, g.hasOnClose, g.hasOnStart = d.onConnect != nil, d.onClose != nil, d.onStart != nil
-		g.hasOnNodeDown = d.onNodeDown != nil
+		g.hasOnNodeDown, g.hasOnJob = d.onNodeDown != nil, d.onJob != nil
 	}
 	g.pool.give(0, st)
 	return g, nil

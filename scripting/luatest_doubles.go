@@ -3,6 +3,7 @@ package scripting
 import (
 	"cmp"
 	"fmt"
+	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -347,4 +348,82 @@ func (h *harness) show(v lua.LValue) string {
 		return string(out)
 	}
 	return v.String()
+}
+
+// The queue module's doubles: push records the job (its id: opts.id, or
+// j1, j2, …) and counts it pending; join and leave record the membership.
+func (h *harness) registerQueue(st *luaState) {
+	st.L.SetGlobal("queue", st.module(map[string]lua.LGFunction{
+		"push": h.queuePush, "join": h.queueJoin, "leave": h.queueLeave, "stats": h.queueStats,
+	}))
+}
+
+func (h *harness) queuePush(L *lua.LState) int {
+	name, payload, opts := h.st.queueArg(1), h.st.payloadArg(2), h.st.pushOptions(3)
+	h.refuse("queue.push", h.st.call.peer, access.KindPush, name)
+	h.pushed++
+	id := opts.ID
+	if id == "" {
+		id = "j" + strconv.Itoa(h.pushed)
+	}
+	if h.queued == nil {
+		h.queued = map[string]int{}
+	}
+	h.queued[name]++
+	h.outbox = append(h.outbox, outboxEntry{action: "queue.push", queue: name, id: id, payload: payload})
+	L.Push(lua.LString(id))
+	return 1
+}
+
+func (h *harness) queueJoin(L *lua.LState) int {
+	id, name := L.CheckString(1), h.st.queueArg(2)
+	c := h.conn(id)
+	if c == nil {
+		L.Push(lua.LFalse)
+		return 1
+	}
+	h.refuse("queue.join", c, access.KindJoin, name)
+	if c.queues == nil {
+		c.queues = map[string]bool{}
+	}
+	c.queues[name] = true
+	h.outbox = append(h.outbox, outboxEntry{action: "queue.join", to: id, queue: name})
+	L.Push(lua.LTrue)
+	return 1
+}
+
+func (h *harness) queueLeave(L *lua.LState) int {
+	id, name := L.CheckString(1), h.st.queueArg(2)
+	c := h.conn(id)
+	was := c != nil && c.queues[name]
+	if was {
+		delete(c.queues, name)
+		h.outbox = append(h.outbox, outboxEntry{action: "queue.leave", to: id, queue: name})
+	}
+	L.Push(lua.LBool(was))
+	return 1
+}
+
+func (h *harness) queueStats(L *lua.LState) int {
+	name := h.st.queueArg(1)
+	L.Push(queueStatsTable(L, delivery.QueueStats{Pending: uint64(h.queued[name])}))
+	return 1
+}
+
+// job_event(event, {queue =, id =, worker =, deliveries =}): default.lua's
+// on_job, as the queues call it.
+func (h *harness) jobEvent(L *lua.LState) int {
+	event, t := L.CheckString(1), L.CheckTable(2)
+	funcs := h.st.routes[defaultRoute]
+	if funcs == nil || funcs.onJob == nil {
+		L.RaiseError("job_event: default.lua defines no on_job")
+	}
+	saved := h.st.call
+	h.st.call = callInfo{script: funcs.script, background: true}
+	err := L.CallByParam(lua.P{Fn: funcs.onJob, NRet: 0, Protect: true}, lua.LString(event), t)
+	h.st.call = saved
+	if err != nil {
+		L.Error(lua.LString(errorTextOf(err)), 0)
+	}
+	return 0
 }

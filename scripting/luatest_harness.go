@@ -32,6 +32,8 @@ type harness struct {
 	timerErr  error
 	nextID    int
 	delivered int // gateway.deliver calls so far: the last seq returned
+	pushed    int            // queue.push calls so far
+	queued    map[string]int // jobs pushed, by queue
 }
 
 type declaredTest struct {
@@ -46,6 +48,7 @@ type fakeConn struct {
 	pushes               []fakePush
 	closed               string // the close reason, once closed
 	topics               map[string]bool
+	queues               map[string]bool // joined
 	ud                   *lua.LUserData
 	roles                []string
 	grant                *access.Grant // from new_conn{grants = …}; nil: everything allowed
@@ -100,6 +103,7 @@ type outboxEntry struct {
 	to, identity, topic, subject string
 	route, except, reason, id    string
 	name, kind                   string  // a metric's
+	queue                        string
 	value                        float64 // a metric's
 	payload                      []byte
 }
@@ -152,6 +156,8 @@ func (h *harness) register(st *luaState) {
 	L.SetGlobal("http", st.httpModule(h.httpCall))
 	L.SetGlobal("upstream", st.module(map[string]lua.LGFunction{"request": h.upstreamRequest, "all": h.upstreamAll}))
 	L.SetGlobal("nats", st.module(map[string]lua.LGFunction{"publish": h.natsPublish, "request": h.natsRequest}))
+	h.registerQueue(st)
+	L.SetGlobal("job_event", L.NewFunction(h.jobEvent))
 
 	L.SetGlobal("test", L.NewFunction(h.declare))
 	L.SetGlobal("new_conn", L.NewFunction(h.newConn))
@@ -422,7 +428,7 @@ func (h *harness) outboxList(L *lua.LState) int {
 	for _, o := range h.outbox {
 		e := L.NewTable()
 		for k, v := range map[string]string{"action": o.action, "to": o.to, "identity": o.identity, "topic": o.topic,
-			"subject": o.subject, "route": o.route, "except": o.except, "reason": o.reason, "id": o.id} {
+			"subject": o.subject, "route": o.route, "except": o.except, "reason": o.reason, "id": o.id, "queue": o.queue} {
 			if v != "" {
 				e.RawSetString(k, lua.LString(v))
 			}

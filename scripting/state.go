@@ -24,6 +24,7 @@ type handlerFuncs struct {
 	onClose    *lua.LFunction
 	onStart    *lua.LFunction
 	onNodeDown *lua.LFunction
+	onJob      *lua.LFunction
 }
 
 // callInfo is what API functions need to know about the call in progress.
@@ -87,6 +88,7 @@ func newStateWith(gen *generation, h *harness) (*luaState, error) {
 	st.registerAPI()
 	st.registerUpstreamAPI()
 	st.registerTimerAPI()
+	st.registerQueueAPI()
 	if h != nil {
 		h.register(st)
 	}
@@ -136,6 +138,7 @@ func (st *luaState) loadRoute(name string, proto *lua.FunctionProto) (*handlerFu
 	funcs.onClose, _ = env.RawGetString("on_close").(*lua.LFunction)
 	funcs.onStart, _ = env.RawGetString("on_start").(*lua.LFunction)
 	funcs.onNodeDown, _ = env.RawGetString("on_node_down").(*lua.LFunction)
+	funcs.onJob, _ = env.RawGetString("on_job").(*lua.LFunction)
 	return funcs, nil
 }
 

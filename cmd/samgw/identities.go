@@ -159,7 +159,8 @@ type sendTarget struct {
 }
 
 // parseRoles reads the roles map: role name → routes, topics (publish,
-// subscribe) and send_to, each a list; anything else is an error.
+// subscribe), send_to and queues (push, join), each a list; anything else
+// is an error.
 func parseRoles(file string, n *yaml.Node) (map[string]access.Role, []sendTarget, error) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return map[string]access.Role{}, nil, nil // "roles:" with nothing: roles on, none granted
@@ -197,6 +198,16 @@ func parseRoles(file string, n *yaml.Node) (map[string]access.Role, []sendTarget
 					}
 					return fileError(file, v.Line, "role %q: topics: unknown key %q (want publish, subscribe)", name, clipName(k))
 				})
+			case "queues":
+				return eachKey(file, v, role+": queues", func(k string, v *yaml.Node) error {
+					switch k {
+					case "push":
+						return patternList(file, v, role+": queues.push", &r.Push)
+					case "join":
+						return patternList(file, v, role+": queues.join", &r.Join)
+					}
+					return fileError(file, v.Line, "role %q: queues: unknown key %q (want push, join)", name, clipName(k))
+				})
 			case "send_to":
 				list, lines, err := stringList(file, v, role+": send_to")
 				if err != nil {
@@ -208,7 +219,7 @@ func parseRoles(file string, n *yaml.Node) (map[string]access.Role, []sendTarget
 				r.SendTo = list
 				return nil
 			}
-			return fileError(file, v.Line, "role %q: unknown key %q (want routes, topics, send_to)", name, clipName(k))
+			return fileError(file, v.Line, "role %q: unknown key %q (want routes, topics, send_to, queues)", name, clipName(k))
 		})
 		if err != nil {
 			return nil, nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,20 +14,32 @@ import (
 	"github.com/secureagentmessaging/samgw/cluster"
 	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/scripting"
 )
 
-// openMailboxes starts durable delivery: on the cluster's JetStream with
-// --nats, else on an embedded one under --data-dir. It returns nil
-// mailboxes with --no-mailboxes, and a function that stops what it started
-// (after the server has stopped).
-func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, auth *gateway.AuthConfig) (*delivery.Mailboxes, func(), error) {
+// storeHooks are what the stores ask of the server and the engine, which
+// are made after them.
+type storeHooks struct {
+	auth    bool // identities are configured: only they have mailboxes
+	served  *atomic.Pointer[gateway.Server]
+	scripts *atomic.Pointer[scripting.Engine]
+}
+
+// openMailboxes starts durable delivery (mailboxes and work queues): on
+// the cluster's JetStream with --nats, else on an embedded one under
+// --data-dir. It returns nils with --no-mailboxes, and a function that
+// stops what it started (after the server has stopped).
+func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, hooks storeHooks) (*delivery.Mailboxes, *delivery.Queues, func(), error) {
 	if cctx.Bool("no-mailboxes") {
-		log.Info("Durable delivery is off (--no-mailboxes)")
-		return nil, func() {}, nil
+		log.Info("Durable delivery is off (--no-mailboxes): no mailboxes, no work queues")
+		return nil, nil, func() {}, nil
 	}
-	cfg, err := mailboxConfig(cctx, auth)
+	cfg, err := mailboxConfig(cctx, hooks)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if d := cctx.Duration("queue-node-timeout"); d < time.Second {
+		return nil, nil, nil, fmt.Errorf("--queue-node-timeout %v: want 1s or more", d)
 	}
 	var stops []func()
 	stop := func() {
@@ -40,17 +53,17 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, au
 		where = "the cluster's JetStream"
 	} else {
 		if cctx.Int("data-replicas") != 1 {
-			return nil, nil, errors.New("--data-replicas: the embedded store keeps one copy; replicas need a JetStream cluster (--nats)")
+			return nil, nil, nil, errors.New("--data-replicas: the embedded store keeps one copy; replicas need a JetStream cluster (--nats)")
 		}
 		emb, err := delivery.StartEmbedded(delivery.EmbeddedConfig{Dir: cctx.String("data-dir"), SyncAlways: cctx.Bool("data-sync")})
 		if err != nil {
-			return nil, nil, fmt.Errorf("--data-dir: %w", err)
+			return nil, nil, nil, fmt.Errorf("--data-dir: %w", err)
 		}
 		stops = append(stops, emb.Shutdown)
 		var nc *nats.Conn
 		if nc, err = emb.Connect("samgw"); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		stops = append(stops, nc.Close)
 		cfg.Conn = nc
@@ -62,16 +75,39 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, au
 	boxes, err := delivery.New(ctx, cfg)
 	if err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("mailboxes: %w", err)
+		return nil, nil, nil, fmt.Errorf("mailboxes: %w", err)
 	}
 	stops = append(stops, boxes.Close)
 	log.Info("Mailboxes ready", "store", where, "max_messages", cfg.MaxMessages, "max_age", cfg.MaxAge.String(),
 		"discard", cctx.String("mailbox-discard"), "sync_always", cctx.Bool("data-sync"))
-	return boxes, stop, nil
+	maxFrame, err := parseSize(cctx.String("max-frame"))
+	if err != nil {
+		stop()
+		return nil, nil, nil, fmt.Errorf("--max-frame: %w", err)
+	}
+	queues, err := delivery.NewQueues(ctx, delivery.QueueConfig{
+		Conn: cfg.Conn, Replicas: cfg.Replicas, NodeTimeout: cctx.Duration("queue-node-timeout"), Logger: log,
+		MaxPayload: maxFrame - jobFrameOverhead,
+		OnEvent: func(e delivery.JobEvent) {
+			if engine := hooks.scripts.Load(); engine != nil {
+				engine.JobEvent(e)
+			}
+		},
+	})
+	if err != nil {
+		stop()
+		return nil, nil, nil, fmt.Errorf("work queues: %w", err)
+	}
+	stops = append(stops, queues.Close)
+	return boxes, queues, stop, nil
 }
 
+// jobFrameOverhead is room in a frame for what a job's data frame adds to
+// its payload: type, id and job (each up to 256 bytes), route, timestamp.
+const jobFrameOverhead = 1024
+
 // mailboxConfig reads the --mailbox-* flags.
-func mailboxConfig(cctx *cli.Context, auth *gateway.AuthConfig) (delivery.Config, error) {
+func mailboxConfig(cctx *cli.Context, hooks storeHooks) (delivery.Config, error) {
 	var cfg delivery.Config
 	storeBytes, err := positiveSize(cctx, "mailbox-store-bytes")
 	if err != nil {
@@ -103,12 +139,13 @@ func mailboxConfig(cctx *cli.Context, auth *gateway.AuthConfig) (delivery.Config
 	cfg.DedupeWindow = cctx.Duration("mailbox-dedupe-window")
 	cfg.MaxInFlight = cctx.Int("mailbox-max-inflight")
 	cfg.Replicas = cctx.Int("data-replicas")
-	if auth != nil {
-		names := make(map[string]bool, len(auth.Identities))
-		for _, id := range auth.Identities {
-			names[id.Name] = true
+	if hooks.auth {
+		// The identities of the file in force: a reload adds and removes
+		// mailboxes' owners.
+		cfg.Known = func(identity string) bool {
+			srv := hooks.served.Load()
+			return srv != nil && srv.KnowsIdentity(identity)
 		}
-		cfg.Known = func(identity string) bool { return names[identity] }
 	}
 	return cfg, nil
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,13 +70,14 @@ func serveCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "nats-subject-allow", Usage: "subject prefix Lua may publish and request on (repeatable)", EnvVars: envVar("nats-subject-allow")},
 			&cli.StringFlag{Name: "data-dir", Value: "samgw-data", Usage: "where the embedded JetStream keeps the mailboxes (created if missing; one process at a time); with --nats the cluster's JetStream keeps them instead", EnvVars: envVar("data-dir")},
 			&cli.BoolFlag{Name: "data-sync", Usage: "flush every mailbox write to disk before it is acked, so it also survives a power loss (a killed process loses nothing either way); embedded store only", EnvVars: envVar("data-sync")},
-			&cli.BoolFlag{Name: "no-mailboxes", Usage: "turn durable delivery off: no store, gateway.deliver fails, clients that ask to resume are told resume: false", EnvVars: envVar("no-mailboxes")},
+			&cli.BoolFlag{Name: "no-mailboxes", Usage: "turn durable delivery off: no store, gateway.deliver and the queue module fail, clients that ask to resume are told resume: false", EnvVars: envVar("no-mailboxes")},
 			&cli.Int64Flag{Name: "mailbox-max-messages", Value: delivery.DefaultMaxMessages, Usage: "most messages one identity's mailbox holds; past it gateway.deliver fails (see --mailbox-discard)", EnvVars: envVar("mailbox-max-messages")},
 			&cli.DurationFlag{Name: "mailbox-max-age", Value: delivery.DefaultMaxAge, Usage: "how long a message waits in a mailbox before it expires unread", EnvVars: envVar("mailbox-max-age")},
 			&cli.StringFlag{Name: "mailbox-store-bytes", Value: "1GiB", Usage: "most all mailboxes hold together; past it gateway.deliver fails", EnvVars: envVar("mailbox-store-bytes")},
 			&cli.StringFlag{Name: "mailbox-discard", Value: "new", Usage: `what a full mailbox does: "new" refuses the new message, "old" drops its oldest to take it`, EnvVars: envVar("mailbox-discard")},
 			&cli.DurationFlag{Name: "mailbox-dedupe-window", Value: delivery.DefaultDedupeWindow, Usage: "how long a gateway.deliver id is remembered: the same id to the same identity within it is stored once", EnvVars: envVar("mailbox-dedupe-window")},
 			&cli.IntFlag{Name: "mailbox-max-inflight", Value: delivery.DefaultMaxInFlight, Usage: "most mailbox messages one connection may have been sent and not acked; delivery to it waits past that", EnvVars: envVar("mailbox-max-inflight")},
+			&cli.DurationFlag{Name: "queue-node-timeout", Value: delivery.DefaultNodeTimeout, Usage: "how long the jobs a node's workers hold stay with a node that stopped answering (killed, cut off from NATS) before they go to another", EnvVars: envVar("queue-node-timeout")},
 			&cli.IntFlag{Name: "data-replicas", Value: 1, Usage: "how many servers of a JetStream cluster (--nats) keep each mailbox message, 1 to 5 (1 with the embedded store)", EnvVars: envVar("data-replicas")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
@@ -146,7 +148,11 @@ func serve(cctx *cli.Context) error {
 			cfg.Auth.Replay = clu // a signed frame is accepted once by the cluster
 		}
 	}
-	boxes, closeBoxes, err := openMailboxes(cctx, log, clu, cfg.Auth)
+	// The stores are opened before the server and the engine they serve:
+	// what they ask of them goes through these, set once those exist.
+	var served atomic.Pointer[gateway.Server]
+	var scripts atomic.Pointer[scripting.Engine]
+	boxes, queues, closeBoxes, err := openMailboxes(cctx, log, clu, storeHooks{auth: cfg.Auth != nil, served: &served, scripts: &scripts})
 	if err != nil {
 		return err
 	}
@@ -154,18 +160,23 @@ func serve(cctx *cli.Context) error {
 	if boxes != nil {
 		cfg.Mailboxes = boxes
 	}
-	engine, err := newEngine(cctx, log, cfg.Audit, reg, clu, boxes)
+	if queues != nil {
+		cfg.Jobs = queues
+	}
+	engine, err := newEngine(cctx, log, cfg.Audit, reg, clu, boxes, queues)
 	if err != nil {
 		return err
 	}
 	if engine != nil {
 		defer engine.Close()
 		cfg.Handler = engine
+		scripts.Store(engine)
 	}
 	srv, err := gateway.NewServer(cfg)
 	if err != nil {
 		return err
 	}
+	served.Store(srv)
 	if clu != nil && engine != nil {
 		clu.OnNodeDown(engine.NodeDown)
 	}
@@ -393,7 +404,7 @@ func isLoopback(host string) bool {
 }
 
 // newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.
-func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics, clu *cluster.Cluster, boxes *delivery.Mailboxes) (*scripting.Engine, error) {
+func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics, clu *cluster.Cluster, boxes *delivery.Mailboxes, queues *delivery.Queues) (*scripting.Engine, error) {
 	if cctx.Bool("no-scripts") {
 		if cctx.String("scripts") != "" {
 			return nil, errors.New("--scripts and --no-scripts exclude each other")
@@ -455,6 +466,9 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	}
 	if boxes != nil {
 		cfg.Mailboxes = boxes
+	}
+	if queues != nil {
+		cfg.Queues = queues
 	}
 	if cfg.Dir == "" {
 		cfg.FS = scripts.Handlers()

@@ -34,6 +34,9 @@ on_node_down = nil
 ---default.lua only: when the server starts serving and after every reload; set up timers here.
 ---@type fun()
 on_start = nil
+---default.lua only: a job was "acked", "nacked", "expired" (its lease ran out) or went "dead" (to NAME.dead).
+---@type fun(event: string, job: {queue: string, id: string, worker?: string, deliveries: integer})
+on_job = nil
 
 gateway = {}
 ---Push a data frame to a connection (on any node); false if it is gone.
@@ -134,6 +137,29 @@ function metrics.set(name, v) end
 ---@param name string
 ---@param v number
 function metrics.observe(name, v) end
+
+queue = {}
+---Add a job to a work queue; returns its id once stored. Raises when it is not stored.
+---@param name string
+---@param payload any
+---@param opts? {id?: string, lease_ms?: number, max_deliveries?: integer, delay_ms?: number}
+---@return string
+function queue.push(name, payload, opts) end
+---Make a connection of this node a worker of a queue; false if it is not here.
+---@param conn_id string
+---@param name string
+---@param opts? {prefetch?: integer}
+---@return boolean
+function queue.join(conn_id, name, opts) end
+---A worker leaves a queue (its jobs go back at once); whether it was a worker of it.
+---@param conn_id string
+---@param name string
+---@return boolean
+function queue.leave(conn_id, name) end
+---How many jobs wait, are held by workers, and are dead.
+---@param name string
+---@return {pending: integer, in_flight: integer, dead: integer}
+function queue.stats(name) end
 
 store = {}
 ---@param key string

@@ -39,6 +39,11 @@ function disconnect(conn, reason) end
 ---Run default.lua's on_start, as the gateway does when it starts serving.
 function start() end
 
+---Run default.lua's on_job, as the work queues do.
+---@param event "acked"|"nacked"|"expired"|"dead"
+---@param job {queue: string, id: string, worker?: string, deliveries?: integer}
+function job_event(event, job) end
+
 ---@class samgw.Push
 ---@field payload any
 ---@field route string|nil
@@ -58,7 +63,7 @@ function closed(conn) end
 ---@return any
 function conn_state(conn) end
 
----Every gateway and nats action so far: {action=, to=, identity=, topic=, subject=, payload=, route=, except=, reason=}.
+---Every gateway, queue and nats action so far: {action=, to=, identity=, topic=, subject=, queue=, id=, payload=, route=, except=, reason=}.
 ---@return table[]
 function outbox() end
 
