@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -31,7 +32,7 @@ type harness struct {
 	stubs     map[string]map[string]lua.LValue // "http" / "upstream" / "nats" → key → reply or function
 	timerErr  error
 	nextID    int
-	delivered int // gateway.deliver calls so far: the last seq returned
+	delivered int            // gateway.deliver calls so far: the last seq returned
 	pushed    int            // queue.push calls so far
 	queued    map[string]int // jobs pushed, by queue
 }
@@ -102,7 +103,7 @@ type outboxEntry struct {
 	action                       string
 	to, identity, topic, subject string
 	route, except, reason, id    string
-	name, kind                   string  // a metric's
+	name, kind                   string // a metric's
 	queue                        string
 	value                        float64 // a metric's
 	payload                      []byte
@@ -282,7 +283,16 @@ func (h *harness) inCall(c *fakeConn, script string, fn *lua.LFunction, message 
 	st.call = saved
 	if err != nil {
 		var text string
-		if se, ok := err.(*scriptError); ok {
+		se, ok := err.(*scriptError)
+		if !ok {
+			var ae *lua.ApiError
+			if errors.As(err, &ae) {
+				if _, isTable := ae.Object.(*lua.LTable); isTable {
+					se, ok = scriptErrorOf(err), true // error{code = …}: as the server reads it
+				}
+			}
+		}
+		if ok {
 			text = se.text
 			if se.code != "" {
 				text = string(se.code) + ": " + se.text // what the client's error frame says

@@ -29,10 +29,12 @@ const rolesFile = `roles:
     routes: [post_task, status, act]
     topics: { publish: ["tasks.>"], subscribe: ["results.*"] }
     send_to: ["role:worker"]
+    queues: { push: ["jobs.>"] }
   worker:
     routes: [report, act, timer]
     topics: { subscribe: ["tasks.*"], publish: ["results.*"] }
     send_to: ["coord"]
+    queues: { join: ["jobs.*"] }
   auditor:
     routes: [act]
     topics: { subscribe: ["admin.>"] }
@@ -286,6 +288,38 @@ func TestRoles(t *testing.T) {
 			}
 		}
 	})
+	t.Run("queue.push and queue.join", func(t *testing.T) {
+		for _, tc := range []struct {
+			who  *agent
+			op   string
+			q    string
+			conn any
+			ok   bool
+		}{
+			{coord, "push", "jobs.a", nil, true},
+			{coord, "push", "jobs.a.b", nil, true},
+			{coord, "push", "jobs", nil, false},
+			{w1, "push", "jobs.a", nil, false},
+			{w1, "join", "jobs.a", nil, true},
+			{w1, "join", "jobs.a.b", nil, false},
+			{coord, "join", "jobs.a", nil, false},
+			{legacy, "push", "jobs.a", nil, false},
+		} {
+			got := tc.who.call("act", map[string]any{"op": tc.op, "queue": tc.q})
+			if (got["error"] == nil) != tc.ok || (!tc.ok && got["error"] != "forbidden") {
+				t.Errorf("%s %s: %v, want allowed %v", tc.op, tc.q, got, tc.ok)
+			}
+		}
+		// The worker's roles count for join, not the sender's.
+		w1ID := w1.call("act", map[string]any{"op": "roles"})["id"]
+		if got := coord.call("act", map[string]any{"op": "join", "conn": w1ID, "queue": "jobs.b"}); got["ok"] != true {
+			t.Errorf("coord making w1 a worker of jobs.b: %v", got)
+		}
+		// The job pushed to jobs.a reaches w1, its worker.
+		if f := w1.push(); f["job"] == nil || f["route"] != "jobs.a" {
+			t.Fatalf("w1 got %v", f)
+		}
+	})
 	t.Run("conn.roles and conn.can", func(t *testing.T) {
 		got := w1.call("act", map[string]any{"op": "roles"})
 		if fmt.Sprint(got["roles"]) != "[worker]" {
@@ -356,7 +390,7 @@ func TestRoles(t *testing.T) {
 		writeRoles(t, ids, func(s string) string { return strings.Replace(s, "roles: [coordinator]", "roles: [coordinater]", 1) })
 		ok := false
 		testutil.Eventually(t, "the failed reload", func() bool {
-			ok = strings.Contains(log.String(), `identities.yaml:16: identity \"coord\": unknown role \"coordinater\"`)
+			ok = strings.Contains(log.String(), `identities.yaml:18: identity \"coord\": unknown role \"coordinater\"`)
 			return ok || strings.Contains(log.String(), "Identities not reloaded")
 		})
 		if !ok {
@@ -421,19 +455,20 @@ func TestCheckIdentities(t *testing.T) {
 	}{
 		{"unknown key of a role", "    routes: [post_task, status, act]", "    routes: [post_task, status, act]\n    route: [x]", `:4: role "coordinator": unknown key "route"`},
 		{"unknown key of topics", `{ publish: ["tasks.>"], subscribe: ["results.*"] }`, `{ publsh: ["tasks.>"] }`, `:4: role "coordinator": topics: unknown key "publsh"`},
-		{"unknown key of an identity", "  - name: nobody\n", "  - name: nobody\n    rolez: [worker]\n", `line 27: field rolez not found`},
+		{"unknown key of an identity", "  - name: nobody\n", "  - name: nobody\n    rolez: [worker]\n", `line 29: field rolez not found`},
 		{"> not last", `publish: ["tasks.>"]`, `publish: ["tasks.>.x"]`, `:4: role "coordinator": topics.publish: access: invalid pattern: "tasks.>.x": ">" must be the last token`},
-		{"partial wildcard", `subscribe: ["tasks.*"]`, `subscribe: ["tasks.a*"]`, `:8: role "worker": topics.subscribe: access: invalid pattern`},
-		{"empty token", "routes: [report, act, timer]", "routes: [report, act, timer, a..b]", `:7: role "worker": routes: access: invalid pattern: "a..b" has an empty token`},
-		{"unknown role of an identity", "roles: [auditor]", "roles: [auditer]", `:25: identity "aud": unknown role "auditer"`},
-		{"role twice in an identity", "roles: [auditor]", "roles: [auditor, auditor]", `:25: roles: "auditor" is listed twice`},
-		{"role defined twice", "  auditor:\n", "  worker:\n    routes: [x]\n  auditor:\n", `:10: role "worker" is defined twice`},
-		{"pattern twice", "routes: [report, act, timer]", "routes: [report, act, report]", `:7: role "worker": routes: "report" is listed twice`},
+		{"partial wildcard", `subscribe: ["tasks.*"]`, `subscribe: ["tasks.a*"]`, `:9: role "worker": topics.subscribe: access: invalid pattern`},
+		{"empty token", "routes: [report, act, timer]", "routes: [report, act, timer, a..b]", `:8: role "worker": routes: access: invalid pattern: "a..b" has an empty token`},
+		{"unknown role of an identity", "roles: [auditor]", "roles: [auditer]", `:27: identity "aud": unknown role "auditer"`},
+		{"role twice in an identity", "roles: [auditor]", "roles: [auditor, auditor]", `:27: roles: "auditor" is listed twice`},
+		{"role defined twice", "  auditor:\n", "  worker:\n    routes: [x]\n  auditor:\n", `:12: role "worker" is defined twice`},
+		{"pattern twice", "routes: [report, act, timer]", "routes: [report, act, report]", `:8: role "worker": routes: "report" is listed twice`},
 		{"send_to an unknown role", `send_to: ["role:worker"]`, `send_to: ["role:wroker"]`, `:5: role "coordinator": send_to: access: unknown role "wroker"`},
-		{"send_to an unknown identity", `send_to: ["coord"]`, `send_to: ["cord"]`, `:9: role "worker": send_to: access: unknown identity "cord"`},
-		{"roles not a map", "roles:\n  coordinator:\n    routes: [post_task, status, act]\n    topics: { publish: [\"tasks.>\"], subscribe: [\"results.*\"] }\n    send_to: [\"role:worker\"]\n  worker:\n    routes: [report, act, timer]\n    topics: { subscribe: [\"tasks.*\"], publish: [\"results.*\"] }\n    send_to: [\"coord\"]\n  auditor:\n    routes: [act]\n    topics: { subscribe: [\"admin.>\"] }\n",
+		{"send_to an unknown identity", `send_to: ["coord"]`, `send_to: ["cord"]`, `:10: role "worker": send_to: access: unknown identity "cord"`},
+		{"roles not a map", "roles:\n  coordinator:\n    routes: [post_task, status, act]\n    topics: { publish: [\"tasks.>\"], subscribe: [\"results.*\"] }\n    send_to: [\"role:worker\"]\n    queues: { push: [\"jobs.>\"] }\n  worker:\n    routes: [report, act, timer]\n    topics: { subscribe: [\"tasks.*\"], publish: [\"results.*\"] }\n    send_to: [\"coord\"]\n    queues: { join: [\"jobs.*\"] }\n  auditor:\n    routes: [act]\n    topics: { subscribe: [\"admin.>\"] }\n",
 			"roles: [coordinator, worker]\n", `:1: roles: want a map`},
-		{"a pattern not a string", "routes: [report, act, timer]", "routes: [report, act, {a: 1}]", `:7: role "worker": routes: want strings`},
+		{"unknown key of queues", `queues: { join: ["jobs.*"] }`, `queues: { take: ["jobs.*"] }`, `:11: role "worker": queues: unknown key "take" (want push, join)`},
+		{"a pattern not a string", "routes: [report, act, timer]", "routes: [report, act, {a: 1}]", `:8: role "worker": routes: want strings`},
 		{"roles without a roles section", "roles:\n  coordinator:", "rolez:\n  coordinator:", `field rolez not found`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

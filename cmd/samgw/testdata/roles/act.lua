@@ -20,6 +20,10 @@ function on_data(msg, conn)
     -- A script can catch a refusal and answer in its own words.
     local ok, err = pcall(gateway.publish, p.topic, "x")
     return { ok = ok, err = not ok and tostring(err) or nil }
+  elseif p.op == "push" then
+    return { job = queue.push(p.queue, p.body or "x") }
+  elseif p.op == "join" then
+    return { ok = queue.join(p.conn or conn.id, p.queue) }
   elseif p.op == "runs" then
     return { runs = store.get("post_task_runs") or 0 }
   end

@@ -1,0 +1,17 @@
+test("a connection becomes a worker of jobs", function()
+  local w = new_conn()
+  assert_eq(call("workers", { op = "work", prefetch = 2 }, w), { joined = true })
+  assert_eq(outbox()[1], { action = "queue.join", to = w.id, queue = "jobs" })
+end)
+
+test("submit pushes a job with its id, and stats counts it", function()
+  assert_eq(call("workers", { op = "submit", id = "t1", task = { text = "summarise" } }), { job = "t1" })
+  assert_eq(call("workers", { op = "submit", task = "no id" }), { job = "j2" })
+  assert_eq(outbox()[1], { action = "queue.push", queue = "jobs", id = "t1", payload = { text = "summarise" } })
+  assert_eq(call("workers", { op = "stats" }), { pending = 2, in_flight = 0, dead = 0 })
+end)
+
+test("an unknown op is refused with its own code", function()
+  assert_error(function() call("workers", { op = "dance" }) end, "bad_op: send {op = work | submit | stats}")
+  assert_error(function() call("workers", "work") end, "bad_op")
+end)
