@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -355,3 +356,72 @@ func TestQueueDedupe(t *testing.T) {
 		t.Fatalf("stats %+v %v", st, err)
 	}
 }
+
+// TestClientWorker: the Go client's OnJob acks what its handler returns,
+// nacks what fails (the job comes back), and keeps a long job's lease
+// with progress frames.
+func TestClientWorker(t *testing.T) {
+	f := newQueueFixture(t, QueueConfig{})
+	var mu sync.Mutex
+	handled := map[string]int{}
+	cl, err := gateway.NewClient(gateway.ClientConfig{Addr: f.addr, Token: "alice-token", NoResume: true,
+		JobProgressEvery: 100 * time.Millisecond, Logger: quietLogger(),
+		OnJob: func(ctx context.Context, job gateway.Job) error {
+			mu.Lock()
+			handled[job.ID]++
+			n := handled[job.ID]
+			mu.Unlock()
+			switch {
+			case job.ID == "bad" && n == 1:
+				return errors.New("not this time")
+			case job.ID == "long":
+				select { // work that outlasts the lease three times over
+				case <-time.After(3 * time.Second):
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Disconnect("done")
+	var c *gateway.Conn
+	testutil.Eventually(t, "alice's connection", func() bool {
+		f.srv.Range(func(x *gateway.Conn) bool { c = x; return false })
+		return c != nil
+	})
+	if err := f.q.Join(t.Context(), c, "tasks", 4); err != nil {
+		t.Fatal(err)
+	}
+	f.push("tasks", 20, PushOptions{ID: "ok-"})
+	if _, err := f.q.Push(t.Context(), "tasks", []byte(`1`), PushOptions{ID: "bad"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.q.Push(t.Context(), "tasks", []byte(`2`), PushOptions{ID: "long", Lease: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]uint64{}
+	timeout := time.After(testutil.WaitTimeout)
+	for len(acked) < 22 {
+		select {
+		case e := <-f.events:
+			switch e.Event {
+			case "acked":
+				acked[e.Job] = e.Deliveries
+			case "expired":
+				t.Fatalf("job %s expired: its progress did not keep the lease", e.Job)
+			}
+		case <-timeout:
+			t.Fatalf("acked %d of 22", len(acked))
+		}
+	}
+	if acked["bad"] != 2 || acked["long"] != 1 || acked["ok-7"] != 1 {
+		t.Fatalf("deliveries when acked: bad %d (want 2), long %d, ok-7 %d (want 1)", acked["bad"], acked["long"], acked["ok-7"])
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

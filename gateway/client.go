@@ -100,6 +100,16 @@ type ClientConfig struct {
 	// DedupeWindow is how many mailbox message ids are remembered to drop
 	// duplicates; zero means DefaultDedupeWindow.
 	DedupeWindow int
+	// OnJob, if set, handles the jobs of the work queues this client is a
+	// worker of (data frames with a job; OnMessage does not see them).
+	// Each runs on a goroutine of its own, as many at once as the server
+	// hands out (the worker's prefetch). Returning nil acks the job, an
+	// error (or a panic) nacks it, and while it runs a progress frame every
+	// JobProgressEvery keeps its lease. ctx ends when the connection that
+	// received the job is lost: the server has given it back.
+	OnJob func(ctx context.Context, job Job) error
+	// JobProgressEvery: zero means DefaultJobProgressEvery.
+	JobProgressEvery time.Duration
 	// OnConnect and OnDisconnect, if set, are called when a connection is
 	// made (the first and every reconnection) and when one is lost.
 	OnConnect    func()
@@ -165,11 +175,12 @@ type Client struct {
 	lastError error  // the last error frame that answered no request (what the server said before hanging up)
 	quit      bool   // Disconnect was called (closed may also come from a loss)
 
-	inbox        *inbox        // the mailbox's side of the client
-	authResult   chan error    // the answer to the auth frame of the first connection
-	lastActivity atomic.Int64  // Unix nanoseconds
-	stop         chan struct{} // closed by Disconnect
-	done         chan struct{} // closed when the connection loop ends
+	inbox        *inbox         // the mailbox's side of the client
+	jobs         sync.WaitGroup // OnJob calls running
+	authResult   chan error     // the answer to the auth frame of the first connection
+	lastActivity atomic.Int64   // Unix nanoseconds
+	stop         chan struct{}  // closed by Disconnect
+	done         chan struct{}  // closed when the connection loop ends
 }
 
 // Validate reports every field of c that makes no sense, in field order
@@ -399,6 +410,8 @@ func (c *Client) startSession(nc net.Conn) *wire {
 func (c *Client) serveSession(w *wire) string {
 	var msg protocol.Message
 	var cause CloseCause
+	session, endSession := context.WithCancel(context.Background()) // the jobs it received
+	defer endSession()
 	for cause.Kind == 0 {
 		frame, err := w.readFrame()
 		if err != nil {
@@ -406,7 +419,7 @@ func (c *Client) serveSession(w *wire) string {
 			break
 		}
 		c.lastActivity.Store(time.Now().UnixNano())
-		cause = c.dispatch(w, frame, &msg)
+		cause = c.dispatch(session, w, frame, &msg)
 	}
 	reason := cause.String()
 	// Frames not yet written go back to the front of the queue for the next
@@ -444,13 +457,17 @@ func (c *Client) serveSession(w *wire) string {
 
 // dispatch handles one received frame; it returns a cause when the server
 // closed the connection.
-func (c *Client) dispatch(w *wire, frame []byte, m *protocol.Message) CloseCause {
+func (c *Client) dispatch(session context.Context, w *wire, frame []byte, m *protocol.Message) CloseCause {
 	if err := protocol.Decode(frame, m, c.wcfg.limits); err != nil {
 		c.log.Debug("Invalid frame from server", "error", err)
 		return CloseCause{}
 	}
 	if m.Type == protocol.TypeData && m.Seq != 0 {
 		c.mailboxMessage(w, m) // never a reply, whatever its id
+		return CloseCause{}
+	}
+	if m.Type == protocol.TypeData && m.Job != "" && c.cfg.OnJob != nil {
+		c.startJob(session, w, m) // never a reply either
 		return CloseCause{}
 	}
 	if c.cfg.OnMessage != nil {
@@ -719,6 +736,7 @@ func (c *Client) Disconnect(reason string) error {
 	if started {
 		<-c.done
 	}
+	c.jobs.Wait() // their sessions ended: each returns once its handler does
 	c.close()
 	return nil
 }

@@ -39,6 +39,9 @@ var (
 	ErrQueueFull = errors.New("gateway: queue full")
 	// ErrClientClosed is returned by Client methods after Disconnect.
 	ErrClientClosed = errors.New("gateway: client closed")
+	// ErrNotConnected is returned by Client calls that need the live
+	// connection (AnswerJob) while there is none.
+	ErrNotConnected = errors.New("gateway: not connected")
 	// ErrConnectionLost fails a Request whose frame was sent on a connection
 	// that broke before the reply came: the request may or may not have been
 	// handled.
