@@ -60,7 +60,9 @@ type goRunner struct {
 	inbox    []*protocol.Message
 	changed  chan struct{} // closed and replaced when inbox or connected changes
 	up       bool
-	lastSeq  uint64 // of the last mailbox message received
+	lastSeq  uint64         // of the last mailbox message received
+	attempts map[string]int // jobs handled, by id
+	jobsDone map[string]bool
 }
 
 func (r *goRunner) run(ctx context.Context, s Step) error {
@@ -92,6 +94,8 @@ func (r *goRunner) run(ctx context.Context, s Step) error {
 		return err
 	case "deliver":
 		return r.deliver(ctx, s)
+	case "expect_jobs":
+		return r.expectJobs(ctx, s)
 	case "ack_last":
 		r.mu.Lock()
 		seq := r.lastSeq
@@ -105,6 +109,7 @@ func (r *goRunner) connect(ctx context.Context, s Step) error {
 	fix := r.servers.Fixture
 	r.mu.Lock()
 	r.requests, r.inbox, r.up = make(map[string]bool), nil, false
+	r.attempts, r.jobsDone = make(map[string]int), make(map[string]bool)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
 	cfg := gateway.ClientConfig{
@@ -115,6 +120,9 @@ func (r *goRunner) connect(ctx context.Context, s Step) error {
 		OnConnect:    func() { r.setUp(true) },
 		OnDisconnect: func(string) { r.setUp(false) },
 		ManualAck:    s.ManualAck,
+	}
+	if s.Worker {
+		cfg.OnJob = r.onJob
 	}
 	if s.Cert != "" {
 		tlsCfg, err := gateway.NewClientTLSConfig(gateway.ClientTLS{CAFile: fix.CA, CertFile: fix.Certs[s.Cert].Cert, KeyFile: fix.Certs[s.Cert].Key})
@@ -206,6 +214,48 @@ func (r *goRunner) onMessage(m *protocol.Message) {
 		r.lastSeq = m.Seq
 	}
 	r.notifyLocked()
+}
+
+// onJob is the worker's handler: it fails (nacks) the first try of a job
+// whose payload has fail_once.
+func (r *goRunner) onJob(_ context.Context, job gateway.Job) error {
+	var p struct {
+		FailOnce bool `json:"fail_once"`
+	}
+	json.Unmarshal(job.Payload, &p) //nolint:errcheck // any payload is a job
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts[job.ID]++
+	if p.FailOnce && r.attempts[job.ID] == 1 {
+		return errors.New("fail_once")
+	}
+	r.jobsDone[job.ID] = true
+	r.notifyLocked()
+	return nil
+}
+
+// expectJobs waits for the jobs of s.IDs to be handled and checks how
+// many times each was.
+func (r *goRunner) expectJobs(ctx context.Context, s Step) error {
+	err := r.wait(ctx, func() bool {
+		for _, id := range s.IDs {
+			if !r.jobsDone[id] {
+				return false
+			}
+		}
+		return true
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: handled %v", err, r.attempts)
+	}
+	for id, n := range s.Attempts {
+		if r.attempts[id] != n {
+			return fmt.Errorf("job %s handled %d times, want %d (all: %v)", id, r.attempts[id], n, r.attempts)
+		}
+	}
+	return nil
 }
 
 func (r *goRunner) setUp(up bool) {

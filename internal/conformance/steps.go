@@ -45,6 +45,12 @@ type Step struct {
 	ManualAck     bool     `json:"manual_ack,omitempty"`
 	ExpectPending *int     `json:"expect_pending,omitempty"`
 	IDs           []string `json:"ids,omitempty"`
+	// The work queue steps: connect's Worker (handle jobs: record each,
+	// fail the first try of one whose payload has fail_once) and
+	// expect_jobs (IDs all handled without failing; Attempts: how many
+	// times each was handled).
+	Worker   bool           `json:"worker,omitempty"`
+	Attempts map[string]int `json:"attempts,omitempty"`
 }
 
 // Steps returns the scenario of steps.json.

@@ -3,11 +3,11 @@
 Client is the asyncio client; SyncClient wraps it for blocking code.
 """
 
-from .client import Client, tls_context
+from .client import Client, Job, tls_context
 from .errors import SamgwError
 from .framing import FrameReader
 from .message import Message
 from .sign import signed_bytes
 from .sync import SyncClient
 
-__all__ = ["Client", "SyncClient", "SamgwError", "Message", "FrameReader", "signed_bytes", "tls_context"]
+__all__ = ["Client", "Job", "SyncClient", "SamgwError", "Message", "FrameReader", "signed_bytes", "tls_context"]

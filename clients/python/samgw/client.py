@@ -11,6 +11,7 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import errors
@@ -57,6 +58,7 @@ class _Session:
         self.mailbox: collections.deque[Message] = collections.deque()  # mailbox messages not yet handed on
         self.mailbox_worker: asyncio.Task[None] | None = None  # hands them on, in order
         self.to_ack = 0  # the highest mailbox seq handled and not yet acked
+        self.jobs: set[asyncio.Task[None]] = set()  # job handlers running for it
 
 
 class Client:
@@ -81,12 +83,14 @@ class Client:
                  request_timeout: float = 30.0, ssl: ssl_module.SSLContext | None = None,
                  server_hostname: str | None = None, token: str | None = None,
                  sign_key: Any = None, resume: bool = True, manual_ack: bool = False,
-                 dedupe_window: int = 4096, servers: list[str] | None = None) -> None:
+                 dedupe_window: int = 4096, servers: list[str] | None = None,
+                 job_progress_every: float = 10.0) -> None:
         for name, v in (("keepalive_interval", keepalive_interval), ("keepalive_timeout", keepalive_timeout),
                         ("max_frame_size", max_frame_size), ("queue_size", queue_size),
                         ("connect_timeout", connect_timeout), ("linger_timeout", linger_timeout),
                         ("backoff_min", backoff_min), ("backoff_max", backoff_max),
-                        ("request_timeout", request_timeout), ("dedupe_window", dedupe_window)):
+                        ("request_timeout", request_timeout), ("dedupe_window", dedupe_window),
+                        ("job_progress_every", job_progress_every)):
             if not v > 0:
                 raise ValueError(f"{name} must be positive, got {v}")
         self.host, self.port = host, port
@@ -112,6 +116,8 @@ class Client:
         self._resume = resume
         self._manual_ack = manual_ack
         self._dedupe_window = dedupe_window
+        self._job_progress_every = job_progress_every
+        self._job_handler: Callable[[Job], Any] | None = None
         self._seen: dict[str, None] = {}  # mailbox ids handled, oldest first, within dedupe_window
         self.resumed = False
         """Whether the last connection was attached to the identity's mailbox."""
@@ -174,6 +180,33 @@ class Client:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("samgw: callback failed", exc_info=task.exception())
+
+    def on_job(self, handler: Callable[[Job], Any] | None = None) -> Any:
+        """Makes handler the worker of the jobs this client is handed (data
+        frames with a job, which then reach no data callback); usable as a
+        decorator. Each job runs on a task of its own, as many at once as the
+        server hands out (the worker's prefetch): when the handler returns
+        (or its coroutine finishes) the job is acked, when it raises it is
+        nacked (another delivery), and while it runs a progress frame every
+        job_progress_every seconds keeps its lease. The task is cancelled
+        when the connection that received the job is lost: the server has
+        given it back."""
+        def register(fn: Callable[[Job], Any]) -> Callable[[Job], Any]:
+            self._job_handler = fn
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def answer_job(self, type: str, job: str) -> None:
+        """Answers a job seen as a data event (without on_job): "ack",
+        "nack" or "progress". Raises connection_lost while disconnected (the
+        job went back with the connection that received it)."""
+        if type not in ("ack", "nack", "progress"):
+            raise ValueError(f"answer_job: {type!r} is not ack, nack or progress")
+        s = self._session
+        if s is None or s.lost is not None:
+            raise SamgwError(errors.CONNECTION_LOST, f"{type} of job {job}: not connected (the job went back to its queue)")
+        s.writer.write(_job_frame(type, job, self._next_id()))
 
     # --- public API ---
 
@@ -459,6 +492,11 @@ class Client:
                 self._tasks.add(s.mailbox_worker)
                 s.mailbox_worker.add_done_callback(self._callback_done)
             return None
+        if m.type == "data" and m.job is not None and self._job_handler is not None:
+            task = asyncio.ensure_future(self._run_job(s, Job(queue=m.route or "", id=m.job, payload=m.payload)))
+            s.jobs.add(task)
+            task.add_done_callback(s.jobs.discard)
+            return None  # never a reply either
         if m.type == "auth":
             p = m.payload if isinstance(m.payload, dict) else {}
             self.resumed = p.get("resume") is True
@@ -525,6 +563,34 @@ class Client:
         if not self._manual_ack:
             s.to_ack = max(s.to_ack, m.seq or 0)
 
+    async def _run_job(self, s: _Session, job: Job) -> None:
+        """Runs the job handler, reporting progress meanwhile, then acks (or,
+        when it raised, nacks) the job on s."""
+        handler = self._job_handler
+        assert handler is not None
+
+        async def progress() -> None:
+            while True:
+                await asyncio.sleep(self._job_progress_every)
+                if s.lost is None:
+                    s.writer.write(_job_frame("progress", job.id, self._next_id()))
+
+        beat = asyncio.ensure_future(progress())
+        answer = "ack"
+        try:
+            result = handler(job)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise  # the connection was lost: the job went back with it
+        except Exception:
+            log.exception("samgw: job %s of %s failed; it goes back to its queue", job.id, job.queue)
+            answer = "nack"
+        finally:
+            beat.cancel()
+        if s.lost is None:
+            s.writer.write(_job_frame(answer, job.id, self._next_id()))
+
     def ack(self, seq: int) -> None:
         """Acks the mailbox messages up to seq (cumulative); only needed with
         manual_ack. Raises connection_lost while disconnected (the message
@@ -542,6 +608,8 @@ class Client:
             return
         s.lost = reason
         s.writer.close()
+        for task in list(s.jobs):
+            task.cancel()
         if self._session is s:
             self._session = None
         said = f" (the server said {self._last_server_error})" if self._last_server_error else ""
@@ -580,6 +648,20 @@ def _host_port(hp: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"servers: {hp!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+@dataclass
+class Job:
+    """A job of a work queue handed to this client as a worker."""
+
+    queue: str
+    """The queue (the data frame's route)."""
+    id: str
+    payload: Any
+
+
+def _job_frame(type: str, job: str, id: str) -> bytes:
+    return encode_frame(type, id, _now(), payload_text({"job": job}))
 
 
 def _ack_frame(seq: int, id: str) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import INVALID_JSON, INVALID_MESSAGE, SamgwError
 
-TYPES = frozenset({"data", "ping", "pong", "keepalive", "close", "error", "auth", "ack"})
+TYPES = frozenset({"data", "ping", "pong", "keepalive", "close", "error", "auth", "ack", "nack", "progress"})
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Message:
     sig: str | None = None
     seq: int | None = None
     """A message from the identity's mailbox: its sequence number, to ack."""
+    job: str | None = None
+    """A job of a work queue handed to this worker (route: the queue): its id."""
 
 
 def _no_constants(name: str) -> Any:
@@ -78,7 +80,7 @@ def decode(frame: bytes) -> Message:
         raise SamgwError(INVALID_MESSAGE, '"type" missing or not a string')
     if t not in TYPES:
         raise SamgwError(INVALID_MESSAGE, f"unknown message type {t!r}")
-    for k in ("id", "route", "sig"):
+    for k in ("id", "route", "sig", "job"):
         if v.get(k) is not None and not isinstance(v[k], str):
             raise SamgwError(INVALID_MESSAGE, f'"{k}" is not a string')
     ts = v.get("timestamp")
@@ -88,7 +90,7 @@ def decode(frame: bytes) -> Message:
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
         raise SamgwError(INVALID_MESSAGE, '"seq" is not a non-negative integer')
     return Message(type=t, payload=v.get("payload"), id=v.get("id"), timestamp=ts, route=v.get("route"), sig=v.get("sig"),
-                   seq=seq or None)
+                   seq=seq or None, job=v.get("job"))
 
 
 def payload_text(payload: Any) -> str:

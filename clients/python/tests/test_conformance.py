@@ -12,7 +12,7 @@ import unittest
 from pathlib import Path
 from typing import Any
 
-from samgw import Client, SamgwError, SyncClient, tls_context
+from samgw import Client, Job, SamgwError, SyncClient, tls_context
 from samgw.message import Message
 
 from .harness import REPO_ROOT, WAIT, Harness
@@ -29,6 +29,8 @@ class Runner:
         self.inbox: list[Message] = []
         self.up = False
         self.last_seq = 0
+        self.attempts: dict[str, int] = {}  # jobs handled, by id
+        self.jobs_done: set[str] = set()
         self.changed = asyncio.Event()
 
     def _notify(self) -> None:
@@ -91,6 +93,10 @@ class Runner:
             else:
                 seq = (await c.request(body, route="leave")).payload
                 assert isinstance(seq, int) and not isinstance(seq, bool) and seq > 0, f"deliver answered {seq!r}, want a seq"
+        elif step == "expect_jobs":
+            await self.until(lambda: all(i in self.jobs_done for i in s["ids"]), f"jobs {s['ids']}")
+            for i, n in s.get("attempts", {}).items():
+                assert self.attempts.get(i) == n, f"job {i} handled {self.attempts.get(i)} times, want {n}"
         elif step == "ack_last":
             assert c is not None
             c.ack(self.last_seq)
@@ -125,6 +131,15 @@ class Runner:
         if s.get("manual_ack"):
             opts["manual_ack"] = True
         c = Client(host, port, **opts)
+        self.attempts, self.jobs_done = {}, set()
+        if s.get("worker"):
+            @c.on_job
+            def job(j: Job) -> None:
+                n = self.attempts[j.id] = self.attempts.get(j.id, 0) + 1
+                if isinstance(j.payload, dict) and j.payload.get("fail_once") and n == 1:
+                    raise RuntimeError("fail_once")
+                self.jobs_done.add(j.id)
+                self._notify()
 
         @c.on("data")
         def data(m: Message) -> None:

@@ -55,6 +55,8 @@ export interface ClientOptions {
   manualAck?: boolean;
   /** How many mailbox message ids are remembered to drop duplicates; default 4096. */
   dedupeWindow?: number;
+  /** How often a job still being handled by onJob is reported in progress (its lease starts again); default 10 000. */
+  jobProgressEvery?: number;
   /**
    * Several servers, "host:port" each, in place of host and port: tried in
    * turn, a failed dial moves on to the next, and a reconnection starts with
@@ -128,6 +130,22 @@ interface Session {
   reader: FrameReader;
   lost?: string; // why it ended, once it has
   toAck?: number; // the highest mailbox seq of the chunk being handled
+  jobs?: Set<AbortController>; // the jobs it handed to onJob, still running
+}
+
+/** A job of a work queue handed to this client as a worker. */
+export interface Job<P = unknown> {
+  /** The queue (the data frame's route). */
+  queue: string;
+  id: string;
+  payload: P;
+}
+
+/** Handles one job: resolving acks it, rejecting (or throwing) nacks it. signal aborts when the connection that received it is lost (the server has given it back). */
+export type JobHandler = (job: Job, signal: AbortSignal) => unknown;
+
+function jobFrame(type: 'ack' | 'nack' | 'progress', job: string, id: string): string {
+  return encodeFrame({ type, id, timestamp: Date.now(), payloadText: `{"job":${JSON.stringify(job)}}` });
 }
 
 const pongPayload = '{"message":"pong"}';
@@ -155,6 +173,7 @@ const maxControlBacklog = 64 << 10;
  */
 export class Client extends EventEmitter<ClientEvents> {
   private readonly opts: Required<Omit<ClientOptions, 'tls' | 'token' | 'signKey' | 'resume' | 'manualAck' | 'servers'>>;
+  private jobHandler?: JobHandler;
   private readonly servers: { host: string; port: number }[];
   private nextServer = 0;
   private readonly resume: boolean;
@@ -198,6 +217,7 @@ export class Client extends EventEmitter<ClientEvents> {
       reconnect: o.reconnect ?? true,
       requestTimeout: o.requestTimeout ?? 30_000,
       dedupeWindow: o.dedupeWindow ?? 4096,
+      jobProgressEvery: o.jobProgressEvery ?? 10_000,
     };
     this.resume = o.resume ?? true;
     this.servers = o.servers?.length
@@ -304,6 +324,50 @@ export class Client extends EventEmitter<ClientEvents> {
   /** mailbox says whether the last connection resumed its identity's mailbox, and how many messages waited. */
   get mailbox(): MailboxState {
     return { ...this.mailboxState };
+  }
+
+  /**
+   * onJob makes handler the worker of the jobs this client is handed (data
+   * frames with a job, which then reach no 'data' listener). Each job runs
+   * at once (as many as the server hands out: the worker's prefetch); when
+   * the handler resolves the job is acked, when it rejects or throws it is
+   * nacked (another delivery), and while it runs a progress frame every
+   * jobProgressEvery keeps its lease.
+   */
+  onJob(handler: JobHandler): this {
+    this.jobHandler = handler;
+    return this;
+  }
+
+  /** answerJob answers a job seen as a 'data' event (without onJob): ack, nack or progress. False when not connected: the job went back with the connection that received it. */
+  answerJob(type: 'ack' | 'nack' | 'progress', job: string): boolean {
+    const s = this.session;
+    if (!s || s.lost) return false;
+    s.socket.write(jobFrame(type, job, this.nextId()));
+    return true;
+  }
+
+  /** startJob runs the job handler for one job frame of session s. */
+  private startJob(s: Session, m: Message): void {
+    const job: Job = { queue: m.route ?? '', id: m.job!, payload: m.payload };
+    const ac = new AbortController();
+    (s.jobs ??= new Set()).add(ac);
+    const progress = setInterval(() => {
+      if (!s.lost) s.socket.write(jobFrame('progress', job.id, this.nextId()));
+    }, this.opts.jobProgressEvery);
+    progress.unref?.();
+    ac.signal.addEventListener('abort', () => clearInterval(progress));
+    const finish = (type: 'ack' | 'nack', err?: unknown) => {
+      clearInterval(progress);
+      s.jobs!.delete(ac);
+      if (s.lost || ac.signal.aborted) return; // given back with the connection
+      if (err !== undefined) this.emitError(new SamgwError('job_failed', `job ${job.id} of ${job.queue}: ${(err as Error)?.message ?? String(err)}; it goes back to its queue`, { cause: err }));
+      s.socket.write(jobFrame(type, job.id, this.nextId()));
+    };
+    const handler = this.jobHandler!;
+    Promise.resolve()
+      .then(() => handler(job, ac.signal))
+      .then(() => finish('ack'), (err: unknown) => finish('nack', err ?? new Error('rejected')));
   }
 
   /** ack acks the mailbox messages up to seq (cumulative); only needed with manualAck. */
@@ -533,6 +597,10 @@ export class Client extends EventEmitter<ClientEvents> {
       this.mailboxMessage(s, m); // never a reply, whatever its id
       return;
     }
+    if (m.type === 'data' && typeof m.job === 'string' && this.jobHandler) {
+      this.startJob(s, m); // never a reply either
+      return;
+    }
     // data, pong, error: a reply goes to its request only.
     let err: SamgwError | undefined;
     if (m.type === 'error') {
@@ -568,6 +636,7 @@ export class Client extends EventEmitter<ClientEvents> {
     s.lost = reason;
     clearInterval(s.keepAlive);
     clearTimeout(s.deadPeer);
+    for (const ac of s.jobs ?? []) ac.abort(new SamgwError(ClientCode.ConnectionLost, `the connection was lost (${reason}): the job went back to its queue`));
     s.socket.destroy();
     if (this.session === s) this.session = undefined;
     // Requests whose frames were written may never be answered; queued

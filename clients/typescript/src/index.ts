@@ -1,5 +1,5 @@
 export { Client } from './client.js';
-export type { ClientOptions, ClientEvents, SendOptions, RequestOptions, TLSOptions, MailboxState } from './client.js';
+export type { ClientOptions, ClientEvents, SendOptions, RequestOptions, TLSOptions, MailboxState, Job, JobHandler } from './client.js';
 export { SamgwError, ClientCode } from './errors.js';
 export type { Message, MessageType, ErrorPayload } from './message.js';
 export { FrameReader } from './framing.js';

@@ -1,5 +1,5 @@
 /** The message types of the samgw protocol. */
-export type MessageType = 'data' | 'ping' | 'pong' | 'keepalive' | 'close' | 'error' | 'auth' | 'ack';
+export type MessageType = 'data' | 'ping' | 'pong' | 'keepalive' | 'close' | 'error' | 'auth' | 'ack' | 'nack' | 'progress';
 
 /** One frame of the protocol, as received (one JSON object per line). */
 export interface Message<P = unknown> {
@@ -15,6 +15,8 @@ export interface Message<P = unknown> {
   sig?: string;
   /** A message from the identity's mailbox: its sequence number, to ack. */
   seq?: number;
+  /** A job of a work queue handed to this worker (route: the queue): its id, to ack, nack or report progress on. */
+  job?: string;
 }
 
 /** The payload of an `error` frame. */
@@ -46,7 +48,7 @@ export function encodeFrame(f: OutgoingFrame): string {
   return s + '}\n';
 }
 
-const types = new Set<string>(['data', 'ping', 'pong', 'keepalive', 'close', 'error', 'auth', 'ack']);
+const types = new Set<string>(['data', 'ping', 'pong', 'keepalive', 'close', 'error', 'auth', 'ack', 'nack', 'progress']);
 
 /** Why a parsed frame is not a message, or undefined if it is one. */
 export function invalidMessage(v: unknown): string | undefined {
@@ -54,7 +56,7 @@ export function invalidMessage(v: unknown): string | undefined {
   const m = v as Record<string, unknown>;
   if (typeof m.type !== 'string') return '"type" missing or not a string';
   if (!types.has(m.type)) return `unknown message type ${JSON.stringify(m.type)}`;
-  for (const k of ['id', 'route', 'sig'] as const) {
+  for (const k of ['id', 'route', 'sig', 'job'] as const) {
     if (m[k] !== undefined && m[k] !== null && typeof m[k] !== 'string') return `"${k}" is not a string`;
   }
   if (m.timestamp !== undefined && m.timestamp !== null && typeof m.timestamp !== 'number') return '"timestamp" is not a number';

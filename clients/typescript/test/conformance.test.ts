@@ -24,6 +24,8 @@ interface Step {
   manual_ack?: boolean;
   expect_pending?: number;
   ids?: string[];
+  worker?: boolean;
+  attempts?: Record<string, number>;
 }
 
 const steps = (JSON.parse(readFileSync(path.join(repoRoot, 'internal/conformance/steps.json'), 'utf8')) as { steps: Step[] }).steps;
@@ -42,6 +44,8 @@ class Runner {
   private inbox: Message[] = [];
   private up = false;
   private lastSeq = 0;
+  private attempts = new Map<string, number>(); // jobs handled, by id
+  private jobsDone = new Set<string>();
   private changed?: () => void;
 
   private async until(cond: () => boolean, what: string): Promise<void> {
@@ -95,6 +99,11 @@ class Runner {
       case 'ack_last':
         this.client!.ack(this.lastSeq);
         return;
+      case 'expect_jobs': {
+        await this.until(() => s.ids!.every((id) => this.jobsDone.has(id)), `jobs ${s.ids!.join(', ')}`);
+        for (const [id, n] of Object.entries(s.attempts ?? {})) assert.equal(this.attempts.get(id), n, `job ${id}: times handled`);
+        return;
+      }
       case 'stop_server':
         return harness.command({ stop: s.server! });
       case 'start_server':
@@ -125,6 +134,18 @@ class Runner {
     if (s.sign) opts.signKey = readFileSync(fx.sign_keys[s.sign]!);
     if (s.manual_ack) opts.manualAck = true;
     const c = new Client(opts);
+    this.attempts.clear();
+    this.jobsDone.clear();
+    if (s.worker) {
+      c.onJob((job) => {
+        const n = (this.attempts.get(job.id) ?? 0) + 1;
+        this.attempts.set(job.id, n);
+        if ((job.payload as { fail_once?: boolean }).fail_once && n === 1) throw new Error('fail_once');
+        this.jobsDone.add(job.id);
+        this.notify();
+      });
+      c.on('error', () => {}); // the failed job is reported here
+    }
     c.on('data', (m) => {
       this.inbox.push(m);
       if (m.seq) this.lastSeq = m.seq;
