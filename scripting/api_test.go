@@ -398,7 +398,7 @@ func TestShippedExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(e.Routes(), ","); got != "chat,counter,fanout,http_bridge,pubsub,relay,session,upper" {
+	if got := strings.Join(e.Routes(), ","); got != "chat,counter,fanout,http_bridge,pubsub,relay,session,upper,workers" {
 		t.Fatalf("example routes %s", got)
 	}
 }
