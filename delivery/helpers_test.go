@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
 	"github.com/secureagentmessaging/samgw/gateway"
@@ -35,19 +36,43 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var testIdentities = []string{"alice", "bob", "carol"}
 
-func newFixture(t *testing.T, cfg Config) *fixture {
+// startEmbedded starts an embedded JetStream in a folder of the test's.
+func startEmbedded(t *testing.T) *Embedded {
 	t.Helper()
 	emb, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
+	return emb
+}
+
+// connectTo makes an in-process connection to emb, closed with the test.
+func connectTo(t *testing.T, emb *Embedded, name string) *nats.Conn {
+	t.Helper()
+	nc, err := emb.Connect(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	cfg.Conn = nc
+	return nc
+}
+
+// testAuth is token authentication for the test identities (token: the
+// name and "-token").
+func testAuth() *gateway.AuthConfig {
+	var ids []gateway.Identity
+	for _, name := range testIdentities {
+		sum := sha256.Sum256([]byte(name + "-token"))
+		ids = append(ids, gateway.Identity{Name: name, TokenSHA256: hex.EncodeToString(sum[:])})
+	}
+	return &gateway.AuthConfig{Identities: ids}
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	emb := startEmbedded(t)
+	cfg.Conn = connectTo(t, emb, "test")
 	if cfg.Known == nil {
 		cfg.Known = func(id string) bool { return strings.Contains(" alice bob carol ", " "+id+" ") }
 	}
@@ -64,12 +89,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 // serveGateway serves a gateway with token authentication for the test
 // identities, attached to boxes.
 func serveGateway(t *testing.T, boxes gateway.Mailboxes) (*gateway.Server, string) {
-	var ids []gateway.Identity
-	for _, name := range testIdentities {
-		sum := sha256.Sum256([]byte(name + "-token"))
-		ids = append(ids, gateway.Identity{Name: name, TokenSHA256: hex.EncodeToString(sum[:])})
-	}
-	return gatewaytest.Serve(t, "", gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}, Mailboxes: boxes})
+	return gatewaytest.Serve(t, "", gateway.Config{Auth: testAuth(), Mailboxes: boxes})
 }
 
 // deliver stores n messages {"n": i} (i from 1) for identity and returns

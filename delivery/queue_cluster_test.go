@@ -1,8 +1,6 @@
 package delivery
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -18,30 +16,16 @@ import (
 // serve one queue, each with a worker: every job is handled once, and
 // every node's worker gets work.
 func TestQueueSharedByThreeNodes(t *testing.T) {
-	emb, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	var ids []gateway.Identity
-	for _, name := range testIdentities {
-		sum := sha256.Sum256([]byte(name + "-token"))
-		ids = append(ids, gateway.Identity{Name: name, TokenSHA256: hex.EncodeToString(sum[:])})
-	}
+	emb := startEmbedded(t)
 	nodes := make([]*queueFixture, 3)
 	for i := range nodes {
-		nc, err := emb.Connect(fmt.Sprint("node-", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		q, err := NewQueues(t.Context(), QueueConfig{Conn: nc})
+		q, err := NewQueues(t.Context(), QueueConfig{Conn: connectTo(t, emb, fmt.Sprint("node-", i))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(q.Close)
 		f := &queueFixture{t: t, q: q, events: make(chan JobEvent, 1)}
-		f.srv, f.addr = gatewaytest.Serve(t, "", gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}, Jobs: q})
+		f.srv, f.addr = gatewaytest.Serve(t, "", gateway.Config{Auth: testAuth(), Jobs: q})
 		nodes[i] = f
 	}
 	const n = 300

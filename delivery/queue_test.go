@@ -2,8 +2,6 @@ package delivery
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,34 +28,20 @@ type queueFixture struct {
 
 func newQueueFixture(t *testing.T, cfg QueueConfig) *queueFixture {
 	t.Helper()
-	emb, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	f := &queueFixture{t: t, events: make(chan JobEvent, 1000)}
-	cfg.Conn = nc
+	cfg.Conn = connectTo(t, startEmbedded(t), "test")
 	cfg.OnEvent = func(e JobEvent) {
 		select {
 		case f.events <- e:
 		default:
 		}
 	}
+	var err error
 	if f.q, err = NewQueues(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.q.Close)
-	var ids []gateway.Identity
-	for _, name := range testIdentities {
-		sum := sha256.Sum256([]byte(name + "-token"))
-		ids = append(ids, gateway.Identity{Name: name, TokenSHA256: hex.EncodeToString(sum[:])})
-	}
-	f.srv, f.addr = gatewaytest.Serve(t, "", gateway.Config{Auth: &gateway.AuthConfig{Identities: ids}, Jobs: f.q})
+	f.srv, f.addr = gatewaytest.Serve(t, "", gateway.Config{Auth: testAuth(), Jobs: f.q})
 	return f
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -189,25 +190,9 @@ func parseRoles(file string, n *yaml.Node) (map[string]access.Role, []sendTarget
 			case "routes":
 				return patternList(file, v, role+": routes", &r.Routes)
 			case "topics":
-				return eachKey(file, v, role+": topics", func(k string, v *yaml.Node) error {
-					switch k {
-					case "publish":
-						return patternList(file, v, role+": topics.publish", &r.Publish)
-					case "subscribe":
-						return patternList(file, v, role+": topics.subscribe", &r.Subscribe)
-					}
-					return fileError(file, v.Line, "role %q: topics: unknown key %q (want publish, subscribe)", name, clipName(k))
-				})
+				return patternLists(file, v, role+": topics", []namedList{{"publish", &r.Publish}, {"subscribe", &r.Subscribe}})
 			case "queues":
-				return eachKey(file, v, role+": queues", func(k string, v *yaml.Node) error {
-					switch k {
-					case "push":
-						return patternList(file, v, role+": queues.push", &r.Push)
-					case "join":
-						return patternList(file, v, role+": queues.join", &r.Join)
-					}
-					return fileError(file, v.Line, "role %q: queues: unknown key %q (want push, join)", name, clipName(k))
-				})
+				return patternLists(file, v, role+": queues", []namedList{{"push", &r.Push}, {"join", &r.Join}})
 			case "send_to":
 				list, lines, err := stringList(file, v, role+": send_to")
 				if err != nil {
@@ -227,6 +212,27 @@ func parseRoles(file string, n *yaml.Node) (map[string]access.Role, []sendTarget
 		roles[name] = r
 	}
 	return roles, targets, nil
+}
+
+// namedList is a key of a map of pattern lists and where its list goes.
+type namedList struct {
+	key string
+	dst *[]string
+}
+
+// patternLists reads a map whose keys are those of lists, each a list of
+// patterns; another key is an error.
+func patternLists(file string, n *yaml.Node, what string, lists []namedList) error {
+	return eachKey(file, n, what, func(k string, v *yaml.Node) error {
+		var keys []string
+		for _, l := range lists {
+			if l.key == k {
+				return patternList(file, v, what+"."+k, l.dst)
+			}
+			keys = append(keys, l.key)
+		}
+		return fileError(file, v.Line, "%s: unknown key %q (want %s)", what, clipName(k), strings.Join(keys, ", "))
+	})
 }
 
 // eachKey calls f for each key of a mapping node (null: none), refusing
