@@ -53,7 +53,9 @@ type heldJob struct {
 func startPool(q *Queues, name string, cons jetstream.Consumer) *pool {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pool{q: q, name: name, cons: cons, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	p.mu.Lock() // heartbeat reads beat under mu
 	p.beat = time.AfterFunc(q.cfg.NodeTimeout/3, p.heartbeat)
+	p.mu.Unlock()
 	go p.run()
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/secureagentmessaging/samgw/protocol"
@@ -34,14 +35,11 @@ func (c *Client) startJob(ctx context.Context, w *wire, m *protocol.Message) {
 		if every <= 0 {
 			every = DefaultJobProgressEvery
 		}
-		var progress *time.Timer
-		progress = time.AfterFunc(every, func() {
-			if ctx.Err() == nil && c.answerJob(w, protocol.TypeProgress, job.ID) == nil {
-				progress.Reset(every)
-			}
+		progress := startBeat(every, func() bool {
+			return ctx.Err() == nil && c.answerJob(w, protocol.TypeProgress, job.ID) == nil
 		})
 		err := c.runJob(ctx, job)
-		progress.Stop()
+		progress.stop()
 		if ctx.Err() != nil {
 			return // the session ended: the job went back to its queue
 		}
@@ -52,6 +50,38 @@ func (c *Client) startJob(ctx context.Context, w *wire, m *protocol.Message) {
 		}
 		c.answerJob(w, answer, job.ID) //nolint:errcheck // the connection is gone: the server gives the job back
 	}()
+}
+
+// beat calls send every interval until stopped or until send returns
+// false.
+type beat struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+}
+
+func startBeat(every time.Duration, send func() bool) *beat {
+	b := &beat{}
+	b.mu.Lock() // the timer may fire before it is stored
+	defer b.mu.Unlock()
+	b.timer = time.AfterFunc(every, func() {
+		if !send() {
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !b.stopped {
+			b.timer.Reset(every)
+		}
+	})
+	return b
+}
+
+func (b *beat) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	b.timer.Stop()
 }
 
 // runJob calls OnJob, turning a panic into an error (a nack).
