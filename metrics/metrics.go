@@ -30,6 +30,7 @@ import (
 type Metrics struct {
 	reg      *prometheus.Registry
 	duration *prometheus.HistogramVec
+	jobs     *prometheus.CounterVec
 	srv      *gateway.Server
 	engine   Scripts
 	checks   []check
@@ -60,9 +61,19 @@ func New() *Metrics {
 			Help:    "Duration of Lua on_data calls, by route and outcome (ok, error, timeout).",
 			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5, 1, 5},
 		}, []string{"route", "outcome"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samgw_queue_jobs_total",
+			Help: "Jobs of the work queues answered or given up on this node, by event (acked, nacked, expired, dead).",
+		}, []string{"event"}),
 	}
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m.duration)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m.duration, m.jobs)
 	return m
+}
+
+// JobEvent counts a job event of the work queues: acked, nacked, expired
+// (its lease ran out) or dead (moved to its dead queue).
+func (m *Metrics) JobEvent(event string) {
+	m.jobs.WithLabelValues(event).Inc()
 }
 
 // ObserveCall records one handler call; pass it as the script engine's

@@ -14,6 +14,7 @@ import (
 	"github.com/secureagentmessaging/samgw/cluster"
 	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/metrics"
 	"github.com/secureagentmessaging/samgw/scripting"
 )
 
@@ -23,6 +24,7 @@ type storeHooks struct {
 	auth    bool // identities are configured: only they have mailboxes
 	served  *atomic.Pointer[gateway.Server]
 	scripts *atomic.Pointer[scripting.Engine]
+	metrics *metrics.Metrics // nil without --metrics-listen
 }
 
 // openMailboxes starts durable delivery (mailboxes and work queues): on
@@ -89,6 +91,9 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, ho
 		Conn: cfg.Conn, Replicas: cfg.Replicas, NodeTimeout: cctx.Duration("queue-node-timeout"), Logger: log,
 		MaxPayload: maxFrame - jobFrameOverhead,
 		OnEvent: func(e delivery.JobEvent) {
+			if hooks.metrics != nil {
+				hooks.metrics.JobEvent(e.Event)
+			}
 			if engine := hooks.scripts.Load(); engine != nil {
 				engine.JobEvent(e)
 			}

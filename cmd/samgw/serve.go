@@ -152,7 +152,7 @@ func serve(cctx *cli.Context) error {
 	// what they ask of them goes through these, set once those exist.
 	var served atomic.Pointer[gateway.Server]
 	var scripts atomic.Pointer[scripting.Engine]
-	boxes, queues, closeBoxes, err := openMailboxes(cctx, log, clu, storeHooks{auth: cfg.Auth != nil, served: &served, scripts: &scripts})
+	boxes, queues, closeBoxes, err := openMailboxes(cctx, log, clu, storeHooks{auth: cfg.Auth != nil, served: &served, scripts: &scripts, metrics: reg})
 	if err != nil {
 		return err
 	}
