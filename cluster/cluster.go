@@ -123,7 +123,8 @@ const (
 const (
 	subjectSend      = "samgw.send."
 	subjectBroadcast = "samgw.broadcast"
-	subjectTopic     = "samgw.topic." // + the topic: scripts' gateway.publish
+	subjectTopic     = "samgw.topic."      // + the topic: scripts' gateway.publish
+	subjectList      = "samgw.connections" // every node answers with its open connections
 	presenceBucket   = "samgw_presence"
 	storeBucket      = "samgw_store"
 	// gatherWindow bounds how long a broadcast waits for other nodes' counts.
@@ -279,6 +280,11 @@ func (c *Cluster) Start(srv *gateway.Server) error {
 	}
 	c.subs = append(c.subs, sub)
 	sub, err = c.nc.Subscribe(subjectTopic+">", c.serveTopic)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.subs = append(c.subs, sub)
+	sub, err = c.nc.Subscribe(subjectList, c.serveList)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -520,21 +526,96 @@ func (c *Cluster) serveTopic(m *nats.Msg) {
 	m.Respond([]byte(strconv.Itoa(n))) //nolint:errcheck // the publisher stops waiting
 }
 
-// Connections lists the connections of every live node, from presence.
+// nodeList is a node's answer to a listing: its open connections.
+type nodeList struct {
+	Node string   `json:"node"`
+	IDs  []string `json:"ids"`
+}
+
+// serveList answers another node's listing with this node's open
+// connections, as they are now.
+func (c *Cluster) serveList(m *nats.Msg) {
+	if string(m.Data) == c.cfg.Node {
+		return // our own request
+	}
+	data, _ := json.Marshal(nodeList{Node: c.cfg.Node, IDs: c.localIDs()})
+	m.Respond(data) //nolint:errcheck // the lister stops waiting
+}
+
+func (c *Cluster) localIDs() []string {
+	infos := c.srv.Connections()
+	ids := make([]string, len(infos))
+	for i, in := range infos {
+		ids[i] = in.ID
+	}
+	return ids
+}
+
+// Connections lists the open connections of every live node. Each node is
+// asked for its own, as they are now, so a connection whose client has
+// its auth reply is listed, however new; presence stands in only for a
+// node that did not answer within the gather window (or that this node
+// does not know yet), and may be up to a refresh behind.
 func (c *Cluster) Connections(ctx context.Context) ([]string, error) {
+	if !c.nc.IsConnected() {
+		return nil, ErrUnavailable
+	}
+	answered := map[string][]string{c.cfg.Node: c.localIDs()}
+	others := c.roster.liveNodes()
+	delete(others, c.cfg.Node)
+	if len(others) > 0 {
+		inbox := c.nc.NewRespInbox()
+		sub, err := c.nc.SubscribeSync(inbox)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		defer sub.Unsubscribe() //nolint:errcheck // done with it
+		if err := c.nc.PublishRequest(subjectList, inbox, []byte(c.cfg.Node)); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		deadline := time.Now().Add(gatherWindow)
+		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+			deadline = dl
+		}
+		for len(answered) <= len(others) {
+			m, err := sub.NextMsg(time.Until(deadline))
+			if err != nil {
+				break // the rest come from presence
+			}
+			var l nodeList
+			if json.Unmarshal(m.Data, &l) == nil && l.Node != "" {
+				answered[l.Node] = l.IDs
+			}
+		}
+	}
+	var ids []string
+	for _, list := range answered {
+		ids = append(ids, list...)
+	}
+	all := true
+	for node := range others {
+		if _, ok := answered[node]; !ok {
+			all = false
+		}
+	}
+	if all {
+		return ids, nil // presence would add nothing newer
+	}
 	keys, err := c.presenceKeys(ctx, "conn.>")
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(keys))
 	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		// A connection that just authenticated may briefly have its old
 		// entry too, until the refresh that wrote the new one removes it.
-		if id := connOfKey(k); !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
+		id := connOfKey(k)
+		node, _, _ := strings.Cut(id, ".")
+		if _, ok := answered[node]; ok || seen[id] {
+			continue
 		}
+		seen[id] = true
+		ids = append(ids, id)
 	}
 	return ids, nil
 }
