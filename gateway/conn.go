@@ -189,6 +189,21 @@ func (c *Conn) Reply(msg *protocol.Message, payload []byte) error {
 	return c.w.answerMessage(&protocol.Message{Type: protocol.TypeData, ID: msg.ID, Route: msg.Route, Payload: payload})
 }
 
+// ReplyNow is Reply for an answer made on another goroutine than the
+// connection's reader, after HandleData returned (a handler that answers
+// concurrently): the frame is written at once, not with the reader's
+// answers.
+func (c *Conn) ReplyNow(msg *protocol.Message, payload []byte) error {
+	return c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeData, ID: msg.ID, Route: msg.Route, Payload: payload})
+}
+
+// ReplyErrorNow queues an error frame answering the message with id, from
+// any goroutine (see ReplyNow). An err that is not a *protocol.Error is
+// sent as handler_error without its text.
+func (c *Conn) ReplyErrorNow(id string, err error) error {
+	return c.w.enqueue(protocol.TypeError, func(dst []byte) []byte { return protocol.AppendErrorFrame(dst, id, err) })
+}
+
 // Send pushes a data frame with payload (raw JSON) and route to the
 // connection, under a fresh server-made id that no client id can equal, and
 // returns that id.

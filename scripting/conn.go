@@ -80,7 +80,11 @@ func (st *luaState) connState(c connPeer) lua.LValue {
 		return st.call.state
 	}
 	state := lua.LValue(st.L.NewTable())
-	if raw := st.call.data.state; raw != nil {
+	d := st.call.data
+	d.mu.Lock()
+	raw := d.state
+	d.mu.Unlock()
+	if raw != nil {
 		v, err := st.conv.Decode(raw)
 		if err != nil {
 			st.L.RaiseError("conn.state: %s", err)
@@ -96,8 +100,11 @@ func (st *luaState) saveState() error {
 	if !st.call.touched {
 		return nil
 	}
+	d := st.call.data
 	if st.call.state == lua.LNil {
-		st.call.data.state = nil
+		d.mu.Lock()
+		d.state = nil
+		d.mu.Unlock()
 		return nil
 	}
 	out, err := st.conv.Encode(nil, st.call.state)
@@ -107,7 +114,9 @@ func (st *luaState) saveState() error {
 	if limit := st.gen.engine.maxState; len(out) > limit {
 		return &scriptError{text: fmt.Sprintf("conn.state is %d bytes as JSON, more than the %d a connection may keep; it was not saved", len(out), limit)}
 	}
-	st.call.data.state = out
+	d.mu.Lock()
+	d.state = out
+	d.mu.Unlock()
 	return nil
 }
 

@@ -54,6 +54,11 @@ type Config struct {
 	// Timeout (a route that waits on a slow tool, say); each at most
 	// MaxRouteTimeout.
 	RouteTimeouts map[string]time.Duration
+	// RouteConcurrency lets the routes it names handle up to N messages of
+	// one connection at once (2 to MaxRouteConcurrency), each answering by
+	// itself with its message's id; other routes handle a connection's
+	// messages one at a time, in order.
+	RouteConcurrency map[string]int
 	// MaxStates bounds the Lua states of a generation.
 	MaxStates int
 	// MaxTimers bounds the pending timers of the scripts (timer.after,
@@ -105,27 +110,28 @@ type Config struct {
 // connect and close hooks) by routing each data message to the on_data of
 // the route's file, and reloads the files when they change.
 type Engine struct {
-	fsys          fs.FS
-	dir           string
-	timeout       time.Duration
-	routeTimeouts map[string]time.Duration // per-route bounds in place of timeout
-	maxStates     int
-	store         *Store
-	log           *slog.Logger
-	audit         gateway.Auditor
-	observe       func(route string, d time.Duration, outcome string)
-	upstreams     *upstreams
-	kv            KV
-	cluster       Cluster
-	mailboxes     Mailboxes
-	queues        Queues
-	metrics       ScriptMetrics
-	watch         *watchdog
-	topics        *topics
-	clock         timerClock
-	maxTimers     int
-	maxConnTimers int
-	maxState      int // bytes of one connection's conn.state, as JSON
+	fsys             fs.FS
+	dir              string
+	timeout          time.Duration
+	routeTimeouts    map[string]time.Duration // per-route bounds in place of timeout
+	routeConcurrency map[string]int           // routes whose calls of one connection may overlap
+	maxStates        int
+	store            *Store
+	log              *slog.Logger
+	audit            gateway.Auditor
+	observe          func(route string, d time.Duration, outcome string)
+	upstreams        *upstreams
+	kv               KV
+	cluster          Cluster
+	mailboxes        Mailboxes
+	queues           Queues
+	metrics          ScriptMetrics
+	watch            *watchdog
+	topics           *topics
+	clock            timerClock
+	maxTimers        int
+	maxConnTimers    int
+	maxState         int // bytes of one connection's conn.state, as JSON
 
 	served  atomic.Pointer[gateway.Server] // set by OnServe: the server timers and on_start act on
 	stopped bool                           // the server stopped serving; guarded by reloadMu
@@ -155,22 +161,23 @@ func New(cfg Config) (*Engine, error) {
 // newEngine is New without the first load.
 func newEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
-		configFile:    cfg.ConfigFile,
-		dir:           cfg.Dir,
-		fsys:          cfg.FS,
-		timeout:       cmp.Or(cfg.Timeout, DefaultTimeout),
-		routeTimeouts: maps.Clone(cfg.RouteTimeouts),
-		maxStates:     cmp.Or(cfg.MaxStates, DefaultMaxStates),
-		store:         cfg.Store,
-		log:           cfg.Logger,
-		audit:         cfg.Audit,
-		observe:       cfg.ObserveCall,
-		watch:         newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
-		clock:         realClock{},
-		topics:        newTopics(),
-		maxTimers:     cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
-		maxConnTimers: cmp.Or(cfg.MaxTimersPerConn, DefaultMaxTimersPerConn),
-		maxState:      cmp.Or(cfg.ConnStateMaxBytes, DefaultConnStateMaxBytes),
+		configFile:       cfg.ConfigFile,
+		dir:              cfg.Dir,
+		fsys:             cfg.FS,
+		timeout:          cmp.Or(cfg.Timeout, DefaultTimeout),
+		routeTimeouts:    maps.Clone(cfg.RouteTimeouts),
+		routeConcurrency: maps.Clone(cfg.RouteConcurrency),
+		maxStates:        cmp.Or(cfg.MaxStates, DefaultMaxStates),
+		store:            cfg.Store,
+		log:              cfg.Logger,
+		audit:            cfg.Audit,
+		observe:          cfg.ObserveCall,
+		watch:            newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
+		clock:            realClock{},
+		topics:           newTopics(),
+		maxTimers:        cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
+		maxConnTimers:    cmp.Or(cfg.MaxTimersPerConn, DefaultMaxTimersPerConn),
+		maxState:         cmp.Or(cfg.ConnStateMaxBytes, DefaultConnStateMaxBytes),
 	}
 	if e.maxState < 0 {
 		return nil, fmt.Errorf("scripting: ConnStateMaxBytes %d: want zero (the default) or more", e.maxState)
@@ -179,6 +186,9 @@ func newEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("scripting: MaxTimers %d: want zero (the default) or more", e.maxTimers)
 	}
 	if err := CheckRouteTimeouts(e.routeTimeouts); err != nil {
+		return nil, err
+	}
+	if err := CheckRouteConcurrency(e.routeConcurrency); err != nil {
 		return nil, err
 	}
 	if e.maxConnTimers < 0 {
@@ -396,10 +406,17 @@ func (e *Engine) Store() *Store { return e.store }
 // connData is what the engine keeps per connection, Go-side so it survives
 // pooling and reloads: conn.state, as JSON.
 type connData struct {
+	hint uint64 // which shard of the state pools this connection uses
+
+	// mu guards what calls of a concurrent route (RouteConcurrency) share:
+	// the rest of the fields.
+	mu        sync.Mutex
 	state     []byte
-	hint      uint64    // which shard of the state pools this connection uses
 	refusedAt time.Time // when its last audited refusal was reported
 	refusals  uint64    // audited refusals since (reported with the next)
+
+	slots map[string]chan struct{} // per concurrent route: its calls in flight; reader goroutine only
+	calls sync.WaitGroup           // calls of concurrent routes running: OnClose waits for them
 }
 
 // connHints spreads connections over the pools' shards.
@@ -429,6 +446,42 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 		}
 		return protocol.Errorf(protocol.CodeNoRoute, "no handler for route %q", route)
 	}
+	if n := e.routeConcurrency[route]; n > 1 {
+		e.handleConcurrently(gen, route, n, c, msg)
+		return nil
+	}
+	return e.handle(gen, route, c, msg, false)
+}
+
+// handleConcurrently runs a call of a concurrent route on a goroutine of
+// its own, at most n at a time per connection: the reader waits for a free
+// slot (so a client cannot have more in flight), then goes on to its next
+// frame. The call answers by itself, with the message's id.
+func (e *Engine) handleConcurrently(gen *generation, route string, n int, c *gateway.Conn, msg *protocol.Message) {
+	d := dataOf(c)
+	slots := d.slots[route]
+	if slots == nil {
+		if d.slots == nil {
+			d.slots = make(map[string]chan struct{})
+		}
+		slots = make(chan struct{}, n)
+		d.slots[route] = slots
+	}
+	slots <- struct{}{}
+	m := msg.Clone() // the reader reuses msg for its next frame
+	d.calls.Add(1)
+	go func() {
+		defer d.calls.Done()
+		defer func() { <-slots }()
+		if err := e.handle(gen, route, c, m, true); err != nil {
+			c.ReplyErrorNow(m.ID, err) //nolint:errcheck // the connection is gone
+		}
+	}()
+}
+
+// handle runs the route's on_data for msg; now: it answers from a goroutine
+// of its own (a concurrent route).
+func (e *Engine) handle(gen *generation, route string, c *gateway.Conn, msg *protocol.Message, now bool) error {
 	var start time.Time
 	if e.observe != nil {
 		start = time.Now()
@@ -437,7 +490,7 @@ func (e *Engine) HandleData(ctx context.Context, c *gateway.Conn, msg *protocol.
 	timeout := e.timeoutOf(route)
 	st, err := gen.get(hint, timeout)
 	if err == nil {
-		err = st.callData(route, c, msg, timeout)
+		err = st.callData(route, c, msg, timeout, now)
 		gen.put(hint, st)
 	}
 	if e.observe != nil {
@@ -491,6 +544,28 @@ func CheckRouteTimeouts(m map[string]time.Duration) error {
 	return nil
 }
 
+// MaxRouteConcurrency bounds how many calls of one connection a
+// concurrent route may run at once.
+const MaxRouteConcurrency = 256
+
+// ErrInvalidRouteConcurrency is wrapped by the error of a RouteConcurrency
+// entry that names no valid route or gives no valid count.
+var ErrInvalidRouteConcurrency = errors.New("scripting: invalid route concurrency")
+
+// CheckRouteConcurrency validates RouteConcurrency, in route order.
+func CheckRouteConcurrency(m map[string]int) error {
+	routes := slices.Sorted(maps.Keys(m))
+	for _, r := range routes {
+		if !validName.MatchString(r) || len(r) > 128 {
+			return fmt.Errorf("%w: %q is not a route name", ErrInvalidRouteConcurrency, r)
+		}
+		if n := m[r]; n < 1 || n > MaxRouteConcurrency {
+			return fmt.Errorf("%w: route %q: %d: want 1 to %d", ErrInvalidRouteConcurrency, r, n, MaxRouteConcurrency)
+		}
+	}
+	return nil
+}
+
 // callFailed turns a failed call into the error frame the peer gets, and
 // logs it.
 func (e *Engine) callFailed(gen *generation, route string, c *gateway.Conn, id string, err error) error {
@@ -539,6 +614,8 @@ const refusalAuditInterval = time.Second
 // on c's reader goroutine, as does everything that touches c's connData.
 func (e *Engine) auditRefusal(c *gateway.Conn, route, reason string) {
 	d := dataOf(c)
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.refusals++
 	if now := time.Now(); now.Sub(d.refusedAt) >= refusalAuditInterval {
 		e.report(gateway.AuditEvent{Event: gateway.AuditHandlerRefused, Conn: c.ID(), Remote: c.RemoteAddr(), Identity: c.Identity(),
@@ -575,9 +652,12 @@ func (e *Engine) OnConnect(_ context.Context, c *gateway.Conn) error {
 // OnClose runs default.lua's on_close, if any.
 func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 	e.topics.drop(c)
-	if d, ok := c.Value().(*connData); ok && d.refusals > 0 { // the ones the last event did not count
-		e.report(gateway.AuditEvent{Event: gateway.AuditHandlerRefused, Conn: c.ID(), Remote: c.RemoteAddr(), Identity: c.Identity(),
-			Reason: "refusals since the last event", Count: d.refusals})
+	if d, ok := c.Value().(*connData); ok {
+		d.calls.Wait()      // its concurrent calls end first: on_close sees their conn.state
+		if d.refusals > 0 { // the ones the last event did not count
+			e.report(gateway.AuditEvent{Event: gateway.AuditHandlerRefused, Conn: c.ID(), Remote: c.RemoteAddr(), Identity: c.Identity(),
+				Reason: "refusals since the last event", Count: d.refusals})
+		}
 	}
 	if e.cluster != nil {
 		e.cluster.Announce()
@@ -599,7 +679,7 @@ func (e *Engine) OnClose(c *gateway.Conn, reason string) {
 }
 
 // callData runs the route's on_data(msg, conn) and sends its result.
-func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Message, timeout time.Duration) error {
+func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Message, timeout time.Duration, async bool) error {
 	funcs := st.routes[route]
 	L := st.L
 	payload := lua.LValue(lua.LNil)
@@ -613,6 +693,10 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	st.begin(c, funcs.script)
 	st.call.timeout, st.call.message = timeout, true
 	defer st.end()
+	reply := c.Reply
+	if async {
+		reply = c.ReplyNow
+	}
 	var err error
 	if funcs.dataConn {
 		err = st.run(funcs.onData, 1, m, st.connObject(c))
@@ -640,7 +724,7 @@ func (st *luaState) callData(route string, c *gateway.Conn, msg *protocol.Messag
 	if err != nil {
 		return &scriptError{text: "on_data returned a value that is not JSON: " + err.Error()}
 	}
-	return c.Reply(msg, out)
+	return reply(msg, out)
 }
 
 // callConnect runs on_connect(conn); a non-empty reason rejects.

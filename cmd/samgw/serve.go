@@ -52,6 +52,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "script-timeout", Value: scripting.DefaultTimeout,
 				Usage: "how long one handler call may run", EnvVars: envVar("script-timeout")},
 			&cli.StringSliceFlag{Name: "route-timeout", Usage: "ROUTE=DURATION: how long one call of that route may run, in place of --script-timeout (repeatable; at most 10m)", EnvVars: envVar("route-timeout")},
+			&cli.StringSliceFlag{Name: "route-concurrency", Usage: "ROUTE=N: up to N messages of one connection on that route are handled at once, each answered with its id as it finishes (repeatable; 1 to 256; other routes handle a connection's messages one at a time, in order)", EnvVars: envVar("route-concurrency")},
 			&cli.StringFlag{Name: "lua-memory-limit", Value: "1GiB", Usage: "Go heap size past which running handler calls are stopped", EnvVars: envVar("lua-memory-limit")},
 			&cli.StringFlag{Name: "conn-state-max-bytes", Value: "64KiB", Usage: "most one connection's conn.state may hold, as JSON; a handler that stores more gets handler_error", EnvVars: envVar("conn-state-max-bytes")},
 			&cli.StringFlag{Name: "store-max-bytes", Value: "256MiB", Usage: "most the local store module may hold (keys, values and 64 bytes an entry); a write past it fails", EnvVars: envVar("store-max-bytes")},
@@ -434,8 +435,13 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if err != nil {
 		return nil, err
 	}
+	routeConcurrency, err := routeConcurrencyFlags(cctx.StringSlice("route-concurrency"))
+	if err != nil {
+		return nil, err
+	}
 	cfg := scripting.Config{
 		RouteTimeouts:     routeTimeouts,
+		RouteConcurrency:  routeConcurrency,
 		ConnStateMaxBytes: stateMax,
 		MemoryLimit:       uint64(memLimit),
 		StoreMaxBytes:     int64(storeMax),
@@ -630,6 +636,26 @@ func routeTimeoutFlags(values []string) (map[string]time.Duration, error) {
 	}
 	if err := scripting.CheckRouteTimeouts(m); err != nil {
 		return nil, fmt.Errorf("--route-timeout: %w", err)
+	}
+	return m, nil
+}
+
+// routeConcurrencyFlags reads --route-concurrency ROUTE=N values.
+func routeConcurrencyFlags(values []string) (map[string]int, error) {
+	m := make(map[string]int, len(values))
+	for _, v := range values {
+		route, text, ok := strings.Cut(v, "=")
+		n, err := strconv.Atoi(text)
+		if !ok || route == "" || err != nil {
+			return nil, fmt.Errorf("--route-concurrency %q: want ROUTE=N, like submit=16", v)
+		}
+		if _, dup := m[route]; dup {
+			return nil, fmt.Errorf("--route-concurrency: route %q is given twice", route)
+		}
+		m[route] = n
+	}
+	if err := scripting.CheckRouteConcurrency(m); err != nil {
+		return nil, fmt.Errorf("--route-concurrency: %w", err)
 	}
 	return m, nil
 }
