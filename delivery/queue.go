@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -409,6 +410,22 @@ func (q *Queues) Answer(w gateway.JobWorker, job string, a gateway.JobAnswer) er
 		}
 	}
 	return fmt.Errorf("%w: %q", gateway.ErrUnknownJob, clipName(job))
+}
+
+// QueuesOf returns the queues w is a worker of on this node, sorted.
+func (q *Queues) QueuesOf(w gateway.JobWorker) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	wq := q.workers[w.ID()]
+	if wq == nil {
+		return nil
+	}
+	names := make([]string, 0, len(wq.members))
+	for name := range wq.members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Stats describes queue name.

@@ -17,6 +17,15 @@ type Subscriber interface {
 	Subscriptions(c *gateway.Conn) []string
 }
 
+// Workers is what /connz reads of the work queues (a *delivery.Queues):
+// the queues a connection works.
+type Workers interface {
+	QueuesOf(w gateway.JobWorker) []string
+}
+
+// AttachQueues lets /connz list each connection's queues.
+func (m *Metrics) AttachQueues(q Workers) { m.queues = q }
+
 // Bounds of a /connz page.
 const (
 	defaultConnzLimit = 256
@@ -45,6 +54,7 @@ type connEntry struct {
 	BytesIn       uint64    `json:"bytes_in"`
 	BytesOut      uint64    `json:"bytes_out"`
 	Subscriptions []string  `json:"subscriptions"`
+	Queues        []string  `json:"queues"` // the work queues it is a worker of
 }
 
 // serveConnz answers GET /connz[?identity=NAME][&offset=N][&limit=M]: the
@@ -88,9 +98,14 @@ func (m *Metrics) serveConnz(w http.ResponseWriter, r *http.Request) {
 		in := infos[i]
 		e := connEntry{ID: in.ID, Identity: in.Identity, Remote: in.RemoteAddr, Transport: in.Transport,
 			Since: in.ConnectedAt.UTC(), LastActivity: in.LastActivity.UTC(), FramesIn: in.FramesIn, FramesOut: in.FramesOut,
-			BytesIn: in.BytesIn, BytesOut: in.BytesOut, Subscriptions: []string{}}
+			BytesIn: in.BytesIn, BytesOut: in.BytesOut, Subscriptions: []string{}, Queues: []string{}}
 		if subs != nil {
 			e.Subscriptions = subs.Subscriptions(conns[i])
+		}
+		if m.queues != nil {
+			if qs := m.queues.QueuesOf(conns[i]); qs != nil {
+				e.Queues = qs
+			}
 		}
 		page.Connections = append(page.Connections, e)
 	}

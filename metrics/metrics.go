@@ -33,6 +33,7 @@ type Metrics struct {
 	jobs     *prometheus.CounterVec
 	srv      *gateway.Server
 	engine   Scripts
+	queues   Workers
 	checks   []check
 	pprof    bool
 

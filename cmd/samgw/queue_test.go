@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -43,6 +44,20 @@ function on_job(event, job) store.set("last_job", event .. " " .. job.queue .. "
 	if got["id"] != "t1" || st["pending"].(float64)+st["in_flight"].(float64) != 1 || st["dead"] != 0.0 {
 		t.Fatalf("push answered %v", got)
 	}
+	resp, err := http.Get("http://" + metricsAddr + "/connz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page struct {
+		Connections []struct {
+			Queues []string `json:"queues"`
+		} `json:"connections"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil || len(page.Connections) != 2 || fmt.Sprint(page.Connections[0].Queues, page.Connections[1].Queues) != "[tasks] []" {
+		t.Fatalf("/connz: %+v %v", page, err)
+	}
 	job := worker.push()
 	if job["job"] != "t1" || job["route"] != "tasks" {
 		t.Fatalf("the worker got %v", job)
@@ -51,7 +66,7 @@ function on_job(event, job) store.set("last_job", event .. " " .. job.queue .. "
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, "on_job", func() bool { return producer.call("", nil)["last"] == "acked tasks t1 1" })
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	resp, err = http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

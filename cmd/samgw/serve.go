@@ -187,6 +187,9 @@ func serve(cctx *cli.Context) error {
 	if reg != nil && boxes != nil {
 		reg.AddCheck("mailboxes", boxes.Healthy)
 	}
+	if reg != nil && queues != nil {
+		reg.AttachQueues(queues)
+	}
 
 	// Reloads (on file changes and SIGHUP) and metrics run beside the server.
 	bg := newBackground(cctx.Context)
