@@ -141,3 +141,49 @@ func benchCluster(b *testing.B, handler string) (natsURL, scripts string) {
 	}
 	return ns.ClientURL(), scripts
 }
+
+// BenchmarkStoreIncr compares store.incr on one key shared by every
+// writer with one key per connection, on two nodes over NATS (the store is
+// JetStream KV: an incr is a compare-and-set that retries when another
+// writer won): 16 connections, 8 on each node, 4 in flight each.
+func BenchmarkStoreIncr(b *testing.B) {
+	natsURL, scripts := benchCluster(b, handler)
+	for name, src := range map[string]string{
+		"shared":   `function on_data(msg) store.incr("hot") return msg.payload end`,
+		"per_conn": `function on_data(msg, conn) store.incr("count:" .. conn.id) return msg.payload end`,
+	} {
+		os.WriteFile(filepath.Join(scripts, name+".lua"), []byte(src), 0o644)
+	}
+	n1, n2 := startNode(b, "n1", natsURL, scripts), startNode(b, "n2", natsURL, scripts)
+	for _, route := range []string{"shared", "per_conn"} {
+		b.Run(route, func(b *testing.B) {
+			results := make(chan bench.Result, 2)
+			errs := make(chan error, 2)
+			for _, n := range []*node{n1, n2} {
+				go func() {
+					res, err := bench.Run(context.Background(), bench.Config{Addr: n.addr, Token: "c", Conns: 8, Pipeline: 4, Size: 16,
+						Route: route, Messages: max(b.N/2, 500)})
+					if err == nil && res.Errors != 0 && route == "per_conn" {
+						err = fmt.Errorf("%d errors: %s", res.Errors, res.FirstError)
+					}
+					results <- res
+					errs <- err
+				}()
+			}
+			var rate, p99 float64
+			var failed uint64 // a shared key's incr can give up: "too much contention"
+			for range 2 {
+				res := <-results
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+				rate += res.FramesPerSec
+				p99 = max(p99, res.P99)
+				failed += res.Errors
+			}
+			b.ReportMetric(rate, "incr/s")
+			b.ReportMetric(p99, "p99-ms")
+			b.ReportMetric(float64(failed), "gave-up")
+		})
+	}
+}
