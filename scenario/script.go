@@ -59,6 +59,10 @@ func runScenario(ctx context.Context, cfg Config, proto *lua.FunctionProto, inde
 		}
 	}
 	ccfg.OnConnect, ccfg.OnDisconnect = nil, nil
+	// A mailbox message is acked when the script takes it (see taken), not
+	// when it is buffered for the script: one the script never took comes
+	// again, and one it took is acked before a disconnect it then makes.
+	ccfg.ManualAck = true
 	client, err := gateway.NewClient(ccfg)
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %w", name, err)
@@ -285,6 +289,7 @@ func (s *scenario) wait(timeout time.Duration, exclusive bool, match func(*proto
 	for {
 		select {
 		case m := <-s.inbox:
+			s.taken(m)
 			if s.dispatch(m, exclusive, match) {
 				return m
 			}
@@ -301,10 +306,19 @@ func (s *scenario) drain() {
 	for {
 		select {
 		case m := <-s.inbox:
+			s.taken(m)
 			s.dispatch(m, false, nil)
 		default:
 			return
 		}
+	}
+}
+
+// taken acks a mailbox message the script takes (acks are cumulative and
+// messages come in seq order).
+func (s *scenario) taken(m *protocol.Message) {
+	if m.Seq != 0 {
+		s.client.Ack(m.Seq) //nolint:errcheck // not connected: it comes again
 	}
 }
 
