@@ -71,14 +71,8 @@ func (st *luaState) apiDeliver(L *lua.LState) int {
 	if boxes == nil {
 		L.RaiseError("gateway.deliver: %s", ErrNoMailboxes)
 	}
-	// The store gets most of what is left of the call, so a store that does
-	// not answer fails the call with cluster_unavailable, not a timeout.
-	ctx := context.Context(st.deadline)
-	if dl, ok := st.deadline.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/8))
-		defer cancel()
-	}
+	ctx, cancel := st.storeContext()
+	defer cancel()
 	seq, err := boxes.Deliver(ctx, identity, payload, opts)
 	if err != nil {
 		if errors.Is(err, delivery.ErrUnavailable) {
