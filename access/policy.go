@@ -10,7 +10,6 @@ import (
 // It is immutable: a reload compiles a new one.
 type Policy struct {
 	grants map[string]*Grant // by identity
-	nodes  int
 }
 
 // Grant is what one identity may do: the union of its roles. Its methods
@@ -53,6 +52,7 @@ func Compile(roles map[string]Role, identities map[string][]string) (*Policy, er
 		}
 	}
 	p := &Policy{grants: make(map[string]*Grant, len(identities))}
+	nodes := 0                        // of every grant compiled, against MaxNodes
 	shared := make(map[string]*Grant) // identities with the same roles share a grant
 	for id, rs := range identities {
 		sorted := append([]string{}, rs...)
@@ -68,7 +68,7 @@ func Compile(roles map[string]Role, identities map[string][]string) (*Policy, er
 					list []string
 				}{{&g.routes, r.Routes}, {&g.publish, r.Publish}, {&g.subscribe, r.Subscribe}, {&g.push, r.Push}, {&g.join, r.Join}} {
 					for _, pat := range pats.list {
-						p.nodes += pats.s.add(pat)
+						nodes += pats.s.add(pat)
 					}
 				}
 				for _, t := range r.SendTo {
@@ -80,8 +80,8 @@ func Compile(roles map[string]Role, identities map[string][]string) (*Policy, er
 						g.sendTo[t] = struct{}{}
 					}
 				}
-				p.nodes += len(r.SendTo)
-				if p.nodes > MaxNodes {
+				nodes += len(r.SendTo)
+				if nodes > MaxNodes {
 					return nil, fmt.Errorf("%w: the grants need more than %d nodes (use fewer distinct role sets or patterns)", ErrTooLarge, MaxNodes)
 				}
 			}
@@ -158,9 +158,6 @@ func (p *Policy) Grant(identity string) *Grant {
 	}
 	return &none
 }
-
-// Nodes is the size of the compiled grants, for logs.
-func (p *Policy) Nodes() int { return p.nodes }
 
 var none = Grant{roles: []string{}}
 

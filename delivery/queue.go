@@ -269,55 +269,62 @@ func (q *Queues) Join(ctx context.Context, w gateway.JobWorker, name string, pre
 		return fmt.Errorf("%w: prefetch %d: want 1 to %d", ErrInvalid, prefetch, MaxPrefetch)
 	}
 	prefetch = cmp.Or(prefetch, DefaultPrefetch)
-	q.mu.Lock()
-	if q.closed {
+	// The queue's consumer is made outside the lock (a store call); a
+	// pool made meanwhile by another Join wins, and this one is stopped.
+	var opened *pool
+	for {
+		q.mu.Lock()
+		used, done, err := q.joinLocked(w, name, prefetch, opened)
 		q.mu.Unlock()
-		return fmt.Errorf("%w: closed", ErrUnavailable)
-	}
-	wq := q.workers[w.ID()]
-	if wq != nil {
-		if m := wq.members[name]; m != nil {
-			q.mu.Unlock()
-			m.pool.setPrefetch(m, prefetch)
-			return nil
+		if opened != nil && !used {
+			opened.stop()
 		}
-		if len(wq.members) >= MaxQueuesPerWorker {
-			q.mu.Unlock()
-			return fmt.Errorf("%w: %d", ErrTooManyQueues, MaxQueuesPerWorker)
+		if done || err != nil {
+			return err
 		}
-	}
-	p := q.pools[name]
-	q.mu.Unlock()
-	if p == nil {
-		var err error
-		if p, err = q.openPool(ctx, name); err != nil {
+		if opened, err = q.openPool(ctx, name); err != nil {
 			return err
 		}
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
+}
+
+// joinLocked makes w a member of the queue's pool, or changes its
+// prefetch; q.mu is held. Without a pool of the queue, it uses opened (and
+// says so), or reports that one must be opened (done false).
+func (q *Queues) joinLocked(w gateway.JobWorker, name string, prefetch int, opened *pool) (used, done bool, err error) {
 	if q.closed {
-		return fmt.Errorf("%w: closed", ErrUnavailable)
+		return false, true, fmt.Errorf("%w: closed", ErrUnavailable)
 	}
-	if cur := q.pools[name]; cur != nil && cur != p {
-		p.stop() // another Join opened it meanwhile
-		p = cur
+	wq := q.workers[w.ID()]
+	if m := wq.member(name); m != nil {
+		m.pool.setPrefetch(m, prefetch)
+		return false, true, nil
 	}
-	q.pools[name] = p
-	wq = q.workers[w.ID()]
+	if wq != nil && len(wq.members) >= MaxQueuesPerWorker {
+		return false, true, fmt.Errorf("%w: %d", ErrTooManyQueues, MaxQueuesPerWorker)
+	}
+	p := q.pools[name]
+	if p == nil {
+		if opened == nil {
+			return false, false, nil
+		}
+		p, used = opened, true
+		q.pools[name] = p
+	}
 	if wq == nil {
 		wq = &workerQueues{w: w, members: map[string]*member{}}
 		q.workers[w.ID()] = wq
 	}
-	if m := wq.members[name]; m != nil {
-		m.pool.setPrefetch(m, prefetch)
+	wq.members[name] = p.add(w, prefetch)
+	return used, true, nil
+}
+
+// member is w's membership of queue name, or nil.
+func (wq *workerQueues) member(name string) *member {
+	if wq == nil {
 		return nil
 	}
-	if len(wq.members) >= MaxQueuesPerWorker {
-		return fmt.Errorf("%w: %d", ErrTooManyQueues, MaxQueuesPerWorker)
-	}
-	wq.members[name] = p.add(w, prefetch)
-	return nil
+	return wq.members[name]
 }
 
 // openPool makes the queue's consumer (shared by every node) and starts

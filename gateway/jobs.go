@@ -70,10 +70,10 @@ func (c *Conn) answerJob(m *protocol.Message, job string, a JobAnswer) {
 		err = protocol.Errorf(protocol.CodeInvalidMessage, "work queues are off on this server")
 	} else if err = jobs.Answer(c, job, a); err != nil {
 		if errors.Is(err, ErrUnknownJob) {
-			err = protocol.Errorf(protocol.CodeInvalidMessage, "%s of job %q: this connection holds no such job", a, clip(job))
+			err = protocol.Errorf(protocol.CodeInvalidMessage, "%s of job %q: this connection holds no such job", a, truncateField(job, 64))
 		} else {
 			c.logger().Warn("Job answer failed", "job", job, "answer", a.String(), "error", err)
-			err = protocol.Errorf(protocol.CodeClusterUnavailable, "%s of job %q: the queue store did not take it", a, clip(job))
+			err = protocol.Errorf(protocol.CodeClusterUnavailable, "%s of job %q: the queue store did not take it", a, truncateField(job, 64))
 		}
 	}
 	if err != nil {
@@ -99,11 +99,4 @@ func (c *Conn) leaveQueues() {
 	if jobs := c.srv.cfg.Jobs; jobs != nil {
 		jobs.Leave(c)
 	}
-}
-
-func clip(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "…"
 }

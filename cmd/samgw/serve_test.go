@@ -622,3 +622,20 @@ func TestClientResumeIsOptIn(t *testing.T) {
 		t.Fatalf("after --resume: exit %d, stdout %q, stderr %q; want nothing waiting", code, out, errOut)
 	}
 }
+
+// TestRouteConcurrencyFlag: bad values refuse to start, naming the flag.
+func TestRouteConcurrencyFlag(t *testing.T) {
+	for value, want := range map[string]string{
+		"tool":     "want ROUTE=N",
+		"tool=x":   "want ROUTE=N",
+		"tool=0":   "want 1 to 256",
+		"tool=257": "want 1 to 256",
+		"bad!=2":   "is not a route name",
+		"=4":       "want ROUTE=N",
+	} {
+		code, _, errOut := runSamgw(t, "", "serve", "--listen", "127.0.0.1:0", "--route-concurrency", value)
+		if code == 0 || !strings.Contains(errOut, "--route-concurrency") || !strings.Contains(errOut, want) {
+			t.Errorf("--route-concurrency %s: exit %d: %s", value, code, errOut)
+		}
+	}
+}
