@@ -12,6 +12,7 @@ package access
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind is a kind of action a grant allows.
@@ -123,4 +124,31 @@ func clip(s string) string {
 		return s
 	}
 	return s[:64] + "…"
+}
+
+// Match reports whether pattern (valid by CheckPattern) matches subject:
+// "*" stands for one token, a last ">" for one or more.
+func Match(pattern, subject string) bool {
+	for {
+		pi := strings.IndexByte(pattern, '.')
+		ptok := pattern
+		if pi >= 0 {
+			ptok = pattern[:pi]
+		}
+		if ptok == ">" {
+			return subject != ""
+		}
+		si := strings.IndexByte(subject, '.')
+		stok := subject
+		if si >= 0 {
+			stok = subject[:si]
+		}
+		if stok == "" || (ptok != "*" && ptok != stok) {
+			return false
+		}
+		if pi < 0 || si < 0 {
+			return pi < 0 && si < 0
+		}
+		pattern, subject = pattern[pi+1:], subject[si+1:]
+	}
 }

@@ -282,3 +282,34 @@ func BenchmarkAllows(b *testing.B) {
 		})
 	}
 }
+
+func TestMatchPattern(t *testing.T) {
+	tests := []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"news", "news", true},
+		{"news", "news.eu", false},
+		{"news.*", "news.eu", true},
+		{"news.*", "news", false},
+		{"news.*", "news.eu.fr", false},
+		{"news.>", "news.eu", true},
+		{"news.>", "news.eu.fr", true},
+		{"news.>", "news", false},
+		{">", "a", true},
+		{">", "a.b.c", true},
+		{"*.eu", "news.eu", true},
+		{"*.eu", "news.us", false},
+		{"*", "a", true},
+		{"*", "a.b", false},
+		{"a.*.c", "a.b.c", true},
+		{"a.*.c", "a.b.d", false},
+		{"news.eu", "news.e", false},
+		{"news.e", "news.eu", false},
+	}
+	for _, tt := range tests {
+		if got := Match(tt.pattern, tt.subject); got != tt.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", tt.pattern, tt.subject, got, tt.want)
+		}
+	}
+}

@@ -215,6 +215,26 @@ func (c *Conn) Send(payload []byte, route string) (string, error) {
 	return id, nil
 }
 
+// Publication marks a push as a publication of a topic that keeps history
+// (see SendPublication).
+type Publication struct {
+	Topic  string
+	Offset uint64 // per topic, increasing
+	Epoch  string // names the history Offset belongs to
+}
+
+// SendPublication is Send for a publication of a topic that keeps
+// history: the data frame also carries the topic, the publication's offset
+// and the history's epoch, so the subscriber can resume after it.
+func (c *Conn) SendPublication(payload []byte, route string, p Publication) (string, error) {
+	id := "s-" + strconv.FormatUint(c.srv.pushSeq.Add(1), 10)
+	m := protocol.Message{Type: protocol.TypeData, ID: id, Route: route, Payload: payload, Topic: p.Topic, Offset: p.Offset, Epoch: p.Epoch}
+	if err := c.w.enqueueMessage(&m); err != nil {
+		return "", fmt.Errorf("send to %s: %w", c.id, err)
+	}
+	return id, nil
+}
+
 // Close asks the connection to close with reason: frames already received
 // are handled and answered, then a close frame {"reason": reason} is sent.
 // It does not wait.

@@ -15,6 +15,9 @@ const (
 	fieldSig
 	fieldSeq
 	fieldJob
+	fieldTopic
+	fieldOffset
+	fieldEpoch
 )
 
 // Decode validates frame and fills m from it. It checks, in one pass and
@@ -138,6 +141,10 @@ func (d *messageDecoder) field(key []byte) (bit int, err error) {
 		return fieldSig, d.stringField(key, fieldSig, &d.m.Sig)
 	case "job":
 		return fieldJob, d.stringField(key, fieldJob, &d.m.Job)
+	case "topic":
+		return fieldTopic, d.stringField(key, fieldTopic, &d.m.Topic)
+	case "epoch":
+		return fieldEpoch, d.stringField(key, fieldEpoch, &d.m.Epoch)
 	case "timestamp":
 		ts, err := s.timestampValue()
 		if err != nil {
@@ -149,19 +156,9 @@ func (d *messageDecoder) field(key []byte) (bit int, err error) {
 		d.m.Timestamp = ts
 		return fieldTimestamp, nil
 	case "seq":
-		start := s.pos
-		if err := s.skipValue(1); err != nil {
-			return 0, err
-		}
-		raw := s.data[start:s.pos]
-		if string(raw) != "null" {
-			seq, ok := parseSeq(raw)
-			if !ok {
-				d.fail(Errorf(CodeInvalidMessage, "seq must be a non-negative integer"))
-			}
-			d.m.Seq = seq
-		}
-		return fieldSeq, nil
+		return fieldSeq, d.counterField(key, &d.m.Seq)
+	case "offset":
+		return fieldOffset, d.counterField(key, &d.m.Offset)
 	case "payload":
 		start := s.pos
 		if err := s.skipValue(1); err != nil {
@@ -171,6 +168,25 @@ func (d *messageDecoder) field(key []byte) (bit int, err error) {
 		return fieldPayload, nil
 	}
 	return 0, s.skipValue(1)
+}
+
+// counterField reads seq or offset into dst: a non-negative integer, or
+// null for absent.
+func (d *messageDecoder) counterField(key []byte, dst *uint64) error {
+	s := &d.s
+	start := s.pos
+	if err := s.skipValue(1); err != nil {
+		return err
+	}
+	raw := s.data[start:s.pos]
+	if string(raw) != "null" {
+		n, ok := parseSeq(raw)
+		if !ok {
+			d.fail(Errorf(CodeInvalidMessage, "%s must be a non-negative integer", key))
+		}
+		*dst = n
+	}
+	return nil
 }
 
 // stringField reads id, route or sig into dst: a string, or null for
@@ -191,6 +207,10 @@ func (d *messageDecoder) stringField(key []byte, bit int, dst *string) error {
 	switch {
 	case bit == fieldRoute && len(str) > 0 && !validRoute(str):
 		d.fail(Errorf(CodeInvalidMessage, "invalid route name %q: want 1 to %d characters of [A-Za-z0-9_.-]", truncateText(str, 64), MaxRouteLen))
+	case bit == fieldTopic && (len(str) > MaxTopicLen || hasControl(str)):
+		d.fail(Errorf(CodeInvalidMessage, "topic must be at most %d bytes without control characters", MaxTopicLen))
+	case bit == fieldEpoch && (len(str) > MaxEpochLen || hasControl(str)):
+		d.fail(Errorf(CodeInvalidMessage, "epoch must be at most %d bytes without control characters", MaxEpochLen))
 	case bit == fieldJob && (len(str) > MaxJobLen || hasControl(str)):
 		d.fail(Errorf(CodeInvalidMessage, "job must be at most %d bytes without control characters", MaxJobLen))
 	case bit == fieldID && hasControl(str):

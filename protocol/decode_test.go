@@ -35,6 +35,13 @@ func TestDecode(t *testing.T) {
 		{"float timestamp truncated", `{"type":"data","timestamp":1.5e3}`, Message{Type: TypeData, Timestamp: 1500}, ""},
 		{"negative timestamp", `{"type":"data","timestamp":-12}`, Message{Type: TypeData, Timestamp: -12}, ""},
 		{"huge integer timestamp", `{"type":"data","timestamp":1234567890123456789}`, Message{Type: TypeData, Timestamp: 1234567890123456789}, ""},
+		{"publication of a topic with history", `{"type":"data","payload":1,"topic":"news.eu","offset":42,"epoch":"k3x"}`,
+			Message{Type: TypeData, Payload: []byte(`1`), Topic: "news.eu", Offset: 42, Epoch: "k3x"}, ""},
+		{"offset not an integer", `{"type":"data","offset":1.5}`, Message{}, CodeInvalidMessage},
+		{"negative offset", `{"type":"data","offset":-1}`, Message{}, CodeInvalidMessage},
+		{"duplicate offset", `{"type":"data","offset":1,"offset":2}`, Message{Offset: 2}, CodeInvalidMessage},
+		{"topic too long", `{"type":"data","topic":"` + strings.Repeat("t", MaxTopicLen+1) + `"}`, Message{}, CodeInvalidMessage},
+		{"control character in epoch", `{"type":"data","epoch":"a\u0001"}`, Message{}, CodeInvalidMessage},
 		{"unicode payload", `{"type":"data","payload":"héllo ✓"}`, Message{Type: TypeData, Payload: []byte(`"héllo ✓"`)}, ""},
 
 		{"not JSON", `hello`, Message{}, CodeInvalidJSON},

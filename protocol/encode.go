@@ -50,6 +50,18 @@ func AppendFrame(dst []byte, m *Message) []byte {
 		dst = append(dst, `,"job":`...)
 		dst = AppendString(dst, m.Job)
 	}
+	if m.Topic != "" {
+		dst = append(dst, `,"topic":`...)
+		dst = AppendString(dst, m.Topic)
+	}
+	if m.Offset != 0 {
+		dst = append(dst, `,"offset":`...)
+		dst = strconv.AppendUint(dst, m.Offset, 10)
+	}
+	if m.Epoch != "" {
+		dst = append(dst, `,"epoch":`...)
+		dst = AppendString(dst, m.Epoch)
+	}
 	if m.Sig != "" {
 		dst = append(dst, `,"sig":`...)
 		dst = AppendString(dst, m.Sig)

@@ -16,6 +16,8 @@ func TestAppendFrame(t *testing.T) {
 			`{"type":"data","payload":{"a":1},"timestamp":5,"id":"m1"}`},
 		{"route", Message{Type: TypeData, ID: "m1", Route: "chat", Timestamp: 5, Payload: []byte(`1`)},
 			`{"type":"data","payload":1,"timestamp":5,"id":"m1","route":"chat"}`},
+		{"publication", Message{Type: TypeData, ID: "s-1", Route: "news", Timestamp: 5, Payload: []byte(`1`), Topic: "news.eu", Offset: 7, Epoch: "e1"},
+			`{"type":"data","payload":1,"timestamp":5,"id":"s-1","route":"news","topic":"news.eu","offset":7,"epoch":"e1"}`},
 		{"no payload, no id", Message{Type: TypePong, Timestamp: 7}, `{"type":"pong","timestamp":7}`},
 		{"escaped id", Message{Type: TypeData, ID: "a\"b\\\n\x01\u2028é", Timestamp: 1},
 			`{"type":"data","timestamp":1,"id":"a\"b\\\n\u0001\u2028é"}`},
@@ -42,7 +44,8 @@ func TestAppendFrame(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the frame does not decode: %v", err)
 			}
-			if back.ID != strings.ToValidUTF8(tt.msg.ID, "\ufffd") || back.Route != tt.msg.Route || back.Type != tt.msg.Type {
+			if back.ID != strings.ToValidUTF8(tt.msg.ID, "\ufffd") || back.Route != tt.msg.Route || back.Type != tt.msg.Type ||
+				back.Topic != tt.msg.Topic || back.Offset != tt.msg.Offset || back.Epoch != tt.msg.Epoch {
 				t.Fatalf("round trip %+v, want %+v", back, tt.msg)
 			}
 		})

@@ -33,6 +33,14 @@ type Message struct {
 	// means absent. The worker answers with an ack, nack or progress frame
 	// whose payload names it.
 	Job string
+	// Topic, Offset and Epoch mark a publication of a topic that keeps
+	// history (see --topic-history): Offset numbers it (per topic,
+	// increasing; 0 means absent) and Epoch names the history the offset
+	// belongs to, so a subscriber can resume from its last offset and tell
+	// when that history was lost and begun anew.
+	Topic  string
+	Offset uint64
+	Epoch  string
 	// Sig is the base64 Ed25519 signature of a signed message (see
 	// AppendSigned); empty means unsigned.
 	Sig string

@@ -48,6 +48,12 @@ const (
 // MaxJobLen bounds a job id.
 const MaxJobLen = 256
 
+// MaxTopicLen bounds a topic name; MaxEpochLen bounds a history's epoch.
+const (
+	MaxTopicLen = 128
+	MaxEpochLen = 64
+)
+
 // Default limits, used when a Limits field is zero.
 const (
 	// DefaultMaxFrameSize is the largest frame accepted, not counting the

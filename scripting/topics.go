@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/secureagentmessaging/samgw/gateway"
+	"github.com/secureagentmessaging/samgw/protocol"
 )
 
 // Topic bounds: what one connection can make the gateway keep.
@@ -14,7 +15,7 @@ const (
 	// MaxTopicsPerConn bounds the subscriptions of one connection.
 	MaxTopicsPerConn = 64
 	// MaxTopicLen bounds a topic name.
-	MaxTopicLen = 128
+	MaxTopicLen = protocol.MaxTopicLen
 )
 
 // ErrTooManyTopics is raised by gateway.subscribe for a connection that

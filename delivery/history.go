@@ -1,0 +1,471 @@
+package delivery
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/secureagentmessaging/samgw/access"
+)
+
+// Bounds and defaults of topic history.
+const (
+	// MaxHistoryKeep bounds what a rule keeps per topic: a recovery sends
+	// up to that many publications to a connection at once.
+	MaxHistoryKeep = 1000
+	// MaxHistoryRules bounds the rules (a stream each).
+	MaxHistoryRules = 64
+	// DefaultHistoryBytes is the most one rule keeps for all its topics
+	// together; past it the oldest publications go first.
+	DefaultHistoryBytes = 256 << 20
+	// historyPrefix opens the subjects of every rule's stream.
+	historyPrefix = "samgw.history."
+	// headerPrev is the offset of the topic's previous publication when
+	// this one was appended: what a recovery compares to tell a gap.
+	headerPrev = "Samgw-Prev"
+	// maxCachedTopics bounds the topics whose last offset is remembered.
+	maxCachedTopics = 100_000
+	// topicStripes is how many locks the topics of a History share.
+	topicStripes = 256
+)
+
+// HistoryRule keeps the last Keep publications of each topic Pattern
+// matches ("*" one word, a last ">" one or more).
+type HistoryRule struct {
+	Pattern string
+	Keep    int
+}
+
+// ParseHistoryRule reads a rule written PATTERN=N (news.*=50).
+func ParseHistoryRule(s string) (HistoryRule, error) {
+	pattern, n, ok := strings.Cut(s, "=")
+	if !ok {
+		return HistoryRule{}, fmt.Errorf("%w: %q: want PATTERN=N, like news.*=50", ErrInvalidConfig, s)
+	}
+	keep, err := strconv.Atoi(n)
+	if err != nil {
+		return HistoryRule{}, fmt.Errorf("%w: %q: N is not a number", ErrInvalidConfig, s)
+	}
+	r := HistoryRule{Pattern: pattern, Keep: keep}
+	return r, r.validate()
+}
+
+func (r HistoryRule) validate() error {
+	if err := access.CheckPattern(r.Pattern); err != nil {
+		return fmt.Errorf("%w: topic history %q: %w", ErrInvalidConfig, r.Pattern, err)
+	}
+	if r.Keep < 1 || r.Keep > MaxHistoryKeep {
+		return fmt.Errorf("%w: topic history %q keeps %d: want 1 to %d", ErrInvalidConfig, r.Pattern, r.Keep, MaxHistoryKeep)
+	}
+	return nil
+}
+
+// HistoryConfig configures History.
+type HistoryConfig struct {
+	// Conn reaches JetStream (as Config.Conn). Required.
+	Conn *nats.Conn
+	// Rules say which topics keep history; the first that matches a topic
+	// applies. Required: History without rules keeps nothing.
+	Rules []HistoryRule
+	// Replicas is how many servers of a JetStream cluster keep each
+	// publication (1 with the embedded server).
+	Replicas int
+	// MaxBytes is the most one rule keeps for all its topics (0: 256 MiB).
+	MaxBytes int64
+	// MaxPayload is the largest payload kept (0: the server's limit).
+	MaxPayload int32
+	Logger     *slog.Logger
+}
+
+// Validate reports every problem of cfg.
+func (cfg HistoryConfig) Validate() error {
+	var errs []error
+	if cfg.Conn == nil {
+		errs = append(errs, fmt.Errorf("%w: Conn is required", ErrInvalidConfig))
+	}
+	if len(cfg.Rules) == 0 || len(cfg.Rules) > MaxHistoryRules {
+		errs = append(errs, fmt.Errorf("%w: %d topic history rules: want 1 to %d", ErrInvalidConfig, len(cfg.Rules), MaxHistoryRules))
+	}
+	seen := map[string]bool{}
+	for _, r := range cfg.Rules {
+		if err := r.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[r.Pattern] {
+			errs = append(errs, fmt.Errorf("%w: topic history %q given twice", ErrInvalidConfig, r.Pattern))
+		}
+		seen[r.Pattern] = true
+	}
+	if cfg.Replicas < 0 || cfg.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("%w: Replicas %d: want 1 to 5", ErrInvalidConfig, cfg.Replicas))
+	}
+	if cfg.MaxBytes < 0 || cfg.MaxPayload < 0 {
+		errs = append(errs, fmt.Errorf("%w: MaxBytes and MaxPayload: want more than 0 (or 0 for the default)", ErrInvalidConfig))
+	}
+	return errors.Join(errs...)
+}
+
+// History keeps the last publications of the topics its rules name, one
+// JetStream stream per rule (MaxMsgsPerSubject does the keeping; one
+// subject per topic). A publication's offset is its stream sequence:
+// increasing per topic, not contiguous. Each one also stores the offset of
+// the topic's previous publication, made exact by appending with
+// ExpectLastSequencePerSubject; a reader that finds the first kept
+// publication after its offset names an earlier one it never saw knows
+// publications were lost. The epoch is the stream's creation time: it
+// changes when the history is made anew (a new data directory, a stream
+// deleted), when offsets start again.
+//
+// Its methods are safe for concurrent use.
+type History struct {
+	cfg   HistoryConfig
+	js    jetstream.JetStream
+	rules []*historyRule
+
+	locks [topicStripes]sync.Mutex // appends of a topic, one at a time
+
+	mu   sync.Mutex
+	last map[string]uint64 // topic → its last offset, as this node last saw it
+}
+
+// historyRule is one rule and its stream.
+type historyRule struct {
+	HistoryRule
+	name   string // the stream's
+	prefix string // of its subjects: samgw.history.<hash>.
+	cfg    jetstream.StreamConfig
+
+	ensure sync.Mutex                    // one (re)creation at a time
+	stream atomic.Pointer[historyStream] // nil until created
+}
+
+type historyStream struct {
+	s     jetstream.Stream
+	epoch string
+}
+
+// Entry is one kept publication.
+type Entry struct {
+	Topic   string
+	Offset  uint64
+	Prev    uint64 // the topic's publication before it (0: none)
+	Epoch   string
+	Route   string
+	Payload []byte
+}
+
+// NewHistory creates (or updates) a stream per rule.
+func NewHistory(ctx context.Context, cfg HistoryConfig) (*History, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Replicas = cmp.Or(cfg.Replicas, 1)
+	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultHistoryBytes)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	h := &History{cfg: cfg, js: js, last: map[string]uint64{}}
+	for _, r := range cfg.Rules {
+		sum := sha256.Sum256([]byte(r.Pattern))
+		hash := hex.EncodeToString(sum[:6])
+		rule := &historyRule{HistoryRule: r, name: "SAMGW_HISTORY_" + hash, prefix: historyPrefix + hash + "."}
+		rule.cfg = jetstream.StreamConfig{
+			Name:              rule.name,
+			Description:       "samgw topic history of " + r.Pattern,
+			Subjects:          []string{rule.prefix + r.Pattern},
+			Storage:           jetstream.FileStorage,
+			Replicas:          cfg.Replicas,
+			Retention:         jetstream.LimitsPolicy,
+			MaxMsgsPerSubject: int64(r.Keep),
+			MaxBytes:          cfg.MaxBytes,
+			MaxMsgSize:        cmp.Or(cfg.MaxPayload, -1),
+			Discard:           jetstream.DiscardOld,
+			AllowDirect:       true,
+		}
+		if _, err := rule.open(ctx, js, ""); err != nil {
+			return nil, err
+		}
+		h.rules = append(h.rules, rule)
+	}
+	return h, nil
+}
+
+// open creates or updates the rule's stream unless one newer than the
+// epoch stale is in use already, and returns the one in use.
+func (r *historyRule) open(ctx context.Context, js jetstream.JetStream, stale string) (*historyStream, error) {
+	r.ensure.Lock()
+	defer r.ensure.Unlock()
+	if cur := r.stream.Load(); cur != nil && cur.epoch != stale {
+		return cur, nil
+	}
+	s, err := js.CreateOrUpdateStream(ctx, r.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: topic history %q: stream %s: %w", ErrUnavailable, r.Pattern, r.name, err)
+	}
+	hs := &historyStream{s: s, epoch: strconv.FormatInt(s.CachedInfo().Created.UnixNano(), 36)}
+	r.stream.Store(hs)
+	return hs, nil
+}
+
+// rule returns the rule topic falls under, or nil.
+func (h *History) rule(topic string) *historyRule {
+	for _, r := range h.rules {
+		if access.Match(r.Pattern, topic) {
+			return r
+		}
+	}
+	return nil
+}
+
+// Keeps reports whether topic keeps history.
+func (h *History) Keeps(topic string) bool { return h.rule(topic) != nil }
+
+// Rules returns the rules, in the order they apply.
+func (h *History) Rules() []HistoryRule {
+	rules := make([]HistoryRule, len(h.rules))
+	for i, r := range h.rules {
+		rules[i] = r.HistoryRule
+	}
+	return rules
+}
+
+// Append stores a publication of topic and returns it with its offset,
+// once the store has it. Then, still before any other publication of
+// topic on this History is stored, it calls then (if not nil) with it: a
+// node hands its own publications to its subscribers in offset order. It
+// fails with ErrInvalid for a topic without history or a payload too
+// large, and ErrUnavailable when the store cannot be reached.
+func (h *History) Append(ctx context.Context, topic string, payload []byte, route string, then func(Entry)) (Entry, error) {
+	r := h.rule(topic)
+	if r == nil {
+		return Entry{}, fmt.Errorf("%w: topic %q keeps no history", ErrInvalid, topic)
+	}
+	if !h.cfg.Conn.IsConnected() {
+		return Entry{}, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, h.cfg.Conn.Status())
+	}
+	// One append of a topic at a time on this node: only other nodes race
+	// for the next offset.
+	lock := &h.locks[topicStripe(topic)]
+	lock.Lock()
+	defer lock.Unlock()
+	hs := r.stream.Load()
+	subj := r.prefix + topic
+	prev, known := h.cached(topic)
+	for try := 0; ; try++ {
+		var err error
+		if !known {
+			prev, err = h.lastOffset(ctx, hs, subj)
+			known = err == nil
+		}
+		if err == nil {
+			msg := nats.NewMsg(subj)
+			msg.Data = payload
+			if route != "" {
+				msg.Header.Set(headerRoute, route)
+			}
+			msg.Header.Set(headerPrev, strconv.FormatUint(prev, 10))
+			var ack *jetstream.PubAck
+			if ack, err = h.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(prev), jetstream.WithExpectStream(r.name)); err == nil {
+				h.remember(topic, ack.Sequence)
+				e := Entry{Topic: topic, Offset: ack.Sequence, Prev: prev, Epoch: hs.epoch, Route: route, Payload: payload}
+				if then != nil {
+					then(e)
+				}
+				return e, nil
+			}
+		}
+		var api *jetstream.APIError
+		switch {
+		case errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+			// Another node was first: read the last offset again, after a
+			// pause that grows, so a node whose retries cost two requests
+			// is not starved by one whose appends cost one.
+			known = false
+			if err := backoff(ctx, try); err != nil {
+				return Entry{}, fmt.Errorf("%w: topic %q: other nodes kept appending first: %w", ErrUnavailable, topic, err)
+			}
+		case errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+			return Entry{}, fmt.Errorf("%w: larger than the history takes: %w", ErrInvalid, err)
+		case streamGone(err):
+			// The stream was deleted: the history begins anew, in a new epoch.
+			if hs, err = r.open(ctx, h.js, hs.epoch); err != nil {
+				return Entry{}, err
+			}
+			h.forget()
+			known = false
+		default:
+			return Entry{}, fmt.Errorf("%w: topic history %q: %w", ErrUnavailable, topic, err)
+		}
+	}
+}
+
+// backoff waits a random while of up to 100 µs × 2^try (at most 50 ms)
+// or until ctx ends.
+func backoff(ctx context.Context, try int) error {
+	limit := min(100*time.Microsecond<<min(try, 10), 50*time.Millisecond)
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// streamGone reports whether err says a stream is not there (deleted, or
+// not yet made anew): nothing answers its subjects.
+func streamGone(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamNotFound
+}
+
+// topicStripe spreads topics over History.locks (FNV-1a).
+func topicStripe(topic string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(topic); i++ {
+		h = (h ^ uint32(topic[i])) * 16777619
+	}
+	return int(h % topicStripes)
+}
+
+// lastOffset reads the offset of the last publication of subj (0: none).
+func (h *History) lastOffset(ctx context.Context, hs *historyStream, subj string) (uint64, error) {
+	m, err := hs.s.GetLastMsgForSubject(ctx, subj)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("%w: topic history: %w", ErrUnavailable, err)
+	}
+	return m.Sequence, nil
+}
+
+func (h *History) cached(topic string) (uint64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.last[topic]
+	return n, ok
+}
+
+func (h *History) remember(topic string, offset uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.last) >= maxCachedTopics {
+		clear(h.last) // a hint only: the next append of each reads it again
+	}
+	if offset > h.last[topic] {
+		h.last[topic] = offset
+	}
+}
+
+func (h *History) forget() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.last)
+}
+
+// Position is where a topic's history stands.
+type Position struct {
+	Offset uint64 // its last publication's (0: none kept)
+	Epoch  string
+}
+
+// Last returns the offset of topic's last publication and the epoch.
+func (h *History) Last(ctx context.Context, topic string) (Position, error) {
+	r := h.rule(topic)
+	if r == nil {
+		return Position{}, fmt.Errorf("%w: topic %q keeps no history", ErrInvalid, topic)
+	}
+	hs := r.stream.Load()
+	off, err := h.lastOffset(ctx, hs, r.prefix+topic)
+	if streamGone(errors.Unwrap(err)) {
+		if hs, err = r.open(ctx, h.js, hs.epoch); err != nil {
+			return Position{}, err
+		}
+		h.forget()
+		off, err = h.lastOffset(ctx, hs, r.prefix+topic)
+	}
+	return Position{Offset: off, Epoch: hs.epoch}, err
+}
+
+// Read returns the kept publications of topic after offset after and
+// before offset before (0: up to the last), oldest first: at most the
+// rule's Keep plus what is appended while it reads.
+func (h *History) Read(ctx context.Context, topic string, after, before uint64) ([]Entry, error) {
+	r := h.rule(topic)
+	if r == nil {
+		return nil, fmt.Errorf("%w: topic %q keeps no history", ErrInvalid, topic)
+	}
+	hs := r.stream.Load()
+	subj := r.prefix + topic
+	var out []Entry
+	for len(out) < 2*r.Keep {
+		m, err := hs.s.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return out, fmt.Errorf("%w: topic history %q: %w", ErrUnavailable, topic, err)
+		}
+		if before != 0 && m.Sequence >= before {
+			break
+		}
+		prev, _ := strconv.ParseUint(m.Header.Get(headerPrev), 10, 64)
+		out = append(out, Entry{Topic: topic, Offset: m.Sequence, Prev: prev, Epoch: hs.epoch, Route: m.Header.Get(headerRoute), Payload: m.Data})
+		after = m.Sequence
+	}
+	return out, nil
+}
+
+// Recovery is what a subscriber that last saw an offset missed.
+type Recovery struct {
+	// Entries are the kept publications after that offset, oldest first.
+	Entries []Entry
+	// Recovered is false when some publications after that offset are no
+	// longer kept, or the offset belongs to another epoch: the subscriber
+	// must resync by other means.
+	Recovered bool
+	// Position is where the history stands (the last entry's offset).
+	Position Position
+}
+
+// Recover reads what a subscriber of topic missed after offset since of
+// epoch (empty: the current one).
+func (h *History) Recover(ctx context.Context, topic string, since uint64, epoch string) (Recovery, error) {
+	pos, err := h.Last(ctx, topic)
+	if err != nil {
+		return Recovery{}, err
+	}
+	if epoch != "" && epoch != pos.Epoch {
+		return Recovery{Position: pos}, nil // offsets of another history mean nothing here
+	}
+	entries, err := h.Read(ctx, topic, since, 0)
+	if err != nil {
+		return Recovery{}, err
+	}
+	rec := Recovery{Entries: entries, Recovered: true, Position: pos}
+	if len(entries) > 0 {
+		rec.Recovered = entries[0].Prev <= since
+		rec.Position.Offset = max(pos.Offset, entries[len(entries)-1].Offset)
+	}
+	return rec, nil
+}
