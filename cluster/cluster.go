@@ -168,7 +168,7 @@ type Cluster struct {
 	published atomic.Uint64                       // cross-node sends made as a plain publish
 	asked     atomic.Uint64                       // cross-node sends made as a request (target not in the roster)
 	// how this node delivers other nodes' topic pushes (see DeliverTopics)
-	deliverTopic atomic.Pointer[func(topic string, payload []byte, route string) int]
+	deliverTopic atomic.Pointer[func(scripting.TopicPush) int]
 	stopWatch    context.CancelFunc // ends the roster's watch
 	watchDone    chan struct{}      // closed when it has ended
 
@@ -352,6 +352,11 @@ type envelope struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 	Except  string          `json:"except,omitempty"`
 	Origin  string          `json:"origin,omitempty"`
+	// Offset, Prev and Epoch number a publication of a topic that keeps
+	// history (scripting.TopicPush).
+	Offset uint64 `json:"offset,omitempty"`
+	Prev   uint64 `json:"prev,omitempty"`
+	Epoch  string `json:"epoch,omitempty"`
 }
 
 // nodeOf is the node part of a connection id.
@@ -446,14 +451,14 @@ func (c *Cluster) Broadcast(ctx context.Context, payload []byte, route, except s
 // reported reaching within a short window. Every node listens on the
 // topic subjects, so each live node answers (0 when it has no subscriber)
 // and the wait ends as soon as all have.
-func (c *Cluster) PublishTopic(ctx context.Context, topic string, payload []byte, route string) (int, error) {
-	data, _ := json.Marshal(envelope{Route: route, Payload: payload, Origin: c.cfg.Node})
-	return c.tellOthers(subjectTopic+topic, data, func() int { return 0 })
+func (c *Cluster) PublishTopic(ctx context.Context, p scripting.TopicPush) (int, error) {
+	data, _ := json.Marshal(envelope{Route: p.Route, Payload: p.Payload, Origin: c.cfg.Node, Offset: p.Offset, Prev: p.Prev, Epoch: p.Epoch})
+	return c.tellOthers(subjectTopic+p.Topic, data, func() int { return 0 })
 }
 
 // DeliverTopics sets how this node delivers the topic pushes of other
 // nodes to its subscribers (the script engine's).
-func (c *Cluster) DeliverTopics(deliver func(topic string, payload []byte, route string) int) {
+func (c *Cluster) DeliverTopics(deliver func(scripting.TopicPush) int) {
 	c.deliverTopic.Store(&deliver)
 }
 
@@ -521,7 +526,8 @@ func (c *Cluster) serveTopic(m *nats.Msg) {
 	}
 	n := 0
 	if deliver := c.deliverTopic.Load(); deliver != nil {
-		n = (*deliver)(strings.TrimPrefix(m.Subject, subjectTopic), e.Payload, e.Route)
+		n = (*deliver)(scripting.TopicPush{Topic: strings.TrimPrefix(m.Subject, subjectTopic), Payload: e.Payload, Route: e.Route,
+			Offset: e.Offset, Prev: e.Prev, Epoch: e.Epoch})
 	}
 	m.Respond([]byte(strconv.Itoa(n))) //nolint:errcheck // the publisher stops waiting
 }

@@ -73,6 +73,26 @@ func (r HistoryRule) validate() error {
 	return nil
 }
 
+// CheckHistoryRules reports every problem of a list of rules: 1 to
+// MaxHistoryRules of them, each valid, no pattern twice.
+func CheckHistoryRules(rules []HistoryRule) error {
+	var errs []error
+	if len(rules) == 0 || len(rules) > MaxHistoryRules {
+		errs = append(errs, fmt.Errorf("%w: %d topic history rules: want 1 to %d", ErrInvalidConfig, len(rules), MaxHistoryRules))
+	}
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if err := r.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[r.Pattern] {
+			errs = append(errs, fmt.Errorf("%w: topic history %q given twice", ErrInvalidConfig, r.Pattern))
+		}
+		seen[r.Pattern] = true
+	}
+	return errors.Join(errs...)
+}
+
 // HistoryConfig configures History.
 type HistoryConfig struct {
 	// Conn reaches JetStream (as Config.Conn). Required.
@@ -96,18 +116,8 @@ func (cfg HistoryConfig) Validate() error {
 	if cfg.Conn == nil {
 		errs = append(errs, fmt.Errorf("%w: Conn is required", ErrInvalidConfig))
 	}
-	if len(cfg.Rules) == 0 || len(cfg.Rules) > MaxHistoryRules {
-		errs = append(errs, fmt.Errorf("%w: %d topic history rules: want 1 to %d", ErrInvalidConfig, len(cfg.Rules), MaxHistoryRules))
-	}
-	seen := map[string]bool{}
-	for _, r := range cfg.Rules {
-		if err := r.validate(); err != nil {
-			errs = append(errs, err)
-		}
-		if seen[r.Pattern] {
-			errs = append(errs, fmt.Errorf("%w: topic history %q given twice", ErrInvalidConfig, r.Pattern))
-		}
-		seen[r.Pattern] = true
+	if err := CheckHistoryRules(cfg.Rules); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Replicas < 0 || cfg.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("%w: Replicas %d: want 1 to 5", ErrInvalidConfig, cfg.Replicas))

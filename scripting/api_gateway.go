@@ -1,11 +1,14 @@
 package scripting
 
 import (
+	"errors"
 	"fmt"
+	"math"
 
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/secureagentmessaging/samgw/access"
+	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -146,10 +149,12 @@ func (st *luaState) topicArg(n int) string {
 	return topic
 }
 
-// gateway.subscribe(conn_id, topic) → false when the connection is not on
-// this node (or gone)
+// gateway.subscribe(conn_id, topic[, opts]) → false when the connection
+// is not on this node (or gone); true, or with opts {since, epoch} a
+// table {recovered, offset, epoch} once what it missed was sent.
 func (st *luaState) apiSubscribe(L *lua.LState) int {
 	id, topic := L.CheckString(1), st.topicArg(2)
+	since, epoch, resume := st.resumeOptions(3)
 	c := st.server().Conn(id)
 	if c == nil {
 		L.Push(lua.LFalse)
@@ -158,11 +163,68 @@ func (st *luaState) apiSubscribe(L *lua.LState) int {
 	if st.actor() != nil {
 		st.check("gateway.subscribe", c, access.KindSubscribe, topic) // the subscriber's roles
 	}
-	if err := st.gen.engine.topics.subscribe(c, topic); err != nil {
+	topics := st.gen.engine.topics
+	if !resume {
+		if _, _, err := topics.subscribe(c, topic); err != nil {
+			L.RaiseError("gateway.subscribe: %s", err)
+		}
+		L.Push(lua.LTrue)
+		return 1
+	}
+	ctx, cancel := st.storeContext()
+	defer cancel()
+	rec, err := topics.resume(ctx, c, topic, since, epoch)
+	if errors.Is(err, delivery.ErrUnavailable) {
+		st.clusterFailure("gateway.subscribe")
+	}
+	if err != nil {
 		L.RaiseError("gateway.subscribe: %s", err)
 	}
-	L.Push(lua.LTrue)
+	L.Push(recoveryTable(L, rec))
 	return 1
+}
+
+// recoveryTable is gateway.subscribe's answer to a resume:
+// {recovered, offset, epoch}.
+func recoveryTable(L *lua.LState, rec delivery.Recovery) *lua.LTable {
+	t := L.CreateTable(0, 3)
+	t.RawSetString("recovered", lua.LBool(rec.Recovered))
+	t.RawSetString("offset", lua.LNumber(rec.Position.Offset))
+	if rec.Position.Epoch != "" {
+		t.RawSetString("epoch", lua.LString(rec.Position.Epoch))
+	}
+	return t
+}
+
+// resumeOptions reads gateway.subscribe's optional table at argument n:
+// {since = OFFSET, epoch = "..."}; resume is false without one.
+func (st *luaState) resumeOptions(n int) (since uint64, epoch string, resume bool) {
+	L := st.L
+	if L.Get(n) == lua.LNil {
+		return 0, "", false
+	}
+	t := L.CheckTable(n)
+	switch v := t.RawGetString("since").(type) {
+	case *lua.LNilType:
+	case lua.LNumber:
+		if v < 0 || v != lua.LNumber(math.Trunc(float64(v))) || float64(v) > 1<<53 {
+			L.ArgError(n, "since must be an offset: a whole number, 0 or more")
+		}
+		since = uint64(v)
+	default:
+		L.ArgError(n, "since must be an offset: a whole number, 0 or more")
+	}
+	switch v := t.RawGetString("epoch").(type) {
+	case *lua.LNilType:
+	case lua.LString:
+		if len(v) > protocol.MaxEpochLen {
+			L.ArgError(n, fmt.Sprintf("epoch must be a string of at most %d bytes", protocol.MaxEpochLen))
+		}
+		epoch = string(v)
+	default:
+		L.ArgError(n, fmt.Sprintf("epoch must be a string of at most %d bytes", protocol.MaxEpochLen))
+	}
+	return since, epoch, true
 }
 
 // gateway.unsubscribe(conn_id, topic) → whether it was subscribed
@@ -174,22 +236,44 @@ func (st *luaState) apiUnsubscribe(L *lua.LState) int {
 }
 
 // gateway.publish(topic, payload[, route]) → how many subscribers it
-// reached, on every node
+// reached, on every node, and for a topic that keeps history the
+// publication's offset
 func (st *luaState) apiPublish(L *lua.LState) int {
 	topic := st.topicArg(1)
 	payload := st.payloadArg(2)
 	route := st.routeArg(3)
 	st.server() // only where the gateway module works
 	st.check("gateway.publish", st.actor(), access.KindPublish, topic)
+	topics := st.gen.engine.topics
+	push := TopicPush{Topic: topic, Payload: payload, Route: route}
 	n := 0
+	if topics.keeps(topic) {
+		// The store numbers it first; this node's subscribers get it in
+		// offset order (before the next append of the topic here).
+		ctx, cancel := st.storeContext()
+		e, err := topics.history.Append(ctx, topic, payload, route, func(e delivery.Entry) { n = topics.publish(pushOf(e)) })
+		cancel()
+		switch {
+		case errors.Is(err, delivery.ErrUnavailable):
+			st.clusterFailure("gateway.publish")
+		case err != nil:
+			L.RaiseError("gateway.publish: %s", err)
+		}
+		push = pushOf(e)
+	} else {
+		n = topics.publish(push)
+	}
 	if cl := st.gen.engine.cluster; cl != nil {
-		remote, err := cl.PublishTopic(st.deadline, topic, payload, route)
+		remote, err := cl.PublishTopic(st.deadline, push)
 		if err != nil {
 			st.clusterFailure("gateway.publish")
 		}
-		n = remote
+		n += remote
 	}
-	n += st.gen.engine.topics.publish(topic, payload, route)
 	L.Push(lua.LNumber(n))
-	return 1
+	if push.Offset == 0 {
+		return 1
+	}
+	L.Push(lua.LNumber(push.Offset))
+	return 2
 }

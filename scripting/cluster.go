@@ -41,8 +41,8 @@ type Cluster interface {
 	// PublishTopic pushes payload to the subscribers of topic on the other
 	// nodes and returns how many they reached; DeliverTopics tells the
 	// cluster how this node delivers what other nodes publish.
-	PublishTopic(ctx context.Context, topic string, payload []byte, route string) (int, error)
-	DeliverTopics(deliver func(topic string, payload []byte, route string) int)
+	PublishTopic(ctx context.Context, p TopicPush) (int, error)
+	DeliverTopics(deliver func(TopicPush) int)
 	Publish(subject string, payload []byte) error
 	Request(ctx context.Context, subject string, payload []byte) ([]byte, error)
 	// Announce is called when a connection comes (authenticated) or goes,

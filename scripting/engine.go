@@ -93,6 +93,9 @@ type Config struct {
 	Mailboxes Mailboxes
 	// Queues are the work queues of the queue module (nil: it raises).
 	Queues Queues
+	// History keeps the last publications of the topics it names, so a
+	// subscriber can resume (gateway.subscribe with since); nil: none does.
+	History History
 	// Logger receives script logs and reload reports; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -174,7 +177,6 @@ func newEngine(cfg Config) (*Engine, error) {
 		observe:          cfg.ObserveCall,
 		watch:            newWatchdog(cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)),
 		clock:            realClock{},
-		topics:           newTopics(),
 		maxTimers:        cmp.Or(cfg.MaxTimers, DefaultMaxTimers),
 		maxConnTimers:    cmp.Or(cfg.MaxTimersPerConn, DefaultMaxTimersPerConn),
 		maxState:         cmp.Or(cfg.ConnStateMaxBytes, DefaultConnStateMaxBytes),
@@ -217,6 +219,10 @@ func newEngine(cfg Config) (*Engine, error) {
 	}
 	e.kv, e.cluster, e.mailboxes, e.metrics = cfg.KV, cfg.Cluster, cfg.Mailboxes, cfg.Metrics
 	e.queues = cfg.Queues
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.topics = newTopics(cfg.History, e.log)
 	if e.cluster != nil {
 		e.cluster.DeliverTopics(e.topics.publish)
 	}

@@ -111,6 +111,7 @@ func (h *harness) gwClose(L *lua.LState) int {
 
 func (h *harness) gwSubscribe(L *lua.LState) int {
 	id, topic := L.CheckString(1), h.st.topicArg(2)
+	since, epoch, resume := h.st.resumeOptions(3)
 	c := h.conn(id)
 	if c == nil {
 		L.Push(lua.LFalse)
@@ -121,7 +122,15 @@ func (h *harness) gwSubscribe(L *lua.LState) int {
 		L.RaiseError("gateway.subscribe: %s (%d)", ErrTooManyTopics, MaxTopicsPerConn)
 	}
 	c.topics[topic] = true
-	L.Push(lua.LTrue)
+	if !resume {
+		L.Push(lua.LTrue)
+		return 1
+	}
+	rec := h.recoverFor(topic, since, epoch)
+	for _, e := range rec.Entries {
+		c.pushes = append(c.pushes, fakePush{payload: e.Payload, route: e.Route, pub: &e})
+	}
+	L.Push(recoveryTable(L, rec))
 	return 1
 }
 
@@ -140,15 +149,24 @@ func (h *harness) gwPublish(L *lua.LState) int {
 	topic, payload, route := h.st.topicArg(1), h.st.payloadArg(2), h.st.routeArg(3)
 	h.refuse("gateway.publish", h.st.call.peer, access.KindPublish, topic)
 	h.outbox = append(h.outbox, outboxEntry{action: "publish", topic: topic, payload: payload, route: route})
+	e, kept := h.appendPublication(topic, payload, route)
 	n := 0
 	for _, c := range h.conns {
 		if c.closed == "" && c.topics[topic] {
-			h.push(c, payload, route)
+			p := fakePush{payload: payload, route: route}
+			if kept {
+				p.pub = &e
+			}
+			c.pushes = append(c.pushes, p)
 			n++
 		}
 	}
 	L.Push(lua.LNumber(n))
-	return 1
+	if !kept {
+		return 1
+	}
+	L.Push(lua.LNumber(e.Offset))
+	return 2
 }
 
 // http.request under test: the stub for "METHOD url", else for "url".

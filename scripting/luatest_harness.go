@@ -11,6 +11,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/secureagentmessaging/samgw/access"
+	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
 
@@ -35,6 +36,7 @@ type harness struct {
 	delivered int            // gateway.deliver calls so far: the last seq returned
 	pushed    int            // queue.push calls so far
 	queued    map[string]int // jobs pushed, by queue
+	history   testHistory
 }
 
 type declaredTest struct {
@@ -95,6 +97,7 @@ func fakeGrant(L *lua.LState, t *lua.LTable) *access.Grant {
 type fakePush struct {
 	payload []byte
 	route   string
+	pub     *delivery.Entry // a publication of a topic with history
 }
 
 // outboxEntry is one thing a handler did through the gateway or nats
@@ -159,6 +162,7 @@ func (h *harness) register(st *luaState) {
 	L.SetGlobal("nats", st.module(map[string]lua.LGFunction{"publish": h.natsPublish, "request": h.natsRequest}))
 	h.registerQueue(st)
 	L.SetGlobal("job_event", L.NewFunction(h.jobEvent))
+	L.SetGlobal("topic_history", L.NewFunction(h.topicHistory))
 
 	L.SetGlobal("test", L.NewFunction(h.declare))
 	L.SetGlobal("new_conn", L.NewFunction(h.newConn))
@@ -397,7 +401,8 @@ func (h *harness) start(L *lua.LState) int {
 	return 0
 }
 
-// pushes(conn) → the frames pushed to conn so far: {payload=, route=}…
+// pushes(conn) → the frames pushed to conn so far: {payload=, route=}…,
+// and topic=, offset=, epoch= for a publication of a topic with history
 func (h *harness) pushesOf(L *lua.LState) int {
 	c := h.connArg(1, false)
 	t := L.CreateTable(len(c.pushes), 0)
@@ -406,6 +411,11 @@ func (h *harness) pushesOf(L *lua.LState) int {
 		e.RawSetString("payload", h.decode(p.payload))
 		if p.route != "" {
 			e.RawSetString("route", lua.LString(p.route))
+		}
+		if p.pub != nil {
+			e.RawSetString("topic", lua.LString(p.pub.Topic))
+			e.RawSetString("offset", lua.LNumber(p.pub.Offset))
+			e.RawSetString("epoch", lua.LString(p.pub.Epoch))
 		}
 		t.Append(e)
 	}

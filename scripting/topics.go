@@ -1,11 +1,14 @@
 package scripting
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 
+	"github.com/secureagentmessaging/samgw/delivery"
 	"github.com/secureagentmessaging/samgw/gateway"
 	"github.com/secureagentmessaging/samgw/protocol"
 )
@@ -46,28 +49,66 @@ func ValidTopic(s string) bool {
 	return tokenLen > 0
 }
 
+// History keeps the last publications of some topics (delivery.History):
+// their publications are numbered, and a subscriber that comes back can
+// be sent what it missed.
+type History interface {
+	Keeps(topic string) bool
+	Append(ctx context.Context, topic string, payload []byte, route string, then func(delivery.Entry)) (delivery.Entry, error)
+	Read(ctx context.Context, topic string, after, before uint64) ([]delivery.Entry, error)
+	Recover(ctx context.Context, topic string, since uint64, epoch string) (delivery.Recovery, error)
+}
+
+// TopicPush is one publication of a topic on its way to the subscribers
+// of every node. Offset, Prev and Epoch are set for a topic that keeps
+// history (see delivery.Entry).
+type TopicPush struct {
+	Topic   string
+	Payload []byte
+	Route   string
+	Offset  uint64
+	Prev    uint64
+	Epoch   string
+}
+
+// pushOf is the TopicPush of a kept publication.
+func pushOf(e delivery.Entry) TopicPush {
+	return TopicPush{Topic: e.Topic, Payload: e.Payload, Route: e.Route, Offset: e.Offset, Prev: e.Prev, Epoch: e.Epoch}
+}
+
 // topics is this node's subscriptions: which of its connections want the
 // pushes of which topic. They live as long as the connection (OnClose drops
-// them) and survive reloads, like conn.state.
+// them) and survive reloads, like conn.state. A subscription to a topic
+// that keeps history has a follower; others have nil.
 type topics struct {
+	history History // nil: no topic keeps history
+	log     *slog.Logger
+
 	mu     sync.RWMutex
-	byName map[string]map[*gateway.Conn]struct{}
+	byName map[string]map[*gateway.Conn]*follower
 	byConn map[*gateway.Conn]map[string]struct{}
 }
 
-func newTopics() *topics {
-	return &topics{byName: make(map[string]map[*gateway.Conn]struct{}), byConn: make(map[*gateway.Conn]map[string]struct{})}
+func newTopics(history History, log *slog.Logger) *topics {
+	return &topics{history: history, log: log,
+		byName: make(map[string]map[*gateway.Conn]*follower), byConn: make(map[*gateway.Conn]map[string]struct{})}
 }
 
-// subscribe adds c to topic. A connection that closed meanwhile is taken
-// out again, so a subscription never outlives its connection.
-func (t *topics) subscribe(c *gateway.Conn, topic string) error {
+// keeps reports whether topic keeps history.
+func (t *topics) keeps(topic string) bool { return t.history != nil && t.history.Keeps(topic) }
+
+// subscribe adds c to topic (once: again is a no-op) and returns its
+// follower when the topic keeps history. A connection that closed
+// meanwhile is taken out again, so a subscription never outlives its
+// connection.
+func (t *topics) subscribe(c *gateway.Conn, topic string) (*follower, bool, error) {
 	t.mu.Lock()
 	mine := t.byConn[c]
+	f, had := t.byName[topic][c]
 	if _, ok := mine[topic]; !ok {
 		if len(mine) >= MaxTopicsPerConn {
 			t.mu.Unlock()
-			return fmt.Errorf("%w (%d)", ErrTooManyTopics, MaxTopicsPerConn)
+			return nil, false, fmt.Errorf("%w (%d)", ErrTooManyTopics, MaxTopicsPerConn)
 		}
 		if mine == nil {
 			mine = make(map[string]struct{})
@@ -76,10 +117,13 @@ func (t *topics) subscribe(c *gateway.Conn, topic string) error {
 		mine[topic] = struct{}{}
 		subs := t.byName[topic]
 		if subs == nil {
-			subs = make(map[*gateway.Conn]struct{})
+			subs = make(map[*gateway.Conn]*follower)
 			t.byName[topic] = subs
 		}
-		subs[c] = struct{}{}
+		if t.keeps(topic) {
+			f = &follower{}
+		}
+		subs[c] = f
 	}
 	t.mu.Unlock()
 	// OnClose runs after a connection leaves the server's registry: if it
@@ -87,7 +131,7 @@ func (t *topics) subscribe(c *gateway.Conn, topic string) error {
 	if c.Server().Conn(c.ID()) != c {
 		t.drop(c)
 	}
-	return nil
+	return f, !had, nil
 }
 
 // unsubscribe removes c from topic and reports whether it was there.
@@ -124,19 +168,53 @@ func (t *topics) remove(c *gateway.Conn, topic string) {
 	}
 }
 
-// publish pushes payload to this node's subscribers of topic and returns
+// publish pushes p to this node's subscribers of its topic and returns
 // how many it was queued on. Each push is queued without blocking (a slow
-// subscriber's full queue ends that subscriber, not the publish).
-func (t *topics) publish(topic string, payload []byte, route string) int {
+// subscriber's full queue ends that subscriber, not the publish). A
+// numbered publication goes through each subscriber's follower, which
+// sends it once and in offset order.
+func (t *topics) publish(p TopicPush) int {
+	if p.Offset == 0 || t.history == nil {
+		t.mu.RLock()
+		defer t.mu.RUnlock()
+		n := 0
+		for c := range t.byName[p.Topic] {
+			var err error
+			if p.Offset == 0 {
+				_, err = c.Send(p.Payload, p.Route)
+			} else {
+				_, err = c.SendPublication(p.Payload, p.Route, gateway.Publication{Topic: p.Topic, Offset: p.Offset, Epoch: p.Epoch})
+			}
+			if err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	// A follower may read the store to fill a gap: not under t.mu.
 	t.mu.RLock()
-	defer t.mu.RUnlock()
+	subs := t.byName[p.Topic]
+	followers := make([]subscriber, 0, len(subs))
+	for c, f := range subs {
+		followers = append(followers, subscriber{c, f})
+	}
+	t.mu.RUnlock()
 	n := 0
-	for c := range t.byName[topic] {
-		if _, err := c.Send(payload, route); err == nil {
+	for _, s := range followers {
+		if s.f == nil { // a node whose rules differ numbered it: pass it on
+			if _, err := s.c.SendPublication(p.Payload, p.Route, gateway.Publication{Topic: p.Topic, Offset: p.Offset, Epoch: p.Epoch}); err == nil {
+				n++
+			}
+		} else if s.f.take(t, s.c, p) {
 			n++
 		}
 	}
 	return n
+}
+
+type subscriber struct {
+	c *gateway.Conn
+	f *follower
 }
 
 // count is how many subscriptions there are in all, for tests and metrics.

@@ -27,21 +27,41 @@ type storeHooks struct {
 	metrics *metrics.Metrics // nil without --metrics-listen
 }
 
-// openMailboxes starts durable delivery (mailboxes and work queues): on
-// the cluster's JetStream with --nats, else on an embedded one under
-// --data-dir. It returns nils with --no-mailboxes, and a function that
-// stops what it started (after the server has stopped).
-func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, hooks storeHooks) (*delivery.Mailboxes, *delivery.Queues, func(), error) {
+// durable is what durable delivery keeps on JetStream: the mailboxes, the
+// work queues and (with --topic-history) topic history.
+type durable struct {
+	boxes   *delivery.Mailboxes
+	queues  *delivery.Queues
+	history *delivery.History // nil without --topic-history
+}
+
+// openMailboxes starts durable delivery (mailboxes, work queues, topic
+// history): on the cluster's JetStream with --nats, else on an embedded one
+// under --data-dir. It returns an empty durable with --no-mailboxes, and a
+// function that stops what it started (after the server has stopped).
+func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, hooks storeHooks) (durable, func(), error) {
+	var none durable
+	rules, err := historyRules(cctx)
+	if err != nil {
+		return none, nil, err
+	}
 	if cctx.Bool("no-mailboxes") {
-		log.Info("Durable delivery is off (--no-mailboxes): no mailboxes, no work queues")
-		return nil, nil, func() {}, nil
+		if len(rules) > 0 {
+			return none, nil, errors.New("--topic-history needs the store that --no-mailboxes turns off")
+		}
+		log.Info("Durable delivery is off (--no-mailboxes): no mailboxes, no work queues, no topic history")
+		return none, func() {}, nil
 	}
 	cfg, err := mailboxConfig(cctx, hooks)
 	if err != nil {
-		return nil, nil, nil, err
+		return none, nil, err
 	}
 	if d := cctx.Duration("queue-node-timeout"); d < time.Second {
-		return nil, nil, nil, fmt.Errorf("--queue-node-timeout %v: want 1s or more", d)
+		return none, nil, fmt.Errorf("--queue-node-timeout %v: want 1s or more", d)
+	}
+	historyBytes, err := positiveSize(cctx, "topic-history-bytes")
+	if err != nil {
+		return none, nil, err
 	}
 	var stops []func()
 	stop := func() {
@@ -55,17 +75,17 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, ho
 		where = "the cluster's JetStream"
 	} else {
 		if cctx.Int("data-replicas") != 1 {
-			return nil, nil, nil, errors.New("--data-replicas: the embedded store keeps one copy; replicas need a JetStream cluster (--nats)")
+			return none, nil, errors.New("--data-replicas: the embedded store keeps one copy; replicas need a JetStream cluster (--nats)")
 		}
 		emb, err := delivery.StartEmbedded(delivery.EmbeddedConfig{Dir: cctx.String("data-dir"), SyncAlways: cctx.Bool("data-sync")})
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("--data-dir: %w", err)
+			return none, nil, fmt.Errorf("--data-dir: %w", err)
 		}
 		stops = append(stops, emb.Shutdown)
 		var nc *nats.Conn
 		if nc, err = emb.Connect("samgw"); err != nil {
 			stop()
-			return nil, nil, nil, err
+			return none, nil, err
 		}
 		stops = append(stops, nc.Close)
 		cfg.Conn = nc
@@ -77,7 +97,7 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, ho
 	boxes, err := delivery.New(ctx, cfg)
 	if err != nil {
 		stop()
-		return nil, nil, nil, fmt.Errorf("mailboxes: %w", err)
+		return none, nil, fmt.Errorf("mailboxes: %w", err)
 	}
 	stops = append(stops, boxes.Close)
 	log.Info("Mailboxes ready", "store", where, "max_messages", cfg.MaxMessages, "max_age", cfg.MaxAge.String(),
@@ -85,7 +105,7 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, ho
 	maxFrame, err := parseSize(cctx.String("max-frame"))
 	if err != nil {
 		stop()
-		return nil, nil, nil, fmt.Errorf("--max-frame: %w", err)
+		return none, nil, fmt.Errorf("--max-frame: %w", err)
 	}
 	queues, err := delivery.NewQueues(ctx, delivery.QueueConfig{
 		Conn: cfg.Conn, Replicas: cfg.Replicas, NodeTimeout: cctx.Duration("queue-node-timeout"), Logger: log,
@@ -101,10 +121,41 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, ho
 	})
 	if err != nil {
 		stop()
-		return nil, nil, nil, fmt.Errorf("work queues: %w", err)
+		return none, nil, fmt.Errorf("work queues: %w", err)
 	}
 	stops = append(stops, queues.Close)
-	return boxes, queues, stop, nil
+	d := durable{boxes: boxes, queues: queues}
+	if len(rules) > 0 {
+		d.history, err = delivery.NewHistory(ctx, delivery.HistoryConfig{Conn: cfg.Conn, Rules: rules, Replicas: cfg.Replicas,
+			MaxBytes: int64(historyBytes), MaxPayload: int32(maxFrame), Logger: log})
+		if err != nil {
+			stop()
+			return none, nil, fmt.Errorf("--topic-history: %w", err)
+		}
+		for _, r := range rules {
+			log.Info("Topic history", "pattern", r.Pattern, "keep", r.Keep)
+		}
+	}
+	return d, stop, nil
+}
+
+// historyRules reads the --topic-history flags (PATTERN=N each).
+func historyRules(cctx *cli.Context) ([]delivery.HistoryRule, error) {
+	var rules []delivery.HistoryRule
+	for _, s := range cctx.StringSlice("topic-history") {
+		r, err := delivery.ParseHistoryRule(s)
+		if err != nil {
+			return nil, fmt.Errorf("--topic-history: %w", err)
+		}
+		rules = append(rules, r)
+	}
+	if len(rules) == 0 {
+		return nil, nil
+	}
+	if err := delivery.CheckHistoryRules(rules); err != nil {
+		return nil, fmt.Errorf("--topic-history: %w", err)
+	}
+	return rules, nil
 }
 
 // jobFrameOverhead is room in a frame for what a job's data frame adds to

@@ -78,6 +78,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "mailbox-discard", Value: "new", Usage: `what a full mailbox does: "new" refuses the new message, "old" drops its oldest to take it`, EnvVars: envVar("mailbox-discard")},
 			&cli.DurationFlag{Name: "mailbox-dedupe-window", Value: delivery.DefaultDedupeWindow, Usage: "how long a gateway.deliver id is remembered: the same id to the same identity within it is stored once", EnvVars: envVar("mailbox-dedupe-window")},
 			&cli.IntFlag{Name: "mailbox-max-inflight", Value: delivery.DefaultMaxInFlight, Usage: "most mailbox messages one connection may have been sent and not acked; delivery to it waits past that", EnvVars: envVar("mailbox-max-inflight")},
+			&cli.StringSliceFlag{Name: "topic-history", Usage: "PATTERN=N: keep the last N (at most 1000) publications of each topic PATTERN matches (* one word, > the rest; repeatable, the first match applies), so a subscriber can resume (gateway.subscribe with since)", EnvVars: envVar("topic-history")},
+			&cli.StringFlag{Name: "topic-history-bytes", Value: "256MiB", Usage: "most one --topic-history rule keeps for all its topics; past it the oldest publications go", EnvVars: envVar("topic-history-bytes")},
 			&cli.DurationFlag{Name: "queue-node-timeout", Value: delivery.DefaultNodeTimeout, Usage: "how long the jobs a node's workers hold stay with a node that stopped answering (killed, cut off from NATS) before they go to another", EnvVars: envVar("queue-node-timeout")},
 			&cli.IntFlag{Name: "data-replicas", Value: 1, Usage: "how many servers of a JetStream cluster (--nats) keep each mailbox message, 1 to 5 (1 with the embedded store)", EnvVars: envVar("data-replicas")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
@@ -153,18 +155,19 @@ func serve(cctx *cli.Context) error {
 	// what they ask of them goes through these, set once those exist.
 	var served atomic.Pointer[gateway.Server]
 	var scripts atomic.Pointer[scripting.Engine]
-	boxes, queues, closeBoxes, err := openMailboxes(cctx, log, clu, storeHooks{auth: cfg.Auth != nil, served: &served, scripts: &scripts, metrics: reg})
+	stores, closeBoxes, err := openMailboxes(cctx, log, clu, storeHooks{auth: cfg.Auth != nil, served: &served, scripts: &scripts, metrics: reg})
 	if err != nil {
 		return err
 	}
 	defer closeBoxes()
+	boxes, queues := stores.boxes, stores.queues
 	if boxes != nil {
 		cfg.Mailboxes = boxes
 	}
 	if queues != nil {
 		cfg.Jobs = queues
 	}
-	engine, err := newEngine(cctx, log, cfg.Audit, reg, clu, boxes, queues)
+	engine, err := newEngine(cctx, log, cfg.Audit, reg, clu, stores)
 	if err != nil {
 		return err
 	}
@@ -408,7 +411,7 @@ func isLoopback(host string) bool {
 }
 
 // newEngine loads the Lua handlers the flags ask for: nil with --no-scripts.
-func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics, clu *cluster.Cluster, boxes *delivery.Mailboxes, queues *delivery.Queues) (*scripting.Engine, error) {
+func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *metrics.Metrics, clu *cluster.Cluster, stores durable) (*scripting.Engine, error) {
 	if cctx.Bool("no-scripts") {
 		if cctx.String("scripts") != "" {
 			return nil, errors.New("--scripts and --no-scripts exclude each other")
@@ -473,11 +476,14 @@ func newEngine(cctx *cli.Context, log *slog.Logger, audit gateway.Auditor, reg *
 	if clu != nil {
 		cfg.Cluster, cfg.KV = clu, clu.Store()
 	}
-	if boxes != nil {
-		cfg.Mailboxes = boxes
+	if stores.boxes != nil {
+		cfg.Mailboxes = stores.boxes
 	}
-	if queues != nil {
-		cfg.Queues = queues
+	if stores.queues != nil {
+		cfg.Queues = stores.queues
+	}
+	if stores.history != nil {
+		cfg.History = stores.history
 	}
 	if cfg.Dir == "" {
 		cfg.FS = scripts.Handlers()

@@ -26,3 +26,35 @@ test("refuses bad requests and bad topics", function()
   assert_error(function() call("pubsub", { other = 1 }) end, "unknown request")
   assert_error(function() call("pubsub", { subscribe = "a..b" }) end, "invalid topic")
 end)
+
+test("with topic history, a subscriber that was away gets what it missed", function()
+  topic_history("room.*", 3)
+  local a, publisher = new_conn(), new_conn()
+  call("pubsub", { subscribe = "room.1" }, a)
+  local first = call("pubsub", { publish = "room.1", message = 1 }, publisher)
+  assert_eq(first, { delivered = 1, offset = 1 })
+  assert_eq(pushes(a)[1].offset, 1)
+  assert_eq(pushes(a)[1].epoch, "test")
+  disconnect(a)
+  call("pubsub", { publish = "room.1", message = 2 }, publisher)
+  call("pubsub", { publish = "room.1", message = 3 }, publisher)
+
+  local back = new_conn()
+  assert_eq(call("pubsub", { subscribe = "room.1", since = 1, epoch = "test" }, back),
+    { subscribed = true, recovered = true, offset = 3, epoch = "test" })
+  local got = pushes(back)
+  assert_eq(#got, 2)
+  assert_eq({ got[1].offset, got[1].payload.message, got[2].offset, got[2].payload.message }, { 2, 2, 3, 3 })
+
+  -- Past the 3 kept: not recovered; what is kept is sent.
+  call("pubsub", { publish = "room.1", message = 4 }, publisher)
+  call("pubsub", { publish = "room.1", message = 5 }, publisher)
+  local late = new_conn()
+  assert_eq(call("pubsub", { subscribe = "room.1", since = 1 }, late).recovered, false)
+  assert_eq(#pushes(late), 3)
+  -- Another epoch: nothing sent, the current offset and epoch answered.
+  local other = new_conn()
+  assert_eq(call("pubsub", { subscribe = "room.1", since = 4, epoch = "old" }, other),
+    { subscribed = true, recovered = false, offset = 5, epoch = "test" })
+  assert_eq(pushes(other), {})
+end)

@@ -72,21 +72,29 @@ function gateway.connections(scope) end
 ---@param reason? string
 ---@return boolean
 function gateway.close(conn_id, reason) end
+---@class samgw.Recovery
+---@field recovered boolean false: some publications after since are no longer kept (or since is of another epoch): resync another way
+---@field offset integer the topic's last offset
+---@field epoch? string the history's epoch (absent for a topic without history)
+
 ---Subscribe a connection of this node to a topic (dot-separated words of [A-Za-z0-9_-], at most 128 bytes; at most 64 per connection); false if the connection is not here. Subscriptions end with the connection.
+---With opts (a topic with --topic-history), first sends the kept publications after since, then live ones, none twice, and returns a samgw.Recovery.
 ---@param conn_id string
 ---@param topic string
----@return boolean
-function gateway.subscribe(conn_id, topic) end
+---@param opts? {since?: integer, epoch?: string}
+---@return boolean|samgw.Recovery
+function gateway.subscribe(conn_id, topic, opts) end
 ---Unsubscribe; false if it was not subscribed.
 ---@param conn_id string
 ---@param topic string
 ---@return boolean
 function gateway.unsubscribe(conn_id, topic) end
----Push to every subscriber of topic (on every node with --nats); returns how many it reached.
+---Push to every subscriber of topic (on every node with --nats); returns how many it reached, and for a topic with --topic-history the publication's offset (once stored).
 ---@param topic string
 ---@param payload any
 ---@param route? string
----@return integer
+---@return integer delivered
+---@return integer|nil offset
 function gateway.publish(topic, payload, route) end
 
 log = {}

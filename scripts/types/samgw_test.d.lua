@@ -44,9 +44,17 @@ function start() end
 ---@param job {queue: string, id: string, worker?: string, deliveries?: integer}
 function job_event(event, job) end
 
+---Keep the last keep publications of the topics pattern matches, as --topic-history does (the first rule that matches applies; epoch "test").
+---@param pattern string
+---@param keep integer
+function topic_history(pattern, keep) end
+
 ---@class samgw.Push
 ---@field payload any
 ---@field route string|nil
+---@field topic string|nil a publication of a topic with history: its topic, offset and epoch
+---@field offset integer|nil
+---@field epoch string|nil
 
 ---The frames pushed to conn so far.
 ---@param conn samgw.Conn
