@@ -154,7 +154,7 @@ func (st *luaState) topicArg(n int) string {
 // table {recovered, offset, epoch} once what it missed was sent.
 func (st *luaState) apiSubscribe(L *lua.LState) int {
 	id, topic := L.CheckString(1), st.topicArg(2)
-	since, epoch, resume := st.resumeOptions(3)
+	from, resume := st.resumeOptions(3)
 	c := st.server().Conn(id)
 	if c == nil {
 		L.Push(lua.LFalse)
@@ -173,7 +173,7 @@ func (st *luaState) apiSubscribe(L *lua.LState) int {
 	}
 	ctx, cancel := st.storeContext()
 	defer cancel()
-	rec, err := topics.resume(ctx, c, topic, since, epoch)
+	rec, err := topics.resume(ctx, c, topic, from)
 	if errors.Is(err, delivery.ErrUnavailable) {
 		st.clusterFailure("gateway.subscribe")
 	}
@@ -197,20 +197,22 @@ func recoveryTable(L *lua.LState, rec delivery.Recovery) *lua.LTable {
 }
 
 // resumeOptions reads gateway.subscribe's optional table at argument n:
-// {since = OFFSET, epoch = "..."}; resume is false without one.
-func (st *luaState) resumeOptions(n int) (since uint64, epoch string, resume bool) {
+// {since = OFFSET, epoch = "..."}, or {} for from now; resume is false
+// without one.
+func (st *luaState) resumeOptions(n int) (from resumeFrom, resume bool) {
 	L := st.L
 	if L.Get(n) == lua.LNil {
-		return 0, "", false
+		return from, false
 	}
 	t := L.CheckTable(n)
 	switch v := t.RawGetString("since").(type) {
 	case *lua.LNilType:
+		from.Now = true
 	case lua.LNumber:
 		if v < 0 || v != lua.LNumber(math.Trunc(float64(v))) || float64(v) > 1<<53 {
 			L.ArgError(n, "since must be an offset: a whole number, 0 or more")
 		}
-		since = uint64(v)
+		from.Since = uint64(v)
 	default:
 		L.ArgError(n, "since must be an offset: a whole number, 0 or more")
 	}
@@ -220,11 +222,11 @@ func (st *luaState) resumeOptions(n int) (since uint64, epoch string, resume boo
 		if len(v) > protocol.MaxEpochLen {
 			L.ArgError(n, fmt.Sprintf("epoch must be a string of at most %d bytes", protocol.MaxEpochLen))
 		}
-		epoch = string(v)
+		from.Epoch = string(v)
 	default:
 		L.ArgError(n, fmt.Sprintf("epoch must be a string of at most %d bytes", protocol.MaxEpochLen))
 	}
-	return since, epoch, true
+	return from, true
 }
 
 // gateway.unsubscribe(conn_id, topic) → whether it was subscribed

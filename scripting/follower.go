@@ -87,13 +87,21 @@ func (f *follower) fill(t *topics, c *gateway.Conn, topic string, before uint64)
 	}
 }
 
+// resumeFrom is where a subscription resumes: after Since of Epoch (empty:
+// the current one), or with Now from the topic's last publication, to
+// learn the position to resume from later.
+type resumeFrom struct {
+	Since uint64
+	Epoch string
+	Now   bool
+}
+
 // resume subscribes c to topic and sends it the publications it missed
-// after offset since of epoch (empty: the current one), then the live
-// ones, with no gap and no duplicate between the two: what is published
-// while the store is read is held and sent after, skipping what the read
-// sent. For a topic without history it only subscribes, and the recovery
-// says recovered = false.
-func (t *topics) resume(ctx context.Context, c *gateway.Conn, topic string, since uint64, epoch string) (delivery.Recovery, error) {
+// after from.Since, then the live ones, with no gap and no duplicate
+// between the two: what is published while the store is read is held and
+// sent after, skipping what the read sent. For a topic without history it
+// only subscribes, and the recovery says recovered = false.
+func (t *topics) resume(ctx context.Context, c *gateway.Conn, topic string, from resumeFrom) (delivery.Recovery, error) {
 	f, fresh, err := t.subscribe(c, topic)
 	if err != nil || f == nil {
 		return delivery.Recovery{}, err
@@ -106,7 +114,13 @@ func (t *topics) resume(ctx context.Context, c *gateway.Conn, topic string, sinc
 	f.recovering = true
 	f.mu.Unlock()
 
-	rec, err := t.history.Recover(ctx, topic, since, epoch)
+	var rec delivery.Recovery
+	if from.Now {
+		rec.Recovered = true
+		rec.Position, err = t.history.Last(ctx, topic)
+	} else {
+		rec, err = t.history.Recover(ctx, topic, from.Since, from.Epoch)
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -111,7 +111,7 @@ func (h *harness) gwClose(L *lua.LState) int {
 
 func (h *harness) gwSubscribe(L *lua.LState) int {
 	id, topic := L.CheckString(1), h.st.topicArg(2)
-	since, epoch, resume := h.st.resumeOptions(3)
+	from, resume := h.st.resumeOptions(3)
 	c := h.conn(id)
 	if c == nil {
 		L.Push(lua.LFalse)
@@ -126,7 +126,7 @@ func (h *harness) gwSubscribe(L *lua.LState) int {
 		L.Push(lua.LTrue)
 		return 1
 	}
-	rec := h.recoverFor(topic, since, epoch)
+	rec := h.recoverFor(topic, from)
 	for _, e := range rec.Entries {
 		c.pushes = append(c.pushes, fakePush{payload: e.Payload, route: e.Route, pub: &e})
 	}

@@ -71,8 +71,8 @@ func (h *harness) appendPublication(topic string, payload []byte, route string) 
 	return e, true
 }
 
-// recoverFor is History.Recover on the test's history.
-func (h *harness) recoverFor(topic string, since uint64, epoch string) delivery.Recovery {
+// recoverFor is History.Recover (or Last, from now) on the test's history.
+func (h *harness) recoverFor(topic string, from resumeFrom) delivery.Recovery {
 	th := &h.history
 	if th.rule(topic) == nil {
 		return delivery.Recovery{}
@@ -82,17 +82,20 @@ func (h *harness) recoverFor(topic string, since uint64, epoch string) delivery.
 	if len(kept) > 0 {
 		rec.Position.Offset = kept[len(kept)-1].Offset
 	}
-	if epoch != "" && epoch != testEpoch {
+	if from.Now {
+		return rec
+	}
+	if from.Epoch != "" && from.Epoch != testEpoch {
 		rec.Recovered = false
 		return rec
 	}
 	for _, e := range kept {
-		if e.Offset > since {
+		if e.Offset > from.Since {
 			rec.Entries = append(rec.Entries, e)
 		}
 	}
 	if len(rec.Entries) > 0 {
-		rec.Recovered = rec.Entries[0].Prev <= since
+		rec.Recovered = rec.Entries[0].Prev <= from.Since
 	}
 	return rec
 }

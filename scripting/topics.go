@@ -56,6 +56,7 @@ type History interface {
 	Keeps(topic string) bool
 	Append(ctx context.Context, topic string, payload []byte, route string, then func(delivery.Entry)) (delivery.Entry, error)
 	Read(ctx context.Context, topic string, after, before uint64) ([]delivery.Entry, error)
+	Last(ctx context.Context, topic string) (delivery.Position, error)
 	Recover(ctx context.Context, topic string, since uint64, epoch string) (delivery.Recovery, error)
 }
 

@@ -6,12 +6,12 @@
 -- reached. Subscriptions end with the connection.
 --
 -- With --topic-history (say room.*=100) the topic's publications are kept
--- and numbered: each push carries "offset" and "epoch", and
--- {"subscribe": "room.1", "since": OFFSET, "epoch": EPOCH} first sends
--- what was published after OFFSET, then answers
--- {"subscribed": true, "recovered": true|false, "offset": N, "epoch": E}
--- (recovered = false: some are no longer kept, resync another way). The
--- clients' subscribe() sends exactly this, from the last offset they saw.
+-- and numbered: each push carries "offset" and "epoch", a subscribe answers
+-- {"subscribed": true, "offset": N, "epoch": E} (where the topic stands),
+-- and {"subscribe": "room.1", "since": OFFSET, "epoch": EPOCH} first sends
+-- what was published after OFFSET, then answers with "recovered" too
+-- (false: some are no longer kept, resync another way). The clients'
+-- subscribe() sends exactly this, from the last offset they saw.
 
 function on_data(msg, conn)
   local p = msg.payload
@@ -19,14 +19,18 @@ function on_data(msg, conn)
     error('send {"subscribe": topic}, {"unsubscribe": topic} or {"publish": topic, "message": ...}')
   end
   if p.subscribe then
-    if p.since == nil and p.epoch == nil then
-      return { subscribed = gateway.subscribe(conn.id, p.subscribe) }
-    end
-    local r = gateway.subscribe(conn.id, p.subscribe, { since = p.since or 0, epoch = p.epoch })
+    local r = gateway.subscribe(conn.id, p.subscribe, { since = p.since, epoch = p.epoch })
     if not r then
       return { subscribed = false }
     end
-    return { subscribed = true, recovered = r.recovered, offset = r.offset, epoch = r.epoch }
+    local reply = { subscribed = true }
+    if r.epoch then -- the topic keeps history
+      reply.offset, reply.epoch = r.offset, r.epoch
+      if p.since ~= nil then
+        reply.recovered = r.recovered
+      end
+    end
+    return reply
   elseif p.unsubscribe then
     return { unsubscribed = gateway.unsubscribe(conn.id, p.unsubscribe) }
   elseif p.publish then
