@@ -110,6 +110,14 @@ type ClientConfig struct {
 	OnJob func(ctx context.Context, job Job) error
 	// JobProgressEvery: zero means DefaultJobProgressEvery.
 	JobProgressEvery time.Duration
+	// TopicRoute is the route Subscribe and Unsubscribe send to; default
+	// DefaultTopicRoute.
+	TopicRoute string
+	// OnResubscribe, if set, is called on the reader goroutine with the
+	// answer to each subscription the client renews after a reconnect (or
+	// why it failed). An answer with "recovered": false means publications
+	// were missed and are no longer kept: resync that topic another way.
+	OnResubscribe func(topic string, reply *protocol.Message, err error)
 	// OnConnect and OnDisconnect, if set, are called when a connection is
 	// made (the first and every reconnection) and when one is lost.
 	OnConnect    func()
@@ -128,6 +136,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
 	c.LingerTimeout = cmp.Or(c.LingerTimeout, DefaultLingerTimeout)
 	c.DedupeWindow = cmp.Or(c.DedupeWindow, DefaultDedupeWindow)
+	c.TopicRoute = cmp.Or(c.TopicRoute, DefaultTopicRoute)
 	c.BackoffMin = cmp.Or(c.BackoffMin, DefaultBackoffMin)
 	c.BackoffMax = max(cmp.Or(c.BackoffMax, DefaultBackoffMax), c.BackoffMin)
 	if c.Dial == nil {
@@ -176,6 +185,7 @@ type Client struct {
 	quit      bool   // Disconnect was called (closed may also come from a loss)
 
 	inbox        *inbox         // the mailbox's side of the client
+	topics       followed       // the topics it subscribed to with Subscribe
 	jobs         sync.WaitGroup // OnJob calls running
 	authResult   chan error     // the answer to the auth frame of the first connection
 	lastActivity atomic.Int64   // Unix nanoseconds
@@ -224,6 +234,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		addrs:      splitAddrs(cfg.Addr),
 		waiters:    make(map[string]chan *protocol.Message),
 		inbox:      newInbox(cfg.DedupeWindow),
+		topics:     followed{topics: map[string]*position{}, renewing: map[string]string{}},
 		authResult: make(chan error, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -392,6 +403,7 @@ func (c *Client) startSession(nc net.Conn) *wire {
 		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: c.nextID(), Payload: payload}) //nolint:errcheck // a new wire accepts
 	}
 	c.mu.Lock()
+	c.renewSubscriptions(w)
 	for _, frame := range c.queue {
 		w.enqueue(protocol.TypeData, func(dst []byte) []byte { return append(dst, frame...) }) //nolint:errcheck // a new wire accepts
 	}
@@ -468,6 +480,12 @@ func (c *Client) dispatch(session context.Context, w *wire, frame []byte, m *pro
 	}
 	if m.Type == protocol.TypeData && m.Job != "" && c.cfg.OnJob != nil {
 		c.startJob(session, w, m) // never a reply either
+		return CloseCause{}
+	}
+	if m.Type == protocol.TypeData && m.Offset != 0 && m.Topic != "" && c.topics.seen(m) {
+		return CloseCause{} // had it: delivered again by a recovery
+	}
+	if (m.Type == protocol.TypeData || m.Type == protocol.TypeError) && c.renewed(m) {
 		return CloseCause{}
 	}
 	if c.cfg.OnMessage != nil {
