@@ -63,6 +63,8 @@ type goRunner struct {
 	lastSeq  uint64         // of the last mailbox message received
 	attempts map[string]int // jobs handled, by id
 	jobsDone map[string]bool
+	offsets  map[string]uint64 // the last offset seen, by topic
+	renewals map[string][]bool // recovered, of each renewal answered, by topic
 }
 
 func (r *goRunner) run(ctx context.Context, s Step) error {
@@ -96,6 +98,11 @@ func (r *goRunner) run(ctx context.Context, s Step) error {
 		return r.deliver(ctx, s)
 	case "expect_jobs":
 		return r.expectJobs(ctx, s)
+	case "subscribe":
+		_, err := r.client.Subscribe(ctx, s.Topic)
+		return err
+	case "expect_resubscribed":
+		return r.expectResubscribed(ctx, s)
 	case "ack_last":
 		r.mu.Lock()
 		seq := r.lastSeq
@@ -110,16 +117,18 @@ func (r *goRunner) connect(ctx context.Context, s Step) error {
 	r.mu.Lock()
 	r.requests, r.inbox, r.up = make(map[string]bool), nil, false
 	r.attempts, r.jobsDone = make(map[string]int), make(map[string]bool)
+	r.offsets, r.renewals = make(map[string]uint64), make(map[string][]bool)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
 	cfg := gateway.ClientConfig{
 		Addr:       fix.Servers[s.Server],
 		Token:      fix.Tokens[s.Token],
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
-		OnMessage:    r.onMessage,
-		OnConnect:    func() { r.setUp(true) },
-		OnDisconnect: func(string) { r.setUp(false) },
-		ManualAck:    s.ManualAck,
+		OnMessage:     r.onMessage,
+		OnConnect:     func() { r.setUp(true) },
+		OnDisconnect:  func(string) { r.setUp(false) },
+		OnResubscribe: r.onResubscribe,
+		ManualAck:     s.ManualAck,
 	}
 	if s.Worker {
 		cfg.OnJob = r.onJob
@@ -206,7 +215,7 @@ func (r *goRunner) onMessage(m *protocol.Message) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.requests[m.ID] {
+	if r.requests[m.ID] || m.Route == gateway.DefaultTopicRoute { // answers to requests and to the client's subscribe
 		return
 	}
 	r.inbox = append(r.inbox, m.Clone())
@@ -304,9 +313,43 @@ func (r *goRunner) expectData(ctx context.Context, s Step) error {
 		if err := sameJSON(m.Payload, s.Payloads[i]); err != nil {
 			return fmt.Errorf("data frame %d: %w", i+1, err)
 		}
+		if s.Topic != "" {
+			if m.Topic != s.Topic || m.Offset <= r.offsets[s.Topic] {
+				return fmt.Errorf("data frame %d: topic %q offset %d, want a publication of %q after offset %d", i+1, m.Topic, m.Offset, s.Topic, r.offsets[s.Topic])
+			}
+			r.offsets[s.Topic] = m.Offset
+		}
 		if s.IDs != nil && (m.ID != s.IDs[i] || m.Seq == 0) {
 			return fmt.Errorf("data frame %d: id %q seq %d, want mailbox message %q", i+1, m.ID, m.Seq, s.IDs[i])
 		}
+	}
+	return nil
+}
+
+// onResubscribe records the answer to a renewal of a subscription.
+func (r *goRunner) onResubscribe(topic string, reply *protocol.Message, err error) {
+	var p struct{ Recovered bool }
+	if err == nil {
+		json.Unmarshal(reply.Payload, &p) //nolint:errcheck // a bad answer counts as not recovered
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.renewals[topic] = append(r.renewals[topic], p.Recovered)
+	r.notifyLocked()
+}
+
+// expectResubscribed waits for the next renewal of s.Topic and checks its
+// recovered.
+func (r *goRunner) expectResubscribed(ctx context.Context, s Step) error {
+	if err := r.wait(ctx, func() bool { return len(r.renewals[s.Topic]) > 0 }); err != nil {
+		return fmt.Errorf("%w: no renewal of %s", err, s.Topic)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.renewals[s.Topic][0]
+	r.renewals[s.Topic] = r.renewals[s.Topic][1:]
+	if s.Recovered != nil && got != *s.Recovered {
+		return fmt.Errorf("renewal of %s: recovered %v, want %v", s.Topic, got, *s.Recovered)
 	}
 	return nil
 }

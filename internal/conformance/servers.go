@@ -93,7 +93,7 @@ func Start(ctx context.Context, bin, dir, scripts string, logs io.Writer) (*Serv
 	}
 	common := []string{"--scripts", scripts, "--identities", filepath.Join(dir, "identities.yaml"),
 		"--shutdown-timeout", "3s", "--log-level", "warn"}
-	s.args[ServerPlain] = common
+	s.args[ServerPlain] = append(append([]string{}, common...), "--topic-history", "news.*=100")
 	s.args[ServerTLS] = append(append([]string{}, common...), "--tls-cert", filepath.Join(dir, "server.pem"),
 		"--tls-key", filepath.Join(dir, "server-key.pem"), "--tls-client-ca", s.Fixture.CA)
 	for _, name := range []string{ServerPlain, ServerTLS} {

@@ -51,6 +51,12 @@ type Step struct {
 	// times each was handled).
 	Worker   bool           `json:"worker,omitempty"`
 	Attempts map[string]int `json:"attempts,omitempty"`
+	// The topic steps: subscribe (follow Topic with the client's
+	// subscribe), expect_data's Topic (publications of it, offsets
+	// increasing), expect_resubscribed (the renewal of Topic after a
+	// reconnect was answered with Recovered).
+	Topic     string `json:"topic,omitempty"`
+	Recovered *bool  `json:"recovered,omitempty"`
 }
 
 // Steps returns the scenario of steps.json.
