@@ -57,6 +57,8 @@ export interface ClientOptions {
   dedupeWindow?: number;
   /** How often a job still being handled by onJob is reported in progress (its lease starts again); default 10 000. */
   jobProgressEvery?: number;
+  /** The route subscribe() and unsubscribe() send to (a handler that speaks scripts/examples/pubsub.lua's requests); default "pubsub". */
+  topicRoute?: string;
   /**
    * Several servers, "host:port" each, in place of host and port: tried in
    * turn, a failed dial moves on to the next, and a reconnection starts with
@@ -71,6 +73,12 @@ export interface MailboxState {
   resumed: boolean;
   /** How many messages waited when it authenticated. */
   pending: number;
+}
+
+/** Where a subscriber stands in a topic's history: the last offset it has, of which epoch. */
+export interface TopicPosition {
+  offset: number;
+  epoch: string;
 }
 
 /** Options of one send or request. */
@@ -104,6 +112,12 @@ export interface ClientEvents {
   disconnect: [string];
   /** The client stopped for good: after disconnect(), or a loss with reconnect: false. */
   end: [];
+  /**
+   * A subscription renewed after a reconnect was answered (reply), or
+   * failed (error). A reply whose payload has `recovered: false` means
+   * publications were missed and are no longer kept: resync that topic.
+   */
+  resubscribed: [topic: string, reply: Message | undefined, error: SamgwError | undefined];
   /**
    * Server `error` frames that answer no request, and invalid input from
    * the server. Without a listener they are dropped, never thrown.
@@ -186,6 +200,8 @@ export class Client extends EventEmitter<ClientEvents> {
   private readonly signKey?: KeyObject;
   private readonly idPrefix = randomBytes(4).toString('hex') + '-';
   private seq = 0;
+  private readonly topics = new Map<string, TopicPosition>(); // followed with subscribe(): the last publication seen
+  private renewing = new Map<string, string>(); // request id → topic, of the renewals in flight
 
   private session?: Session; // set while a connection is up
   private queue: Queued[] = [];
@@ -218,6 +234,7 @@ export class Client extends EventEmitter<ClientEvents> {
       requestTimeout: o.requestTimeout ?? 30_000,
       dedupeWindow: o.dedupeWindow ?? 4096,
       jobProgressEvery: o.jobProgressEvery ?? 10_000,
+      topicRoute: o.topicRoute ?? 'pubsub',
     };
     this.resume = o.resume ?? true;
     this.servers = o.servers?.length
@@ -379,6 +396,62 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /** isConnected reports whether a connection is up now. */
+  /**
+   * subscribe follows a topic through the topic route: it sends
+   * `{"subscribe": topic}`, with `since` and `epoch` when publications of it
+   * were seen, and resolves with the answer. The client then remembers the
+   * offset of each publication it receives, drops one it had already, and
+   * after every reconnect subscribes again from the last one, so a topic
+   * with history on the server (--topic-history) delivers what was missed
+   * meanwhile; `resubscribed` events carry those answers.
+   */
+  async subscribe(topic: string, options: { timeout?: number } = {}): Promise<Message> {
+    const reply = await this.request(this.subscribeRequest(topic), { route: this.opts.topicRoute, timeout: options.timeout });
+    const err = this.subscribeAnswered(topic, reply);
+    if (err) throw err;
+    return reply;
+  }
+
+  /** unsubscribe leaves a topic (`{"unsubscribe": topic}`) and stops following it. */
+  unsubscribe(topic: string, options: { timeout?: number } = {}): Promise<Message> {
+    this.topics.delete(topic);
+    return this.request({ unsubscribe: topic }, { route: this.opts.topicRoute, timeout: options.timeout });
+  }
+
+  /** topicOffset is the last position seen of a followed topic with history, or undefined. */
+  topicOffset(topic: string): TopicPosition | undefined {
+    const p = this.topics.get(topic);
+    return p && p.epoch !== '' ? { ...p } : undefined;
+  }
+
+  private subscribeRequest(topic: string): Record<string, unknown> {
+    const p = this.topics.get(topic);
+    return p && p.epoch !== '' ? { subscribe: topic, since: p.offset, epoch: p.epoch } : { subscribe: topic };
+  }
+
+  /** subscribeAnswered follows topic from the position the answer gives, unless it has seen further in that epoch. */
+  private subscribeAnswered(topic: string, reply: Message): SamgwError | undefined {
+    const a = (reply.payload ?? {}) as { subscribed?: unknown; offset?: unknown; epoch?: unknown };
+    if (a.subscribed !== true) return new SamgwError(ClientCode.NotSubscribed, `subscribe ${topic}: answered ${JSON.stringify(reply.payload)}`);
+    let p = this.topics.get(topic);
+    if (!p) this.topics.set(topic, (p = { offset: 0, epoch: '' }));
+    if (typeof a.epoch === 'string' && a.epoch !== '' && typeof a.offset === 'number' && (a.epoch !== p.epoch || a.offset > p.offset)) {
+      p.offset = a.offset;
+      p.epoch = a.epoch;
+    }
+    return undefined;
+  }
+
+  /** seenPublication records a publication of a followed topic and reports whether it was seen before. */
+  private seenPublication(m: Message): boolean {
+    const p = this.topics.get(m.topic!);
+    if (!p) return false;
+    if (p.epoch === (m.epoch ?? '') && m.offset! <= p.offset) return true;
+    p.offset = m.offset!;
+    p.epoch = m.epoch ?? '';
+    return false;
+  }
+
   isConnected(): boolean {
     return this.session !== undefined && !this.session.lost;
   }
@@ -493,6 +566,12 @@ export class Client extends EventEmitter<ClientEvents> {
       const auth = this.resume ? { token: this.token, resume: true } : { token: this.token };
       socket.write(encodeFrame({ type: 'auth', id, timestamp: Date.now(), payloadText: JSON.stringify(auth) }));
     }
+    this.renewing = new Map(); // the last connection's are never answered
+    for (const topic of this.topics.keys()) {
+      const id = this.nextId();
+      this.renewing.set(id, topic);
+      socket.write(this.frame('data', id, this.subscribeRequest(topic), this.opts.topicRoute));
+    }
     const queued = this.queue;
     this.queue = [];
     for (const q of queued) socket.write(q.frame);
@@ -565,6 +644,9 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     if (m.id === null) delete m.id;
     if (m.route === null) delete m.route;
+    if (m.type === 'data' && typeof m.topic === 'string' && typeof m.offset === 'number' && m.offset > 0 && this.seenPublication(m)) {
+      return; // had it: delivered again by a recovery
+    }
     this.emit('message', m);
     switch (m.type) {
       case 'ping':
@@ -607,6 +689,13 @@ export class Client extends EventEmitter<ClientEvents> {
       const p = (m.payload ?? {}) as Partial<ErrorPayload>;
       err = new SamgwError(String(p.code ?? 'error'), String(p.message ?? ''));
       if (err.code === 'unauthorized') this.authWait?.reject(err);
+    }
+    const renewed = m.id === undefined ? undefined : this.renewing.get(m.id);
+    if (renewed !== undefined) {
+      this.renewing.delete(m.id!);
+      if (!err) err = this.subscribeAnswered(renewed, m);
+      this.emit('resubscribed', renewed, err ? undefined : m, err);
+      return;
     }
     const w = m.id === undefined ? undefined : this.waiters.get(m.id);
     if (w) {

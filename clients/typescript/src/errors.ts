@@ -32,4 +32,6 @@ export const ClientCode = {
   InvalidMessage: 'invalid_message',
   /** The server sent a frame longer than maxFrameSize: the connection is dropped. */
   FrameTooLarge: 'frame_too_large',
+  /** subscribe()'s handler did not answer `"subscribed": true`. */
+  NotSubscribed: 'not_subscribed',
 } as const;

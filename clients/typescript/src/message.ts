@@ -17,6 +17,10 @@ export interface Message<P = unknown> {
   seq?: number;
   /** A job of a work queue handed to this worker (route: the queue): its id, to ack, nack or report progress on. */
   job?: string;
+  /** A publication of a topic with history: its topic, offset (per topic, increasing) and the history's epoch. */
+  topic?: string;
+  offset?: number;
+  epoch?: string;
 }
 
 /** The payload of an `error` frame. */
@@ -56,10 +60,12 @@ export function invalidMessage(v: unknown): string | undefined {
   const m = v as Record<string, unknown>;
   if (typeof m.type !== 'string') return '"type" missing or not a string';
   if (!types.has(m.type)) return `unknown message type ${JSON.stringify(m.type)}`;
-  for (const k of ['id', 'route', 'sig', 'job'] as const) {
+  for (const k of ['id', 'route', 'sig', 'job', 'topic', 'epoch'] as const) {
     if (m[k] !== undefined && m[k] !== null && typeof m[k] !== 'string') return `"${k}" is not a string`;
   }
   if (m.timestamp !== undefined && m.timestamp !== null && typeof m.timestamp !== 'number') return '"timestamp" is not a number';
-  if (m.seq !== undefined && m.seq !== null && !(Number.isSafeInteger(m.seq) && (m.seq as number) >= 0)) return '"seq" is not a non-negative integer';
+  for (const k of ['seq', 'offset'] as const) {
+    if (m[k] !== undefined && m[k] !== null && !(Number.isSafeInteger(m[k]) && (m[k] as number) >= 0)) return `"${k}" is not a non-negative integer`;
+  }
   return undefined;
 }

@@ -26,6 +26,8 @@ interface Step {
   ids?: string[];
   worker?: boolean;
   attempts?: Record<string, number>;
+  topic?: string;
+  recovered?: boolean;
 }
 
 const steps = (JSON.parse(readFileSync(path.join(repoRoot, 'internal/conformance/steps.json'), 'utf8')) as { steps: Step[] }).steps;
@@ -46,6 +48,8 @@ class Runner {
   private lastSeq = 0;
   private attempts = new Map<string, number>(); // jobs handled, by id
   private jobsDone = new Set<string>();
+  private offsets = new Map<string, number>(); // the last offset seen, by topic
+  private renewals = new Map<string, boolean[]>(); // recovered, of each renewal answered, by topic
   private changed?: () => void;
 
   private async until(cond: () => boolean, what: string): Promise<void> {
@@ -79,6 +83,11 @@ class Runner {
         got.forEach((m, i) => {
           if (s.route) assert.equal(m.route, s.route);
           assert.deepEqual(m.payload, want[i], `data frame ${i + 1}`);
+          if (s.topic) {
+            const last = this.offsets.get(s.topic) ?? 0;
+            assert.ok(m.topic === s.topic && typeof m.offset === 'number' && m.offset > last, `data frame ${i + 1}: topic ${m.topic} offset ${m.offset}, want ${s.topic} after ${last}`);
+            this.offsets.set(s.topic, m.offset!);
+          }
           if (s.ids) {
             assert.equal(m.id, s.ids[i], `data frame ${i + 1}: id`);
             assert.ok(typeof m.seq === 'number' && m.seq > 0, `data frame ${i + 1}: seq ${m.seq}`);
@@ -94,6 +103,15 @@ class Runner {
         }
         const seq = (await p).payload;
         assert.ok(Number.isSafeInteger(seq) && (seq as number) > 0, `deliver answered ${JSON.stringify(seq)}, want a seq`);
+        return;
+      }
+      case 'subscribe':
+        await this.client!.subscribe(s.topic!);
+        return;
+      case 'expect_resubscribed': {
+        await this.until(() => (this.renewals.get(s.topic!) ?? []).length > 0, `the renewal of ${s.topic}`);
+        const got = this.renewals.get(s.topic!)!.shift();
+        if (s.recovered !== undefined) assert.equal(got, s.recovered, `renewal of ${s.topic}: recovered`);
         return;
       }
       case 'ack_last':
@@ -146,6 +164,14 @@ class Runner {
       });
       c.on('error', () => {}); // the failed job is reported here
     }
+    this.offsets.clear();
+    this.renewals.clear();
+    c.on('resubscribed', (topic, reply, err) => {
+      const list = this.renewals.get(topic) ?? [];
+      list.push(!err && (reply?.payload as { recovered?: boolean }).recovered === true);
+      this.renewals.set(topic, list);
+      this.notify();
+    });
     c.on('data', (m) => {
       this.inbox.push(m);
       if (m.seq) this.lastSeq = m.seq;
