@@ -23,7 +23,7 @@ from .sign import load_sign_key, sign
 log = logging.getLogger("samgw")
 
 EVENTS = frozenset({"message", "data", "ping", "pong", "keepalive", "close", "auth",
-                    "connect", "disconnect", "end", "error"})
+                    "connect", "disconnect", "end", "error", "resubscribed"})
 
 # Bound on bytes written but not yet taken by the kernel (a server that
 # stopped reading).
@@ -84,7 +84,7 @@ class Client:
                  server_hostname: str | None = None, token: str | None = None,
                  sign_key: Any = None, resume: bool = True, manual_ack: bool = False,
                  dedupe_window: int = 4096, servers: list[str] | None = None,
-                 job_progress_every: float = 10.0) -> None:
+                 job_progress_every: float = 10.0, topic_route: str = "pubsub") -> None:
         for name, v in (("keepalive_interval", keepalive_interval), ("keepalive_timeout", keepalive_timeout),
                         ("max_frame_size", max_frame_size), ("queue_size", queue_size),
                         ("connect_timeout", connect_timeout), ("linger_timeout", linger_timeout),
@@ -118,6 +118,11 @@ class Client:
         self._dedupe_window = dedupe_window
         self._job_progress_every = job_progress_every
         self._job_handler: Callable[[Job], Any] | None = None
+        # The route subscribe() and unsubscribe() send to: a handler that
+        # speaks scripts/examples/pubsub.lua's requests.
+        self.topic_route = topic_route
+        self._topics: dict[str, list[Any]] = {}  # followed with subscribe(): [offset, epoch] last seen
+        self._renewing: dict[str, str] = {}  # request id → topic, of the renewals in flight
         self._seen: dict[str, None] = {}  # mailbox ids handled, oldest first, within dedupe_window
         self.resumed = False
         """Whether the last connection was attached to the identity's mailbox."""
@@ -283,6 +288,62 @@ class Client:
                 await self._run_task
         self._finish()
 
+    # --- topics ---
+
+    async def subscribe(self, topic: str, *, timeout: float | None = None) -> Message:
+        """Follows a topic through the topic route: sends
+        ``{"subscribe": topic}``, with ``since`` and ``epoch`` when
+        publications of it were seen, and returns the answer. The client then
+        remembers the offset of each publication it receives, drops one it
+        had already, and after every reconnect subscribes again from the last
+        one, so a topic with history on the server (--topic-history)
+        delivers what was missed meanwhile; ``resubscribed`` events
+        (topic, reply, error) carry those answers."""
+        reply = await self.request(self._subscribe_request(topic), route=self.topic_route, timeout=timeout)
+        err = self._subscribe_answered(topic, reply)
+        if err is not None:
+            raise err
+        return reply
+
+    async def unsubscribe(self, topic: str, *, timeout: float | None = None) -> Message:
+        """Leaves a topic (``{"unsubscribe": topic}``) and stops following it."""
+        self._topics.pop(topic, None)
+        return await self.request({"unsubscribe": topic}, route=self.topic_route, timeout=timeout)
+
+    def topic_offset(self, topic: str) -> tuple[int, str] | None:
+        """The last position (offset, epoch) seen of a followed topic with
+        history, or None."""
+        p = self._topics.get(topic)
+        return (p[0], p[1]) if p is not None and p[1] else None
+
+    def _subscribe_request(self, topic: str) -> dict[str, Any]:
+        p = self._topics.get(topic)
+        if p is not None and p[1]:
+            return {"subscribe": topic, "since": p[0], "epoch": p[1]}
+        return {"subscribe": topic}
+
+    def _subscribe_answered(self, topic: str, reply: Message) -> SamgwError | None:
+        """Follows topic from the position the answer gives, unless it has
+        seen further in that epoch."""
+        a = reply.payload if isinstance(reply.payload, dict) else {}
+        if a.get("subscribed") is not True:
+            return SamgwError(errors.NOT_SUBSCRIBED, f"subscribe {topic}: answered {reply.payload!r}")
+        p = self._topics.setdefault(topic, [0, ""])
+        offset, epoch = a.get("offset"), a.get("epoch")
+        if isinstance(epoch, str) and epoch and isinstance(offset, int) and (epoch != p[1] or offset > p[0]):
+            p[0], p[1] = offset, epoch
+        return None
+
+    def _seen_publication(self, m: Message) -> bool:
+        """Records a publication of a followed topic; whether it was seen before."""
+        p = self._topics.get(m.topic or "")
+        if p is None:
+            return False
+        if p[1] == (m.epoch or "") and (m.offset or 0) <= p[0]:
+            return True
+        p[0], p[1] = m.offset, m.epoch or ""
+        return False
+
     def is_connected(self) -> bool:
         """Whether a connection is up now."""
         return self._session is not None and self._session.lost is None
@@ -379,6 +440,11 @@ class Client:
             if self._resume:
                 auth["resume"] = True
             writer.write(encode_frame("auth", self._next_id(), _now(), payload_text(auth)))
+        self._renewing = {}  # the last connection's are never answered
+        for topic in self._topics:
+            id = self._next_id()
+            self._renewing[id] = topic
+            writer.write(self._frame("data", id, self._subscribe_request(topic), self.topic_route))
         queued, self._queue = self._queue, []
         for _, frame in queued:
             writer.write(frame)
@@ -469,6 +535,8 @@ class Client:
         except SamgwError as e:
             self._emit("error", e)
             return None
+        if m.type == "data" and m.topic is not None and m.offset and self._seen_publication(m):
+            return None  # had it: delivered again by a recovery
         self._emit("message", m)
         if m.type == "ping":
             # A server that pings and never reads would have one pong queued
@@ -516,6 +584,12 @@ class Client:
             err = SamgwError(str(p.get("code", "error")), str(p.get("message", "")))
             if err.code == "unauthorized" and self._auth is not None and not self._auth.done():
                 self._auth.set_exception(err)
+        renewed = self._renewing.pop(m.id, None) if m.id is not None else None
+        if renewed is not None:
+            if err is None:
+                err = self._subscribe_answered(renewed, m)
+            self._emit("resubscribed", renewed, None if err else m, err)
+            return None
         fut = self._waiters.pop(m.id, None) if m.id is not None else None
         if fut is not None:
             if not fut.done():

@@ -23,3 +23,4 @@ CONNECT_FAILED = "connect_failed"  # the first connection could not be made
 INVALID_JSON = "invalid_json"  # the server sent a frame that is not JSON or not UTF-8
 INVALID_MESSAGE = "invalid_message"  # the server sent JSON that is not a message
 FRAME_TOO_LARGE = "frame_too_large"  # the server sent a frame over max_frame_size
+NOT_SUBSCRIBED = "not_subscribed"  # subscribe()'s handler did not answer "subscribed": true

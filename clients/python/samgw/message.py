@@ -26,6 +26,11 @@ class Message:
     """A message from the identity's mailbox: its sequence number, to ack."""
     job: str | None = None
     """A job of a work queue handed to this worker (route: the queue): its id."""
+    topic: str | None = None
+    """A publication of a topic with history: its topic, offset (per topic,
+    increasing) and the history's epoch."""
+    offset: int | None = None
+    epoch: str | None = None
 
 
 def _no_constants(name: str) -> Any:
@@ -80,17 +85,19 @@ def decode(frame: bytes) -> Message:
         raise SamgwError(INVALID_MESSAGE, '"type" missing or not a string')
     if t not in TYPES:
         raise SamgwError(INVALID_MESSAGE, f"unknown message type {t!r}")
-    for k in ("id", "route", "sig", "job"):
+    for k in ("id", "route", "sig", "job", "topic", "epoch"):
         if v.get(k) is not None and not isinstance(v[k], str):
             raise SamgwError(INVALID_MESSAGE, f'"{k}" is not a string')
     ts = v.get("timestamp")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
         raise SamgwError(INVALID_MESSAGE, '"timestamp" is not a number')
-    seq = v.get("seq")
-    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
-        raise SamgwError(INVALID_MESSAGE, '"seq" is not a non-negative integer')
+    for k in ("seq", "offset"):
+        n = v.get(k)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise SamgwError(INVALID_MESSAGE, f'"{k}" is not a non-negative integer')
     return Message(type=t, payload=v.get("payload"), id=v.get("id"), timestamp=ts, route=v.get("route"), sig=v.get("sig"),
-                   seq=seq or None, job=v.get("job"))
+                   seq=v.get("seq") or None, job=v.get("job"), topic=v.get("topic"), offset=v.get("offset") or None,
+                   epoch=v.get("epoch"))
 
 
 def payload_text(payload: Any) -> str:

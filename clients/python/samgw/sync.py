@@ -55,6 +55,15 @@ class SyncClient:
     def ping(self, timeout: float | None = None) -> float:
         return self._call(self._client.ping(timeout))
 
+    def subscribe(self, topic: str, *, timeout: float | None = None) -> Message:
+        return self._call(self._client.subscribe(topic, timeout=timeout))
+
+    def unsubscribe(self, topic: str, *, timeout: float | None = None) -> Message:
+        return self._call(self._client.unsubscribe(topic, timeout=timeout))
+
+    def topic_offset(self, topic: str) -> tuple[int, str] | None:
+        return self._sync(lambda: self._client.topic_offset(topic))
+
     def ack(self, seq: int) -> None:
         """Acks the mailbox messages up to seq (with manual_ack)."""
         self._sync(lambda: self._client.ack(seq))

@@ -31,6 +31,8 @@ class Runner:
         self.last_seq = 0
         self.attempts: dict[str, int] = {}  # jobs handled, by id
         self.jobs_done: set[str] = set()
+        self.offsets: dict[str, int] = {}  # the last offset seen, by topic
+        self.renewals: dict[str, list[bool]] = {}  # recovered, of each renewal answered, by topic
         self.changed = asyncio.Event()
 
     def _notify(self) -> None:
@@ -78,6 +80,10 @@ class Runner:
                 if s.get("route"):
                     assert m.route == s["route"], m
                 assert m.payload == want[i], f"data frame {i + 1}: {m.payload!r}, want {want[i]!r}"
+                if s.get("topic"):
+                    last = self.offsets.get(s["topic"], 0)
+                    assert m.topic == s["topic"] and m.offset and m.offset > last, f"data frame {i + 1}: topic {m.topic} offset {m.offset}, want {s['topic']} after {last}"
+                    self.offsets[s["topic"]] = m.offset
                 if "ids" in s:
                     assert m.id == s["ids"][i] and m.seq, f"data frame {i + 1}: id {m.id!r} seq {m.seq}, want mailbox message {s['ids'][i]!r}"
         elif step == "deliver":
@@ -97,6 +103,14 @@ class Runner:
             await self.until(lambda: all(i in self.jobs_done for i in s["ids"]), f"jobs {s['ids']}")
             for i, n in s.get("attempts", {}).items():
                 assert self.attempts.get(i) == n, f"job {i} handled {self.attempts.get(i)} times, want {n}"
+        elif step == "subscribe":
+            assert c is not None
+            await c.subscribe(s["topic"])
+        elif step == "expect_resubscribed":
+            await self.until(lambda: self.renewals.get(s["topic"]), f"the renewal of {s['topic']}")
+            got = self.renewals[s["topic"]].pop(0)
+            if "recovered" in s:
+                assert got == s["recovered"], f"renewal of {s['topic']}: recovered {got}, want {s['recovered']}"
         elif step == "ack_last":
             assert c is not None
             c.ack(self.last_seq)
@@ -140,6 +154,14 @@ class Runner:
                     raise RuntimeError("fail_once")
                 self.jobs_done.add(j.id)
                 self._notify()
+
+        self.offsets, self.renewals = {}, {}
+
+        @c.on("resubscribed")
+        def resubscribed(topic: str, reply: Message | None, err: SamgwError | None) -> None:
+            ok = err is None and reply is not None and isinstance(reply.payload, dict) and reply.payload.get("recovered") is True
+            self.renewals.setdefault(topic, []).append(ok)
+            self._notify()
 
         @c.on("data")
         def data(m: Message) -> None:
