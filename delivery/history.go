@@ -40,6 +40,8 @@ const (
 	maxCachedTopics = 100_000
 	// topicStripes is how many locks the topics of a History share.
 	topicStripes = 256
+	// readTimeout bounds one read of the store (shared by its waiters).
+	readTimeout = 5 * time.Second
 )
 
 // HistoryRule keeps the last Keep publications of each topic Pattern
@@ -145,7 +147,10 @@ type History struct {
 	js    jetstream.JetStream
 	rules []*historyRule
 
-	locks [topicStripes]sync.Mutex // appends of a topic, one at a time
+	locks   [topicStripes]sync.Mutex // appends of a topic, one at a time
+	batches *batches                 // the reads' answers
+	readsMu sync.Mutex
+	reads   map[readKey]*sharedRead // the reads under way
 
 	mu   sync.Mutex
 	last map[string]uint64 // topic → its last offset, as this node last saw it
@@ -191,7 +196,11 @@ func NewHistory(ctx context.Context, cfg HistoryConfig) (*History, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	h := &History{cfg: cfg, js: js, last: map[string]uint64{}}
+	b, err := newBatches(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	h := &History{cfg: cfg, js: js, batches: b, reads: map[readKey]*sharedRead{}, last: map[string]uint64{}}
 	for _, r := range cfg.Rules {
 		sum := sha256.Sum256([]byte(r.Pattern))
 		hash := hex.EncodeToString(sum[:6])
@@ -210,6 +219,7 @@ func NewHistory(ctx context.Context, cfg HistoryConfig) (*History, error) {
 			AllowDirect:       true,
 		}
 		if _, err := rule.open(ctx, js, ""); err != nil {
+			b.close()
 			return nil, err
 		}
 		h.rules = append(h.rules, rule)
@@ -233,6 +243,9 @@ func (r *historyRule) open(ctx context.Context, js jetstream.JetStream, stale st
 	r.stream.Store(hs)
 	return hs, nil
 }
+
+// Close stops reading: calls after it fail.
+func (h *History) Close() { h.batches.close() }
 
 // rule returns the rule topic falls under, or nil.
 func (h *History) rule(topic string) *historyRule {
@@ -407,7 +420,7 @@ func (h *History) Last(ctx context.Context, topic string) (Position, error) {
 	}
 	hs := r.stream.Load()
 	off, err := h.lastOffset(ctx, hs, r.prefix+topic)
-	if streamGone(errors.Unwrap(err)) {
+	if streamGone(err) {
 		if hs, err = r.open(ctx, h.js, hs.epoch); err != nil {
 			return Position{}, err
 		}
@@ -418,32 +431,86 @@ func (h *History) Last(ctx context.Context, topic string) (Position, error) {
 }
 
 // Read returns the kept publications of topic after offset after and
-// before offset before (0: up to the last), oldest first: at most the
-// rule's Keep plus what is appended while it reads.
+// before offset before (0: up to the last), oldest first: at most twice
+// the rule's Keep (what is appended while it reads comes too). One batched
+// direct get of the stream for the lot, shared by the reads of the same
+// topic and offsets that come while it runs (after a restart, the
+// subscribers of a topic come back from the same offset): callers must not
+// change the entries.
 func (h *History) Read(ctx context.Context, topic string, after, before uint64) ([]Entry, error) {
 	r := h.rule(topic)
 	if r == nil {
 		return nil, fmt.Errorf("%w: topic %q keeps no history", ErrInvalid, topic)
 	}
-	hs := r.stream.Load()
-	subj := r.prefix + topic
+	key := readKey{topic, after, before}
+	h.readsMu.Lock()
+	if c := h.reads[key]; c != nil {
+		h.readsMu.Unlock()
+		select {
+		case <-c.done:
+			return c.entries, c.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: topic history %q: %w", ErrUnavailable, topic, ctx.Err())
+		}
+	}
+	c := &sharedRead{done: make(chan struct{})}
+	h.reads[key] = c
+	h.readsMu.Unlock()
+	// Not the caller's to cancel: others wait for it too.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+	c.entries, c.err = h.readBatch(rctx, r, r.stream.Load(), topic, after, before)
+	cancel()
+	if c.err != nil {
+		c.err = fmt.Errorf("%w: topic history %q: %w", ErrUnavailable, topic, c.err)
+	}
+	h.readsMu.Lock()
+	delete(h.reads, key)
+	h.readsMu.Unlock()
+	close(c.done)
+	return c.entries, c.err
+}
+
+// readKey names the reads that can share one request.
+type readKey struct {
+	topic         string
+	after, before uint64
+}
+
+// sharedRead is one read and those that wait for its answer.
+type sharedRead struct {
+	done    chan struct{}
+	entries []Entry
+	err     error
+}
+
+// Headers of a direct get's answers (nats-server's).
+const (
+	headerStatus   = "Status"
+	headerSequence = "Nats-Sequence"
+	statusNotFound = "404"
+	statusEndBatch = "204"
+	// statusNoResponders is what the server answers a request nothing
+	// listens to.
+	statusNoResponders = "503"
+)
+
+// readBatch reads up to 2×Keep messages of topic's subject from after+1
+// in one direct get.
+func (h *History) readBatch(ctx context.Context, r *historyRule, hs *historyStream, topic string, after, before uint64) ([]Entry, error) {
+	msgs, err := h.batches.read(ctx, h.cfg.Conn, r.name, r.prefix+topic, after+1, 2*r.Keep)
 	var out []Entry
-	for len(out) < 2*r.Keep {
-		m, err := hs.s.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subj))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
+	for _, m := range msgs {
+		seq, perr := strconv.ParseUint(m.Header.Get(headerSequence), 10, 64)
+		if perr != nil {
+			return out, fmt.Errorf("direct get: a message without its sequence")
 		}
-		if err != nil {
-			return out, fmt.Errorf("%w: topic history %q: %w", ErrUnavailable, topic, err)
-		}
-		if before != 0 && m.Sequence >= before {
+		if before != 0 && seq >= before {
 			break
 		}
 		prev, _ := strconv.ParseUint(m.Header.Get(headerPrev), 10, 64)
-		out = append(out, Entry{Topic: topic, Offset: m.Sequence, Prev: prev, Epoch: hs.epoch, Route: m.Header.Get(headerRoute), Payload: m.Data})
-		after = m.Sequence
+		out = append(out, Entry{Topic: topic, Offset: seq, Prev: prev, Epoch: hs.epoch, Route: m.Header.Get(headerRoute), Payload: m.Data})
 	}
-	return out, nil
+	return out, err
 }
 
 // Recovery is what a subscriber that last saw an offset missed.
@@ -459,23 +526,30 @@ type Recovery struct {
 }
 
 // Recover reads what a subscriber of topic missed after offset since of
-// epoch (empty: the current one).
+// epoch (empty: the current one): one store request, or two when the
+// epoch is another one (then nothing is read, only where the topic stands).
 func (h *History) Recover(ctx context.Context, topic string, since uint64, epoch string) (Recovery, error) {
-	pos, err := h.Last(ctx, topic)
-	if err != nil {
-		return Recovery{}, err
+	r := h.rule(topic)
+	if r == nil {
+		return Recovery{}, fmt.Errorf("%w: topic %q keeps no history", ErrInvalid, topic)
 	}
-	if epoch != "" && epoch != pos.Epoch {
-		return Recovery{Position: pos}, nil // offsets of another history mean nothing here
+	if cur := r.stream.Load().epoch; epoch != "" && epoch != cur {
+		pos, err := h.Last(ctx, topic)
+		return Recovery{Position: pos}, err // offsets of another history mean nothing here
 	}
 	entries, err := h.Read(ctx, topic, since, 0)
+	if streamGone(err) {
+		// Deleted since it was last used: a new history, a new epoch.
+		pos, err := h.Last(ctx, topic)
+		return Recovery{Position: pos}, err
+	}
 	if err != nil {
 		return Recovery{}, err
 	}
-	rec := Recovery{Entries: entries, Recovered: true, Position: pos}
+	rec := Recovery{Entries: entries, Recovered: true, Position: Position{Offset: since, Epoch: r.stream.Load().epoch}}
 	if len(entries) > 0 {
 		rec.Recovered = entries[0].Prev <= since
-		rec.Position.Offset = max(pos.Offset, entries[len(entries)-1].Offset)
+		rec.Position.Offset = entries[len(entries)-1].Offset
 	}
 	return rec, nil
 }

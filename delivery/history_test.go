@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ func newHistory(t *testing.T, emb *Embedded, rules ...HistoryRule) *History {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.Close)
 	return h
 }
 
@@ -190,6 +192,15 @@ func TestHistoryEpoch(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), h.rules[0].name); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rec, err = h.Recover(ctx, "news.eu", first[0].Offset, first[0].Epoch)
+	if err != nil || rec.Recovered || rec.Position.Epoch == first[0].Epoch {
+		t.Fatalf("recovery once the stream was deleted: %+v, %v: want not recovered, a new epoch, at once", rec, err)
+	}
+	if err := js.DeleteStream(context.Background(), h.rules[0].name); err != nil {
+		t.Fatal(err)
+	}
 	e, err := h.Append(context.Background(), "news.eu", []byte(`1`), "", nil)
 	if err != nil {
 		t.Fatalf("append after the stream was deleted: %v", err)
@@ -217,4 +228,48 @@ func TestHistoryConfig(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("Validate of a config without Conn and a rule twice: %v", err)
 	}
+}
+
+// BenchmarkHistoryRecover: recoveries of 5 missed publications, 256 at
+// once, on the embedded store.
+func BenchmarkHistoryRecover(b *testing.B) {
+	emb, err := StartEmbedded(EmbeddedConfig{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, err := emb.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	h, err := NewHistory(context.Background(), HistoryConfig{Conn: nc, Rules: []HistoryRule{{Pattern: "room.*", Keep: 100}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var since [100]uint64
+	for i := range 100 {
+		for n := range 6 {
+			e, err := h.Append(context.Background(), fmt.Sprint("room.", i), []byte(`{"text":"a message of some length"}`), "pubsub", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				since[i] = e.Offset
+			}
+		}
+	}
+	b.SetParallelism(128)
+	b.ResetTimer()
+	var i atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := i.Add(1) % 100
+			rec, err := h.Recover(context.Background(), fmt.Sprint("room.", k), since[k], "")
+			if err != nil || len(rec.Entries) != 5 {
+				b.Errorf("recovery: %d entries, %v", len(rec.Entries), err)
+				return
+			}
+		}
+	})
 }

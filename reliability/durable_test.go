@@ -139,7 +139,7 @@ func lostOf(stored, got map[int]uint64) int {
 
 // wire is a raw protocol connection of a test.
 type wire struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 	r  *bufio.Reader
 }

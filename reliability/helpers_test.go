@@ -32,7 +32,7 @@ func skipIfShort(t *testing.T) {
 }
 
 // buildSamgw compiles the binary once per test binary run.
-func buildSamgw(t *testing.T) string {
+func buildSamgw(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "samgw")
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/samgw").CombinedOutput()
@@ -49,7 +49,7 @@ type process struct {
 }
 
 // startProcess runs `samgw serve` with args on a free loopback port.
-func startProcess(t *testing.T, bin string, args ...string) *process {
+func startProcess(t testing.TB, bin string, args ...string) *process {
 	t.Helper()
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--data-dir") }) {
 		args = append([]string{"--data-dir", t.TempDir()}, args...)

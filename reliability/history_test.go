@@ -104,7 +104,10 @@ func readPushes(t *testing.T, w *wire, n int) []*protocol.Message {
 }
 
 // dialPlain connects to a server without identities.
-func dialPlain(t *testing.T, addr string) *wire {
+func dialPlain(t *testing.T, addr string) *wire { return dialPlainTB(t, addr) }
+
+// dialPlainTB is dialPlain for tests and benchmarks.
+func dialPlainTB(t testing.TB, addr string) *wire {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -114,7 +117,7 @@ func dialPlain(t *testing.T, addr string) *wire {
 	return &wire{t: t, nc: nc, r: bufio.NewReaderSize(nc, 1<<20)}
 }
 
-func pubsubScripts(t *testing.T) string {
+func pubsubScripts(t testing.TB) string {
 	t.Helper()
 	src, err := os.ReadFile("../scripts/examples/pubsub.lua")
 	if err != nil {

@@ -94,7 +94,7 @@ type scaleConn struct {
 
 // inWorkers runs f for workers 0..n-1 at once and reports the first few
 // failures on the test's goroutine.
-func inWorkers(t *testing.T, n int, f func(w int) error) {
+func inWorkers(t testing.TB, n int, f func(w int) error) {
 	t.Helper()
 	errs := make(chan error, n)
 	var wg sync.WaitGroup

@@ -14,7 +14,8 @@ import (
 // so connections on different shards never meet, and only an empty shard
 // looks at the others. When every state is busy and no more may be made,
 // callers wait on a hand-off channel, which put serves first while anyone
-// waits.
+// waits. Waiters never poll: thousands of them waking every millisecond
+// to rescan were the whole CPU of a reconnect herd.
 type statePool struct {
 	shards  []poolShard
 	mask    uint64
@@ -22,6 +23,11 @@ type statePool struct {
 	alive   atomic.Int64 // states made and not closed, idle or in a call
 	waiting atomic.Int32 // callers in wait
 	handoff chan *luaState
+	// notify wakes one waiter to look again: a state went to a shard while
+	// a waiter was between looking and waiting, or one was closed (room to
+	// make another). A waiter that then gets one passes the wake on, so
+	// several such states reach several waiters.
+	notify chan struct{}
 }
 
 // poolShard is one shard's idle states, padded so that shards do not share
@@ -32,16 +38,13 @@ type poolShard struct {
 	_      [32]byte
 }
 
-// poolRescan bounds how long a waiter can miss a state put into a shard
-// just as it began to wait.
-const poolRescan = time.Millisecond
-
 func newStatePool(max int) *statePool {
 	n := 1
 	for n < 4*runtime.GOMAXPROCS(0) {
 		n <<= 1
 	}
-	return &statePool{shards: make([]poolShard, n), mask: uint64(n - 1), max: int64(max), handoff: make(chan *luaState)}
+	return &statePool{shards: make([]poolShard, n), mask: uint64(n - 1), max: int64(max), handoff: make(chan *luaState),
+		notify: make(chan struct{}, 1)}
 }
 
 // take returns an idle state, from the hint's shard first, or nil.
@@ -75,6 +78,17 @@ func (p *statePool) give(hint uint64, st *luaState) {
 	s.mu.Lock()
 	s.states = append(s.states, st)
 	s.mu.Unlock()
+	if p.waiting.Load() > 0 {
+		p.wake()
+	}
+}
+
+// wake makes one waiter look again (if none is waking already).
+func (p *statePool) wake() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
 }
 
 // reserve counts a state about to be made, if the pool may grow.
@@ -90,8 +104,14 @@ func (p *statePool) reserve() bool {
 	}
 }
 
-// release uncounts a state that was closed (or never made).
-func (p *statePool) release() { p.alive.Add(-1) }
+// release uncounts a state that was closed (or never made): a waiter may
+// make one now.
+func (p *statePool) release() {
+	p.alive.Add(-1)
+	if p.waiting.Load() > 0 {
+		p.wake()
+	}
+}
 
 // wait waits up to timeout for a state: handed off by give, found in a
 // shard, or room to make one (then it returns nil, true).
@@ -100,19 +120,25 @@ func (p *statePool) wait(hint uint64, timeout time.Duration) (st *luaState, mayM
 	defer p.waiting.Add(-1)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	rescan := time.NewTicker(poolRescan)
-	defer rescan.Stop()
+	woken := false
 	for {
 		if st := p.take(hint); st != nil {
+			if woken {
+				p.wake() // there may be more: the next waiter looks too
+			}
 			return st, false
 		}
 		if p.reserve() {
+			if woken {
+				p.wake()
+			}
 			return nil, true
 		}
 		select {
 		case st := <-p.handoff:
 			return st, false
-		case <-rescan.C:
+		case <-p.notify:
+			woken = true
 		case <-deadline.C:
 			return nil, false
 		}

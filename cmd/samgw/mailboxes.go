@@ -132,6 +132,7 @@ func openMailboxes(cctx *cli.Context, log *slog.Logger, clu *cluster.Cluster, ho
 			stop()
 			return none, nil, fmt.Errorf("--topic-history: %w", err)
 		}
+		stops = append(stops, d.history.Close)
 		for _, r := range rules {
 			log.Info("Topic history", "pattern", r.Pattern, "keep", r.Keep)
 		}
