@@ -273,3 +273,48 @@ func BenchmarkHistoryRecover(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHistoryAppend: publications appended to one topic's history
+// (with their predecessor checked) against plain JetStream publishes of
+// the same bytes to a stream of the same shape, one publisher each.
+func BenchmarkHistoryAppend(b *testing.B) {
+	emb, err := StartEmbedded(EmbeddedConfig{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, err := emb.Connect("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	payload := []byte(`{"topic":"room.1","from":"c1","message":"a message of some length"}`)
+	b.Run("history", func(b *testing.B) {
+		h, err := NewHistory(ctx, HistoryConfig{Conn: nc, Rules: []HistoryRule{{Pattern: "room.*", Keep: 100}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer h.Close()
+		for b.Loop() {
+			if _, err := h.Append(ctx, "room.1", payload, "pubsub", nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("jetstream", func(b *testing.B) {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "PLAIN", Subjects: []string{"plain.>"},
+			Storage: jetstream.FileStorage, MaxMsgsPerSubject: 100, Discard: jetstream.DiscardOld}); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := js.Publish(ctx, "plain.room.1", payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

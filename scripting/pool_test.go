@@ -80,3 +80,48 @@ func TestStatePoolBoundsAndHandsOff(t *testing.T) {
 		t.Fatalf("gave up after %v, before its timeout", waited)
 	}
 }
+
+// TestStatePoolWakesWaitersWithoutPolling: 1,000 callers share 4 states
+// that are given back to shards in bursts (no hand-off ready: the waiters
+// are between looking and waiting) and closed now and then (room to make
+// one): every caller gets a state well within its wait, though waiters
+// only wake when something changes.
+func TestStatePoolWakesWaitersWithoutPolling(t *testing.T) {
+	const bound, callers = 4, 1000
+	p := newStatePool(bound)
+	var wg sync.WaitGroup
+	failures := make(chan string, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := p.take(uint64(c))
+			if st == nil && p.reserve() {
+				st = &luaState{}
+			}
+			if st == nil {
+				var mayMake bool
+				if st, mayMake = p.wait(uint64(c), 20*time.Second); mayMake {
+					st = &luaState{}
+				}
+			}
+			if st == nil {
+				failures <- "a waiter was never woken"
+				return
+			}
+			if c%7 == 0 {
+				p.release() // closed: its room goes to a waiter
+				return
+			}
+			p.give(uint64(c), st)
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Fatal(f)
+	}
+	if n := p.alive.Load(); n > bound {
+		t.Fatalf("%d states alive, bound %d", n, bound)
+	}
+}

@@ -12,6 +12,10 @@
 // N times, alternating, and reports medians (this machine's neighbours make
 // single runs vary by ±15%).
 //
+// -durable runs the durable delivery benchmarks instead (mailboxes, work
+// queues, topic history: go test -bench in ./delivery and ./reliability),
+// each group once a round.
+//
 // -cores 1,2 is the scaling mode instead: for each count S, the Go echo,
 // the Lua echo and the Lua transform (GOMAXPROCS=S) and the OpenResty peer
 // (S workers) run on cores 0..S-1 and the load generator on the others
@@ -65,10 +69,15 @@ func main() {
 	rounds := flag.Int("rounds", 1, "measure each configuration this many times, alternating servers, and report medians")
 	cores := flag.String("cores", "", "scaling mode: comma-separated core counts for the servers (e.g. 1,2)")
 	rolesOnly := flag.Bool("roles", false, "measure only what role checks cost: the Lua echo with identities, without and with 100 roles of 1,000 patterns, at 64 × 16")
+	durableOnly := flag.Bool("durable", false, "measure only durable delivery: the mailbox, work queue and topic history benchmarks (go test -bench), their rounds alternating")
 	flag.Parse()
 	peerScript, openresty := peerPath(*peers, "haproxy-peer.sh"), peerPath(*peers, "openresty-peer.sh")
 	if *rounds < 1 {
 		log.Fatal("-rounds must be at least 1")
+	}
+	if *durableOnly {
+		fmt.Print(durableReport(*rounds))
+		return
 	}
 	dir, err := os.MkdirTemp("", "samgw-report")
 	if err != nil {
@@ -211,14 +220,19 @@ func (r *reporter) roundRatio(a, b string, c config) float64 {
 	for i := range min(len(as), len(bs)) {
 		ratios = append(ratios, as[i].FramesPerSec/bs[i].FramesPerSec)
 	}
-	if len(ratios) == 0 {
+	return median(ratios)
+}
+
+// median of xs (NaN for none); xs is sorted in place.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
 		return math.NaN()
 	}
-	slices.Sort(ratios)
-	if n := len(ratios); n%2 == 0 {
-		return (ratios[n/2-1] + ratios[n/2]) / 2
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
 	}
-	return ratios[len(ratios)/2]
+	return xs[len(xs)/2]
 }
 
 // load runs one measurement: in this process, or, when the report pins,
