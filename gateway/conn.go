@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ type Conn struct {
 	srv         *Server
 	id          string
 	remote      string
+	transport   string // TransportTCP, TransportTLS, …
 	connectedAt time.Time
 	w           *wire
 	ctx         atomic.Pointer[connContext] // made when first asked for (see Context)
@@ -59,7 +61,7 @@ type Conn struct {
 type ConnInfo struct {
 	ID           string
 	Identity     string // the authenticated identity; "" without authentication
-	Transport    string // "tcp" or "tls"
+	Transport    string // TransportTCP, TransportTLS, TransportWebSocket or TransportHTTP
 	RemoteAddr   string
 	ConnectedAt  time.Time
 	LastActivity time.Time // when the last frame arrived (or the connect)
@@ -162,14 +164,10 @@ func (l lazyContext) Value(key any) any           { return l.c.Context().Value(k
 
 // Info returns a snapshot of the connection's statistics.
 func (c *Conn) Info() ConnInfo {
-	transport := "tcp"
-	if c.srv.cfg.TLSConfig != nil {
-		transport = "tls"
-	}
 	return ConnInfo{
 		ID:           c.id,
 		Identity:     c.Identity(),
-		Transport:    transport,
+		Transport:    c.transport,
 		RemoteAddr:   c.remote,
 		ConnectedAt:  c.connectedAt,
 		LastActivity: time.Unix(0, c.w.lastFrame.Load()),
@@ -254,7 +252,7 @@ func (c *Conn) serve() {
 		}
 	}()
 	defer c.srv.contain(c)
-	if c.srv.cfg.TLSConfig != nil && (!c.advance(stateHandshaking) || !c.handshake()) {
+	if c.transport == TransportTLS && (!c.advance(stateHandshaking) || !c.handshake()) {
 		c.w.nc.Close()
 		c.cancelContext()
 		c.srv.remove(c)
@@ -367,17 +365,27 @@ func (c *Conn) handshake() bool {
 		return false
 	}
 	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
-		name := CertIdentity(certs[0])
-		c.identity.Store(&name)
-		if c.srv.auth != nil {
-			// nil for an identity not listed: readLoop refuses it.
-			if p := c.srv.auth.byName(name); p != nil {
-				c.principal.Store(p)
-			}
-		}
+		c.adoptCertificate(certs[0])
 	}
 	return true
 }
+
+// adoptCertificate makes the identity a verified client certificate names
+// the connection's.
+func (c *Conn) adoptCertificate(cert *x509.Certificate) {
+	name := CertIdentity(cert)
+	c.identity.Store(&name)
+	if c.srv.auth != nil {
+		// nil for an identity not listed: welcome refuses it.
+		if p := c.srv.auth.byName(name); p != nil {
+			c.principal.Store(p)
+		}
+	}
+}
+
+// Transport names how the connection reached the server: TransportTCP,
+// TransportTLS, TransportWebSocket or TransportHTTP.
+func (c *Conn) Transport() string { return c.transport }
 
 // identityAttrs are the log attributes naming the connection's identity,
 // none without one.

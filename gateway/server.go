@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,17 +186,51 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		s.accept(nc)
+		s.accept(nc, ConnOptions{})
 	}
+}
+
+// Transports: how a connection reached the server (ConnInfo.Transport,
+// conn.transport in Lua).
+const (
+	TransportTCP       = "tcp"
+	TransportTLS       = "tls"
+	TransportWebSocket = "ws"
+	TransportHTTP      = "http"
+)
+
+// ConnOptions describe a connection that reached the server another way
+// than its TCP listener (see ServeConn).
+type ConnOptions struct {
+	// Transport names the way: TransportWebSocket or TransportHTTP.
+	Transport string
+	// PeerCertificates are the client's verified certificates when the
+	// transport did the TLS handshake with client certificates: they name
+	// the identity, as on the TCP listener with mTLS.
+	PeerCertificates []*x509.Certificate
+}
+
+// ServeConn serves nc, a connection that reached the server through
+// another transport (a WebSocket, an HTTP request), exactly as it serves
+// the connections its listener accepts: the same limits, authentication,
+// keep-alive, handlers and shutdown. nc carries protocol frames, one per
+// line, both ways; TLS, if any, was the transport's. It does not wait.
+func (s *Server) ServeConn(nc net.Conn, opts ConnOptions) {
+	s.accept(nc, opts)
 }
 
 // accept registers a new connection and starts it, or turns it away when
 // the server is full or shutting down.
-func (s *Server) accept(nc net.Conn) {
-	if s.cfg.TLSConfig != nil {
-		// Wrapped now, handshaken later on the connection's goroutine: the
-		// wire's socket never changes once other goroutines can see it.
-		nc = tls.Server(&sniffConn{Conn: nc}, s.cfg.TLSConfig)
+func (s *Server) accept(nc net.Conn, opts ConnOptions) {
+	transport := opts.Transport
+	if transport == "" {
+		transport = TransportTCP
+		if s.cfg.TLSConfig != nil {
+			transport = TransportTLS
+			// Wrapped now, handshaken later on the connection's goroutine:
+			// the wire's socket never changes once other goroutines can see it.
+			nc = tls.Server(&sniffConn{Conn: nc}, s.cfg.TLSConfig)
+		}
 	}
 	id := s.cfg.IDPrefix + "c" + strconv.FormatUint(s.connSeq.Add(1), 10)
 	remote := nc.RemoteAddr().String()
@@ -203,14 +238,18 @@ func (s *Server) accept(nc net.Conn) {
 		srv:         s,
 		id:          id,
 		remote:      remote,
+		transport:   transport,
 		connectedAt: time.Now(),
 		w:           newWire(nc, &s.wcfg),
+	}
+	if len(opts.PeerCertificates) > 0 {
+		c.adoptCertificate(opts.PeerCertificates[0])
 	}
 	c.w.onUnpark = func() { go c.resume() }
 	c.w.onClosing = func() { c.advance(stateClosing) }
 	ip := remoteIP(nc)
 	s.mu.Lock()
-	if s.parker != nil {
+	if s.parker != nil && opts.Transport == "" {
 		c.w.fd = socketFD(c.w)
 	}
 	if s.closed {

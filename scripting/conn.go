@@ -13,6 +13,7 @@ import (
 type connPeer interface {
 	ID() string
 	RemoteAddr() string
+	Transport() string
 	Identity() string
 	Roles() []string
 	Can(kind access.Kind, target string) bool
@@ -30,6 +31,8 @@ func (st *luaState) newConnMeta() *lua.LTable {
 			L.Push(lua.LString(c.ID()))
 		case "remote":
 			L.Push(lua.LString(c.RemoteAddr()))
+		case "transport":
+			L.Push(lua.LString(c.Transport()))
 		case "identity":
 			if id := c.Identity(); id != "" {
 				L.Push(lua.LString(id))

@@ -47,6 +47,7 @@ type declaredTest struct {
 // fakeConn is a connection a test made with new_conn.
 type fakeConn struct {
 	id, remote, identity string
+	transport            string
 	data                 connData
 	pushes               []fakePush
 	closed               string // the close reason, once closed
@@ -59,6 +60,7 @@ type fakeConn struct {
 
 func (c *fakeConn) ID() string         { return c.id }
 func (c *fakeConn) RemoteAddr() string { return c.remote }
+func (c *fakeConn) Transport() string  { return c.transport }
 func (c *fakeConn) Identity() string   { return c.identity }
 func (c *fakeConn) Roles() []string    { return c.roles }
 
@@ -214,7 +216,7 @@ func (h *harness) newConn(L *lua.LState) int {
 func (h *harness) makeConn(opts *lua.LTable) *fakeConn {
 	L := h.st.L
 	h.nextID++
-	c := &fakeConn{id: "c" + strconv.Itoa(h.nextID), remote: "127.0.0.1:" + strconv.Itoa(40000+h.nextID), topics: map[string]bool{}}
+	c := &fakeConn{id: "c" + strconv.Itoa(h.nextID), remote: "127.0.0.1:" + strconv.Itoa(40000+h.nextID), transport: "tcp", topics: map[string]bool{}}
 	if s, ok := opts.RawGetString("id").(lua.LString); ok {
 		c.id = string(s)
 	}
@@ -223,6 +225,9 @@ func (h *harness) makeConn(opts *lua.LTable) *fakeConn {
 	}
 	if s, ok := opts.RawGetString("remote").(lua.LString); ok {
 		c.remote = string(s)
+	}
+	if s, ok := opts.RawGetString("transport").(lua.LString); ok {
+		c.transport = string(s)
 	}
 	if t, ok := opts.RawGetString("roles").(*lua.LTable); ok {
 		for i := 1; i <= t.Len(); i++ {

@@ -82,6 +82,10 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "topic-history-bytes", Value: "256MiB", Usage: "most one --topic-history rule keeps for all its topics; past it the oldest publications go", EnvVars: envVar("topic-history-bytes")},
 			&cli.DurationFlag{Name: "queue-node-timeout", Value: delivery.DefaultNodeTimeout, Usage: "how long the jobs a node's workers hold stay with a node that stopped answering (killed, cut off from NATS) before they go to another", EnvVars: envVar("queue-node-timeout")},
 			&cli.IntFlag{Name: "data-replicas", Value: 1, Usage: "how many servers of a JetStream cluster (--nats) keep each mailbox message, 1 to 5 (1 with the embedded store)", EnvVars: envVar("data-replicas")},
+			&cli.StringFlag{Name: "http-listen", Usage: "serve WebSocket (GET /v1/ws) and HTTP calls of routes (POST /v1/routes/ROUTE) on this address, with the TCP listener's TLS certificate when it has one (off by default)", EnvVars: envVar("http-listen")},
+			&cli.StringSliceFlag{Name: "ws-origins", Usage: "browser origins allowed to open a WebSocket (repeatable; patterns like https://*.example.com); a request without Origin is allowed, any other origin gets 403", EnvVars: envVar("ws-origins")},
+			&cli.BoolFlag{Name: "ws-compression", Value: true, Usage: "negotiate permessage-deflate with WebSocket clients that offer it", EnvVars: envVar("ws-compression")},
+			&cli.IntFlag{Name: "ws-compression-threshold", Value: 512, Usage: "WebSocket messages shorter than this many bytes go uncompressed", EnvVars: envVar("ws-compression-threshold")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
@@ -206,6 +210,11 @@ func serve(cctx *cli.Context) error {
 	bg.reload(engine, cctx.String("scripts") != "", ids, log)
 	if reg != nil {
 		if err := bg.serveMetrics(reg, cctx.String("metrics-listen"), log); err != nil {
+			return err
+		}
+	}
+	if cctx.String("http-listen") != "" {
+		if err := bg.serveHTTP(cctx, srv, cfg.TLSConfig, log); err != nil {
 			return err
 		}
 	}

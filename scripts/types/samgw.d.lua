@@ -13,6 +13,7 @@
 ---@class samgw.Conn
 ---@field id string the connection id (with the node prefix in a cluster)
 ---@field remote string the peer's address
+---@field transport "tcp"|"tls"|"ws"|"http" how the connection reached the server (a WebSocket, an HTTP request to a route)
 ---@field identity string|nil the authenticated identity
 ---@field state table per-connection data, kept across this connection's messages (JSON data, at most --conn-state-max-bytes of it)
 ---@field roles string[] the identity's roles, sorted (a copy; empty without roles)

@@ -1,0 +1,322 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/secureagentmessaging/samgw/protocol"
+)
+
+// WebSocketConfig configures the WebSocket transport (Server.WebSocket).
+type WebSocketConfig struct {
+	// Origins are the browser origins allowed to connect: patterns
+	// matched (path.Match, case-insensitively) against the Origin header,
+	// "https://app.example.com" or "https://*.example.com". A request
+	// without Origin (not a browser) is allowed; one whose Origin matches
+	// none is refused with 403, the same origin as the server included.
+	Origins []string
+	// Compression negotiates permessage-deflate when the client offers it.
+	Compression bool
+	// CompressionThreshold: messages shorter than this many bytes go
+	// uncompressed (0: 512).
+	CompressionThreshold int
+}
+
+// Validate reports every problem of cfg.
+func (cfg WebSocketConfig) Validate() error {
+	var errs []error
+	for _, o := range cfg.Origins {
+		if _, err := path.Match(o, ""); err != nil || o == "" {
+			errs = append(errs, fmt.Errorf("gateway: WebSocket origin pattern %q: not a pattern", o))
+		}
+	}
+	if cfg.CompressionThreshold < 0 {
+		errs = append(errs, fmt.Errorf("gateway: WebSocket CompressionThreshold %d: want 0 or more", cfg.CompressionThreshold))
+	}
+	return errors.Join(errs...)
+}
+
+// allows reports whether a request from origin may connect.
+func (cfg WebSocketConfig) allows(origin string) bool {
+	if origin == "" {
+		return true // not a browser: Origin is what browsers send
+	}
+	origin = strings.ToLower(origin)
+	for _, o := range cfg.Origins {
+		if ok, _ := path.Match(strings.ToLower(o), origin); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// WebSocket returns the handler of GET /v1/ws: it upgrades the request
+// (RFC 6455, github.com/coder/websocket) and serves the connection like
+// one of the TCP listener's, one protocol frame per text message both
+// ways. Authentication is the first frame, as on TCP, or an
+// "Authorization: Bearer TOKEN" header on the upgrade request (never a
+// token in the URL): then the server's first frame is the auth reply, with
+// the id "bearer". A binary message closes the connection with 1003.
+func (s *Server) WebSocket(cfg WebSocketConfig) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := &websocket.AcceptOptions{
+		InsecureSkipVerify:   true, // the Origin was checked before: against cfg.Origins only
+		CompressionMode:      websocket.CompressionDisabled,
+		CompressionThreshold: cfg.CompressionThreshold,
+	}
+	if opts.CompressionThreshold == 0 {
+		opts.CompressionThreshold = 512
+	}
+	if cfg.Compression {
+		opts.CompressionMode = websocket.CompressionContextTakeover
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "a WebSocket upgrade is a GET", http.StatusMethodNotAllowed)
+			return
+		}
+		if !cfg.allows(r.Header.Get("Origin")) {
+			s.log.Warn("WebSocket refused: origin not allowed", "origin", truncateField(r.Header.Get("Origin"), 128), "remote", r.RemoteAddr)
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		var first []byte
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			token, ok := strings.CutPrefix(auth, "Bearer ")
+			if !ok || token == "" || len(token) > maxBearerLen {
+				http.Error(w, "Authorization: want Bearer TOKEN", http.StatusUnauthorized)
+				return
+			}
+			first = protocol.AppendFrame(nil, &protocol.Message{Type: protocol.TypeAuth, ID: "bearer", Payload: protocol.AppendAuthPayload(nil, token)})
+		}
+		// The server's read and write timeouts are for requests: a WebSocket
+		// lives on, under the wire's own keep-alive and write deadlines.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Time{})  //nolint:errcheck // a server conn takes deadlines
+		rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // as above
+		ws, err := websocket.Accept(w, r, opts)
+		if err != nil {
+			return // Accept answered the request (400 for a bad upgrade)
+		}
+		// The frame limits are the wire's (smaller before authentication):
+		// it reads a message only as far as a frame may go, so neither a
+		// long message nor one that inflates without end is read whole.
+		ws.SetReadLimit(-1)
+		var certs = r.TLS
+		nc := newWSConn(ws, r, first)
+		copts := ConnOptions{Transport: TransportWebSocket}
+		if certs != nil && len(certs.PeerCertificates) > 0 && len(certs.VerifiedChains) > 0 {
+			copts.PeerCertificates = certs.PeerCertificates
+		}
+		s.ServeConn(nc, copts)
+	}), nil
+}
+
+// maxBearerLen bounds a bearer token (a token frame's limit applies too).
+const maxBearerLen = 4096
+
+// wsConn is a WebSocket connection as the net.Conn the wire reads and
+// writes: each text message read is a frame and ends with a newline (a
+// newline inside one, white space in JSON, becomes a space, so one message
+// is never two frames); each frame written is a message. Deadlines, as the
+// wire uses them (a keep-alive timeout, a wake-up before closing), end
+// the connection when they pass during a read or write.
+type wsConn struct {
+	ws     *websocket.Conn
+	local  net.Addr
+	remote net.Addr
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+
+	// The reader's (one goroutine at a time: the wire's reader).
+	first   []byte    // a frame to read before the first message (a bearer's auth)
+	msg     io.Reader // the message being read; nil between messages
+	msgDone func()    // ends msg's context
+	newline bool      // msg ended: a newline is owed
+
+	readDeadline  atomic.Int64 // Unix nanoseconds; 0: none
+	writeDeadline atomic.Int64
+	closeOnce     sync.Once
+}
+
+func newWSConn(ws *websocket.Conn, r *http.Request, first []byte) *wsConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &wsConn{ws: ws, ctx: ctx, cancel: cancel, first: first, remote: addrOf(r.RemoteAddr), local: wsAddr("local")}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		c.local = a
+	}
+	return c
+}
+
+// withDeadline is ctx bounded by the deadline in d, if any.
+func (c *wsConn) withDeadline(d *atomic.Int64) (context.Context, context.CancelFunc) {
+	if n := d.Load(); n != 0 {
+		return context.WithDeadline(c.ctx, time.Unix(0, n))
+	}
+	return context.WithCancel(c.ctx)
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	if c.newline {
+		c.newline = false
+		p[0] = '\n'
+		return 1, nil
+	}
+	if c.msg == nil {
+		ctx, done := c.withDeadline(&c.readDeadline)
+		typ, rd, err := c.ws.Reader(ctx)
+		if err != nil {
+			err = deadlineError(ctx, err)
+			done()
+			if s := websocket.CloseStatus(err); s == websocket.StatusNormalClosure || s == websocket.StatusGoingAway {
+				return 0, io.EOF
+			}
+			return 0, err
+		}
+		if typ != websocket.MessageText {
+			done()
+			c.ws.Close(websocket.StatusUnsupportedData, "binary messages are not protocol frames: send text") //nolint:errcheck // ending
+			return 0, errBinaryMessage
+		}
+		c.msg, c.msgDone = rd, done
+	}
+	n, err := c.msg.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("read a WebSocket message: %w", err)
+	}
+	if i := bytes.IndexByte(p[:n], '\n'); i >= 0 {
+		for j := i; j < n; j++ {
+			if p[j] == '\n' {
+				p[j] = ' '
+			}
+		}
+	}
+	if err == io.EOF {
+		c.msg = nil
+		c.msgDone()
+		if n == 0 {
+			p[0] = '\n'
+			return 1, nil
+		}
+		c.newline = true
+		return n, nil
+	}
+	return n, err
+}
+
+// errBinaryMessage ends a connection that sent a binary message.
+var errBinaryMessage = errors.New("gateway: a binary WebSocket message")
+
+// Write sends each frame of p (one or more, each ending in a newline) as
+// a text message of its own.
+func (c *wsConn) Write(p []byte) (int, error) {
+	ctx, cancel := c.withDeadline(&c.writeDeadline)
+	defer cancel()
+	total, written := len(p), 0
+	for len(p) > 0 {
+		frame := p
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			frame = p[:i]
+			p = p[i+1:]
+		} else {
+			p = nil
+		}
+		if len(frame) > 0 {
+			if err := c.ws.Write(ctx, websocket.MessageText, frame); err != nil {
+				return written, deadlineError(ctx, err)
+			}
+		}
+		written = total - len(p)
+	}
+	return total, nil
+}
+
+// deadlineError is err, or os.ErrDeadlineExceeded (a net.Error timeout, as
+// a socket's) when ctx's deadline ended the call.
+func deadlineError(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	}
+	return err
+}
+
+// Close closes the WebSocket with 1000 (normal closure): the protocol's
+// own close frame, if any, was written before.
+func (c *wsConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.cancel()
+		err = c.ws.CloseNow()
+	})
+	return err
+}
+
+func (c *wsConn) LocalAddr() net.Addr  { return c.local }
+func (c *wsConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *wsConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)  //nolint:errcheck // never fails
+	c.SetWriteDeadline(t) //nolint:errcheck // never fails
+	return nil
+}
+
+func (c *wsConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline.Store(unixNano(t))
+	if !t.IsZero() && !t.After(time.Now()) {
+		// Passed already: a read under way ends now (the wire wakes its
+		// reader this way before closing).
+		c.cancel()
+	}
+	return nil
+}
+
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.Store(unixNano(t))
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// wsAddr is an address that is only a name.
+type wsAddr string
+
+func (a wsAddr) Network() string { return "websocket" }
+func (a wsAddr) String() string  { return string(a) }
+
+// addrOf parses host:port into a TCP address (the remote IP counts for
+// --max-conns-per-ip), or keeps it as a name.
+func addrOf(hostport string) net.Addr {
+	if ap, err := net.ResolveTCPAddr("tcp", hostport); err == nil {
+		return ap
+	}
+	return wsAddr(hostport)
+}
