@@ -15,13 +15,11 @@ import (
 	"github.com/secureagentmessaging/samgw/gateway"
 )
 
-// Bounds of the HTTP listener: a peer that drips its headers or its body
-// is cut off, and headers are small.
+// Bounds of the HTTP listener besides its flags: idle keep-alive
+// connections end, and headers are small.
 const (
-	httpHeaderTimeout = 5 * time.Second
-	httpReadTimeout   = 15 * time.Second
-	httpIdleTimeout   = 60 * time.Second
-	httpMaxHeader     = 16 << 10
+	httpIdleTimeout = 60 * time.Second
+	httpMaxHeader   = 16 << 10
 )
 
 // serveHTTP starts --http-listen: GET /v1/ws (WebSocket) and POST
@@ -36,13 +34,17 @@ func (b *background) serveHTTP(cctx *cli.Context, srv *gateway.Server, tlsCfg *t
 	if err != nil {
 		return fmt.Errorf("--ws-origins: %w", err)
 	}
+	headerTimeout, readTimeout := cctx.Duration("http-header-timeout"), cctx.Duration("http-read-timeout")
+	if headerTimeout <= 0 || readTimeout <= 0 {
+		return fmt.Errorf("--http-header-timeout and --http-read-timeout must be positive, got %v and %v", headerTimeout, readTimeout)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/ws", ws)
 	mux.Handle("/v1/routes/", srv.Routes(cctx.Duration("script-timeout")+5*time.Second))
 	hs := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: httpHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
+		ReadHeaderTimeout: headerTimeout,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       httpIdleTimeout,
 		MaxHeaderBytes:    httpMaxHeader,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

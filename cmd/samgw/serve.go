@@ -86,6 +86,8 @@ func serveCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "ws-origins", Usage: "browser origins allowed to open a WebSocket (repeatable; patterns like https://*.example.com); a request without Origin is allowed, any other origin gets 403", EnvVars: envVar("ws-origins")},
 			&cli.BoolFlag{Name: "ws-compression", Value: true, Usage: "negotiate permessage-deflate with WebSocket clients that offer it", EnvVars: envVar("ws-compression")},
 			&cli.IntFlag{Name: "ws-compression-threshold", Value: 512, Usage: "WebSocket messages shorter than this many bytes go uncompressed", EnvVars: envVar("ws-compression-threshold")},
+			&cli.DurationFlag{Name: "http-header-timeout", Value: 5 * time.Second, Usage: "an HTTP request's headers must arrive within this (a peer that drips them is cut off)", EnvVars: envVar("http-header-timeout")},
+			&cli.DurationFlag{Name: "http-read-timeout", Value: 15 * time.Second, Usage: "an HTTP request, body included, must arrive within this (a WebSocket is then on its own keep-alive)", EnvVars: envVar("http-read-timeout")},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
