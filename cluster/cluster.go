@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -822,4 +823,17 @@ func (c *Cluster) checkDown() {
 			c.nodeDown(node, ids)
 		}
 	}
+}
+
+// Nodes lists the live nodes (this one included), sorted: those whose
+// presence was written within the presence TTL.
+func (c *Cluster) Nodes() []string {
+	live := c.roster.liveNodes()
+	live[c.cfg.Node] = true
+	nodes := make([]string, 0, len(live))
+	for n := range live {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
+	return nodes
 }

@@ -36,6 +36,7 @@ type Metrics struct {
 	queues   Workers
 	checks   []check
 	pprof    bool
+	status   StatusSources
 
 	scriptsOnce sync.Once
 	scripts     *ScriptMetrics
@@ -124,6 +125,8 @@ func (m *Metrics) Handler() http.Handler {
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /connz", m.serveConnz)
+	mux.HandleFunc("GET /status", m.serveStatus)
+	mux.HandleFunc("GET /status.json", m.serveStatusJSON)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

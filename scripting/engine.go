@@ -786,3 +786,7 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// SubscriptionCount is how many topic subscriptions this node's
+// connections hold (for the status page).
+func (e *Engine) SubscriptionCount() int { return e.topics.count() }

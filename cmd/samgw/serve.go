@@ -88,7 +88,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "ws-compression-threshold", Value: 512, Usage: "WebSocket messages shorter than this many bytes go uncompressed", EnvVars: envVar("ws-compression-threshold")},
 			&cli.DurationFlag{Name: "http-header-timeout", Value: 5 * time.Second, Usage: "an HTTP request's headers must arrive within this (a peer that drips them is cut off)", EnvVars: envVar("http-header-timeout")},
 			&cli.DurationFlag{Name: "http-read-timeout", Value: 15 * time.Second, Usage: "an HTTP request, body included, must arrive within this (a WebSocket is then on its own keep-alive)", EnvVars: envVar("http-read-timeout")},
-			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz and /readyz on this address (off by default)", EnvVars: envVar("metrics-listen")},
+			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus /metrics, /healthz, /readyz, /connz and the operator's status page (/status, /status.json) on this address (off by default)", EnvVars: envVar("metrics-listen")},
 			&cli.BoolFlag{Name: "pprof", Usage: "also serve Go's profiler under /debug/pprof/ on --metrics-listen (off by default)", EnvVars: envVar("pprof")},
 			&cli.IntFlag{Name: "lua-states", Value: scripting.DefaultMaxStates,
 				Usage: "most Lua states per scripts version: how many handler calls can run at once", EnvVars: envVar("lua-states")},
@@ -195,6 +195,16 @@ func serve(cctx *cli.Context) error {
 	}
 	if reg != nil && boxes != nil {
 		reg.AddCheck("mailboxes", boxes.Healthy)
+	}
+	if reg != nil {
+		src := metrics.StatusSources{Version: versionString(), Started: time.Now()}
+		if engine != nil {
+			src.Subscriptions = engine.SubscriptionCount
+		}
+		if clu != nil {
+			src.Nodes = clu.Nodes
+		}
+		reg.SetStatus(src)
 	}
 	if reg != nil && queues != nil {
 		reg.AttachQueues(queues)
