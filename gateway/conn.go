@@ -483,7 +483,7 @@ func (c *Conn) frames() (cause CloseCause, moved bool) {
 		}
 		c.w.beginDispatch()
 		byPeer := c.dispatch(frame)
-		c.w.endDispatch(c.w.reader.Buffered() > 0)
+		c.w.endDispatch(c.w.moreBuffered())
 		if byPeer {
 			c.w.reparkable.Store(false)
 			return causeByPeer, false

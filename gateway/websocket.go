@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -110,7 +111,8 @@ func (s *Server) WebSocket(cfg WebSocketConfig) (http.Handler, error) {
 		rc := http.NewResponseController(w)
 		rc.SetReadDeadline(time.Time{})  //nolint:errcheck // a server conn takes deadlines
 		rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // as above
-		ws, err := websocket.Accept(w, r, opts)
+		batch := &writeBatch{}
+		ws, err := websocket.Accept(batchingHijacker{w, batch}, r, opts)
 		if err != nil {
 			return // Accept answered the request (400 for a bad upgrade)
 		}
@@ -120,6 +122,7 @@ func (s *Server) WebSocket(cfg WebSocketConfig) (http.Handler, error) {
 		ws.SetReadLimit(-1)
 		var certs = r.TLS
 		nc := newWSConn(ws, r, first)
+		nc.batch = batch
 		copts := ConnOptions{Transport: TransportWebSocket}
 		if certs != nil && len(certs.PeerCertificates) > 0 && len(certs.VerifiedChains) > 0 {
 			copts.PeerCertificates = certs.PeerCertificates
@@ -153,6 +156,7 @@ type wsConn struct {
 	readDeadline  atomic.Int64 // Unix nanoseconds; 0: none
 	writeDeadline atomic.Int64
 	closeOnce     sync.Once
+	batch         *writeBatch // under the WebSocket's writes: one socket write a batch of frames
 }
 
 func newWSConn(ws *websocket.Conn, r *http.Request, first []byte) *wsConn {
@@ -228,6 +232,13 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Buffered reports whether input is at hand without waiting: the rest of a
+// message, or bytes of the next read from the socket already. Called by
+// the wire's reader goroutine, the one that reads.
+func (c *wsConn) Buffered() bool {
+	return c.newline || c.msg != nil || len(c.first) > 0 || c.batch != nil && c.batch.in != nil && c.batch.in.Buffered() > 0
+}
+
 // errBinaryMessage ends a connection that sent a binary message.
 var errBinaryMessage = errors.New("gateway: a binary WebSocket message")
 
@@ -236,6 +247,14 @@ var errBinaryMessage = errors.New("gateway: a binary WebSocket message")
 func (c *wsConn) Write(p []byte) (int, error) {
 	ctx, cancel := c.withDeadline(&c.writeDeadline)
 	defer cancel()
+	if c.batch != nil {
+		c.batch.begin()
+		defer func() {
+			if err := c.batch.end(c.writeDeadline.Load()); err != nil {
+				c.ws.CloseNow() //nolint:errcheck // the socket failed: the next read or write says so
+			}
+		}()
+	}
 	total, written := len(p), 0
 	for len(p) > 0 {
 		frame := p
@@ -319,4 +338,82 @@ func addrOf(hostport string) net.Addr {
 		return ap
 	}
 	return wsAddr(hostport)
+}
+
+// writeBatch sits under a WebSocket's buffered writer: while a batch is
+// open, what the WebSocket flushes (a message each) is gathered, and the
+// batch goes to the socket in one write when it ends, as the TCP
+// transport writes a batch of frames. Outside a batch (a pong, the close
+// frame) writes go straight through.
+type writeBatch struct {
+	mu       sync.Mutex
+	nc       net.Conn
+	in       *bufio.Reader // the WebSocket's reader of nc (the wire's reader goroutine reads it)
+	batching bool
+	buf      []byte
+}
+
+func (b *writeBatch) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.batching {
+		b.buf = append(b.buf, p...)
+		b.mu.Unlock()
+		return len(p), nil
+	}
+	b.mu.Unlock()
+	return b.nc.Write(p)
+}
+
+func (b *writeBatch) begin() {
+	b.mu.Lock()
+	b.batching = true
+	b.mu.Unlock()
+}
+
+// end writes what the batch gathered, by the deadline (Unix nanoseconds;
+// 0: none).
+func (b *writeBatch) end(deadline int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	if len(b.buf) == 0 {
+		return nil
+	}
+	if deadline != 0 {
+		b.nc.SetWriteDeadline(time.Unix(0, deadline)) //nolint:errcheck // Write reports it
+	}
+	_, err := b.nc.Write(b.buf)
+	if cap(b.buf) > maxBatchKeep {
+		b.buf = nil
+	} else {
+		b.buf = b.buf[:0]
+	}
+	return err
+}
+
+// maxBatchKeep bounds the batch buffer a quiet WebSocket keeps.
+const maxBatchKeep = 64 << 10
+
+// batchingHijacker hands coder/websocket a connection whose writes go
+// through a writeBatch.
+type batchingHijacker struct {
+	http.ResponseWriter
+	batch *writeBatch
+}
+
+func (h batchingHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("gateway: the response cannot be hijacked")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	h.batch.nc, h.batch.in = nc, brw.Reader
+	return nc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(h.batch, 4096)), nil
 }

@@ -397,6 +397,21 @@ func (w *wire) beginDispatch() { w.dispatching.Store(true) }
 // (and picks up the answers to the next frames as it goes). Otherwise the
 // reader writes them itself: it is about to wait for the peer anyway, and a
 // round trip then costs no goroutine to start and stop.
+// bufferedConn is a connection that holds input of its own beyond what
+// the reader has (a WebSocket's, read a message at a time).
+type bufferedConn interface{ Buffered() bool }
+
+// moreBuffered reports whether more input is at hand without waiting: then
+// the answers so far are written by a flusher of their own while the next
+// frames are handled, and a batch of frames gets one write.
+func (w *wire) moreBuffered() bool {
+	if w.reader.Buffered() > 0 {
+		return true
+	}
+	bc, ok := w.nc.(bufferedConn)
+	return ok && bc.Buffered()
+}
+
 func (w *wire) endDispatch(moreBuffered bool) {
 	w.mu.Lock()
 	w.dispatching.Store(false)
