@@ -84,7 +84,7 @@ func (s *Server) WebSocket(cfg WebSocketConfig) (http.Handler, error) {
 		opts.CompressionThreshold = 512
 	}
 	if cfg.Compression {
-		opts.CompressionMode = websocket.CompressionContextTakeover
+		opts.CompressionMode = websocket.CompressionNoContextTakeover // flate state per message, pooled: a quiet connection holds none
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {

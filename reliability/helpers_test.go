@@ -44,8 +44,9 @@ func buildSamgw(t testing.TB) string {
 
 // process is a samgw serve running as a child process.
 type process struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd      *exec.Cmd
+	addr     string
+	httpAddr string // of --http-listen, if asked for
 }
 
 // startProcess runs `samgw serve` with args on a free loopback port.
@@ -64,14 +65,21 @@ func startProcess(t testing.TB, bin string, args ...string) *process {
 	}
 	p := &process{cmd: cmd}
 	t.Cleanup(func() { p.stop() })
-	addrs := make(chan string, 1)
+	addrs, httpAddrs := make(chan string, 1), make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`msg="TCP server listening" addr=(\S+)`)
+		reHTTP := regexp.MustCompile(`msg="HTTP listening" addr=(\S+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case addrs <- m[1]:
+				default:
+				}
+			}
+			if m := reHTTP.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case httpAddrs <- m[1]:
 				default:
 				}
 			}
@@ -81,6 +89,10 @@ func startProcess(t testing.TB, bin string, args ...string) *process {
 	case p.addr = <-addrs:
 	case <-time.After(testutil.WaitTimeout):
 		t.Fatal("samgw did not start")
+	}
+	select { // logged before the TCP listener's line
+	case p.httpAddr = <-httpAddrs:
+	default:
 	}
 	return p
 }
