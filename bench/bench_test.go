@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -183,5 +185,28 @@ func TestClosedLoopTimesRepliesAndDrains(t *testing.T) {
 	// if the pipeline were not kept full).
 	if res.P50 < ms(2*delay) || res.Max > ms(20*delay) {
 		t.Fatalf("latency p50 %.1f ms, max %.1f ms with a %v handler and 3 in flight", res.P50, res.Max, delay)
+	}
+}
+
+// TestRunOverWebSocket: the load goes over the server's WebSocket
+// transport (with and without deflate) and every reply is counted and
+// checked, as over TCP.
+func TestRunOverWebSocket(t *testing.T) {
+	srv, _ := gatewaytest.Serve(t, "", gateway.Config{})
+	ws, err := srv.WebSocket(gateway.WebSocketConfig{Compression: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(ws)
+	defer hs.Close()
+	for _, compress := range []bool{false, true} {
+		res, err := Run(context.Background(), Config{Conns: 3, Pipeline: 8, Messages: 3000, Size: 600,
+			Dial: DialWebSocket("ws"+strings.TrimPrefix(hs.URL, "http"), compress)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Received < 3000 || res.Errors != 0 {
+			t.Fatalf("compress %v: %+v", compress, res)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // BenchmarkEchoTransports: the Go echo over TCP and over WebSocket (with
 // and without permessage-deflate on 128-byte payloads, under the
 // threshold: what compression costs a connection that negotiated it),
-// 64 connections × 16 frames in flight each, in one process. Run with
-// -count N: the sub-benchmarks alternate within each count.
+// 64 connections × 16 frames in flight each, and as HTTP calls (64
+// clients, one call at a time each), in one process, client and server
+// sharing the cores.
 func BenchmarkEchoTransports(b *testing.B) {
 	const conns, inFlight = 64, 16
 	srv, err := NewServer(Config{Handler: echoHandler(), Logger: quietLogger(), KeepAliveInterval: time.Hour, MaxConns: 1000})
@@ -36,11 +38,14 @@ func BenchmarkEchoTransports(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/ws", ws)
+	mux.Handle("/v1/routes/", srv.Routes(5*time.Second))
 	hln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := &http.Server{Handler: ws}
+	hs := &http.Server{Handler: mux}
 	go hs.Serve(hln) //nolint:errcheck // ends with Close
 	defer hs.Close()
 	frame := `{"type":"data","payload":{"text":"` + strings.Repeat("x", 110) + `"}}`
@@ -110,4 +115,43 @@ func BenchmarkEchoTransports(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkHTTPCalls: POST /v1/routes/echo against the Go echo, 64
+// clients at once with keep-alive.
+func BenchmarkHTTPCalls(b *testing.B) {
+	srv, err := NewServer(Config{Handler: echoHandler(), Logger: quietLogger(), KeepAliveInterval: time.Hour, MaxConns: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Routes(5 * time.Second)}
+	go hs.Serve(hln) //nolint:errcheck // ends with Close
+	defer hs.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	url := "http://" + hln.Addr().String() + "/v1/routes/echo"
+	body := `{"text":"` + strings.Repeat("x", 110) + `"}`
+	b.SetParallelism(32) // 64 on 2 cores
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(url, "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body) //nolint:errcheck // drained for keep-alive
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
 }

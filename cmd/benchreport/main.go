@@ -69,6 +69,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "measure each configuration this many times, alternating servers, and report medians")
 	cores := flag.String("cores", "", "scaling mode: comma-separated core counts for the servers (e.g. 1,2)")
 	rolesOnly := flag.Bool("roles", false, "measure only what role checks cost: the Lua echo with identities, without and with 100 roles of 1,000 patterns, at 64 × 16")
+	wsOnly := flag.Bool("ws", false, "measure only the WebSocket transport: the Lua echo at 64 × 16 over TCP and over WebSocket (without and with deflate) of one server, alternating")
 	durableOnly := flag.Bool("durable", false, "measure only durable delivery: the mailbox, work queue and topic history benchmarks (go test -bench), their rounds alternating")
 	flag.Parse()
 	peerScript, openresty := peerPath(*peers, "haproxy-peer.sh"), peerPath(*peers, "openresty-peer.sh")
@@ -102,6 +103,10 @@ func main() {
 	}
 	if *rolesOnly {
 		fmt.Print(r.roles(dir, time.Duration(*seconds)*time.Second))
+		return
+	}
+	if *wsOnly {
+		fmt.Print(r.websocket(time.Duration(*seconds) * time.Second))
 		return
 	}
 	if *memoryOnly {
@@ -239,11 +244,25 @@ func median(xs []float64) float64 {
 // as a `samgw bench` process of its own on the load cores (on any core when
 // the servers have them all).
 func (r *reporter) load(addr string, c config, duration time.Duration) (bench.Result, error) {
+	ws, deflate := strings.CutSuffix(addr, "#deflate")
+	if !strings.HasPrefix(ws, "ws://") {
+		ws = ""
+	}
 	if r.serverCores == "" {
-		return bench.Run(context.Background(), bench.Config{Addr: addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128, Duration: duration, Token: r.token})
+		cfg := bench.Config{Addr: addr, Conns: c.conns, Pipeline: c.pipeline, Size: 128, Duration: duration, Token: r.token}
+		if ws != "" {
+			cfg.Dial = bench.DialWebSocket(ws, deflate)
+		}
+		return bench.Run(context.Background(), cfg)
 	}
 	args := []string{r.bin, "bench", "--addr", addr, "--conns", strconv.Itoa(c.conns),
 		"--pipeline", strconv.Itoa(c.pipeline), "--size", "128", "--duration", duration.String(), "--json"}
+	if ws != "" {
+		args = append(args, "--ws", ws)
+		if deflate {
+			args = append(args, "--ws-compress")
+		}
+	}
 	if r.token != "" {
 		args = append(args, "--token", r.token)
 	}

@@ -28,6 +28,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "size", Value: 128, Usage: "payload size in bytes"},
 			&cli.IntFlag{Name: "pipeline", Value: 1, Usage: "frames in flight per connection"},
 			&cli.StringFlag{Name: "route", Usage: "route of the frames"},
+			&cli.StringFlag{Name: "ws", Usage: "load over WebSocket instead of TCP: the URL (ws://host:port/v1/ws); --addr is then unused"},
+			&cli.BoolFlag{Name: "ws-compress", Usage: "with --ws: ask for permessage-deflate"},
 			&cli.Float64Flag{Name: "rate", Usage: "open loop: frames per second in all, latency from when each was due (0: as fast as replies allow)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
 			&cli.IntFlag{Name: "hold", Usage: "density mode: hold this many quiet connections for --duration (keepalives only, from 127.0.0.x source addresses), timing a ping every 100 ms on one more"},
@@ -71,6 +73,12 @@ func runBench(cctx *cli.Context) error {
 	if sec.TLS != nil {
 		d := &tls.Dialer{Config: sec.TLS}
 		cfg.Dial = d.DialContext
+	}
+	if url := cctx.String("ws"); url != "" {
+		if sec.TLS != nil {
+			return errors.New("--ws with TLS is not supported by the load generator: measure ws:// on loopback")
+		}
+		cfg.Dial = bench.DialWebSocket(url, cctx.Bool("ws-compress"))
 	}
 	if isTerminal(cctx.App.ErrWriter) {
 		cfg.Progress = func(p bench.Progress) {
