@@ -139,41 +139,82 @@ const maxBearerLen = 4096
 // newline inside one, white space in JSON, becomes a space, so one message
 // is never two frames); each frame written is a message. Deadlines, as the
 // wire uses them (a keep-alive timeout, a wake-up before closing), end
-// the connection when they pass during a read or write.
+// the connection when they pass: a timer closes the WebSocket, which ends
+// a read or write under way (no context per message: a context and its
+// watch per message were a tenth of the transport's cost).
 type wsConn struct {
 	ws     *websocket.Conn
 	local  net.Addr
 	remote net.Addr
-	ctx    context.Context // ends with Close
-	cancel context.CancelFunc
 
 	// The reader's (one goroutine at a time: the wire's reader).
 	first   []byte    // a frame to read before the first message (a bearer's auth)
 	msg     io.Reader // the message being read; nil between messages
-	msgDone func()    // ends msg's context
 	newline bool      // msg ended: a newline is owed
 
-	readDeadline  atomic.Int64 // Unix nanoseconds; 0: none
-	writeDeadline atomic.Int64
-	closeOnce     sync.Once
-	batch         *writeBatch // under the WebSocket's writes: one socket write a batch of frames
+	deadlines [2]wsDeadline // read, write
+	expired   atomic.Bool   // a deadline closed the WebSocket
+	closeOnce sync.Once
+	batch     *writeBatch // under the WebSocket's writes: one socket write a batch of frames
 }
 
+// wsDeadline is a deadline as a timer that ends the connection.
+type wsDeadline struct {
+	mu    sync.Mutex
+	at    int64 // Unix nanoseconds; 0: none
+	timer *time.Timer
+}
+
+const (
+	readDeadline = iota
+	writeDeadline
+)
+
 func newWSConn(ws *websocket.Conn, r *http.Request, first []byte) *wsConn {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &wsConn{ws: ws, ctx: ctx, cancel: cancel, first: first, remote: addrOf(r.RemoteAddr), local: wsAddr("local")}
+	c := &wsConn{ws: ws, first: first, remote: addrOf(r.RemoteAddr), local: wsAddr("local")}
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		c.local = a
 	}
 	return c
 }
 
-// withDeadline is ctx bounded by the deadline in d, if any.
-func (c *wsConn) withDeadline(d *atomic.Int64) (context.Context, context.CancelFunc) {
-	if n := d.Load(); n != 0 {
-		return context.WithDeadline(c.ctx, time.Unix(0, n))
+// set moves deadline d to t (zero: none); one that passes ends c.
+func (c *wsConn) set(d *wsDeadline, t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t.IsZero() {
+		d.at = 0
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+		return
 	}
-	return context.WithCancel(c.ctx)
+	d.at = t.UnixNano()
+	wait := time.Until(t)
+	if wait <= 0 {
+		c.expire()
+		return
+	}
+	if d.timer == nil {
+		d.timer = time.AfterFunc(wait, c.expire)
+		return
+	}
+	d.timer.Reset(wait)
+}
+
+// expire ends the connection for a deadline that passed.
+func (c *wsConn) expire() {
+	c.expired.Store(true)
+	c.ws.CloseNow() //nolint:errcheck // ending
+}
+
+// failure is err as the wire expects it: os.ErrDeadlineExceeded (a
+// net.Error timeout, as a socket's) when a deadline ended the connection.
+func (c *wsConn) failure(err error) error {
+	if c.expired.Load() {
+		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	}
+	return err
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -191,26 +232,22 @@ func (c *wsConn) Read(p []byte) (int, error) {
 		return 1, nil
 	}
 	if c.msg == nil {
-		ctx, done := c.withDeadline(&c.readDeadline)
-		typ, rd, err := c.ws.Reader(ctx)
+		typ, rd, err := c.ws.Reader(context.Background()) // deadlines: see set
 		if err != nil {
-			err = deadlineError(ctx, err)
-			done()
 			if s := websocket.CloseStatus(err); s == websocket.StatusNormalClosure || s == websocket.StatusGoingAway {
 				return 0, io.EOF
 			}
-			return 0, err
+			return 0, c.failure(err)
 		}
 		if typ != websocket.MessageText {
-			done()
 			c.ws.Close(websocket.StatusUnsupportedData, "binary messages are not protocol frames: send text") //nolint:errcheck // ending
 			return 0, errBinaryMessage
 		}
-		c.msg, c.msgDone = rd, done
+		c.msg = rd
 	}
 	n, err := c.msg.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("read a WebSocket message: %w", err)
+		err = c.failure(fmt.Errorf("read a WebSocket message: %w", err))
 	}
 	if i := bytes.IndexByte(p[:n], '\n'); i >= 0 {
 		for j := i; j < n; j++ {
@@ -221,7 +258,6 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF {
 		c.msg = nil
-		c.msgDone()
 		if n == 0 {
 			p[0] = '\n'
 			return 1, nil
@@ -243,19 +279,12 @@ func (c *wsConn) Buffered() bool {
 var errBinaryMessage = errors.New("gateway: a binary WebSocket message")
 
 // Write sends each frame of p (one or more, each ending in a newline) as
-// a text message of its own.
+// a text message of its own, all of them in one socket write.
 func (c *wsConn) Write(p []byte) (int, error) {
-	ctx, cancel := c.withDeadline(&c.writeDeadline)
-	defer cancel()
 	if c.batch != nil {
 		c.batch.begin()
-		defer func() {
-			if err := c.batch.end(c.writeDeadline.Load()); err != nil {
-				c.ws.CloseNow() //nolint:errcheck // the socket failed: the next read or write says so
-			}
-		}()
 	}
-	total, written := len(p), 0
+	total := len(p)
 	for len(p) > 0 {
 		frame := p
 		if i := bytes.IndexByte(p, '\n'); i >= 0 {
@@ -265,30 +294,31 @@ func (c *wsConn) Write(p []byte) (int, error) {
 			p = nil
 		}
 		if len(frame) > 0 {
-			if err := c.ws.Write(ctx, websocket.MessageText, frame); err != nil {
-				return written, deadlineError(ctx, err)
+			if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil { // deadlines: see set
+				if c.batch != nil {
+					c.batch.end() //nolint:errcheck // failing already
+				}
+				return 0, c.failure(err)
 			}
 		}
-		written = total - len(p)
+	}
+	if c.batch != nil {
+		if err := c.batch.end(); err != nil {
+			c.ws.CloseNow() //nolint:errcheck // the socket failed
+			return 0, c.failure(err)
+		}
 	}
 	return total, nil
 }
 
-// deadlineError is err, or os.ErrDeadlineExceeded (a net.Error timeout, as
-// a socket's) when ctx's deadline ended the call.
-func deadlineError(ctx context.Context, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-	}
-	return err
-}
-
-// Close closes the WebSocket with 1000 (normal closure): the protocol's
-// own close frame, if any, was written before.
+// Close closes the WebSocket at once: the protocol's own close frame, if
+// any, was written before.
 func (c *wsConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		c.cancel()
+		for i := range c.deadlines {
+			c.set(&c.deadlines[i], time.Time{})
+		}
 		err = c.ws.CloseNow()
 	})
 	return err
@@ -304,25 +334,13 @@ func (c *wsConn) SetDeadline(t time.Time) error {
 }
 
 func (c *wsConn) SetReadDeadline(t time.Time) error {
-	c.readDeadline.Store(unixNano(t))
-	if !t.IsZero() && !t.After(time.Now()) {
-		// Passed already: a read under way ends now (the wire wakes its
-		// reader this way before closing).
-		c.cancel()
-	}
+	c.set(&c.deadlines[readDeadline], t)
 	return nil
 }
 
 func (c *wsConn) SetWriteDeadline(t time.Time) error {
-	c.writeDeadline.Store(unixNano(t))
+	c.set(&c.deadlines[writeDeadline], t)
 	return nil
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }
 
 // wsAddr is an address that is only a name.
@@ -370,17 +388,14 @@ func (b *writeBatch) begin() {
 	b.mu.Unlock()
 }
 
-// end writes what the batch gathered, by the deadline (Unix nanoseconds;
-// 0: none).
-func (b *writeBatch) end(deadline int64) error {
+// end writes what the batch gathered (a write deadline that passes
+// closes the socket: see wsConn.set).
+func (b *writeBatch) end() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.batching = false
 	if len(b.buf) == 0 {
 		return nil
-	}
-	if deadline != 0 {
-		b.nc.SetWriteDeadline(time.Unix(0, deadline)) //nolint:errcheck // Write reports it
 	}
 	_, err := b.nc.Write(b.buf)
 	if cap(b.buf) > maxBatchKeep {
