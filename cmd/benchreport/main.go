@@ -355,6 +355,7 @@ type reporter struct {
 	loadCores   string                               // the load generator's; "" lets it run anywhere
 	procs       int                                  // GOMAXPROCS of samgw and workers of the peers, when pinned
 	token       string                               // the load generator authenticates with it, when set
+	pids        map[string]int                       // the samgw processes started, by address
 }
 
 // serverCommand is name args…, on the servers' cores when the report pins.
@@ -402,7 +403,27 @@ func (r *reporter) startSamgw(bin string, args ...string) string {
 	if !poll(10*time.Second, 20*time.Millisecond, func() bool { addr = listeningAddr(cmd.Process.Pid); return addr != "" }) {
 		log.Fatalf("samgw %v did not start", args)
 	}
+	if r.pids == nil {
+		r.pids = map[string]int{}
+	}
+	r.pids[addr] = cmd.Process.Pid
 	return addr
+}
+
+// cpuSeconds is the CPU time process pid has used (user and system).
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) end with ')'.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
 // listeningAddr finds the loopback TCP port process pid listens on.
