@@ -155,7 +155,9 @@ func topCounts(counts map[string]int, n int) ([]statusCount, int) {
 	for name, c := range counts {
 		out = append(out, statusCount{name, c})
 	}
-	slices.SortFunc(out, func(a, b statusCount) int { return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Name, b.Name)) })
+	slices.SortFunc(out, func(a, b statusCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Name, b.Name))
+	})
 	others := 0
 	if len(out) > n {
 		for _, c := range out[n:] {
