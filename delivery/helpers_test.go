@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var testIdentities = []string{"alice", "bob", "carol"}
 
 // startEmbedded starts an embedded JetStream in a folder of the test's.
-func startEmbedded(t *testing.T) *Embedded {
+func startEmbedded(t testing.TB) *Embedded {
 	t.Helper()
 	emb, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
@@ -48,7 +48,7 @@ func startEmbedded(t *testing.T) *Embedded {
 }
 
 // connectTo makes an in-process connection to emb, closed with the test.
-func connectTo(t *testing.T, emb *Embedded, name string) *nats.Conn {
+func connectTo(t testing.TB, emb *Embedded, name string) *nats.Conn {
 	t.Helper()
 	nc, err := emb.Connect(name)
 	if err != nil {

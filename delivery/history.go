@@ -533,7 +533,8 @@ func (h *History) Recover(ctx context.Context, topic string, since uint64, epoch
 	if r == nil {
 		return Recovery{}, fmt.Errorf("%w: topic %q keeps no history", ErrInvalid, topic)
 	}
-	if cur := r.stream.Load().epoch; epoch != "" && epoch != cur {
+	cur := r.stream.Load().epoch
+	if epoch != "" && epoch != cur {
 		pos, err := h.Last(ctx, topic)
 		return Recovery{Position: pos}, err // offsets of another history mean nothing here
 	}
@@ -546,7 +547,7 @@ func (h *History) Recover(ctx context.Context, topic string, since uint64, epoch
 	if err != nil {
 		return Recovery{}, err
 	}
-	rec := Recovery{Entries: entries, Recovered: true, Position: Position{Offset: since, Epoch: r.stream.Load().epoch}}
+	rec := Recovery{Entries: entries, Recovered: true, Position: Position{Offset: since, Epoch: cur}}
 	if len(entries) > 0 {
 		rec.Recovered = entries[0].Prev <= since
 		rec.Position.Offset = entries[len(entries)-1].Offset

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func newHistory(t *testing.T, emb *Embedded, rules ...HistoryRule) *History {
+func newHistory(t testing.TB, emb *Embedded, rules ...HistoryRule) *History {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -233,20 +233,7 @@ func TestHistoryConfig(t *testing.T) {
 // BenchmarkHistoryRecover: recoveries of 5 missed publications, 256 at
 // once, on the embedded store.
 func BenchmarkHistoryRecover(b *testing.B) {
-	emb, err := StartEmbedded(EmbeddedConfig{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := emb.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	h, err := NewHistory(context.Background(), HistoryConfig{Conn: nc, Rules: []HistoryRule{{Pattern: "room.*", Keep: 100}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := newHistory(b, startEmbedded(b), HistoryRule{Pattern: "room.*", Keep: 100})
 	var since [100]uint64
 	for i := range 100 {
 		for n := range 6 {
@@ -278,24 +265,12 @@ func BenchmarkHistoryRecover(b *testing.B) {
 // (with their predecessor checked) against plain JetStream publishes of
 // the same bytes to a stream of the same shape, one publisher each.
 func BenchmarkHistoryAppend(b *testing.B) {
-	emb, err := StartEmbedded(EmbeddedConfig{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emb.Shutdown()
-	nc, err := emb.Connect("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	emb := startEmbedded(b)
+	nc := connectTo(b, emb, "bench")
 	ctx := context.Background()
 	payload := []byte(`{"topic":"room.1","from":"c1","message":"a message of some length"}`)
 	b.Run("history", func(b *testing.B) {
-		h, err := NewHistory(ctx, HistoryConfig{Conn: nc, Rules: []HistoryRule{{Pattern: "room.*", Keep: 100}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer h.Close()
+		h := newHistory(b, emb, HistoryRule{Pattern: "room.*", Keep: 100})
 		for b.Loop() {
 			if _, err := h.Append(ctx, "room.1", payload, "pubsub", nil); err != nil {
 				b.Fatal(err)

@@ -229,9 +229,6 @@ func newEngine(cfg Config) (*Engine, error) {
 	if e.kv == nil {
 		e.kv = localKV{e.store}
 	}
-	if e.log == nil {
-		e.log = slog.Default()
-	}
 	return e, nil
 }
 
