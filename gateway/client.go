@@ -72,6 +72,12 @@ type ClientConfig struct {
 	TLS *tls.Config
 	// Token, when set, is sent in an auth frame first on every connection.
 	Token string
+	// Compress asks the server for stream compression
+	// (protocol.CompressDeflate) in the auth frame, which is then sent on
+	// every connection even without a Token. Worth it for large text
+	// (LLM output, JSON tool results); the server must know the option (a
+	// server of an earlier version cannot read what follows it).
+	Compress bool
 	// SignKey, when set, signs every data frame (see protocol.AppendSigned).
 	SignKey ed25519.PrivateKey
 	// ConnectRetry is how long Connect keeps retrying a first dial that is
@@ -262,10 +268,11 @@ func (c *Client) Connect(ctx context.Context) error {
 	}
 	w := c.startSession(nc)
 	go c.run(w)
-	if c.cfg.Token == "" {
+	if c.cfg.Token == "" && !c.cfg.Compress {
 		return nil
 	}
-	// Wait for the server to accept the token, so a wrong one fails here.
+	// Wait for the server to accept the token (and the compression), so a
+	// wrong one fails here.
 	timer := time.NewTimer(c.cfg.DialTimeout)
 	defer timer.Stop()
 	select {
@@ -394,13 +401,16 @@ func (c *Client) run(w *wire) {
 // startSession makes nc the live connection and hands it the queued frames.
 func (c *Client) startSession(nc net.Conn) *wire {
 	w := newWire(nc, &c.wcfg)
-	if c.cfg.Token != "" {
+	switch {
+	case c.cfg.Token != "":
 		var buf [512]byte
 		payload := protocol.AppendAuthPayload(buf[:0], c.cfg.Token)
 		if !c.cfg.NoResume {
 			payload = protocol.AppendResumeAuthPayload(buf[:0], c.cfg.Token)
 		}
-		w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: c.nextID(), Payload: payload}) //nolint:errcheck // a new wire accepts
+		c.sendAuth(w, payload)
+	case c.cfg.Compress:
+		c.sendAuth(w, nil)
 	}
 	c.mu.Lock()
 	c.renewSubscriptions(w)
@@ -416,6 +426,18 @@ func (c *Client) startSession(nc net.Conn) *wire {
 		c.cfg.OnConnect()
 	}
 	return w
+}
+
+// sendAuth queues the auth frame with payload, asking for compression
+// when configured: what is queued after it is compressed.
+func (c *Client) sendAuth(w *wire, payload []byte) {
+	m := &protocol.Message{Type: protocol.TypeAuth, ID: c.nextID(), Payload: payload}
+	if !c.cfg.Compress {
+		w.enqueueMessage(m) //nolint:errcheck // a new wire accepts
+		return
+	}
+	m.Payload = protocol.AppendCompressOption(payload, protocol.CompressDeflate)
+	w.deflateOutput(m) //nolint:errcheck // a new wire accepts
 }
 
 // serveSession reads from w until the connection ends and returns why.
@@ -497,6 +519,12 @@ func (c *Client) dispatch(session context.Context, w *wire, frame []byte, m *pro
 	case protocol.TypeClose:
 		return CloseCause{Kind: CloseByServer, Detail: cmp.Or(protocol.ParseClose(m.Payload), "no reason given")}
 	case protocol.TypeAuth:
+		if c.cfg.Compress && w.inflate == nil {
+			if protocol.ParseCompress(m.Payload) != protocol.CompressDeflate {
+				return CloseCause{Kind: CloseBadCompression, Detail: "the server did not agree to compression"}
+			}
+			w.inflateInput() // the server's bytes after this frame are compressed
+		}
 		c.authAnswered(m)
 		c.reportAuth(nil)
 	case protocol.TypeData, protocol.TypePong, protocol.TypeError:

@@ -50,6 +50,9 @@ const (
 	CloseTimedOut
 	// CloseInternal: a panic outside a handler; no frame.
 	CloseInternal
+	// CloseBadCompression: the compressed input is not a DEFLATE stream or
+	// inflates past what frames explain (ErrBadCompression).
+	CloseBadCompression
 )
 
 // CloseCause says why a connection ended: what its close frame says, what
@@ -74,6 +77,7 @@ var closeTexts = map[CloseKind]string{
 	CloseUnauthenticatedEvicted: ReasonUnauthenticatedEvicted,
 	CloseAuthTimeout:            ReasonAuthTimeout,
 	CloseInternal:               "internal error",
+	CloseBadCompression:         ReasonBadCompression,
 }
 
 // String is the cause as logs and callbacks see it: "keepalive timeout",
@@ -92,7 +96,7 @@ func (c CloseCause) String() string {
 		return "read failed: " + c.Detail
 	case CloseWriteFailed:
 		return "write failed: " + c.Detail
-	case CloseSlowConsumer:
+	case CloseSlowConsumer, CloseBadCompression:
 		if c.Detail != "" {
 			return closeTexts[c.Kind] + ": " + c.Detail
 		}
@@ -137,6 +141,8 @@ func readCause(err error, requested CloseCause) CloseCause {
 		return requested
 	case errors.Is(err, protocol.ErrFrameTooLarge):
 		return causeFrameTooLarge
+	case errors.Is(err, ErrBadCompression):
+		return CloseCause{Kind: CloseBadCompression}
 	case isTimeout(err):
 		return causeKeepAliveTimeout
 	case isEOF(err):

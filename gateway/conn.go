@@ -42,6 +42,7 @@ type Conn struct {
 	ip          string
 	msg         protocol.Message // the message being handled; reader goroutine only
 	value       any              // the handler's per-connection data; reader goroutine only
+	sawFrame    bool             // a frame came after the welcome; reader goroutine only
 
 	// Security state, set before the first data frame is handled and read
 	// only on the reader goroutine afterwards (identity also by Identity).
@@ -285,7 +286,9 @@ func (c *Conn) serve() {
 func (c *Conn) moveOn() {
 	// Frames already read (those that came with the auth frame) must be
 	// served first: the parker wakes only for new data.
-	if p := c.srv.parker; p != nil && c.w.reader.Buffered() == 0 && p.park(c) {
+	// A compressed connection is never parked: its inflater may hold
+	// input already read from the socket.
+	if p := c.srv.parker; p != nil && c.w.reader.Buffered() == 0 && !c.w.compressed.Load() && p.park(c) {
 		return
 	}
 	go c.resume()
@@ -406,13 +409,19 @@ func (c *Conn) audit(event, route, reason string) {
 // welcome authenticates the connection (when the server requires it) and
 // runs OnConnect; it reports whether the connection may go on to frames.
 func (c *Conn) welcome() (CloseCause, bool) {
-	byToken, authID, resume := false, "", false
+	byToken, authID, resume, compress := false, "", false, ""
 	switch {
 	case c.srv.auth != nil && c.Identity() == "":
 		c.advance(stateAuthenticating)
 		var cause CloseCause
-		if cause, byToken, authID, resume = c.authenticate(); !byToken {
+		if cause, byToken, authID, resume, compress = c.authenticate(); !byToken {
 			return cause, false
+		}
+		if compress != "" {
+			if why := c.compressionRefused(compress); why != "" {
+				return c.refuseCompression(authID, why), false
+			}
+			c.w.inflateInput() // before another frame is read
 		}
 	case c.srv.auth != nil && c.principal.Load() == nil:
 		// With identities, the file is the allow-list: a certificate from
@@ -440,7 +449,13 @@ func (c *Conn) welcome() (CloseCause, bool) {
 		if resume {
 			payload = protocol.AppendResumeAuthReply(nil, c.Identity(), resumed, pending)
 		}
-		c.w.enqueueMessage(&protocol.Message{Type: protocol.TypeAuth, ID: authID, Payload: payload}) //nolint:errcheck // closing
+		reply := &protocol.Message{Type: protocol.TypeAuth, ID: authID, Payload: payload}
+		if compress != "" {
+			reply.Payload = protocol.AppendCompressOption(payload, compress)
+			c.w.deflateOutput(reply) //nolint:errcheck // closing
+		} else {
+			c.w.enqueueMessage(reply) //nolint:errcheck // closing
+		}
 	}
 	if resumed {
 		// After the reply: the mailbox's first message follows it.
@@ -495,32 +510,32 @@ func (c *Conn) frames() (cause CloseCause, moved bool) {
 // auth timeout, and returns the frame's id for the reply (welcome sends it
 // once the connection is open). On failure the peer gets error
 // unauthorized, then close.
-func (c *Conn) authenticate() (cause CloseCause, ok bool, id string, resume bool) {
+func (c *Conn) authenticate() (cause CloseCause, ok bool, id string, resume bool, compress string) {
 	timer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() { c.w.requestClose(causeAuthTimeout) })
 	defer timer.Stop()
 	frame, err := c.w.readFrame()
 	if err != nil {
 		if cause := c.readFailed(err); cause.Kind != CloseAuthTimeout {
-			return cause, false, "", false
+			return cause, false, "", false, ""
 		}
-		return c.refuseAuth(ReasonAuthTimeout, ""), false, "", false
+		return c.refuseAuth(ReasonAuthTimeout, ""), false, "", false, ""
 	}
 	m := &c.msg
 	if err := protocol.Decode(frame, m, c.w.cfg.limits); err != nil || m.Type != protocol.TypeAuth {
-		return c.refuseAuth("the first frame must be auth", m.ID), false, "", false
+		return c.refuseAuth("the first frame must be auth", m.ID), false, "", false, ""
 	}
 	c.w.in[typeIndex(protocol.TypeAuth)].Add(1) // counted like every frame dispatch sees
 	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
 	if p == nil {
-		return c.refuseAuth("invalid token", m.ID), false, "", false
+		return c.refuseAuth("invalid token", m.ID), false, "", false, ""
 	}
 	if !timer.Stop() {
-		return c.refuseAuth(ReasonAuthTimeout, m.ID), false, "", false
+		return c.refuseAuth(ReasonAuthTimeout, m.ID), false, "", false, ""
 	}
 	c.principal.Store(p)
 	c.identity.Store(&p.name)
 	c.audit(AuditAuthOK, "", "token")
-	return CloseCause{}, true, m.ID, protocol.ParseAuthResume(m.Payload)
+	return CloseCause{}, true, m.ID, protocol.ParseAuthResume(m.Payload), protocol.ParseCompress(m.Payload)
 }
 
 // refuseAuth answers a failed authentication with error unauthorized
@@ -633,6 +648,8 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 		return false
 	}
 	c.w.in[typeIndex(m.Type)].Add(1)
+	first := !c.sawFrame
+	c.sawFrame = true
 	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		if m.Type == protocol.TypeAuth {
 			c.logger().Debug("Received auth", "id", m.ID) // its payload is a credential: never logged
@@ -648,6 +665,10 @@ func (c *Conn) dispatch(frame []byte) (closeRequested bool) {
 		}
 		c.handleData(m)
 	case protocol.TypeAuth:
+		if algo := protocol.ParseCompress(m.Payload); algo != "" {
+			c.compressAfterAuth(m, algo, first)
+			return false
+		}
 		c.reauthenticate(m)
 	case protocol.TypeAck:
 		if job, ok, err := protocol.ParseJob(m.Payload); ok && err == nil {

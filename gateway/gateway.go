@@ -68,4 +68,11 @@ const (
 	// not authenticated yet, to make room for a new one, when
 	// MaxUnauthenticated (or MaxConns) is reached.
 	ReasonUnauthenticatedEvicted = "too many unauthenticated connections"
+	// ReasonBadCompression closes a connection whose compressed input is
+	// corrupt or inflates past what its frames explain.
+	ReasonBadCompression = "invalid compressed stream"
+	// ReasonCompressionUnsupported closes a connection that asked for a
+	// stream compression the server does not speak, or on a transport that
+	// has its own (WebSocket's permessage-deflate).
+	ReasonCompressionUnsupported = "unsupported compression"
 )

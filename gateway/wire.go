@@ -129,6 +129,15 @@ type wire struct {
 	deadlineFor    int64        // lastFrame value the read deadline was last set from; reader only
 	writeDeadline  int64        // Unix nanoseconds of the write deadline set last; writer only
 
+	// Stream compression (see compress.go): compressed is set by the
+	// reader when its input turns into a DEFLATE stream (inflate is then
+	// its source); deflate and plainPrefix (the bytes of pending still sent
+	// as they are) are set under mu and used by the flusher.
+	compressed  atomic.Bool
+	inflate     *inflater
+	deflate     *deflater
+	plainPrefix int
+
 	in, out           frameCounts // frames by type
 	bytesIn, bytesOut atomic.Uint64
 }
@@ -157,12 +166,20 @@ func newWire(nc net.Conn, cfg *wireConfig) *wire {
 type deadlineReader struct{ w *wire }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
-	if err := d.beforeRead(); err != nil {
-		return 0, err
+	for {
+		if err := d.beforeRead(); err != nil {
+			return 0, err
+		}
+		n, err := d.w.nc.Read(p)
+		d.w.bytesIn.Add(uint64(n))
+		if n == 0 && err != nil && d.w.compressed.Load() && d.w.earlyTimeout(err) {
+			// Below a DEFLATE reader, which keeps the first error it sees
+			// for good: the deadline is set again here, not by readFrame.
+			d.w.deadlineFor = 0
+			continue
+		}
+		return n, err
 	}
-	n, err := d.w.nc.Read(p)
-	d.w.bytesIn.Add(uint64(n))
-	return n, err
 }
 
 // ReadReady is Read for a Reader with nothing buffered: on a plain TCP
@@ -256,7 +273,7 @@ var errRepark = errors.New("gateway: repark requested")
 // It reports whether it asked.
 func (w *wire) repark() bool {
 	last := w.lastFrame.Load()
-	if !w.reparkable.Load() || w.parkedSince.Load() == last || !w.reparkAsked.CompareAndSwap(false, true) {
+	if !w.reparkable.Load() || w.compressed.Load() || w.parkedSince.Load() == last || !w.reparkAsked.CompareAndSwap(false, true) {
 		return false
 	}
 	w.parkedSince.Store(last)
@@ -286,6 +303,9 @@ func (w *wire) readFrame() ([]byte, error) {
 		return nil, err
 	}
 	w.lastFrame.Store(clock.UnixNano())
+	if w.inflate != nil {
+		w.inflate.since = 0
+	}
 	return frame, nil
 }
 
@@ -350,6 +370,12 @@ func (w *wire) answer(t protocol.Type, encode func(dst []byte) []byte) error {
 }
 
 func (w *wire) queue(t protocol.Type, encode func(dst []byte) []byte, answer bool) error {
+	return w.queueThen(t, encode, answer, nil)
+}
+
+// queueThen is queue, calling then (when not nil) under w.mu right after
+// the frame is in pending.
+func (w *wire) queueThen(t protocol.Type, encode func(dst []byte) []byte, answer bool, then func()) error {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
@@ -359,6 +385,9 @@ func (w *wire) queue(t protocol.Type, encode func(dst []byte) []byte, answer boo
 		w.pending = writeBuffers.get()
 	}
 	w.pending = encode(w.pending)
+	if then != nil {
+		then()
+	}
 	w.out[typeIndex(t)].Add(1)
 	if t == protocol.TypeKeepAlive {
 		w.keepAliveOut.Store(time.Now().UnixNano())
@@ -405,7 +434,7 @@ type bufferedConn interface{ Buffered() bool }
 // the answers so far are written by a flusher of their own while the next
 // frames are handled, and a batch of frames gets one write.
 func (w *wire) moreBuffered() bool {
-	if w.reader.Buffered() > 0 {
+	if w.reader.Buffered() > 0 || w.inflate != nil && w.inflate.src.Buffered() > 0 {
 		return true
 	}
 	bc, ok := w.nc.(bufferedConn)
@@ -617,9 +646,11 @@ func (w *wire) flush() {
 		}
 		w.pending, w.spare = w.spare, nil
 		w.inflight = len(batch)
+		z, plain := w.deflate, w.plainPrefix
+		w.plainPrefix = 0
 		w.reaccountLocked() // the same bytes, held by the write now
 		w.mu.Unlock()
-		if err := w.write(batch); err != nil {
+		if err := w.writeBatch(batch, z, plain); err != nil {
 			cause := CloseCause{Kind: CloseWriteFailed, Detail: err.Error()}
 			if errors.Is(err, net.ErrClosed) {
 				cause = causePeerGone
@@ -641,6 +672,30 @@ func (w *wire) flush() {
 // writingEnded marks the end of all writing on w.
 func (w *wire) writingEnded() {
 	w.doneOnce.Do(func() { close(w.writerDone) })
+}
+
+// writeBatch writes a batch of frames, compressed by z (when not nil)
+// after its first plain bytes.
+func (w *wire) writeBatch(batch []byte, z *deflater, plain int) error {
+	if z == nil {
+		return w.write(batch)
+	}
+	if plain > 0 {
+		if err := w.write(batch[:plain]); err != nil {
+			return err
+		}
+		batch = batch[plain:]
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	out := writeBuffers.get()
+	out, err := z.compress(out, batch)
+	if err == nil {
+		err = w.writeOnce(out) // pacing is by frame, and the frames are in the stream now
+	}
+	writeBuffers.put(out)
+	return err
 }
 
 // write writes a batch of frames: in one write, or with framePacing in one

@@ -125,3 +125,25 @@ func TestJobField(t *testing.T) {
 		}
 	}
 }
+
+func TestCompressOption(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", `{"compress":"deflate"}`},
+		{"{}", `{"compress":"deflate"}`},
+		{`{"token":"t"}`, `{"token":"t","compress":"deflate"}`},
+		{`{"token":"t","resume":true}`, `{"token":"t","resume":true,"compress":"deflate"}`},
+	} {
+		got := string(AppendCompressOption([]byte(tc.in), CompressDeflate))
+		if got != tc.want {
+			t.Errorf("AppendCompressOption(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+		if a := ParseCompress([]byte(got)); a != CompressDeflate {
+			t.Errorf("ParseCompress(%s) = %q", got, a)
+		}
+	}
+	for _, p := range []string{`{}`, `{"compress":1}`, `{"compress":null}`, `not json`} {
+		if a := ParseCompress([]byte(p)); a != "" {
+			t.Errorf("ParseCompress(%s) = %q, want none", p, a)
+		}
+	}
+}

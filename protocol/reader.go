@@ -101,6 +101,23 @@ func (r *Reader) SetMaxFrameSize(n int) {
 // not be used after io.EOF or an oversized frame.
 func (r *Reader) Resume() { r.err = nil }
 
+// Switch makes the Reader read, from here on, what wrap makes of the rest
+// of the stream: the bytes it holds but has not returned as frames, then
+// its source. The stream changes its encoding at this point (a compressed
+// stream starts after the auth frame). The Reader keeps a buffer of its own
+// from then on: wrap's reader cannot wait without one.
+func (r *Reader) Switch(wrap func(rest io.Reader) io.Reader) {
+	rest := r.r
+	if r.start < r.end {
+		unread := bytes.Clone(r.buf[r.start:r.end])
+		rest = io.MultiReader(bytes.NewReader(unread), r.r)
+	}
+	r.r = wrap(rest)
+	r.ready, r.take, r.release = nil, nil, nil
+	r.start, r.end, r.scanned = 0, 0, 0
+	r.err = nil
+}
+
 // Buffered returns how many bytes have been read from the underlying reader
 // but not yet returned as frames.
 func (r *Reader) Buffered() int { return r.end - r.start }

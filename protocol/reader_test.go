@@ -225,3 +225,33 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+// TestReaderSwitch changes the stream's encoding after a frame: the bytes
+// already buffered behind it are read through the new decoder too.
+func TestReaderSwitch(t *testing.T) {
+	// After "first\n" every byte is upper-cased on the wire; the switch
+	// lowers it again.
+	r := NewReader(strings.NewReader("first\nSECOND\nTHIRD\n"), Limits{MaxFrameSize: 64})
+	f, err := r.ReadFrame()
+	if err != nil || string(f) != "first" {
+		t.Fatalf("first frame: %q, %v", f, err)
+	}
+	r.Switch(func(rest io.Reader) io.Reader { return lowerReader{rest} })
+	for _, want := range []string{"second", "third"} {
+		f, err := r.ReadFrame()
+		if err != nil || string(f) != want {
+			t.Fatalf("after the switch: %q, %v; want %q", f, err, want)
+		}
+	}
+	if _, err := r.ReadFrame(); err != io.EOF {
+		t.Fatalf("at the end: %v, want io.EOF", err)
+	}
+}
+
+type lowerReader struct{ r io.Reader }
+
+func (l lowerReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	copy(p[:n], bytes.ToLower(p[:n]))
+	return n, err
+}
