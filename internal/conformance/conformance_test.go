@@ -129,6 +129,7 @@ func (r *goRunner) connect(ctx context.Context, s Step) error {
 		OnDisconnect:  func(string) { r.setUp(false) },
 		OnResubscribe: r.onResubscribe,
 		ManualAck:     s.ManualAck,
+		Compress:      s.Compress,
 	}
 	if s.Worker {
 		cfg.OnJob = r.onJob

@@ -57,6 +57,8 @@ type Step struct {
 	// reconnect was answered with Recovered).
 	Topic     string `json:"topic,omitempty"`
 	Recovered *bool  `json:"recovered,omitempty"`
+	// Compress: connect asks for stream compression.
+	Compress bool `json:"compress,omitempty"`
 }
 
 // Steps returns the scenario of steps.json.

@@ -10,6 +10,7 @@ import os
 import random
 import ssl as ssl_module
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,21 @@ _PONG = '{"message":"pong"}'
 _KEEPALIVE = '{"message":"keepalive"}'
 _READ_SIZE = 64 * 1024
 
+COMPRESS_DEFLATE = "deflate"
+"""The stream compression the protocol defines: raw DEFLATE, sync-flushed."""
+
+
+def _is_auth_reply(frame: bytes) -> bool:
+    try:
+        return decode(frame).type == "auth"
+    except SamgwError:
+        return False
+
+
+def _agrees_to_compress(frame: bytes) -> bool:
+    m = decode(frame)
+    return isinstance(m.payload, dict) and m.payload.get("compress") == COMPRESS_DEFLATE
+
 
 def tls_context(ca: str | None = None, cert: str | None = None, key: str | None = None) -> ssl_module.SSLContext:
     """A client TLS context: verify the server with ca (default: the system
@@ -59,6 +75,28 @@ class _Session:
         self.mailbox_worker: asyncio.Task[None] | None = None  # hands them on, in order
         self.to_ack = 0  # the highest mailbox seq handled and not yet acked
         self.jobs: set[asyncio.Task[None]] = set()  # job handlers running for it
+        # Stream compression ("compress": "deflate"): what this client sends
+        # after its auth frame is one raw DEFLATE stream, sync-flushed at
+        # every write; what the server sends after its auth reply, likewise.
+        self.deflate: Any = None  # zlib compressor, once the auth frame asked
+        self.inflate: Any = None  # zlib decompressor, once the server agreed
+
+    def write(self, data: bytes) -> None:
+        """Writes frames, compressed once the auth frame asked for it."""
+        if self.deflate is not None:
+            data = self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.writer.write(data)
+
+    def start_compression(self) -> None:
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+
+    def inflated(self, chunk: bytes) -> list[bytes]:
+        """What the compressed chunk inflates to, in pieces of at most
+        _READ_SIZE (a small chunk may inflate a thousandfold)."""
+        out = [self.inflate.decompress(chunk, _READ_SIZE)]
+        while self.inflate.unconsumed_tail:
+            out.append(self.inflate.decompress(self.inflate.unconsumed_tail, _READ_SIZE))
+        return out
 
 
 class Client:
@@ -84,7 +122,8 @@ class Client:
                  server_hostname: str | None = None, token: str | None = None,
                  sign_key: Any = None, resume: bool = True, manual_ack: bool = False,
                  dedupe_window: int = 4096, servers: list[str] | None = None,
-                 job_progress_every: float = 10.0, topic_route: str = "pubsub") -> None:
+                 job_progress_every: float = 10.0, topic_route: str = "pubsub",
+                 compress: bool = False) -> None:
         for name, v in (("keepalive_interval", keepalive_interval), ("keepalive_timeout", keepalive_timeout),
                         ("max_frame_size", max_frame_size), ("queue_size", queue_size),
                         ("connect_timeout", connect_timeout), ("linger_timeout", linger_timeout),
@@ -114,6 +153,10 @@ class Client:
         self._token = token
         self._sign_key = load_sign_key(sign_key) if sign_key is not None else None
         self._resume = resume
+        # compress asks the server for stream compression in the auth frame
+        # (sent then even without a token): worth it for large text. The
+        # server must know the option.
+        self._compress = compress
         self._manual_ack = manual_ack
         self._dedupe_window = dedupe_window
         self._job_progress_every = job_progress_every
@@ -211,7 +254,7 @@ class Client:
         s = self._session
         if s is None or s.lost is not None:
             raise SamgwError(errors.CONNECTION_LOST, f"{type} of job {job}: not connected (the job went back to its queue)")
-        s.writer.write(_job_frame(type, job, self._next_id()))
+        s.write(_job_frame(type, job, self._next_id()))
 
     # --- public API ---
 
@@ -228,7 +271,7 @@ class Client:
             self._finish()
             raise SamgwError(errors.CONNECT_FAILED, f"connect to {self._where()}: {e or type(e).__name__}") from e
         loop = asyncio.get_running_loop()
-        if self._token:
+        if self._token or self._compress:
             self._auth = loop.create_future()
         self._start_session(reader, writer)
         self._run_task = asyncio.create_task(self._run())
@@ -278,7 +321,7 @@ class Client:
         s = self._session
         if s is not None and s.lost is None:
             close = encode_frame("close", self._next_id(), _now(), payload_text({"reason": reason}))
-            s.writer.write(close)
+            s.write(close)
         if self._run_task is not None and not self._run_task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._run_task), self.linger_timeout)
@@ -380,7 +423,7 @@ class Client:
         if s is not None and s.lost is None:
             if s.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
                 raise SamgwError(errors.QUEUE_FULL, f"more than {MAX_UNSENT_BYTES} bytes wait for the server to read them")
-            s.writer.write(frame)
+            s.write(frame)
             return
         if len(self._queue) >= self.queue_size:
             raise SamgwError(errors.QUEUE_FULL, f"{self.queue_size} frames already wait for a connection")
@@ -435,19 +478,25 @@ class Client:
         self._session = s
         self._last_activity = time.time()
         self._last_server_error = None
-        if self._token:
-            auth: dict[str, Any] = {"token": self._token}
-            if self._resume:
-                auth["resume"] = True
-            writer.write(encode_frame("auth", self._next_id(), _now(), payload_text(auth)))
+        if self._token or self._compress:
+            auth: dict[str, Any] = {}
+            if self._token:
+                auth["token"] = self._token
+                if self._resume:
+                    auth["resume"] = True
+            if self._compress:
+                auth["compress"] = COMPRESS_DEFLATE
+            s.write(encode_frame("auth", self._next_id(), _now(), payload_text(auth)))
+            if self._compress:
+                s.start_compression()  # everything after the auth frame
         self._renewing = {}  # the last connection's are never answered
         for topic in self._topics:
             id = self._next_id()
             self._renewing[id] = topic
-            writer.write(self._frame("data", id, self._subscribe_request(topic), self.topic_route))
+            s.write(self._frame("data", id, self._subscribe_request(topic), self.topic_route))
         queued, self._queue = self._queue, []
         for _, frame in queued:
-            writer.write(frame)
+            s.write(frame)
         self._emit("connect")
 
     async def _run(self) -> None:
@@ -507,7 +556,7 @@ class Client:
                 if not chunk:
                     return "connection closed by the server"
                 try:
-                    frames = s.frames.push(chunk)
+                    frames, compressed = self._split(s, chunk)
                 except SamgwError as e:
                     self._emit("error", e)
                     return e.detail
@@ -518,15 +567,49 @@ class Client:
                     reason = self._dispatch(s, frame)
                     if reason is not None:
                         return reason
+                if compressed:
+                    # The server's bytes after its auth reply are compressed:
+                    # the rest of this chunk too.
+                    try:
+                        frames, _ = self._split(s, compressed)
+                    except SamgwError as e:
+                        self._emit("error", e)
+                        return e.detail
+                    for frame in frames:
+                        reason = self._dispatch(s, frame)
+                        if reason is not None:
+                            return reason
         finally:
             keepalive.cancel()
             s.writer.close()
+
+    def _split(self, s: _Session, chunk: bytes) -> tuple[list[bytes], bytes]:
+        """The frames a chunk completes. Until the server's auth reply on a
+        connection that asked for compression, the frames stop after that
+        reply, and the bytes after it are returned too."""
+        if s.inflate is not None:
+            frames = []
+            try:
+                for piece in s.inflated(chunk):
+                    frames += s.frames.push(piece)
+            except zlib.error as e:
+                raise SamgwError(errors.INVALID_MESSAGE, f"invalid compressed stream: {e}") from e
+            return frames, b""
+        if s.deflate is None:
+            return s.frames.push(chunk), b""
+        frames, rest = s.frames.push_until(chunk, _is_auth_reply)
+        if rest is None:
+            return frames, b""
+        if not _agrees_to_compress(frames[-1]):
+            raise SamgwError(errors.INVALID_MESSAGE, "the server did not agree to compression")
+        s.inflate = zlib.decompressobj(-15)
+        return frames, rest
 
     async def _keepalive(self, s: _Session) -> None:
         while True:
             await asyncio.sleep(self.keepalive_interval)
             if s.lost is None and s.writer.transport.get_write_buffer_size() <= MAX_CONTROL_BACKLOG:
-                s.writer.write(encode_frame("keepalive", self._next_id(), _now(), _KEEPALIVE))
+                s.write(encode_frame("keepalive", self._next_id(), _now(), _KEEPALIVE))
 
     def _dispatch(self, s: _Session, frame: bytes) -> str | None:
         """Handles one frame; returns a reason when the server closed."""
@@ -543,7 +626,7 @@ class Client:
             # per ping, without end: past the backlog, pongs are dropped (its
             # own keep-alive timeout decides about us).
             if s.writer.transport.get_write_buffer_size() <= MAX_CONTROL_BACKLOG:
-                s.writer.write(encode_frame("pong", m.id or self._next_id(), _now(), _PONG))
+                s.write(encode_frame("pong", m.id or self._next_id(), _now(), _PONG))
             self._emit("ping", m)
             return None
         if m.type == "close":
@@ -615,7 +698,7 @@ class Client:
         while s.mailbox and s.lost is None:
             await self._mailbox_message(s, s.mailbox.popleft())
             if not s.mailbox and s.to_ack and s.lost is None:
-                s.writer.write(_ack_frame(s.to_ack, self._next_id()))
+                s.write(_ack_frame(s.to_ack, self._next_id()))
                 s.to_ack = 0
 
     async def _mailbox_message(self, s: _Session, m: Message) -> None:
@@ -647,7 +730,7 @@ class Client:
             while True:
                 await asyncio.sleep(self._job_progress_every)
                 if s.lost is None:
-                    s.writer.write(_job_frame("progress", job.id, self._next_id()))
+                    s.write(_job_frame("progress", job.id, self._next_id()))
 
         beat = asyncio.ensure_future(progress())
         answer = "ack"
@@ -663,7 +746,7 @@ class Client:
         finally:
             beat.cancel()
         if s.lost is None:
-            s.writer.write(_job_frame(answer, job.id, self._next_id()))
+            s.write(_job_frame(answer, job.id, self._next_id()))
 
     def ack(self, seq: int) -> None:
         """Acks the mailbox messages up to seq (cumulative); only needed with
@@ -674,7 +757,7 @@ class Client:
         s = self._session
         if s is None or s.lost is not None:
             raise SamgwError(errors.CONNECTION_LOST, f"ack {seq}: not connected (the message comes again after the reconnect)")
-        s.writer.write(_ack_frame(seq, self._next_id()))
+        s.write(_ack_frame(seq, self._next_id()))
 
     def _lose(self, s: _Session, reason: str) -> None:
         """Ends session s: requests whose frames were written fail."""

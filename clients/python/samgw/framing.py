@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .errors import FRAME_TOO_LARGE, SamgwError
 
 
@@ -24,25 +26,52 @@ class FrameReader:
             nl = chunk.find(b"\n", start)
             if nl < 0:
                 break
-            if self._buf:
-                self._buf += chunk[start:nl]
-                frame = bytes(self._buf)
-                self._buf.clear()
-            else:
-                frame = chunk[start:nl]
+            frame = self._complete(chunk, start, nl)
             start = nl + 1
-            if frame.endswith(b"\r"):
-                frame = frame[:-1]
-            if len(frame) > self._max:
-                raise _too_large(self._max)
             if frame:
                 frames.append(frame)
+        self._keep(chunk, start)
+        return frames
+
+    def push_until(self, chunk: bytes, stop: Callable[[bytes], bool]) -> tuple[list[bytes], bytes | None]:
+        """Like push, but stops after the first frame stop() is true of (it
+        is the last one returned) and returns the rest of the chunk after
+        it, unread: the stream changes its encoding there. The rest is None
+        when no frame stopped it."""
+        frames: list[bytes] = []
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                break
+            frame = self._complete(chunk, start, nl)
+            start = nl + 1
+            if frame:
+                frames.append(frame)
+                if stop(frame):
+                    return frames, chunk[start:]
+        self._keep(chunk, start)
+        return frames, None
+
+    def _complete(self, chunk: bytes, start: int, nl: int) -> bytes:
+        if self._buf:
+            self._buf += chunk[start:nl]
+            frame = bytes(self._buf)
+            self._buf.clear()
+        else:
+            frame = chunk[start:nl]
+        if frame.endswith(b"\r"):
+            frame = frame[:-1]
+        if len(frame) > self._max:
+            raise _too_large(self._max)
+        return frame
+
+    def _keep(self, chunk: bytes, start: int) -> None:
         rest = len(chunk) - start
         if rest:
             if len(self._buf) + rest > self._max + 1:  # +1: a "\r" may end it
                 raise _too_large(self._max)
             self._buf += chunk[start:]
-        return frames
 
 
 def _too_large(limit: int) -> SamgwError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import zlib
 import time
 import unittest
 from typing import Any
@@ -132,6 +133,45 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual((await errors.first(1))[0].code, "frame_too_large")
         self.assertIn("longer than 1024 bytes", (await lost.first(1))[0])
         await disconnect_via(c, await self.srv.accept(1))
+
+    async def test_compression_after_the_auth_frame(self) -> None:
+        c = Client(port=self.srv.port, token="t", resume=False, compress=True)
+        data = Events(c, "data")
+        connecting = asyncio.create_task(c.connect())
+        peer = await self.srv.accept(0)
+        auth = await peer.next("auth")
+        self.assertEqual(auth["payload"], {"token": "t", "compress": "deflate"})
+        # The agreeing reply and, in the same write, the first compressed frame.
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        reply = frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": "a", "compress": "deflate"}})
+        peer.write(reply + z.compress(frame({"type": "data", "payload": "squeezed " * 50})) + z.flush(zlib.Z_SYNC_FLUSH))
+        await asyncio.wait_for(connecting, WAIT)
+        self.assertEqual([m.payload for m in await data.first(1)], ["squeezed " * 50])
+        # What the client sends now is one raw DEFLATE stream.
+        c.send({"n": 1, "text": "repeated " * 100})
+        d = zlib.decompressobj(-15)
+        wire, plain = 0, b""
+        while b"\n" not in plain:
+            chunk = await asyncio.wait_for(peer.reader.read(1 << 16), WAIT)
+            self.assertTrue(chunk, "the client hung up")
+            wire += len(chunk)
+            plain += d.decompress(chunk)
+        sent = json.loads(plain.split(b"\n")[0])
+        self.assertEqual(sent["payload"], {"n": 1, "text": "repeated " * 100})
+        self.assertLess(wire * 5, len(plain), "compressed on the wire")
+        task = asyncio.create_task(c.disconnect("bye"))
+        peer.writer.close()
+        await asyncio.wait_for(task, WAIT)
+
+    async def test_compression_refused(self) -> None:
+        c = Client(port=self.srv.port, compress=True, reconnect=False)
+        connecting = asyncio.create_task(c.connect())
+        peer = await self.srv.accept(0)
+        auth = await peer.next("auth")
+        self.assertEqual(auth["payload"], {"compress": "deflate"})
+        peer.write(frame({"type": "auth", "id": auth["id"], "payload": {"ok": True, "identity": ""}}))
+        with self.assertRaises(SamgwError):
+            await asyncio.wait_for(connecting, WAIT)
 
     async def test_keepalive_and_pong(self) -> None:
         c = Client(port=self.srv.port, keepalive_interval=0.03)

@@ -144,6 +144,8 @@ class Runner:
             opts["sign_key"] = Path(fx["sign_keys"][s["sign"]]).read_bytes()
         if s.get("manual_ack"):
             opts["manual_ack"] = True
+        if s.get("compress"):
+            opts["compress"] = True
         c = Client(host, port, **opts)
         self.attempts, self.jobs_done = {}, set()
         if s.get("worker"):
