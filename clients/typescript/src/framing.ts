@@ -15,6 +15,16 @@ export class FrameReader {
 
   /** push takes the next chunk and returns the frames it completed. */
   push(chunk: Buffer): Buffer[] {
+    return this.pushUntil(chunk)[0];
+  }
+
+  /**
+   * pushUntil is push that stops after the first frame stop is true of
+   * (the last one returned) and returns the rest of the chunk after it,
+   * unread: the stream changes its encoding there (compression after the
+   * auth reply). The rest is undefined when no frame stopped it.
+   */
+  pushUntil(chunk: Buffer, stop?: (frame: Buffer) => boolean): [Buffer[], Buffer | undefined] {
     const frames: Buffer[] = [];
     let start = 0;
     for (;;) {
@@ -32,7 +42,10 @@ export class FrameReader {
       start = nl + 1;
       if (frame.length > 0 && frame[frame.length - 1] === 0x0d) frame = frame.subarray(0, frame.length - 1);
       if (frame.length > this.maxFrameSize) throw tooLarge(this.maxFrameSize);
-      if (frame.length > 0) frames.push(frame);
+      if (frame.length > 0) {
+        frames.push(frame);
+        if (stop?.(frame)) return [frames, chunk.subarray(start)];
+      }
     }
     if (start < chunk.length) {
       const rest = chunk.length - start;
@@ -41,7 +54,7 @@ export class FrameReader {
       this.parts.push(Buffer.from(chunk.subarray(start)));
       this.partLen += rest;
     }
-    return frames;
+    return [frames, undefined];
   }
 }
 
@@ -49,37 +62,4 @@ function tooLarge(max: number): SamgwError {
   return new SamgwError(ClientCode.FrameTooLarge, `the server sent a frame longer than ${max} bytes`);
 }
 
-/** MAX_DEPTH is the deepest nesting of arrays and objects a frame may have
- * (the message object is level 1), as the server's protocol.DefaultMaxDepth. */
-export const MAX_DEPTH = 64;
-
-/**
- * nestedDeeperThan reports whether the JSON text in frame nests arrays and
- * objects deeper than max, outside strings. A frame with fewer brackets
- * than that cannot, so the scan runs only for the rare frame that might:
- * JSON.parse of a frame nested 100,000 deep recurses that deep.
- */
-export function nestedDeeperThan(frame: Buffer, max: number): boolean {
-  let brackets = 0;
-  for (let i = 0; i < frame.length && brackets <= max; i++) {
-    const b = frame[i];
-    if (b === 0x5b || b === 0x7b) brackets++;
-  }
-  if (brackets <= max) return false;
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < frame.length; i++) {
-    const b = frame[i];
-    if (inString) {
-      if (b === 0x5c) i++; // the escaped byte
-      else if (b === 0x22) inString = false;
-    } else if (b === 0x22) {
-      inString = true;
-    } else if (b === 0x5b || b === 0x7b) {
-      if (++depth > max) return true;
-    } else if (b === 0x5d || b === 0x7d) {
-      depth--;
-    }
-  }
-  return false;
-}
+export { MAX_DEPTH, nestedDeeperThan } from './depth.js';

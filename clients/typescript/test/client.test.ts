@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import * as zlib from 'node:zlib';
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { Client, FrameReader, SamgwError, TCPClient, signedBytes, type Message } from '../src/index.js';
 import { FakeServer, Lines, withDeadline } from './harness.js';
@@ -328,8 +329,8 @@ test('a ping flood from a server that never reads: the pong backlog stays bounde
     if (!s.write(burst)) await withDeadline(once(s, 'drain'), 10_000, 'the client to read the pings');
   }
   await pings.next(rounds * 10_000);
-  const session = (c as unknown as { session?: { socket: { writableLength: number } } }).session;
-  const backlog = session!.socket.writableLength;
+  const session = (c as unknown as { session?: { link: { backlog(): number } } }).session;
+  const backlog = session!.link.backlog();
   assert.ok(backlog <= (64 << 10) + 256, `the client holds ${backlog} bytes of pongs`);
   assert.equal(c.isConnected(), true);
   await c.disconnect();
@@ -432,4 +433,67 @@ test('servers: a dial that fails moves on to the next server; a lost connection 
   assert.throws(() => new Client({ servers: ['nohost'] }), RangeError);
   const none = new Client({ servers: [`127.0.0.1:${downPort}`, `127.0.0.1:${downPort}`], reconnect: false });
   await assert.rejects(none.connect(), (e: SamgwError) => e.code === 'connect_failed' && e.message.split('ECONNREFUSED').length === 3);
+});
+
+/** bytesUntil resolves with what socket has received once has(bytes) is true of it. */
+function bytesUntil(socket: import('node:net').Socket, has: (b: Buffer) => boolean): Promise<Buffer> {
+  let got = Buffer.alloc(0);
+  return withDeadline(new Promise<Buffer>((resolve) => {
+    const on = (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (has(got)) {
+        socket.off('data', on);
+        resolve(got);
+      }
+    };
+    socket.on('data', on);
+  }), 10_000, 'bytes from the client');
+}
+
+test('compress: raw DEFLATE after the auth frame, and after the auth reply that agrees', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, token: 't', resume: false, compress: true, reconnect: false });
+  const data = collect<Message>(c, 'data');
+  const connecting = c.connect();
+  const s = await srv.accept(0);
+  const first = await bytesUntil(s, (b) => b.includes(0x0a));
+  const auth = JSON.parse(first.subarray(0, first.indexOf(0x0a)).toString()) as { id: string; payload: unknown };
+  assert.deepEqual(auth.payload, { token: 't', compress: 'deflate' });
+  // The agreeing reply and, in the same write, a compressed push.
+  const push = zlib.deflateRawSync(frame({ type: 'data', payload: 'squeezed '.repeat(50) }), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  s.write(Buffer.concat([Buffer.from(frame({ type: 'auth', id: auth.id, payload: { ok: true, identity: 'a', compress: 'deflate' } })), push]));
+  await connecting;
+  assert.deepEqual((await data.next(1)).map((m) => m.payload), ['squeezed '.repeat(50)]);
+  // What the client sends now is one raw DEFLATE stream.
+  const inflate = zlib.createInflateRaw();
+  let plain = '';
+  inflate.on('data', (d: Buffer) => (plain += d.toString()));
+  let wire = 0;
+  s.on('data', (d: Buffer) => {
+    wire += d.length;
+    inflate.write(d);
+  });
+  c.send({ n: 1, text: 'repeated '.repeat(100) });
+  await withDeadline((async () => {
+    while (!plain.includes('\n')) await once(inflate, 'data');
+  })(), 10_000, 'the compressed frame');
+  const sent = JSON.parse(plain.slice(0, plain.indexOf('\n'))) as { payload: unknown };
+  assert.deepEqual(sent.payload, { n: 1, text: 'repeated '.repeat(100) });
+  assert.ok(wire * 5 < plain.length, `${plain.length} bytes took ${wire} on the wire`);
+  s.destroy();
+  await c.disconnect();
+  await srv.close();
+});
+
+test('compress: a reply that does not agree fails connect', async () => {
+  const srv = await FakeServer.start();
+  const c = new Client({ port: srv.port, compress: true, reconnect: false });
+  const connecting = c.connect();
+  const s = await srv.accept(0);
+  const first = await bytesUntil(s, (b) => b.includes(0x0a));
+  const auth = JSON.parse(first.subarray(0, first.indexOf(0x0a)).toString()) as { id: string; payload: unknown };
+  assert.deepEqual(auth.payload, { compress: 'deflate' });
+  s.write(frame({ type: 'auth', id: auth.id, payload: { ok: true, identity: '' } }));
+  await assert.rejects(connecting, /did not agree to compression/);
+  await srv.close();
 });

@@ -22,6 +22,7 @@ interface Step {
   to?: string;
   id?: string;
   manual_ack?: boolean;
+  compress?: boolean;
   expect_pending?: number;
   ids?: string[];
   worker?: boolean;
@@ -151,6 +152,7 @@ class Runner {
     }
     if (s.sign) opts.signKey = readFileSync(fx.sign_keys[s.sign]!);
     if (s.manual_ack) opts.manualAck = true;
+    if (s.compress) opts.compress = true;
     const c = new Client(opts);
     this.attempts.clear();
     this.jobsDone.clear();
