@@ -48,6 +48,11 @@ type Fixture struct {
 	Tokens map[string]string `json:"tokens"`
 	// SignKeys maps an identity to its Ed25519 private key (PKCS#8 PEM).
 	SignKeys map[string]string `json:"sign_keys"`
+	// HTTP is the plain server's --http-listen (WebSocket at /v1/ws, which
+	// allows pages from http://127.0.0.1:*), Metrics its --metrics-listen
+	// (/status): for the browser test.
+	HTTP    string `json:"http"`
+	Metrics string `json:"metrics"`
 }
 
 // CertFiles is a client certificate and its key.
@@ -93,7 +98,15 @@ func Start(ctx context.Context, bin, dir, scripts string, logs io.Writer) (*Serv
 	}
 	common := []string{"--scripts", scripts, "--identities", filepath.Join(dir, "identities.yaml"),
 		"--shutdown-timeout", "3s", "--log-level", "warn"}
-	s.args[ServerPlain] = append(append([]string{}, common...), "--topic-history", "news.*=100")
+	var err error
+	if s.Fixture.HTTP, err = freePort(); err != nil {
+		return nil, err
+	}
+	if s.Fixture.Metrics, err = freePort(); err != nil {
+		return nil, err
+	}
+	s.args[ServerPlain] = append(append([]string{}, common...), "--topic-history", "news.*=100",
+		"--http-listen", s.Fixture.HTTP, "--ws-origins", "http://127.0.0.1:*", "--metrics-listen", s.Fixture.Metrics)
 	s.args[ServerTLS] = append(append([]string{}, common...), "--tls-cert", filepath.Join(dir, "server.pem"),
 		"--tls-key", filepath.Join(dir, "server-key.pem"), "--tls-client-ca", s.Fixture.CA)
 	for _, name := range []string{ServerPlain, ServerTLS} {

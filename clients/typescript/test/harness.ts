@@ -17,6 +17,8 @@ export interface Fixture {
   certs: Record<string, { cert: string; key: string }>;
   tokens: Record<string, string>;
   sign_keys: Record<string, string>;
+  http: string;
+  metrics: string;
 }
 
 /** Harness runs `go run ./internal/conformance/cmd/harness` and talks to it. */
