@@ -20,18 +20,7 @@ class FrameReader:
 
     def push(self, chunk: bytes) -> list[bytes]:
         """Takes the next chunk and returns the frames it completed."""
-        frames: list[bytes] = []
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                break
-            frame = self._complete(chunk, start, nl)
-            start = nl + 1
-            if frame:
-                frames.append(frame)
-        self._keep(chunk, start)
-        return frames
+        return self.push_until(chunk, _never)[0]
 
     def push_until(self, chunk: bytes, stop: Callable[[bytes], bool]) -> tuple[list[bytes], bytes | None]:
         """Like push, but stops after the first frame stop() is true of (it
@@ -72,6 +61,10 @@ class FrameReader:
             if len(self._buf) + rest > self._max + 1:  # +1: a "\r" may end it
                 raise _too_large(self._max)
             self._buf += chunk[start:]
+
+
+def _never(frame: bytes) -> bool:
+    return False
 
 
 def _too_large(limit: int) -> SamgwError:
