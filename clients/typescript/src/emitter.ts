@@ -52,7 +52,8 @@ export class Emitter<Events extends { [K in keyof Events]: unknown[] }> {
   emit<K extends keyof Events & string>(name: K, ...args: Events[K]): boolean {
     const list = this.listeners.get(name);
     if (!list || list.length === 0) return false;
-    for (const e of [...list]) e.fn(...args);
+    if (list.length === 1) list[0]!.fn(...args);
+    else for (const e of [...list]) e.fn(...args);
     return true;
   }
 
