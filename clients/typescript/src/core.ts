@@ -354,7 +354,9 @@ export class ClientCore extends Emitter<ClientEvents> {
     if (s && !s.lost && !s.link!.closed) {
       const ended = new Promise<void>((resolve) => (this.endWait = resolve));
       s.link!.write(encodeFrame({ type: 'close', id: this.nextId(), timestamp: Date.now(), payloadText: JSON.stringify({ reason }) }));
-      const linger = setTimeout(() => s.link!.close(), this.opts.lingerTimeout);
+      // Past the linger, the connection is cut and lost here (a link closed
+      // by its owner reports nothing more).
+      const linger = setTimeout(() => this.lose(s, 'connection closed'), this.opts.lingerTimeout);
       await ended;
       clearTimeout(linger);
     }
