@@ -146,14 +146,10 @@ func (c *Conn) compressAfterAuth(m *protocol.Message, algo string, first bool) {
 		c.w.requestClose(c.refuseCompression(m.ID, why))
 		return
 	}
-	if token := protocol.ParseAuthToken(m.Payload); token != "" && c.srv.auth != nil {
-		if p := c.srv.auth.byToken(token); p == nil || p.name != c.Identity() {
-			c.srv.counters.authFailures.Add(1)
-			c.audit(AuditAuthFailed, "", "token does not match the connection's identity")
-			c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeUnauthorized, "the token does not match this connection's identity")) //nolint:errcheck // closing
-			c.w.requestClose(CloseCause{Kind: CloseUnauthorized, Detail: "token does not match"})
-			return
-		}
+	if protocol.ParseAuthToken(m.Payload) != "" && c.srv.auth != nil && c.refuseForeignToken(m) {
+		// Its bytes after this frame are compressed: nothing more can be read.
+		c.w.requestClose(CloseCause{Kind: CloseUnauthorized, Detail: "token does not match"})
+		return
 	}
 	c.w.inflateInput()
 	payload := protocol.AppendCompressOption(protocol.AppendAuthReply(nil, c.Identity()), algo)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -78,16 +77,7 @@ func BenchmarkCompressedEcho(b *testing.B) {
 }
 
 func benchCompressedEcho(b *testing.B, payload func(*rand.Rand) any, compress bool) {
-	srv, err := NewServer(Config{Handler: echoHandler(), Logger: quietLogger(), KeepAliveInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	defer srv.Shutdown(context.Background())
+	srv, ln := benchEchoServer(b)
 	r := rand.New(rand.NewPCG(1, 2))
 	payloads := make([]json.RawMessage, 1024)
 	for i := range payloads {
@@ -96,6 +86,7 @@ func benchCompressedEcho(b *testing.B, payload func(*rand.Rand) any, compress bo
 	const clients = 8
 	cs := make([]*Client, clients)
 	for i := range cs {
+		var err error
 		cs[i], err = NewClient(ClientConfig{Addr: ln.Addr().String(), Compress: compress, Logger: quietLogger(), KeepAliveInterval: time.Hour})
 		if err != nil {
 			b.Fatal(err)

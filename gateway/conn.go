@@ -563,14 +563,23 @@ func (c *Conn) reauthenticate(m *protocol.Message) {
 		c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeInvalidMessage, "authentication is not enabled on this server")) //nolint:errcheck // closing
 		return
 	}
-	p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload))
-	if p == nil || p.name != c.Identity() {
-		c.srv.counters.authFailures.Add(1)
-		c.audit(AuditAuthFailed, "", "token does not match the connection's identity")
-		c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeUnauthorized, "the token does not match this connection's identity")) //nolint:errcheck // closing
+	if c.refuseForeignToken(m) {
 		return
 	}
-	c.replyAuth(m.ID, p.name)
+	c.replyAuth(m.ID, c.Identity())
+}
+
+// refuseForeignToken answers an auth frame on an open connection whose
+// token does not name the connection's identity with error unauthorized
+// (counted and audited), and reports whether it did.
+func (c *Conn) refuseForeignToken(m *protocol.Message) bool {
+	if p := c.srv.auth.byToken(protocol.ParseAuthToken(m.Payload)); p != nil && p.name == c.Identity() {
+		return false
+	}
+	c.srv.counters.authFailures.Add(1)
+	c.audit(AuditAuthFailed, "", "token does not match the connection's identity")
+	c.w.enqueueError(m.ID, protocol.Errorf(protocol.CodeUnauthorized, "the token does not match this connection's identity")) //nolint:errcheck // closing
+	return true
 }
 
 // admit applies the connection's limits to a data frame: rate, route access

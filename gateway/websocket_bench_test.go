@@ -24,16 +24,7 @@ import (
 // sharing the cores.
 func BenchmarkEchoTransports(b *testing.B) {
 	const conns, inFlight = 64, 16
-	srv, err := NewServer(Config{Handler: echoHandler(), Logger: quietLogger(), KeepAliveInterval: time.Hour, MaxConns: 1000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	defer srv.Shutdown(context.Background())
+	srv, ln := benchEchoServer(b)
 	ws, err := srv.WebSocket(WebSocketConfig{Compression: true})
 	if err != nil {
 		b.Fatal(err)
@@ -154,4 +145,21 @@ func BenchmarkHTTPCalls(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// benchEchoServer serves the echo handler on a loopback port until the
+// benchmark ends.
+func benchEchoServer(b *testing.B) (*Server, net.Listener) {
+	b.Helper()
+	srv, err := NewServer(Config{Handler: echoHandler(), Logger: quietLogger(), KeepAliveInterval: time.Hour, MaxConns: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)                                         //nolint:errcheck // ends with Shutdown
+	b.Cleanup(func() { srv.Shutdown(context.Background()) }) //nolint:errcheck // the benchmark is over
+	return srv, ln
 }
